@@ -1,0 +1,59 @@
+//! One run of a function: its input, output or error, and timings.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Enum", enum_name = "execution_status")]
+pub enum ExecutionStatus {
+    #[sea_orm(string_value = "PENDING")]
+    Pending,
+    #[sea_orm(string_value = "RUNNING")]
+    Running,
+    #[sea_orm(string_value = "COMPLETED")]
+    Completed,
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+}
+
+impl ExecutionStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "executions")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub function_id: Uuid,
+    pub input: Option<Json>,
+    pub output: Option<Json>,
+    pub status: ExecutionStatus,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error_message: Option<String>,
+    /// Console output (`console.log`, `trace`) captured during the run.
+    pub logs: Option<Json>,
+    pub started_at: Option<DateTimeUtc>,
+    pub completed_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::function::Entity",
+        from = "Column::FunctionId",
+        to = "super::function::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Function,
+}
+
+impl Related<super::function::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Function.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,167 @@
+// Long-lived AssemblyScript compiler process, driven by server/src/compile/asc.rs.
+//
+// Protocol (JSON lines):
+//   startup  -> {"ready":true,"compilerVersion":"assemblyscript X; json-as Y"}
+//               or {"ready":false,"error":"..."} when the toolchain cannot be loaded
+//   stdin    <- {"id":<number>,"source":"<AssemblyScript source>"}
+//   stdout   -> {"id":n,"ok":true,"wasm":"<base64>"} | {"id":n,"ok":false,"error":"<diagnostics>"}
+//
+// The user's source is held in memory as the entry file `index.ts`; library files
+// come from node_modules; the .wasm output is captured in memory (no temp files).
+// Requests are handled strictly one at a time. Nothing but protocol lines is
+// written to stdout: all console output (compiler, binaryen, transform) goes to stderr.
+
+import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const COMPILER_DIR = path.dirname(fileURLToPath(import.meta.url));
+const ENTRY = "index.ts";
+const OUT = "index.wasm";
+const FLAGS = ["--exportRuntime", "--runtime", "incremental", "--optimize", "--noColors"];
+
+// ---- stdout discipline ------------------------------------------------------
+// Keep the real stdout writer for protocol lines and send everything else to stderr.
+const protocolWrite = process.stdout.write.bind(process.stdout);
+const toStderr = (...args) => {
+  process.stderr.write(args.map((a) => (typeof a === "string" ? a : String(a))).join(" ") + "\n");
+};
+console.log = toStderr;
+console.info = toStderr;
+console.debug = toStderr;
+console.warn = toStderr;
+process.stdout.write = (chunk, encoding, cb) => process.stderr.write(chunk, encoding, cb);
+
+function send(obj) {
+  protocolWrite(JSON.stringify(obj) + "\n");
+}
+
+// Everything relative (asconfig lookup, node_modules resolution, json-as's import
+// rewriting) is resolved against the compiler directory, whatever the caller's cwd.
+process.chdir(COMPILER_DIR);
+
+let asc;
+let Transformer;
+let compilerVersion;
+try {
+  const require = createRequire(path.join(COMPILER_DIR, "package.json"));
+  const version = (pkg) =>
+    JSON.parse(readFileSync(path.join(COMPILER_DIR, "node_modules", pkg, "package.json"), "utf8")).version;
+  compilerVersion = `assemblyscript ${version("assemblyscript")}; json-as ${version("json-as")}`;
+  asc = (await import("assemblyscript/asc")).default;
+  // Resolved from this directory, so `--transform json-as/transform` works whatever the cwd.
+  Transformer = (await import(pathToFileURL(require.resolve("json-as/transform")).href)).default;
+} catch (err) {
+  const missing = err && (err.code === "ERR_MODULE_NOT_FOUND" || err.code === "MODULE_NOT_FOUND" || err.code === "ENOENT");
+  send({
+    ready: false,
+    error: missing
+      ? `the AssemblyScript toolchain is not installed in ${COMPILER_DIR}: run \`npm ci --prefix server/compiler\` (${err.message})`
+      : `failed to load the AssemblyScript toolchain: ${err && err.stack ? err.stack : err}`,
+  });
+  process.exit(3);
+}
+
+// ---- diagnostics cleanup ----------------------------------------------------
+const ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
+const ABS_PREFIXES = [pathToFileURL(COMPILER_DIR).href + "/", COMPILER_DIR + path.sep];
+
+/** Makes asc's (already colourless) output readable and free of absolute paths. */
+function clean(text) {
+  let t = String(text).replace(ANSI, "");
+  for (const p of ABS_PREFIXES) t = t.split(p).join("");
+  // Any remaining absolute path into a node_modules tree becomes relative.
+  t = t.replace(/(?:file:\/\/)?\/[^\s:'"()]*?\/node_modules\//g, "node_modules/");
+  // asc writes locations as `in index.ts(3,10)`; use the conventional `at index.ts:3:10`.
+  t = t.replace(/\bin ([^\s()]+)\((\d+),(\d+)\)/g, "at $1:$2:$3");
+  // Drop asc's summary lines (`FAILURE 2 compile error(s)`); other FAILUREs are
+  // errors thrown by the compiler or the json-as transform.
+  t = t.replace(/^FAILURE \d+ [a-zA-Z]+ error\(s\)\s*$/gm, "");
+  t = t.replace(/^FAILURE (?:Error: )?/gm, "ERROR: ");
+  return t.replace(/[ \t]+$/gm, "").replace(/\n{3,}/g, "\n\n").trim();
+}
+
+// ---- one compile --------------------------------------------------------------
+const ENTRY_PATH = path.join(COMPILER_DIR, ENTRY);
+const LIBRARY_ROOT = path.join(COMPILER_DIR, "node_modules") + path.sep;
+// Fields asc assigns to the transform class's prototype for each compile; cleared
+// afterwards so the finished Program (hundreds of MB) can be garbage collected.
+const TRANSFORM_CONTEXT = ["program", "binaryen", "baseDir", "stdout", "stderr", "log", "readFile", "writeFile", "listFiles"];
+
+async function compile(source) {
+  let wasm = null;
+  let diagnostics = "";
+  const stderr = asc.createMemoryStream((chunk) => {
+    diagnostics += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+  });
+  const stdout = asc.createMemoryStream((chunk) => process.stderr.write(chunk));
+  let result;
+  try {
+    result = await asc.main([ENTRY, "--outFile", OUT, ...FLAGS], {
+      stdout,
+      stderr,
+      // A new Transformer instance per compile (asc instantiates the class).
+      transforms: [Transformer],
+      readFile(filename, baseDir) {
+        const full = path.resolve(baseDir, filename);
+        if (full === ENTRY_PATH) return source;
+        // User code may import packages (json-as), never arbitrary files on disk.
+        if (!full.startsWith(LIBRARY_ROOT)) return null;
+        try {
+          return readFileSync(full, "utf8");
+        } catch {
+          return null;
+        }
+      },
+      writeFile(filename, contents) {
+        if (path.basename(filename) === OUT) wasm = contents;
+      },
+      listFiles() {
+        return []; // only used for --lib / --path folders, which are not passed
+      },
+    });
+  } finally {
+    for (const k of TRANSFORM_CONTEXT) delete Transformer.prototype[k];
+  }
+  if (result.error || wasm == null) {
+    let text = clean(diagnostics);
+    if (!text && result.error) text = clean("ERROR: " + (result.error.message || result.error.stack || String(result.error)));
+    if (!text) text = "ERROR: the compiler produced no output";
+    return { ok: false, error: text };
+  }
+  return { ok: true, wasm: Buffer.from(wasm).toString("base64") };
+}
+
+// ---- request loop (sequential) -------------------------------------------------
+send({ ready: true, compilerVersion });
+
+const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
+for await (const line of rl) {
+  if (!line.trim()) continue;
+  let req;
+  try {
+    req = JSON.parse(line);
+  } catch (err) {
+    process.stderr.write(`compiler.mjs: ignoring malformed request line: ${err.message}\n`);
+    continue;
+  }
+  const id = req && typeof req.id === "number" ? req.id : null;
+  if (id === null || typeof req.source !== "string") {
+    send({ id, ok: false, error: "protocol error: expected {\"id\":<number>,\"source\":<string>}" });
+    continue;
+  }
+  let response;
+  const started = performance.now();
+  try {
+    response = await compile(req.source);
+  } catch (err) {
+    response = { ok: false, error: clean(err && err.stack ? err.stack : String(err)) };
+  }
+  send({ id, ...response });
+  const ms = Math.round(performance.now() - started);
+  const rss = Math.round(process.memoryUsage().rss / 1048576);
+  process.stderr.write(`compiler.mjs: request ${id} ${response.ok ? "ok" : "failed"} in ${ms} ms (rss ${rss} MiB)\n`);
+}
+process.exit(0);

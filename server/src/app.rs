@@ -1,0 +1,133 @@
+//! Start-up: wires the database, runtime, event bus, compiler and HTTP server
+//! together for each subcommand, and shuts them down in order.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use tokio_util::sync::CancellationToken;
+
+use crate::compile::asc::{AscCompiler, AscConfig};
+use crate::compile::results::ResultConsumer;
+use crate::compile::worker::CompilerWorker;
+use crate::config::{CompilerSettings, DatabaseSettings, ServeSettings, WorkerSettings};
+use crate::events::EventBus;
+use crate::executions::{self, Executor};
+use crate::functions::FunctionLimits;
+use crate::graphql::{self, AppState};
+use crate::runtime::{ExecutionLimits, Runtime};
+use crate::{db, http};
+
+/// In-flight requests get this long to finish after SIGTERM/ctrl-c.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub async fn migrate(database: &DatabaseSettings) -> anyhow::Result<()> {
+    let db = db::connect_and_migrate(database).await?;
+    db.close().await.ok();
+    tracing::info!("migrations.applied");
+    Ok(())
+}
+
+pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyhow::Result<()> {
+    let db = db::connect_and_migrate(database).await?;
+    let shutdown = CancellationToken::new();
+
+    let limits = ExecutionLimits {
+        timeout: settings.execution.timeout(),
+        memory_bytes: settings.execution.exec_memory_mb * 1024 * 1024,
+        max_output_bytes: settings.execution.max_output_bytes,
+        ..ExecutionLimits::default()
+    };
+    let runtime = Runtime::new(limits, settings.execution.module_cache_mb * 1024 * 1024).context("starting the wasm runtime")?;
+    // Anything unfinished and older than an execution may run was orphaned by a crash.
+    let orphaned_after = settings.execution.timeout() + Duration::from_secs(5);
+    executions::recover_interrupted(&db, orphaned_after).await?;
+    executions::spawn_sweeper(db.clone(), orphaned_after, shutdown.clone());
+
+    let events = EventBus::start(db.get_postgres_connection_pool().clone(), shutdown.clone())
+        .await
+        .context("listening for status changes")?;
+    let executor = Executor::new(db.clone(), runtime.clone(), settings.api.max_input_bytes);
+    executions::spawn_cache_warmer(db.clone(), runtime, &events, shutdown.clone());
+
+    let mut background = vec![tokio::spawn(ResultConsumer::new(db.clone()).run(shutdown.clone()))];
+    if !settings.no_worker {
+        let worker = start_worker(db.clone(), settings.compiler.clone()).await?;
+        background.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+
+    let state = AppState {
+        db: db.clone(),
+        executor: executor.clone(),
+        events,
+        function_limits: FunctionLimits { max_source_bytes: settings.api.max_source_bytes },
+    };
+    let schema = graphql::build_schema(state.clone(), &settings.api);
+    let app = http::routes(schema, state, &settings.api);
+
+    let acceptor = TcpListener::bind(settings.listen).into_acceptor().await.with_context(|| format!("binding {}", settings.listen))?;
+    let bound = acceptor.local_addr().into_iter().next().map(|a| a.to_string()).unwrap_or_default();
+    let bound = bound.trim_start_matches("socket://");
+    // On stdout, for scripts and tests that start the server on port 0.
+    println!("listening on http://{bound}");
+    tracing::info!(address = %bound, "server.listening");
+
+    let stop = shutdown.clone();
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, async move { shutdown_signal().await; stop.cancel(); }, Some(SHUTDOWN_GRACE))
+        .await?;
+    shutdown.cancel();
+    executor.drain().await;
+    for task in background {
+        task.await.ok();
+    }
+    db.close().await.ok();
+    tracing::info!("server.stopped");
+    Ok(())
+}
+
+pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> anyhow::Result<()> {
+    let db = db::connect_and_migrate(database).await?;
+    let worker = start_worker(db.clone(), settings.compiler).await?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(worker.run(shutdown.clone()));
+    shutdown_signal().await;
+    shutdown.cancel();
+    task.await.ok();
+    db.close().await.ok();
+    Ok(())
+}
+
+async fn start_worker(db: sea_orm::DatabaseConnection, settings: CompilerSettings) -> anyhow::Result<CompilerWorker> {
+    let compiler = AscCompiler::new(AscConfig {
+        node: settings.node.clone(),
+        compiler_dir: settings.compiler_dir.clone(),
+        timeout: settings.timeout(),
+    });
+    // Start Node and load the compiler now, so a missing install fails loudly
+    // at start-up and the first job does not pay for it.
+    let version = compiler.compiler_version().await.context("starting the AssemblyScript compiler")?;
+    tracing::info!(compiler = %version, "compiler.ready");
+    Ok(CompilerWorker::new(db, compiler, settings))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                ctrl_c.await.ok();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.ok();
+    tracing::info!("server.shutting_down");
+}

@@ -1,0 +1,207 @@
+//! The compiler worker: takes jobs from `compilation_jobs`, compiles the ones
+//! still current, publishes a `compilation_results` message and archives the job
+//! in one transaction. A worker that dies mid-job loses nothing: the job becomes
+//! visible again after its visibility timeout and another worker takes it; one
+//! that keeps dying on the same job gives it up as poison after a few tries.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Statement, TransactionTrait};
+use tokio_util::sync::CancellationToken;
+
+use entity::function::{self, FunctionStatus};
+
+use super::asc::{AscCompiler, CompileError};
+use super::{ASC_FLAGS, content_cache, validate};
+use crate::config::CompilerSettings;
+use crate::queue::{self, CompilationJob, CompilationResult, Delivery, QueueError};
+
+/// How long an idle worker waits inside one read before reading again.
+const IDLE_WAIT: Duration = Duration::from_secs(2);
+/// How often pgmq checks the queue during that wait: the latency of an idle
+/// worker picking up a new job.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// A job whose compile failed for a platform reason is retried this soon.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+pub struct CompilerWorker {
+    db: DatabaseConnection,
+    compiler: AscCompiler,
+    settings: CompilerSettings,
+}
+
+/// How one job ended, before it is published.
+enum JobOutcome {
+    Compiled { wasm: Vec<u8>, cache_hit: bool },
+    Rejected(String),
+}
+
+impl CompilerWorker {
+    pub fn new(db: DatabaseConnection, compiler: AscCompiler, settings: CompilerSettings) -> Self {
+        Self { db, compiler, settings }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!("compiler.worker.started");
+        loop {
+            let read = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                read = queue::read_with_poll(&self.db, queue::COMPILATION_JOBS_QUEUE, self.settings.visibility_timeout(), 1, IDLE_WAIT, POLL_INTERVAL) => read,
+            };
+            match read {
+                Ok(deliveries) => {
+                    for delivery in deliveries {
+                        self.handle(delivery).await;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "compiler.worker.read_failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!("compiler.worker.stopped");
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let job: CompilationJob = match delivery.decode() {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::warn!(msg_id = delivery.msg_id, %error, "job.malformed");
+                self.archive_logged(delivery.msg_id).await;
+                return;
+            }
+        };
+        let function_id = job.function_id;
+        tracing::info!(%function_id, revision = job.revision, attempt = delivery.read_count, "job.received");
+        if let Err(error) = self.handle_job(&delivery, &job).await {
+            tracing::error!(%function_id, %error, "job.failed");
+            // Let it come back soon rather than after the whole visibility timeout.
+            self.retry_soon(delivery.msg_id).await;
+        }
+    }
+
+    async fn handle_job(&self, delivery: &Delivery, job: &CompilationJob) -> Result<(), WorkerError> {
+        let function_id = job.function_id;
+        if delivery.read_count > self.settings.compile_max_attempts {
+            let message = format!(
+                "compilation was given up after {} attempts: the compiler crashed or was stopped each time; \
+                 simplify the source or contact the operator",
+                delivery.read_count - 1
+            );
+            tracing::warn!(%function_id, attempts = delivery.read_count - 1, "job.poisoned");
+            return self.publish(delivery, job, JobOutcome::Rejected(message), Duration::ZERO).await;
+        }
+        if !self.mark_compiling(job).await? {
+            tracing::info!(%function_id, revision = job.revision, "job.stale");
+            queue::archive(&self.db, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
+            return Ok(());
+        }
+        let started = Instant::now();
+        let outcome = self.compile(job).await?;
+        match &outcome {
+            JobOutcome::Compiled { wasm, cache_hit } => {
+                tracing::info!(%function_id, bytes = wasm.len(), cache_hit, ms = started.elapsed().as_millis() as u64, "job.compiled")
+            }
+            JobOutcome::Rejected(error) => tracing::info!(%function_id, error = error.as_str(), "job.rejected"),
+        }
+        self.publish(delivery, job, outcome, started.elapsed()).await
+    }
+
+    /// Moves the function to COMPILING if this job's revision is still the
+    /// function's; false when the job is stale (function deleted, source changed
+    /// since, or this revision already compiled).
+    async fn mark_compiling(&self, job: &CompilationJob) -> Result<bool, DbErr> {
+        let result = function::Entity::update_many()
+            .col_expr(function::Column::Status, Expr::value(FunctionStatus::Compiling))
+            .col_expr(function::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+            .filter(function::Column::Id.eq(job.function_id))
+            .filter(function::Column::Revision.eq(job.revision))
+            .filter(function::Column::Status.is_in([FunctionStatus::Pending, FunctionStatus::Compiling]))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn compile(&self, job: &CompilationJob) -> Result<JobOutcome, WorkerError> {
+        if job.language != "assemblyscript" {
+            return Ok(JobOutcome::Rejected(format!("language {:?} is not supported by this compiler", job.language)));
+        }
+        let version = self.compiler.compiler_version().await.map_err(WorkerError::Compiler)?;
+        let key = content_cache::cache_key(&job.language, &job.source, &version, ASC_FLAGS);
+        if let Some(wasm) = content_cache::lookup(&self.db, &key).await? {
+            return Ok(JobOutcome::Compiled { wasm, cache_hit: true });
+        }
+        let wasm = match self.compiler.compile(&job.source).await {
+            Ok(wasm) => wasm,
+            Err(error @ (CompileError::Diagnostics(_) | CompileError::Timeout { .. })) => {
+                return Ok(JobOutcome::Rejected(error.to_string()));
+            }
+            Err(error) => return Err(WorkerError::Compiler(error)),
+        };
+        if let Err(violation) = validate::validate_module(&wasm) {
+            return Ok(JobOutcome::Rejected(violation.to_string()));
+        }
+        content_cache::store(&self.db, &key, &wasm).await?;
+        Ok(JobOutcome::Compiled { wasm, cache_hit: false })
+    }
+
+    /// Publishes the result and archives the job in one transaction, so a
+    /// crash between the two can neither lose the result nor publish it twice.
+    async fn publish(&self, delivery: &Delivery, job: &CompilationJob, outcome: JobOutcome, took: Duration) -> Result<(), WorkerError> {
+        let version = self.compiler.compiler_version().await.ok();
+        let (success, wasm_binary, error, cache_hit) = match outcome {
+            JobOutcome::Compiled { wasm, cache_hit } => (true, Some(BASE64.encode(wasm)), None, Some(cache_hit)),
+            JobOutcome::Rejected(error) => (false, None, Some(error), None),
+        };
+        let result = CompilationResult {
+            function_id: job.function_id,
+            revision: Some(job.revision),
+            success,
+            wasm_binary,
+            error,
+            compiler_version: version,
+            duration_ms: Some(took.as_millis() as u64),
+            cache_hit,
+        };
+        let txn = self.db.begin().await?;
+        queue::send(&txn, queue::COMPILATION_RESULTS_QUEUE, &result).await?;
+        queue::archive(&txn, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
+        txn.commit().await?;
+        tracing::info!(function_id = %job.function_id, revision = job.revision, success, "result.published");
+        Ok(())
+    }
+
+    async fn archive_logged(&self, msg_id: i64) {
+        if let Err(error) = queue::archive(&self.db, queue::COMPILATION_JOBS_QUEUE, msg_id).await {
+            tracing::warn!(msg_id, %error, "job.archive_failed");
+        }
+    }
+
+    async fn retry_soon(&self, msg_id: i64) {
+        let statement = Statement::from_sql_and_values(
+            self.db.get_database_backend(),
+            "SELECT 1 FROM pgmq.set_vt($1, $2::bigint, $3)",
+            [queue::COMPILATION_JOBS_QUEUE.into(), msg_id.into(), (RETRY_AFTER.as_secs() as i32).into()],
+        );
+        if let Err(error) = self.db.execute(statement).await {
+            tracing::warn!(msg_id, %error, "job.retry_schedule_failed");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WorkerError {
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("compiler unavailable: {0}")]
+    Compiler(CompileError),
+}

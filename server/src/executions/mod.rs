@@ -1,0 +1,276 @@
+//! Executions: validating the input, recording each run (PENDING → RUNNING →
+//! COMPLETED or FAILED) and handing the user's code to the runtime. A failure of
+//! the user's code is a FAILED execution, never an API error; platform failures
+//! also end the execution FAILED so nothing stays RUNNING.
+
+mod recovery;
+mod warmup;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+};
+use serde_json::Value;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use entity::execution::{self, ExecutionStatus};
+use entity::function::{self, FunctionStatus};
+pub use recovery::{INTERRUPTED_MESSAGE, recover_interrupted, spawn_sweeper};
+pub use warmup::spawn_cache_warmer;
+
+use crate::pagination::{Page, PageRequest};
+use crate::runtime::{ModuleKey, Runtime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    #[error("input must be a JSON object (or null for {{}}), got {0}")]
+    InputNotObject(&'static str),
+    #[error("input is {size} bytes; the limit is {limit} bytes")]
+    InputTooLarge { size: usize, limit: usize },
+    #[error("no function with id {0}")]
+    FunctionNotFound(Uuid),
+    #[error("function {id} is {status} and cannot run until it is READY")]
+    FunctionNotReady { id: Uuid, status: &'static str },
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Whether the caller waits for the execution to finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    UntilFinished,
+    /// Return once recorded; it finishes in the background.
+    No,
+}
+
+/// Filters of the executions list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExecutionFilter {
+    pub function_id: Option<Uuid>,
+    pub status: Option<ExecutionStatus>,
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    runtime: Runtime,
+    max_input_bytes: usize,
+    /// Background executions, awaited on shutdown so none is left RUNNING.
+    background: TaskTracker,
+}
+
+#[derive(FromQueryResult)]
+struct Accepted {
+    id: Uuid,
+    function_id: Uuid,
+    input: Option<Value>,
+    status: ExecutionStatus,
+    created_at: chrono::DateTime<Utc>,
+    revision: i64,
+}
+
+impl Executor {
+    pub fn new(db: DatabaseConnection, runtime: Runtime, max_input_bytes: usize) -> Self {
+        Self { inner: Arc::new(Inner { db, runtime, max_input_bytes, background: TaskTracker::new() }) }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// Runs `function_id` on `input` (a JSON object; `None` or null means `{}`).
+    pub async fn execute(&self, function_id: Uuid, input: Option<Value>, wait: Wait) -> Result<execution::Model, ExecutionError> {
+        let input = self.validate_input(input)?;
+        let accepted = self.accept(function_id, &input).await?;
+        let key = ModuleKey { function_id, revision: accepted.revision };
+        let pending = execution::Model {
+            id: accepted.id,
+            function_id: accepted.function_id,
+            input: accepted.input,
+            output: None,
+            status: accepted.status,
+            error_message: None,
+            logs: None,
+            started_at: None,
+            completed_at: None,
+            created_at: accepted.created_at,
+        };
+        tracing::info!(execution_id = %pending.id, function_id = %function_id, "execution.accepted");
+        match wait {
+            Wait::UntilFinished => Ok(self.run(pending, key, input).await?),
+            Wait::No => {
+                let this = self.clone();
+                let returned = pending.clone();
+                self.inner.background.spawn(async move {
+                    let id = pending.id;
+                    if let Err(error) = this.run(pending, key, input).await {
+                        tracing::error!(execution_id = %id, %error, "execution.record_failed");
+                    }
+                });
+                Ok(returned)
+            }
+        }
+    }
+
+    /// Waits for background executions (used on shutdown).
+    pub async fn drain(&self) {
+        self.inner.background.close();
+        self.inner.background.wait().await;
+    }
+
+    fn validate_input(&self, input: Option<Value>) -> Result<Value, ExecutionError> {
+        let input = match input {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(Value::Object(map)) => Value::Object(map),
+            Some(Value::Array(_)) => return Err(ExecutionError::InputNotObject("an array")),
+            Some(Value::String(_)) => return Err(ExecutionError::InputNotObject("a string")),
+            Some(Value::Number(_)) => return Err(ExecutionError::InputNotObject("a number")),
+            Some(Value::Bool(_)) => return Err(ExecutionError::InputNotObject("a boolean")),
+        };
+        let size = input.to_string().len();
+        if size > self.inner.max_input_bytes {
+            return Err(ExecutionError::InputTooLarge { size, limit: self.inner.max_input_bytes });
+        }
+        Ok(input)
+    }
+
+    /// Records the execution as PENDING if the function is READY, in one round
+    /// trip (the entity API cannot insert-from-select with a join back).
+    async fn accept(&self, function_id: Uuid, input: &Value) -> Result<Accepted, ExecutionError> {
+        let db = &self.inner.db;
+        let accepted = Accepted::find_by_statement(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "WITH f AS (SELECT id, revision FROM functions WHERE id = $1 AND status = 'READY'),
+                  e AS (INSERT INTO executions (function_id, input, status)
+                        SELECT id, $2::jsonb, 'PENDING' FROM f
+                        RETURNING id, function_id, input, status, created_at)
+             SELECT e.id, e.function_id, e.input, e.status, e.created_at, f.revision FROM e, f",
+            [function_id.into(), input.clone().into()],
+        ))
+        .one(db)
+        .await?;
+        if let Some(accepted) = accepted {
+            return Ok(accepted);
+        }
+        let status: Option<FunctionStatus> = function::Entity::find_by_id(function_id)
+            .select_only()
+            .column(function::Column::Status)
+            .into_tuple()
+            .one(db)
+            .await?;
+        Err(match status {
+            None => ExecutionError::FunctionNotFound(function_id),
+            Some(status) => ExecutionError::FunctionNotReady { id: function_id, status: function_status_name(status) },
+        })
+    }
+
+    async fn run(&self, pending: execution::Model, key: ModuleKey, input: Value) -> Result<execution::Model, DbErr> {
+        let db = &self.inner.db;
+        let mut running: execution::ActiveModel = pending.into();
+        running.status = Set(ExecutionStatus::Running);
+        running.started_at = Set(Some(Utc::now()));
+        let running = running.update(db).await?;
+        tracing::info!(execution_id = %running.id, function_id = %key.function_id, "execution.started");
+
+        let outcome = self.invoke(key, &input).await;
+        let mut finished: execution::ActiveModel = running.into();
+        finished.completed_at = Set(Some(Utc::now()));
+        match outcome {
+            Ok(invocation) => {
+                finished.logs = Set((!invocation.logs.is_empty()).then(|| Value::from(invocation.logs)));
+                match invocation.outcome {
+                    Ok(output) => {
+                        finished.status = Set(ExecutionStatus::Completed);
+                        finished.output = Set(Some(output));
+                    }
+                    Err(user_error) => {
+                        finished.status = Set(ExecutionStatus::Failed);
+                        finished.error_message = Set(Some(user_error.to_string()));
+                    }
+                }
+            }
+            Err(message) => {
+                finished.status = Set(ExecutionStatus::Failed);
+                finished.error_message = Set(Some(message));
+            }
+        }
+        let finished = finished.update(db).await?;
+        match finished.status {
+            ExecutionStatus::Completed => tracing::info!(execution_id = %finished.id, function_id = %key.function_id, "execution.completed"),
+            _ => tracing::info!(execution_id = %finished.id, function_id = %key.function_id, error = finished.error_message.as_deref().unwrap_or(""), "execution.failed"),
+        }
+        Ok(finished)
+    }
+
+    /// Runs the user's code; `Err` is a platform failure, already logged, as the
+    /// message to record.
+    async fn invoke(&self, key: ModuleKey, input: &Value) -> Result<crate::runtime::Invocation, String> {
+        let runtime = &self.inner.runtime;
+        if !runtime.is_cached(key) {
+            let wasm = match crate::functions::wasm(&self.inner.db, key.function_id).await {
+                Ok(Some((revision, wasm))) if revision == key.revision => wasm,
+                Ok(_) => return Err("the function was changed or deleted while this execution started; run it again".into()),
+                Err(error) => {
+                    tracing::error!(function_id = %key.function_id, %error, "execution.module_load_failed");
+                    return Err("internal error: could not load the compiled module".into());
+                }
+            };
+            if let Err(error) = runtime.prepare(key, &wasm).await {
+                tracing::error!(function_id = %key.function_id, %error, "execution.module_prepare_failed");
+                return Err(format!("internal error: the compiled module could not be loaded: {error}"));
+            }
+        }
+        runtime.execute(key, &input.to_string()).await.map_err(|error| {
+            tracing::error!(function_id = %key.function_id, %error, "execution.runtime_failed");
+            format!("internal error: {error}")
+        })
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<execution::Model>, DbErr> {
+        execution::Entity::find_by_id(id).one(&self.inner.db).await
+    }
+}
+
+pub fn function_status_name(status: FunctionStatus) -> &'static str {
+    match status {
+        FunctionStatus::Pending => "PENDING",
+        FunctionStatus::Compiling => "COMPILING",
+        FunctionStatus::Ready => "READY",
+        FunctionStatus::Failed => "FAILED",
+    }
+}
+
+/// Newest first, optionally of one function and/or one status.
+pub async fn list(db: &DatabaseConnection, filter: &ExecutionFilter, page: &PageRequest) -> Result<Page<execution::Model>, DbErr> {
+    let mut condition = Condition::all();
+    if let Some(function_id) = filter.function_id {
+        condition = condition.add(execution::Column::FunctionId.eq(function_id));
+    }
+    if let Some(status) = filter.status {
+        condition = condition.add(execution::Column::Status.eq(status));
+    }
+    let total = execution::Entity::find().filter(condition.clone()).count(db).await? as i64;
+    if let Some(after) = page.after {
+        use sea_orm::sea_query::Expr;
+        condition = condition.add(
+            Expr::tuple([Expr::col(execution::Column::CreatedAt).into(), Expr::col(execution::Column::Id).into()])
+                .lt(Expr::tuple([Expr::value(after.created_at), Expr::value(after.id)])),
+        );
+    }
+    let rows = execution::Entity::find()
+        .filter(condition)
+        .order_by_desc(execution::Column::CreatedAt)
+        .order_by_desc(execution::Column::Id)
+        .limit(page.fetch_limit())
+        .all(db)
+        .await?;
+    Ok(Page::from_rows(rows, page, total))
+}

@@ -1,0 +1,79 @@
+//! Validation of submitted functions, with messages a user can act on.
+
+use super::FunctionError;
+
+/// Languages the platform can compile.
+pub const SUPPORTED_LANGUAGES: &[&str] = &["assemblyscript"];
+
+const MAX_NAME_CHARS: usize = 255;
+
+#[derive(Debug, Clone)]
+pub struct FunctionLimits {
+    pub max_source_bytes: usize,
+}
+
+impl FunctionLimits {
+    /// The name as stored (trimmed).
+    pub fn name(&self, name: &str) -> Result<String, FunctionError> {
+        let trimmed = name.trim();
+        if trimmed.is_empty() {
+            return Err(FunctionError::Invalid("name must not be empty".into()));
+        }
+        let chars = trimmed.chars().count();
+        if chars > MAX_NAME_CHARS {
+            return Err(FunctionError::Invalid(format!("name is {chars} characters long; the limit is {MAX_NAME_CHARS}")));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(FunctionError::Invalid("name must not contain control characters".into()));
+        }
+        Ok(trimmed.to_string())
+    }
+
+    pub fn language(&self, language: &str) -> Result<(), FunctionError> {
+        if SUPPORTED_LANGUAGES.contains(&language) {
+            Ok(())
+        } else {
+            Err(FunctionError::UnsupportedLanguage(language.to_string()))
+        }
+    }
+
+    pub fn source(&self, source: &str) -> Result<(), FunctionError> {
+        if source.len() > self.max_source_bytes {
+            return Err(FunctionError::SourceTooLarge { size: source.len(), limit: self.max_source_bytes });
+        }
+        if source.trim().is_empty() {
+            return Err(FunctionError::Invalid(
+                "source must not be empty: write `export function handle(input: string): string`".into(),
+            ));
+        }
+        if source.contains('\0') {
+            return Err(FunctionError::Invalid("source must not contain NUL characters".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> FunctionLimits {
+        FunctionLimits { max_source_bytes: 10 }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(limits().name("  add  ").unwrap(), "add");
+        assert!(limits().name("   ").is_err());
+        assert!(limits().name(&"é".repeat(255)).is_ok());
+        assert!(limits().name(&"é".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn sources_and_languages() {
+        assert!(matches!(limits().source("01234567890"), Err(FunctionError::SourceTooLarge { size: 11, limit: 10 })));
+        assert!(limits().source(" ").is_err());
+        assert!(limits().language("assemblyscript").is_ok());
+        assert!(matches!(limits().language("rust"), Err(FunctionError::UnsupportedLanguage(_))));
+    }
+}

@@ -1,0 +1,157 @@
+//! The one place where failures become GraphQL errors: every error carries an
+//! `extensions.code` from the contract's list and a message a user can act on.
+//! Internal details (database errors) are logged, never shown.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe};
+use async_graphql::{Error, ErrorExtensions, Response, ServerError};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use crate::executions::ExecutionError;
+use crate::functions::FunctionError;
+use crate::pagination::PageError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadUserInput,
+    NotFound,
+    FunctionNotReady,
+    UnsupportedLanguage,
+    PayloadTooLarge,
+    Unauthenticated,
+    InternalServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::NotFound => "NOT_FOUND",
+            Self::FunctionNotReady => "FUNCTION_NOT_READY",
+            Self::UnsupportedLanguage => "UNSUPPORTED_LANGUAGE",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+/// An error on its way to the client. Deliberately not `Display`, so `?` cannot
+/// turn it into a GraphQL error without its code.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadUserInput, message)
+    }
+
+    /// Logs the cause and tells the client only that it was our fault.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "api.internal_error");
+        Self::new(ErrorCode::InternalServerError, "internal error: the database is unavailable or failed; try again")
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Self {
+        Error::new(e.message).extend_with(|_, ext| ext.set("code", e.code.as_str()))
+    }
+}
+
+impl From<FunctionError> for ApiError {
+    fn from(e: FunctionError) -> Self {
+        let code = match &e {
+            FunctionError::Invalid(_) => ErrorCode::BadUserInput,
+            FunctionError::UnsupportedLanguage(_) => ErrorCode::UnsupportedLanguage,
+            FunctionError::SourceTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            FunctionError::NotFound(_) => ErrorCode::NotFound,
+            FunctionError::Db(db) => return Self::internal(db),
+            FunctionError::Queue(q) => return Self::internal(q),
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<ExecutionError> for ApiError {
+    fn from(e: ExecutionError) -> Self {
+        let code = match &e {
+            ExecutionError::InputNotObject(_) => ErrorCode::BadUserInput,
+            ExecutionError::InputTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ExecutionError::FunctionNotFound(_) => ErrorCode::NotFound,
+            ExecutionError::FunctionNotReady { .. } => ErrorCode::FunctionNotReady,
+            ExecutionError::Db(db) => return Self::internal(db),
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<PageError> for ApiError {
+    fn from(e: PageError) -> Self {
+        Self::bad_input(e.to_string())
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::internal(&e)
+    }
+}
+
+/// `result.api()?` in resolvers: converts through [`ApiError`] so the code is kept.
+pub trait ResultExt<T> {
+    fn api(self) -> Result<T, Error>;
+}
+
+impl<T, E: Into<ApiError>> ResultExt<T> for Result<T, E> {
+    fn api(self) -> Result<T, Error> {
+        self.map_err(|e| Error::from(e.into()))
+    }
+}
+
+/// Gives a code to the errors async-graphql raises itself before any resolver
+/// runs (syntax, unknown fields, bad argument values such as a malformed UUID or
+/// an unknown enum value, depth and complexity limits): all are the client's.
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExtension)
+    }
+}
+
+struct ErrorCodesExtension;
+
+fn with_codes(mut response: Response) -> Response {
+    for error in &mut response.errors {
+        add_default_code(error);
+    }
+    response
+}
+
+fn add_default_code(error: &mut ServerError) {
+    let has_code = error.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some());
+    if !has_code {
+        error.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::BadUserInput.as_str());
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        with_codes(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(&self, ctx: &ExtensionContext<'_>, stream: BoxStream<'s, Response>, next: NextSubscribe<'_>) -> BoxStream<'s, Response> {
+        next.run(ctx, stream).map(with_codes).boxed()
+    }
+}

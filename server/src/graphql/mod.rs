@@ -1,0 +1,48 @@
+//! The GraphQL API: schema assembly and the state its resolvers share. Types
+//! live in [`types`], operations in [`query`], [`mutation`] and
+//! [`subscription`], batching in [`loaders`], and the mapping of failures to the
+//! contract's error codes in [`error`].
+
+pub mod error;
+pub mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod subscription;
+pub mod types;
+
+use async_graphql::Schema;
+use async_graphql::dataloader::DataLoader;
+use sea_orm::DatabaseConnection;
+
+use crate::config::ApiSettings;
+use crate::events::EventBus;
+use crate::executions::Executor;
+use crate::functions::FunctionLimits;
+
+pub type AppSchema = Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
+
+/// What resolvers reach through the context.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub executor: Executor,
+    pub events: EventBus,
+    pub function_limits: FunctionLimits,
+}
+
+pub fn build_schema(state: AppState, settings: &ApiSettings) -> AppSchema {
+    let db = state.db.clone();
+    Schema::build(query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot)
+        .data(DataLoader::new(loaders::Functions(db.clone()), tokio::spawn))
+        .data(DataLoader::new(loaders::ExecutionPages(db), tokio::spawn))
+        .data(state)
+        .limit_depth(settings.max_query_depth)
+        .limit_complexity(settings.max_query_complexity)
+        .extension(error::ErrorCodes)
+        .finish()
+}
+
+/// The schema's SDL without any state (what `schema.graphql` holds).
+pub fn sdl() -> String {
+    Schema::build(query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot).finish().sdl()
+}

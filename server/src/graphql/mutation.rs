@@ -1,0 +1,82 @@
+//! Operations that change state.
+
+use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, Result};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ResultExt;
+use super::types::{Execution, Function};
+use crate::executions::Wait;
+use crate::functions::{self, FunctionChanges, NewFunction};
+
+pub struct MutationRoot;
+
+#[derive(InputObject)]
+pub struct CreateFunctionInput {
+    pub name: String,
+    pub description: Option<String>,
+    /// Only "assemblyscript" today; see Query.languages.
+    pub language: String,
+    pub source: String,
+}
+
+/// Omitted fields stay as they are. A changed source or language recompiles (status back to PENDING).
+#[derive(InputObject)]
+pub struct UpdateFunctionInput {
+    pub name: Option<String>,
+    /// null clears the description.
+    pub description: MaybeUndefined<String>,
+    pub language: Option<String>,
+    pub source: Option<String>,
+}
+
+#[Object]
+impl MutationRoot {
+    /// Stores the function as PENDING and enqueues its compilation in the same transaction.
+    async fn create_function(&self, ctx: &Context<'_>, input: CreateFunctionInput) -> Result<Function> {
+        let state = ctx.data_unchecked::<AppState>();
+        let new = NewFunction { name: input.name, description: input.description, language: input.language, source: input.source };
+        Ok(functions::create(&state.db, &state.function_limits, new).await.api()?.into())
+    }
+
+    async fn update_function(&self, ctx: &Context<'_>, id: Uuid, input: UpdateFunctionInput) -> Result<Function> {
+        let state = ctx.data_unchecked::<AppState>();
+        let changes = FunctionChanges {
+            name: input.name,
+            description: match input.description {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(description) => Some(Some(description)),
+            },
+            language: input.language,
+            source: input.source,
+        };
+        let (record, recompile) = functions::update(&state.db, &state.function_limits, id, changes).await.api()?;
+        if recompile {
+            state.executor.runtime().invalidate(id);
+        }
+        Ok(record.into())
+    }
+
+    /// Deletes the function and its executions; returns the deleted id.
+    async fn delete_function(&self, ctx: &Context<'_>, id: Uuid) -> Result<Uuid> {
+        let state = ctx.data_unchecked::<AppState>();
+        functions::delete(&state.db, id).await.api()?;
+        state.executor.runtime().invalidate(id);
+        Ok(id)
+    }
+
+    /// Runs the function now and returns the finished execution (COMPLETED or FAILED). input must be a JSON object; null or omitted means {}.
+    async fn execute_function(&self, ctx: &Context<'_>, id: Uuid, input: Option<Json<serde_json::Value>>) -> Result<Execution> {
+        let state = ctx.data_unchecked::<AppState>();
+        let execution = state.executor.execute(id, input.map(|j| j.0), Wait::UntilFinished).await.api()?;
+        Ok(execution.into())
+    }
+
+    /// Accepts the execution and returns at once (PENDING or RUNNING); follow it with executionStatusChanged.
+    async fn start_execution(&self, ctx: &Context<'_>, id: Uuid, input: Option<Json<serde_json::Value>>) -> Result<Execution> {
+        let state = ctx.data_unchecked::<AppState>();
+        let execution = state.executor.execute(id, input.map(|j| j.0), Wait::No).await.api()?;
+        Ok(execution.into())
+    }
+}

@@ -1,0 +1,82 @@
+//! Read-only operations.
+
+use async_graphql::{Context, Object, Result};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ResultExt;
+use super::types::{Execution, ExecutionConnection, ExecutionStatus, Function, FunctionConnection, FunctionStatus, QueueStats, connection};
+use crate::executions::{self, ExecutionFilter};
+use crate::functions::{self, FunctionFilter, SUPPORTED_LANGUAGES};
+use crate::pagination::{PageCursor, PageRequest};
+use crate::queue;
+
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// Newest first. first: 1..100.
+    async fn functions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+        status: Option<FunctionStatus>,
+        name_contains: Option<String>,
+    ) -> Result<FunctionConnection> {
+        let page = PageRequest::new(first, after.as_deref()).api()?;
+        let filter = FunctionFilter { status: status.map(Into::into), name_contains };
+        let state = ctx.data_unchecked::<AppState>();
+        let page = functions::list(&state.db, &filter, &page).await.api()?;
+        Ok(connection(page, |f| PageCursor { created_at: f.created_at, id: f.id }, Function::from))
+    }
+
+    /// null when no function has this id.
+    async fn function(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Function>> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(functions::get(&state.db, id).await.api()?.map(Function::from))
+    }
+
+    /// null when no execution has this id.
+    async fn execution(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Execution>> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state.executor.get(id).await.api()?.map(Execution::from))
+    }
+
+    /// Newest first, across all functions unless functionId is given.
+    async fn executions(
+        &self,
+        ctx: &Context<'_>,
+        function_id: Option<Uuid>,
+        status: Option<ExecutionStatus>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<ExecutionConnection> {
+        let page = PageRequest::new(first, after.as_deref()).api()?;
+        let filter = ExecutionFilter { function_id, status: status.map(Into::into) };
+        let state = ctx.data_unchecked::<AppState>();
+        let page = executions::list(&state.db, &filter, &page).await.api()?;
+        Ok(connection(page, |e| PageCursor { created_at: e.created_at, id: e.id }, Execution::from))
+    }
+
+    /// Languages the platform can compile, e.g. ["assemblyscript"].
+    async fn languages(&self) -> Vec<String> {
+        SUPPORTED_LANGUAGES.iter().map(|l| l.to_string()).collect()
+    }
+
+    /// compilation_jobs and compilation_results backlogs.
+    async fn queue_stats(&self, ctx: &Context<'_>) -> Result<Vec<QueueStats>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let mut stats = Vec::with_capacity(2);
+        for name in [queue::COMPILATION_JOBS_QUEUE, queue::COMPILATION_RESULTS_QUEUE] {
+            let metrics = queue::metrics(&state.db, name).await.map_err(|e| super::error::ApiError::internal(&e)).api()?;
+            stats.push(QueueStats {
+                queue_name: metrics.queue_name,
+                length: metrics.queue_length.try_into().unwrap_or(i32::MAX),
+                oldest_message_age_seconds: metrics.oldest_msg_age_sec,
+                total_messages: metrics.total_messages.try_into().unwrap_or(i32::MAX),
+            });
+        }
+        Ok(stats)
+    }
+}

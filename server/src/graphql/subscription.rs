@@ -1,0 +1,180 @@
+//! Live status streams. The subscriber registers on the process's event bus
+//! before reading the current state, so no transition between a mutation's
+//! response and the subscribe is lost; with an id, the first event is that
+//! current state (previousStatus null). Afterwards an event is passed on only if
+//! it continues from the last status sent, so an announcement that was already
+//! buffered before the snapshot never makes a subscriber see a stale state last.
+//! A lagging subscriber or a reconnected listener gets the current state again.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Result, Subscription};
+use chrono::Utc;
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode};
+use super::types::{Execution, ExecutionStatus, ExecutionStatusEvent, Function, FunctionStatus, FunctionStatusEvent};
+use crate::events::{Announcement, BusMessage};
+use crate::functions::{self, FunctionRecord};
+
+pub struct SubscriptionRoot;
+
+const FELL_BEHIND: &str = "this subscription fell too far behind the event stream and was closed; subscribe again";
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Transitions of one function (id given; its current state is sent first) or of every function (id omitted).
+    async fn function_status_changed(&self, ctx: &Context<'_>, id: Option<Uuid>) -> impl Stream<Item = Result<FunctionStatusEvent>> {
+        let state = ctx.data_unchecked::<AppState>().clone();
+        let mut bus = state.events.subscribe();
+        async_stream::stream! {
+            let mut last: Option<FunctionStatus> = None;
+            if let Some(id) = id {
+                match snapshot_function(&state, id, None).await {
+                    Ok(Some(event)) => { last = Some(event.status); yield Ok(event); }
+                    Ok(None) => { yield Err(not_found("function", id)); return; }
+                    Err(error) => { yield Err(error.into()); return; }
+                }
+            }
+            loop {
+                match bus.recv().await {
+                    Ok(BusMessage::Function(announcement)) => {
+                        let change = &announcement.change;
+                        if id.is_some_and(|id| id != change.id) {
+                            continue;
+                        }
+                        let (Some(status), previous) = (FunctionStatus::parse(&change.status), change.previous_status.as_deref().and_then(FunctionStatus::parse)) else { continue };
+                        if id.is_some() && previous != last {
+                            continue;
+                        }
+                        match load_function(&state, &announcement).await {
+                            Ok(Some(function)) => {
+                                last = Some(status);
+                                yield Ok(FunctionStatusEvent { function, previous_status: previous, status, at: change.at });
+                            }
+                            Ok(None) if id.is_some() => return, // deleted: nothing more will happen
+                            Ok(None) => {}
+                            Err(error) => yield Err(error.into()),
+                        }
+                    }
+                    Ok(BusMessage::Execution(_)) => {}
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) if id.is_some() => {
+                        let Some(id) = id else { continue };
+                        match snapshot_function(&state, id, last).await {
+                            Ok(Some(event)) if Some(event.status) != last => { last = Some(event.status); yield Ok(event); }
+                            Ok(Some(_)) => {}
+                            Ok(None) => return,
+                            Err(error) => yield Err(error.into()),
+                        }
+                    }
+                    Ok(BusMessage::Resync) => {}
+                    Err(RecvError::Lagged(_)) => { yield Err(ApiError::new(ErrorCode::InternalServerError, FELL_BEHIND).into()); return; }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+
+    /// Transitions of one execution (id given; its current state is sent first), of one function's executions, or of all.
+    async fn execution_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<Uuid>,
+        function_id: Option<Uuid>,
+    ) -> impl Stream<Item = Result<ExecutionStatusEvent>> {
+        let state = ctx.data_unchecked::<AppState>().clone();
+        let mut bus = state.events.subscribe();
+        async_stream::stream! {
+            let mut last: Option<ExecutionStatus> = None;
+            if let Some(id) = id {
+                match snapshot_execution(&state, id, None).await {
+                    Ok(Some(event)) if function_id.is_none_or(|f| f == event.execution.function_id) => { last = Some(event.status); yield Ok(event); }
+                    Ok(_) => { yield Err(not_found("execution", id)); return; }
+                    Err(error) => { yield Err(error.into()); return; }
+                }
+            }
+            loop {
+                match bus.recv().await {
+                    Ok(BusMessage::Execution(announcement)) => {
+                        let change = &announcement.change;
+                        if id.is_some_and(|id| id != change.id) || function_id.is_some_and(|f| f != change.function_id) {
+                            continue;
+                        }
+                        let (Some(status), previous) = (ExecutionStatus::parse(&change.status), change.previous_status.as_deref().and_then(ExecutionStatus::parse)) else { continue };
+                        if id.is_some() && previous != last {
+                            continue;
+                        }
+                        match load_execution(&state, &announcement).await {
+                            Ok(Some(execution)) => {
+                                last = Some(status);
+                                let finished = matches!(status, ExecutionStatus::Completed | ExecutionStatus::Failed);
+                                yield Ok(ExecutionStatusEvent { execution, previous_status: previous, status, at: change.at });
+                                if finished && id.is_some() {
+                                    return;
+                                }
+                            }
+                            Ok(None) if id.is_some() => return,
+                            Ok(None) => {}
+                            Err(error) => yield Err(error.into()),
+                        }
+                    }
+                    Ok(BusMessage::Function(_)) => {}
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) if id.is_some() => {
+                        let Some(id) = id else { continue };
+                        match snapshot_execution(&state, id, last).await {
+                            Ok(Some(event)) if Some(event.status) != last => {
+                                let finished = matches!(event.status, ExecutionStatus::Completed | ExecutionStatus::Failed);
+                                last = Some(event.status);
+                                yield Ok(event);
+                                if finished { return; }
+                            }
+                            Ok(Some(_)) => {}
+                            Ok(None) => return,
+                            Err(error) => yield Err(error.into()),
+                        }
+                    }
+                    Ok(BusMessage::Resync) => {}
+                    Err(RecvError::Lagged(_)) => { yield Err(ApiError::new(ErrorCode::InternalServerError, FELL_BEHIND).into()); return; }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+}
+
+fn not_found(what: &str, id: Uuid) -> async_graphql::Error {
+    ApiError::new(ErrorCode::NotFound, format!("no {what} with id {id}")).into()
+}
+
+/// The current state as an event (`previous` is what the subscriber saw last).
+async fn snapshot_function(state: &AppState, id: Uuid, previous: Option<FunctionStatus>) -> Result<Option<FunctionStatusEvent>, ApiError> {
+    let record = functions::get(&state.db, id).await?;
+    Ok(record.map(|record| {
+        let function = Function::from(record);
+        FunctionStatusEvent { status: function.status, function, previous_status: previous, at: Utc::now() }
+    }))
+}
+
+async fn snapshot_execution(state: &AppState, id: Uuid, previous: Option<ExecutionStatus>) -> Result<Option<ExecutionStatusEvent>, ApiError> {
+    let model = state.executor.get(id).await?;
+    Ok(model.map(|model| {
+        let execution = Execution::from(model);
+        ExecutionStatusEvent { status: execution.status, execution, previous_status: previous, at: Utc::now() }
+    }))
+}
+
+/// Loads the function once per announcement, however many subscribers want it.
+async fn load_function(state: &AppState, announcement: &Arc<Announcement<FunctionRecord>>) -> Result<Option<Function>, ApiError> {
+    let id = announcement.change.id;
+    let record = announcement.entity(|| functions::get(&state.db, id)).await?;
+    Ok(record.map(Function::from))
+}
+
+async fn load_execution(state: &AppState, announcement: &Arc<Announcement<entity::execution::Model>>) -> Result<Option<Execution>, ApiError> {
+    let id = announcement.change.id;
+    let model = announcement.entity(|| state.executor.get(id)).await?;
+    Ok(model.map(Execution::from))
+}

@@ -1,0 +1,233 @@
+//! The GraphQL object types of the contract: `Function`, `Execution`, their
+//! status enums, connections and subscription events.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{ComplexObject, Context, Enum, Json, Result, SimpleObject};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use entity::execution;
+use crate::functions::FunctionRecord;
+use crate::pagination::{Page, PageCursor, PageRequest};
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode, ResultExt};
+use super::loaders::{ExecutionPageKey, ExecutionPages, Functions};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "entity::FunctionStatus")]
+pub enum FunctionStatus {
+    Pending,
+    Compiling,
+    Ready,
+    Failed,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "entity::ExecutionStatus")]
+pub enum ExecutionStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl FunctionStatus {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "PENDING" => Self::Pending,
+            "COMPILING" => Self::Compiling,
+            "READY" => Self::Ready,
+            "FAILED" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+impl ExecutionStatus {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "PENDING" => Self::Pending,
+            "RUNNING" => Self::Running,
+            "COMPLETED" => Self::Completed,
+            "FAILED" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Number of items across all pages of a connection.
+#[derive(SimpleObject)]
+pub struct ConnectionTotal {
+    pub total_count: i32,
+}
+
+pub type FunctionConnection = Connection<String, Function, ConnectionTotal>;
+pub type ExecutionConnection = Connection<String, Execution, ConnectionTotal>;
+
+/// Turns a page of records into a Relay connection.
+pub fn connection<R, N>(page: Page<R>, cursor_of: impl Fn(&R) -> PageCursor, node: impl Fn(R) -> N) -> Connection<String, N, ConnectionTotal>
+where
+    N: async_graphql::OutputType,
+{
+    let mut connection = Connection::with_additional_fields(
+        page.has_previous_page,
+        page.has_next_page,
+        ConnectionTotal { total_count: page.total_count.try_into().unwrap_or(i32::MAX) },
+    );
+    connection.edges.extend(page.items.into_iter().map(|record| Edge::new(cursor_of(&record).encode(), node(record))));
+    connection
+}
+
+/// A user's function and its compile state.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Function {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub language: String,
+    pub source: String,
+    pub status: FunctionStatus,
+    pub compile_error: Option<String>,
+    /// Size in bytes of the compiled module; null until READY.
+    pub wasm_size: Option<i32>,
+    /// Goes up by one each time the source or language changes.
+    pub revision: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<FunctionRecord> for Function {
+    fn from(r: FunctionRecord) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            language: r.language,
+            source: r.source,
+            status: r.status.into(),
+            compile_error: r.compile_error,
+            wasm_size: r.wasm_size,
+            revision: r.revision,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[ComplexObject]
+impl Function {
+    /// Compiled module as base64; null until READY. Clients should not select it in lists.
+    async fn wasm_binary(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        if self.wasm_size.is_none() {
+            return Ok(None);
+        }
+        let state = ctx.data_unchecked::<AppState>();
+        let wasm = crate::functions::wasm(&state.db, self.id).await.api()?;
+        Ok(wasm.filter(|(revision, _)| *revision == self.revision).map(|(_, wasm)| BASE64.encode(wasm)))
+    }
+
+    /// This function's executions, newest first.
+    async fn executions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+        status: Option<ExecutionStatus>,
+    ) -> Result<ExecutionConnection> {
+        let page = PageRequest::new(first, after.as_deref()).api()?;
+        let key = ExecutionPageKey { function_id: self.id, page, status: status.map(Into::into) };
+        let loader = ctx.data_unchecked::<DataLoader<ExecutionPages>>();
+        let page = loader.load_one(key).await?.unwrap_or_else(|| Page::from_rows(Vec::new(), &page, 0));
+        Ok(connection(page, |e| PageCursor { created_at: e.created_at, id: e.id }, Execution::from))
+    }
+}
+
+/// One run of a function.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Execution {
+    pub id: Uuid,
+    pub function_id: Uuid,
+    pub input: Option<Json<serde_json::Value>>,
+    pub output: Option<Json<serde_json::Value>>,
+    pub status: ExecutionStatus,
+    /// Why the execution FAILED: a trap, an abort with its location, the
+    /// timeout, the memory cap, or output that is not JSON.
+    pub error_message: Option<String>,
+    /// Console output (`console.log`, `trace`) captured during the run.
+    pub logs: Option<Vec<String>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<execution::Model> for Execution {
+    fn from(m: execution::Model) -> Self {
+        Self {
+            id: m.id,
+            function_id: m.function_id,
+            input: m.input.map(Json),
+            output: m.output.map(Json),
+            status: m.status.into(),
+            error_message: m.error_message,
+            logs: m.logs.and_then(|logs| serde_json::from_value(logs).ok()),
+            started_at: m.started_at,
+            completed_at: m.completed_at,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[ComplexObject]
+impl Execution {
+    async fn function(&self, ctx: &Context<'_>) -> Result<Function> {
+        let loader = ctx.data_unchecked::<DataLoader<Functions>>();
+        match loader.load_one(self.function_id).await? {
+            Some(record) => Ok(record.into()),
+            None => Err(ApiError::new(ErrorCode::NotFound, format!("function {} was deleted", self.function_id)).into()),
+        }
+    }
+
+    /// completedAt - startedAt in milliseconds; null until finished.
+    async fn duration_ms(&self) -> Option<f64> {
+        let (started, completed) = (self.started_at?, self.completed_at?);
+        Some((completed - started).num_microseconds()? as f64 / 1000.0)
+    }
+}
+
+/// A status transition of a function.
+#[derive(SimpleObject)]
+pub struct FunctionStatusEvent {
+    pub function: Function,
+    /// null for the snapshot sent on subscribe.
+    pub previous_status: Option<FunctionStatus>,
+    pub status: FunctionStatus,
+    pub at: DateTime<Utc>,
+}
+
+/// A status transition of an execution.
+#[derive(SimpleObject)]
+pub struct ExecutionStatusEvent {
+    pub execution: Execution,
+    /// null for the snapshot sent on subscribe.
+    pub previous_status: Option<ExecutionStatus>,
+    pub status: ExecutionStatus,
+    pub at: DateTime<Utc>,
+}
+
+/// Backlog of one pgmq queue (operators debugging stuck compilations).
+#[derive(SimpleObject)]
+pub struct QueueStats {
+    pub queue_name: String,
+    /// Messages waiting or in flight.
+    pub length: i32,
+    /// Age in seconds of the oldest message; null when empty.
+    pub oldest_message_age_seconds: Option<i32>,
+    /// Messages ever sent to the queue.
+    pub total_messages: i32,
+}

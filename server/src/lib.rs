@@ -1,0 +1,17 @@
+//! ProjectNIL server: AssemblyScript functions compiled to WebAssembly through
+//! pgmq queues and run in wasmtime, behind a GraphQL API with live subscriptions.
+//! `main.rs` only parses the command line; [`app`] wires the pieces together.
+
+pub mod app;
+pub mod compile;
+pub mod config;
+pub mod db;
+pub mod events;
+pub mod executions;
+pub mod functions;
+pub mod graphql;
+pub mod http;
+pub mod pagination;
+pub mod queue;
+pub mod runtime;
+pub mod telemetry;

@@ -1,0 +1,109 @@
+//! Keyset pagination, newest first, shared by every list: the cursor is the
+//! position `(created_at, id)` of the last item seen, so pages stay stable while
+//! rows are inserted concurrently. Cursors are opaque to clients (base64 of a
+//! versioned string) and validated on the way in.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PageError {
+    #[error("`first` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
+    FirstOutOfRange(i32),
+    #[error("`after` is not a cursor this API returned")]
+    BadCursor,
+}
+
+impl PageCursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("v1:{}:{}", self.created_at.timestamp_micros(), self.id))
+    }
+
+    pub fn decode(cursor: &str) -> Result<Self, PageError> {
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| PageError::BadCursor)?;
+        let text = String::from_utf8(bytes).map_err(|_| PageError::BadCursor)?;
+        let mut parts = text.splitn(3, ':');
+        let (Some("v1"), Some(micros), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(PageError::BadCursor);
+        };
+        let micros: i64 = micros.parse().map_err(|_| PageError::BadCursor)?;
+        let created_at = DateTime::from_timestamp_micros(micros).ok_or(PageError::BadCursor)?;
+        let id = Uuid::parse_str(id).map_err(|_| PageError::BadCursor)?;
+        Ok(Self { created_at, id })
+    }
+}
+
+/// A validated request for one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageRequest {
+    pub first: u64,
+    pub after: Option<PageCursor>,
+}
+
+impl PageRequest {
+    pub fn new(first: i32, after: Option<&str>) -> Result<Self, PageError> {
+        if !(1..=MAX_PAGE_SIZE).contains(&first) {
+            return Err(PageError::FirstOutOfRange(first));
+        }
+        let after = after.map(PageCursor::decode).transpose()?;
+        Ok(Self { first: first as u64, after })
+    }
+
+    /// Rows to fetch: one more than asked, to learn whether a next page exists.
+    pub fn fetch_limit(&self) -> u64 {
+        self.first + 1
+    }
+}
+
+/// One page of items, newest first.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub total_count: i64,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from `fetch_limit()` rows at most.
+    pub fn from_rows(mut rows: Vec<T>, request: &PageRequest, total_count: i64) -> Self {
+        let has_next_page = rows.len() as u64 > request.first;
+        rows.truncate(request.first as usize);
+        Self { items: rows, has_next_page, has_previous_page: request.after.is_some(), total_count }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips() {
+        let cursor = PageCursor { created_at: DateTime::from_timestamp_micros(1_764_400_000_123_456).unwrap(), id: Uuid::new_v4() };
+        assert_eq!(PageCursor::decode(&cursor.encode()), Ok(cursor));
+    }
+
+    #[test]
+    fn forged_cursors_are_rejected() {
+        for bad in ["", "!!!", "djE6eDp5", &URL_SAFE_NO_PAD.encode("v2:1:00000000-0000-0000-0000-000000000000")] {
+            assert_eq!(PageCursor::decode(bad), Err(PageError::BadCursor), "{bad}");
+        }
+    }
+
+    #[test]
+    fn first_is_bounded() {
+        assert_eq!(PageRequest::new(0, None), Err(PageError::FirstOutOfRange(0)));
+        assert_eq!(PageRequest::new(101, None), Err(PageError::FirstOutOfRange(101)));
+        assert!(PageRequest::new(100, None).is_ok());
+    }
+}

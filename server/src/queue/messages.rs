@@ -1,0 +1,62 @@
+//! The two queue messages of the contract. Extra fields are allowed, so a
+//! compiler in another language only has to speak these.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// API → compiler: compile this revision of this function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompilationJob {
+    pub function_id: Uuid,
+    pub language: String,
+    pub source: String,
+    /// The function's revision this source belongs to; results for an older one
+    /// are dropped.
+    pub revision: i64,
+}
+
+/// Compiler → API: how the compilation of one job went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompilationResult {
+    pub function_id: Uuid,
+    /// Absent from a compiler that does not track revisions: then the result
+    /// applies to whatever revision is being compiled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    pub success: bool,
+    /// The module as standard base64, when `success`.
+    pub wasm_binary: Option<String>,
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiler_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_hit: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_uses_contract_field_names() {
+        let job = CompilationJob { function_id: Uuid::nil(), language: "assemblyscript".into(), source: "x".into(), revision: 2 };
+        let json = serde_json::to_value(&job).unwrap();
+        assert_eq!(json["functionId"], "00000000-0000-0000-0000-000000000000");
+        assert_eq!(json["language"], "assemblyscript");
+        assert_eq!(json["revision"], 2);
+    }
+
+    #[test]
+    fn result_from_a_foreign_compiler_without_extras_decodes() {
+        let result: CompilationResult = serde_json::from_str(
+            r#"{"functionId":"00000000-0000-0000-0000-000000000000","success":false,"wasmBinary":null,"error":"bad","somethingElse":1}"#,
+        )
+        .unwrap();
+        assert_eq!(result.revision, None);
+        assert_eq!(result.error.as_deref(), Some("bad"));
+    }
+}

@@ -1,0 +1,136 @@
+//! The compilation queues on pgmq, in the same PostgreSQL: the two message types
+//! of the contract and the few pgmq calls the pipeline makes. Everything goes
+//! through SQL (`pgmq.send`, `pgmq.read_with_poll`, ...) on a sea-orm connection
+//! or transaction, so a job is enqueued in the very transaction that stores its
+//! function, and the same code works on pgmq installed as SQL or as an extension.
+
+mod messages;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use messages::{CompilationJob, CompilationResult};
+pub use migration::{COMPILATION_JOBS_QUEUE, COMPILATION_RESULTS_QUEUE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("could not encode a queue message: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// A message read from a queue, still invisible to other readers until its
+/// visibility timeout runs out.
+#[derive(Debug)]
+pub struct Delivery {
+    pub msg_id: i64,
+    /// How many times this message has been read (1 on first delivery).
+    pub read_count: i32,
+    pub enqueued_at: chrono::DateTime<chrono::Utc>,
+    pub body: serde_json::Value,
+}
+
+impl Delivery {
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_value(self.body.clone())
+    }
+}
+
+#[derive(FromQueryResult)]
+struct DeliveryRow {
+    msg_id: i64,
+    read_ct: i32,
+    enqueued_at: chrono::DateTime<chrono::Utc>,
+    message: serde_json::Value,
+}
+
+/// Sends one message; returns its id.
+pub async fn send<C: ConnectionTrait, T: Serialize>(db: &C, queue: &str, message: &T) -> Result<i64, QueueError> {
+    let body = serde_json::to_value(message)?;
+    let row = db
+        .query_one(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT pgmq.send($1, $2::jsonb) AS msg_id",
+            [queue.into(), body.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("pgmq.send returned no row".into()))?;
+    Ok(row.try_get("", "msg_id")?)
+}
+
+/// Reads up to `limit` messages, waiting up to `wait` for one to arrive (pgmq
+/// polls inside the database every `poll_interval`, so an idle consumer costs one
+/// cheap query per interval, not a busy loop over the network).
+pub async fn read_with_poll<C: ConnectionTrait>(
+    db: &C,
+    queue: &str,
+    visibility_timeout: Duration,
+    limit: i32,
+    wait: Duration,
+    poll_interval: Duration,
+) -> Result<Vec<Delivery>, QueueError> {
+    let rows = DeliveryRow::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT msg_id, read_ct, enqueued_at, message FROM pgmq.read_with_poll($1, $2, $3, $4, $5)",
+        [
+            queue.into(),
+            (visibility_timeout.as_secs().max(1) as i32).into(),
+            limit.into(),
+            (wait.as_secs().max(1) as i32).into(),
+            (poll_interval.as_millis() as i32).into(),
+        ],
+    ))
+    .all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Delivery { msg_id: r.msg_id, read_count: r.read_ct, enqueued_at: r.enqueued_at, body: r.message })
+        .collect())
+}
+
+/// Moves a handled message to the queue's archive table (kept for operators).
+pub async fn archive<C: ConnectionTrait>(db: &C, queue: &str, msg_id: i64) -> Result<(), QueueError> {
+    db.execute(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT pgmq.archive($1, $2::bigint)",
+        [queue.into(), msg_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Deletes a handled message.
+pub async fn delete<C: ConnectionTrait>(db: &C, queue: &str, msg_id: i64) -> Result<(), QueueError> {
+    db.execute(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT pgmq.delete($1, $2::bigint)",
+        [queue.into(), msg_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Backlog of one queue, from `pgmq.metrics`.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct QueueMetrics {
+    pub queue_name: String,
+    pub queue_length: i64,
+    pub oldest_msg_age_sec: Option<i32>,
+    pub total_messages: i64,
+}
+
+pub async fn metrics<C: ConnectionTrait>(db: &C, queue: &str) -> Result<QueueMetrics, QueueError> {
+    let metrics = QueueMetrics::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT queue_name, queue_length, oldest_msg_age_sec, total_messages FROM pgmq.metrics($1)",
+        [queue.into()],
+    ))
+    .one(db)
+    .await?
+    .ok_or_else(|| DbErr::RecordNotFound(format!("queue {queue} does not exist")))?;
+    Ok(metrics)
+}

@@ -1,0 +1,108 @@
+//! Engine configuration and the epoch ticker that drives timeouts.
+
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::error::RuntimeError;
+use super::limits::ExecutionLimits;
+
+/// Epoch granularity: timeouts fire at most one tick late.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Epoch ticks that make up `timeout`, rounded up so a deadline is never early.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    let ticks = timeout.as_nanos().div_ceil(tick).max(1);
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+/// Settings shared by both engines so a module behaves the same during
+/// pre-initialisation and execution.
+fn base_config(limits: &ExecutionLimits) -> Config {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .max_wasm_stack(limits.max_stack_bytes)
+        // Backtraces are never shown to users, and capturing one for a
+        // stack overflow walks every frame.
+        .wasm_backtrace(false)
+        .generate_address_map(false)
+        .memory_init_cow(true)
+        .parallel_compilation(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config
+}
+
+/// The engine executions run on: a pooling allocator with one slot per
+/// concurrent execution, so instantiation reuses warm, pre-mapped memory.
+pub(crate) fn execution_engine(limits: &ExecutionLimits) -> Result<Engine, RuntimeError> {
+    let mut config = base_config(limits);
+    let slots = u32::try_from(limits.max_concurrency.max(1)).unwrap_or(u32::MAX);
+    let memory_size = usize::try_from(limits.memory_limit_pages_bytes())
+        .map_err(|_| RuntimeError::Engine("memory limit does not fit in usize".into()))?;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_stacks(0)
+        .total_component_instances(0)
+        .max_memories_per_module(u32::try_from(limits.max_memories).unwrap_or(1))
+        .max_tables_per_module(u32::try_from(limits.max_tables).unwrap_or(1))
+        .table_elements(limits.max_table_elements)
+        .max_memory_size(memory_size)
+        // Keep the first pages of each slot mapped and zero them by hand on
+        // reuse instead of returning them to the kernel: that is where an
+        // AssemblyScript module's stack, statics and young heap live, and it
+        // saves page faults on every execution.
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(64 * 1024);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|e| RuntimeError::Engine(super::error::describe(&e)))
+}
+
+/// See [`execution_engine`]; sized from a measurement of json-as modules.
+pub(crate) const KEEP_RESIDENT_BYTES: usize = 128 * 1024;
+
+/// The engine used once per module to run its start function before
+/// snapshotting. It allocates on demand so it never competes with executions
+/// for pool slots.
+pub(crate) fn init_engine(limits: &ExecutionLimits) -> Result<Engine, RuntimeError> {
+    Engine::new(&base_config(limits)).map_err(|e| RuntimeError::Engine(super::error::describe(&e)))
+}
+
+/// One thread for the whole runtime advancing every engine's epoch. It holds
+/// only weak references and exits once the engines are gone.
+pub(crate) fn spawn_epoch_ticker(engines: &[&Engine]) -> Result<(), RuntimeError> {
+    let weak: Vec<EngineWeak> = engines.iter().map(|e| e.weak()).collect();
+    thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            loop {
+                thread::sleep(EPOCH_TICK);
+                let mut alive = false;
+                for engine in weak.iter().filter_map(EngineWeak::upgrade) {
+                    engine.increment_epoch();
+                    alive = true;
+                }
+                if !alive {
+                    break;
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| RuntimeError::Engine(format!("cannot start epoch ticker: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up() {
+        assert_eq!(deadline_ticks(Duration::from_millis(10)), 2);
+        assert_eq!(deadline_ticks(Duration::from_millis(11)), 3);
+        assert_eq!(deadline_ticks(Duration::ZERO), 1);
+    }
+}
