@@ -42,7 +42,8 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         if !pgmq_extension_installed(db).await? {
-            db.execute_unprepared("DROP SCHEMA IF EXISTS pgmq CASCADE").await?;
+            db.execute_unprepared("DROP SCHEMA IF EXISTS pgmq CASCADE")
+                .await?;
         }
         Ok(())
     }

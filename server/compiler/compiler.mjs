@@ -38,6 +38,10 @@ function send(obj) {
   protocolWrite(JSON.stringify(obj) + "\n");
 }
 
+// json-as reads JSON_* environment variables (debug output, files written next
+// to the source, code generation modes). Output must depend on the source only.
+for (const key of Object.keys(process.env)) if (key.startsWith("JSON_")) delete process.env[key];
+
 // Everything relative (asconfig lookup, node_modules resolution, json-as's import
 // rewriting) is resolved against the compiler directory, whatever the caller's cwd.
 process.chdir(COMPILER_DIR);
@@ -132,6 +136,36 @@ async function compile(source) {
     return { ok: false, error: text };
   }
   return { ok: true, wasm: Buffer.from(wasm).toString("base64") };
+}
+
+// ---- warm-up ------------------------------------------------------------------
+// The first compile in a process is ~3x slower than later ones (cold JIT). Pay
+// that before reporting ready, and check the toolchain works end to end.
+const WARM_UP = `import { JSON } from "json-as";
+@json
+class Input { a: i32 = 0; b: i32 = 0; }
+@json
+class Output { sum: i32 = 0; }
+export function handle(input: string): string {
+  const args = JSON.parse<Input>(input);
+  const out = new Output();
+  out.sum = args.a + args.b;
+  return JSON.stringify(out);
+}
+`;
+{
+  const started = performance.now();
+  let warm;
+  try {
+    warm = await compile(WARM_UP);
+  } catch (err) {
+    warm = { ok: false, error: String(err && err.stack ? err.stack : err) };
+  }
+  if (!warm.ok) {
+    send({ ready: false, error: `the warm-up compile failed: ${warm.error}` });
+    process.exit(3);
+  }
+  process.stderr.write(`compiler.mjs: warm-up compile in ${Math.round(performance.now() - started)} ms\n`);
 }
 
 // ---- request loop (sequential) -------------------------------------------------

@@ -38,7 +38,8 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
         max_output_bytes: settings.execution.max_output_bytes,
         ..ExecutionLimits::default()
     };
-    let runtime = Runtime::new(limits, settings.execution.module_cache_mb * 1024 * 1024).context("starting the wasm runtime")?;
+    let runtime = Runtime::new(limits, settings.execution.module_cache_mb * 1024 * 1024)
+        .context("starting the wasm runtime")?;
     // Anything unfinished and older than an execution may run was orphaned by a crash.
     let orphaned_after = settings.execution.timeout() + Duration::from_secs(5);
     executions::recover_interrupted(&db, orphaned_after).await?;
@@ -50,7 +51,9 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
     let executor = Executor::new(db.clone(), runtime.clone(), settings.api.max_input_bytes);
     executions::spawn_cache_warmer(db.clone(), runtime, &events, shutdown.clone());
 
-    let mut background = vec![tokio::spawn(ResultConsumer::new(db.clone()).run(shutdown.clone()))];
+    let mut background = vec![tokio::spawn(
+        ResultConsumer::new(db.clone()).run(shutdown.clone()),
+    )];
     if !settings.no_worker {
         let worker = start_worker(db.clone(), settings.compiler.clone()).await?;
         background.push(tokio::spawn(worker.run(shutdown.clone())));
@@ -60,13 +63,23 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
         db: db.clone(),
         executor: executor.clone(),
         events,
-        function_limits: FunctionLimits { max_source_bytes: settings.api.max_source_bytes },
+        function_limits: FunctionLimits {
+            max_source_bytes: settings.api.max_source_bytes,
+        },
     };
     let schema = graphql::build_schema(state.clone(), &settings.api);
     let app = http::routes(schema, state, &settings.api);
 
-    let acceptor = TcpListener::bind(settings.listen).into_acceptor().await.with_context(|| format!("binding {}", settings.listen))?;
-    let bound = acceptor.local_addr().into_iter().next().map(|a| a.to_string()).unwrap_or_default();
+    let acceptor = TcpListener::bind(settings.listen)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let bound = acceptor
+        .local_addr()
+        .into_iter()
+        .next()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let bound = bound.trim_start_matches("socket://");
     // On stdout, for scripts and tests that start the server on port 0.
     println!("listening on http://{bound}");
@@ -74,7 +87,14 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
 
     let stop = shutdown.clone();
     poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, async move { shutdown_signal().await; stop.cancel(); }, Some(SHUTDOWN_GRACE))
+        .run_with_graceful_shutdown(
+            app,
+            async move {
+                shutdown_signal().await;
+                stop.cancel();
+            },
+            Some(SHUTDOWN_GRACE),
+        )
         .await?;
     shutdown.cancel();
     executor.drain().await;
@@ -98,7 +118,10 @@ pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> an
     Ok(())
 }
 
-async fn start_worker(db: sea_orm::DatabaseConnection, settings: CompilerSettings) -> anyhow::Result<CompilerWorker> {
+async fn start_worker(
+    db: sea_orm::DatabaseConnection,
+    settings: CompilerSettings,
+) -> anyhow::Result<CompilerWorker> {
     let compiler = AscCompiler::new(AscConfig {
         node: settings.node.clone(),
         compiler_dir: settings.compiler_dir.clone(),
@@ -106,7 +129,10 @@ async fn start_worker(db: sea_orm::DatabaseConnection, settings: CompilerSetting
     });
     // Start Node and load the compiler now, so a missing install fails loudly
     // at start-up and the first job does not pay for it.
-    let version = compiler.compiler_version().await.context("starting the AssemblyScript compiler")?;
+    let version = compiler
+        .compiler_version()
+        .await
+        .context("starting the AssemblyScript compiler")?;
     tracing::info!(compiler = %version, "compiler.ready");
     Ok(CompilerWorker::new(db, compiler, settings))
 }
@@ -115,13 +141,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                ctrl_c.await.ok();
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    ctrl_c.await.ok();
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -8,7 +8,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "projectnil", version, about = "WebAssembly functions with a live GraphQL API")]
+#[command(
+    name = "projectnil",
+    version,
+    about = "WebAssembly functions with a live GraphQL API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -17,7 +21,12 @@ pub struct Cli {
     pub database: DatabaseSettings,
 
     /// Log format on stderr.
-    #[arg(long, env = "PROJECTNIL_LOG_FORMAT", default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "PROJECTNIL_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
 }
 
@@ -49,7 +58,12 @@ pub struct DatabaseSettings {
     pub database_url: String,
 
     /// Connections in this process's pool.
-    #[arg(long, env = "PROJECTNIL_DB_POOL_SIZE", default_value_t = 20, global = true)]
+    #[arg(
+        long,
+        env = "PROJECTNIL_DB_POOL_SIZE",
+        default_value_t = 20,
+        global = true
+    )]
     pub db_pool_size: u32,
 }
 

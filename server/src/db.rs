@@ -31,11 +31,16 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .sqlx_logging(false);
     Database::connect(options)
         .await
-        .map_err(|source| DbSetupError::Unreachable { url: redact(&settings.database_url), source })
+        .map_err(|source| DbSetupError::Unreachable {
+            url: redact(&settings.database_url),
+            source,
+        })
 }
 
 /// Connects (creating the database when missing) and applies every migration.
-pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbSetupError> {
+pub async fn connect_and_migrate(
+    settings: &DatabaseSettings,
+) -> Result<DatabaseConnection, DbSetupError> {
     let db = connect(settings).await?;
     migration::apply(&db).await.map_err(DbSetupError::Migrate)?;
     Ok(db)
@@ -43,9 +48,16 @@ pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<Database
 
 async fn create_database_if_missing(url: &str) -> Result<(), DbSetupError> {
     let (server_url, name) = split_database_name(url)?;
-    let admin = Database::connect(ConnectOptions::new(format!("{server_url}/postgres")).sqlx_logging(false).to_owned())
-        .await
-        .map_err(|source| DbSetupError::Unreachable { url: redact(url), source })?;
+    let admin = Database::connect(
+        ConnectOptions::new(format!("{server_url}/postgres"))
+            .sqlx_logging(false)
+            .to_owned(),
+    )
+    .await
+    .map_err(|source| DbSetupError::Unreachable {
+        url: redact(url),
+        source,
+    })?;
     let exists = admin
         .query_one(Statement::from_sql_and_values(
             admin.get_database_backend(),
@@ -53,7 +65,10 @@ async fn create_database_if_missing(url: &str) -> Result<(), DbSetupError> {
             [name.clone().into()],
         ))
         .await
-        .map_err(|source| DbSetupError::Unreachable { url: redact(url), source })?
+        .map_err(|source| DbSetupError::Unreachable {
+            url: redact(url),
+            source,
+        })?
         .is_some();
     if !exists {
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
@@ -107,7 +122,9 @@ mod tests {
 
     #[test]
     fn splits_database_name() {
-        let (server, name) = split_database_name("postgres://postgres@127.0.0.1:5432/projectnil?sslmode=disable").unwrap();
+        let (server, name) =
+            split_database_name("postgres://postgres@127.0.0.1:5432/projectnil?sslmode=disable")
+                .unwrap();
         assert_eq!(server, "postgres://postgres@127.0.0.1:5432");
         assert_eq!(name, "projectnil");
         assert!(split_database_name("postgres://h:5432").is_err());

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub const MAX_PAGE_SIZE: i32 = 100;
+/// `first` when a client omits it or passes null.
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageCursor {
@@ -26,14 +28,21 @@ pub enum PageError {
 
 impl PageCursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("v1:{}:{}", self.created_at.timestamp_micros(), self.id))
+        URL_SAFE_NO_PAD.encode(format!(
+            "v1:{}:{}",
+            self.created_at.timestamp_micros(),
+            self.id
+        ))
     }
 
     pub fn decode(cursor: &str) -> Result<Self, PageError> {
-        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| PageError::BadCursor)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| PageError::BadCursor)?;
         let text = String::from_utf8(bytes).map_err(|_| PageError::BadCursor)?;
         let mut parts = text.splitn(3, ':');
-        let (Some("v1"), Some(micros), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some("v1"), Some(micros), Some(id)) = (parts.next(), parts.next(), parts.next())
+        else {
             return Err(PageError::BadCursor);
         };
         let micros: i64 = micros.parse().map_err(|_| PageError::BadCursor)?;
@@ -56,7 +65,10 @@ impl PageRequest {
             return Err(PageError::FirstOutOfRange(first));
         }
         let after = after.map(PageCursor::decode).transpose()?;
-        Ok(Self { first: first as u64, after })
+        Ok(Self {
+            first: first as u64,
+            after,
+        })
     }
 
     /// Rows to fetch: one more than asked, to learn whether a next page exists.
@@ -79,7 +91,12 @@ impl<T> Page<T> {
     pub fn from_rows(mut rows: Vec<T>, request: &PageRequest, total_count: i64) -> Self {
         let has_next_page = rows.len() as u64 > request.first;
         rows.truncate(request.first as usize);
-        Self { items: rows, has_next_page, has_previous_page: request.after.is_some(), total_count }
+        Self {
+            items: rows,
+            has_next_page,
+            has_previous_page: request.after.is_some(),
+            total_count,
+        }
     }
 }
 
@@ -89,21 +106,35 @@ mod tests {
 
     #[test]
     fn cursor_round_trips() {
-        let cursor = PageCursor { created_at: DateTime::from_timestamp_micros(1_764_400_000_123_456).unwrap(), id: Uuid::new_v4() };
+        let cursor = PageCursor {
+            created_at: DateTime::from_timestamp_micros(1_764_400_000_123_456).unwrap(),
+            id: Uuid::new_v4(),
+        };
         assert_eq!(PageCursor::decode(&cursor.encode()), Ok(cursor));
     }
 
     #[test]
     fn forged_cursors_are_rejected() {
-        for bad in ["", "!!!", "djE6eDp5", &URL_SAFE_NO_PAD.encode("v2:1:00000000-0000-0000-0000-000000000000")] {
+        for bad in [
+            "",
+            "!!!",
+            "djE6eDp5",
+            &URL_SAFE_NO_PAD.encode("v2:1:00000000-0000-0000-0000-000000000000"),
+        ] {
             assert_eq!(PageCursor::decode(bad), Err(PageError::BadCursor), "{bad}");
         }
     }
 
     #[test]
     fn first_is_bounded() {
-        assert_eq!(PageRequest::new(0, None), Err(PageError::FirstOutOfRange(0)));
-        assert_eq!(PageRequest::new(101, None), Err(PageError::FirstOutOfRange(101)));
+        assert_eq!(
+            PageRequest::new(0, None),
+            Err(PageError::FirstOutOfRange(0))
+        );
+        assert_eq!(
+            PageRequest::new(101, None),
+            Err(PageError::FirstOutOfRange(101))
+        );
         assert!(PageRequest::new(100, None).is_ok());
     }
 }

@@ -1,1 +1,244 @@
+//! Test harness: every test gets its own PostgreSQL database and, when it needs
+//! one, its own `projectnil` process on a free port, driven over real HTTP and
+//! WebSocket. Databases are dropped when the test ends.
 
+pub mod fixtures;
+pub mod graphql;
+pub mod ws;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub use graphql::Client;
+
+/// Server part of the URL of the PostgreSQL the tests use.
+pub fn postgres_server_url() -> String {
+    std::env::var("PROJECTNIL_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A database of one test's own, dropped (with its connections) on drop.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A fresh, empty database (no migrations applied).
+    pub async fn empty() -> anyhow::Result<Self> {
+        let name = format!("projectnil_test_{}", uuid::Uuid::new_v4().simple());
+        let db = Self::named(&name);
+        admin(&format!("CREATE DATABASE \"{name}\"")).await?;
+        Ok(db)
+    }
+
+    /// The name of a database that does not exist yet (dropped on drop if created).
+    pub fn not_yet_created() -> Self {
+        Self::named(&format!(
+            "projectnil_test_{}",
+            uuid::Uuid::new_v4().simple()
+        ))
+    }
+
+    fn named(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            url: format!("{}/{name}", postgres_server_url()),
+        }
+    }
+
+    /// A fresh database with every migration applied.
+    pub async fn migrated() -> anyhow::Result<Self> {
+        let db = Self::empty().await?;
+        let conn = db.connect().await?;
+        migration::apply(&conn).await?;
+        conn.close().await?;
+        Ok(db)
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<sea_orm::DatabaseConnection> {
+        let mut options = sea_orm::ConnectOptions::new(self.url.clone());
+        options.max_connections(5).sqlx_logging(false);
+        Ok(sea_orm::Database::connect(options).await?)
+    }
+
+    pub async fn exists(&self) -> anyhow::Result<bool> {
+        let mut conn = admin_connection().await?;
+        let row: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(&self.name)
+            .fetch_optional(&mut conn)
+            .await?;
+        Ok(row.is_some())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // Drop runs outside any runtime guarantee; use a small one of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                let _ = rt.block_on(admin(&sql));
+            }
+        })
+        .join();
+    }
+}
+
+async fn admin_connection() -> anyhow::Result<sqlx::PgConnection> {
+    use sqlx::Connection;
+    Ok(sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server_url())).await?)
+}
+
+async fn admin(sql: &str) -> anyhow::Result<()> {
+    let mut conn = admin_connection().await?;
+    sqlx::raw_sql(sql).execute(&mut conn).await?;
+    Ok(())
+}
+
+/// The `projectnil` binary built next to this test binary (`cargo build
+/// --bin projectnil` first; the README's test command does), or `PROJECTNIL_BIN`.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("PROJECTNIL_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/projectnil
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    profile_dir.join("projectnil")
+}
+
+/// Runs `projectnil <args>` to completion against `db`.
+pub async fn run_cli(db: &TestDb, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let output = Command::new(binary())
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running projectnil (build it with `cargo build --bin projectnil`)")?;
+    Ok(output)
+}
+
+/// Options for a server under test.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl ServerOptions {
+    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.push((key.into(), value.to_string()));
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+}
+
+/// A running `projectnil serve`, killed on drop.
+pub struct TestServer {
+    pub base_url: String,
+    pub child: Child,
+}
+
+impl TestServer {
+    /// Starts `projectnil serve` on a free port against `db_url`.
+    pub async fn start(db_url: &str, options: ServerOptions) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .args(&options.args)
+            .env("DATABASE_URL", db_url)
+            .env("PROJECTNIL_LISTEN", "127.0.0.1:0")
+            .env("PROJECTNIL_DB_POOL_SIZE", "8")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,server=info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .context("starting projectnil (build it with `cargo build --bin projectnil`)")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base_url = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return Ok(url.trim().to_string());
+                }
+            }
+            bail!("projectnil exited before listening")
+        })
+        .await
+        .context("projectnil did not start listening within 120 s")??;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { base_url, child })
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.base_url)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/graphql/ws", self.base_url.replacen("http", "ws", 1))
+    }
+
+    /// Sends SIGKILL (a crash) and waits for the process to go.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub async fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().context("already exited")?;
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()?;
+        Ok(tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??)
+    }
+}
+
+/// A migrated database of its own plus a server on it: what most tests start with.
+pub struct TestApp {
+    pub server: TestServer,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> anyhow::Result<Self> {
+        let db = TestDb::not_yet_created();
+        let server = TestServer::start(&db.url, options).await?;
+        Ok(Self { server, db })
+    }
+
+    pub fn client(&self) -> Client {
+        self.server.client()
+    }
+}

@@ -61,7 +61,9 @@ pub enum CompileError {
         tail_suffix(stderr_tail)
     )]
     Crashed { status: String, stderr_tail: String },
-    #[error("unexpected reply from the AssemblyScript compiler process: {0}; the process is restarted on the next compile")]
+    #[error(
+        "unexpected reply from the AssemblyScript compiler process: {0}; the process is restarted on the next compile"
+    )]
     Protocol(String),
     #[error("I/O error talking to the AssemblyScript compiler process: {0}")]
     Io(#[from] io::Error),
@@ -71,7 +73,10 @@ impl CompileError {
     /// True when the error is about the user's source (diagnostics, timeout)
     /// rather than the compiler's installation or process.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, CompileError::Diagnostics(_) | CompileError::Timeout { .. })
+        matches!(
+            self,
+            CompileError::Diagnostics(_) | CompileError::Timeout { .. }
+        )
     }
 }
 
@@ -102,7 +107,10 @@ impl AscCompiler {
     pub fn new(config: AscConfig) -> Self {
         Self {
             config,
-            state: Mutex::new(State { process: None, next_id: 1 }),
+            state: Mutex::new(State {
+                process: None,
+                next_id: 1,
+            }),
             version: StdMutex::new(None),
         }
     }
@@ -115,8 +123,9 @@ impl AscCompiler {
         }
         let mut state = self.state.lock().await;
         self.ensure_running(&mut state).await?;
-        self.cached_version()
-            .ok_or_else(|| CompileError::Protocol("the ready line carried no compiler version".into()))
+        self.cached_version().ok_or_else(|| {
+            CompileError::Protocol("the ready line carried no compiler version".into())
+        })
     }
 
     /// Compiles AssemblyScript `source` (the entry file `index.ts`) to a wasm module.
@@ -125,74 +134,108 @@ impl AscCompiler {
     }
 
     /// Like [`compile`](Self::compile) with an explicit time budget.
-    pub async fn compile_with_timeout(&self, source: &str, timeout: Duration) -> Result<Vec<u8>, CompileError> {
+    pub async fn compile_with_timeout(
+        &self,
+        source: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CompileError> {
         let mut state = self.state.lock().await;
         let id = state.next_id;
         state.next_id += 1;
-        let request = serde_json::to_string(&Request { id, source }).map_err(|e| CompileError::Protocol(e.to_string()))?;
+        let request = serde_json::to_string(&Request { id, source })
+            .map_err(|e| CompileError::Protocol(e.to_string()))?;
 
-        // A process that died while idle (or was killed) only shows when we
-        // write to it; in that case the request never reached it, so retry once
-        // on a fresh process.
-        let mut attempts = 0;
+        // A process that died while idle (or was killed, e.g. by the OOM killer)
+        // is only noticed when we talk to it. Retry once on a fresh process when
+        // the request never reached it or the process was killed by a signal; a
+        // crash of the compiler itself (exit status 1) is deterministic for the
+        // source and is reported.
+        let mut first_attempt = true;
         let response = loop {
-            attempts += 1;
+            let retry_allowed = std::mem::take(&mut first_attempt);
             let process = self.ensure_running(&mut state).await?;
-            match process.send(&request).await {
-                Ok(()) => {}
-                Err(error) if attempts == 1 => {
+            if let Err(error) = process.send(&request).await {
+                if retry_allowed {
                     tracing::warn!(%error, "asc.process_gone_restarting");
                     self.discard(&mut state).await;
                     continue;
                 }
-                Err(error) => {
-                    let error = self.crash_error(&mut state, Some(error)).await;
-                    return Err(error);
-                }
+                return Err(self.reap(&mut state, Some(error)).await.0);
             }
-            match tokio::time::timeout(timeout, process.receive(id)).await {
+            let io_error = match tokio::time::timeout(timeout, process.receive(id)).await {
                 Ok(Ok(response)) => break response,
-                Ok(Err(Failure::Eof)) => return Err(self.crash_error(&mut state, None).await),
-                Ok(Err(Failure::Io(error))) => return Err(self.crash_error(&mut state, Some(error)).await),
+                Ok(Err(Failure::Eof)) => None,
+                Ok(Err(Failure::Io(error))) => Some(error),
                 Ok(Err(Failure::Protocol(message))) => {
                     self.discard(&mut state).await;
                     return Err(CompileError::Protocol(message));
                 }
                 Err(_elapsed) => {
-                    tracing::warn!(timeout_ms = timeout.as_millis() as u64, "asc.compile_timeout_restarting");
+                    tracing::warn!(
+                        timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                        "asc.compile_timeout_restarting"
+                    );
                     self.discard(&mut state).await;
                     if let Err(error) = self.ensure_running(&mut state).await {
                         tracing::error!(%error, "asc.restart_failed");
                     }
                     return Err(CompileError::Timeout { after: timeout });
                 }
+            };
+            let (error, killed) = self.reap(&mut state, io_error).await;
+            if !(retry_allowed && killed) {
+                return Err(error);
             }
+            tracing::warn!(%error, "asc.process_killed_retrying");
         };
 
         match response {
-            Response { ok: true, wasm: Some(wasm), .. } => BASE64
-                .decode(wasm)
-                .map_err(|e| CompileError::Protocol(format!("the module is not valid base64: {e}"))),
-            Response { ok: false, error, .. } => Err(CompileError::Diagnostics(
-                error.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "compilation failed without diagnostics".into()),
+            Response {
+                ok: true,
+                wasm: Some(wasm),
+                ..
+            } => BASE64.decode(wasm).map_err(|e| {
+                CompileError::Protocol(format!("the module is not valid base64: {e}"))
+            }),
+            Response {
+                ok: false, error, ..
+            } => Err(CompileError::Diagnostics(
+                error
+                    .filter(|e| !e.trim().is_empty())
+                    .unwrap_or_else(|| "compilation failed without diagnostics".into()),
             )),
-            Response { ok: true, wasm: None, .. } => {
-                Err(CompileError::Protocol("a successful reply carried no module".into()))
-            }
+            Response {
+                ok: true,
+                wasm: None,
+                ..
+            } => Err(CompileError::Protocol(
+                "a successful reply carried no module".into(),
+            )),
         }
     }
 
     #[cfg(test)]
     async fn pid(&self) -> Option<u32> {
-        self.state.lock().await.process.as_ref().and_then(|p| p.child.id())
+        self.state
+            .lock()
+            .await
+            .process
+            .as_ref()
+            .and_then(|p| p.child.id())
     }
 
     fn cached_version(&self) -> Option<String> {
-        self.version.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Returns the running process, starting a new one if there is none or it has exited.
-    async fn ensure_running<'s>(&self, state: &'s mut State) -> Result<&'s mut Process, CompileError> {
+    async fn ensure_running<'s>(
+        &self,
+        state: &'s mut State,
+    ) -> Result<&'s mut Process, CompileError> {
         let alive = match state.process.as_mut() {
             Some(process) => match process.child.try_wait() {
                 Ok(None) => true,
@@ -212,7 +255,7 @@ impl AscCompiler {
             let (process, version) = self.spawn().await?;
             let mut cached = self.version.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(previous) = cached.as_ref().filter(|previous| **previous != version) {
-                tracing::warn!(%previous, current = %version, "asc.compiler_version_changed; restart the server");
+                tracing::warn!(%previous, current = %version, hint = "restart the server so content-cache keys match", "asc.compiler_version_changed");
             }
             *cached = Some(version);
             drop(cached);
@@ -231,24 +274,39 @@ impl AscCompiler {
         }
     }
 
-    /// Builds the error for a process that stopped answering, and forgets it.
-    async fn crash_error(&self, state: &mut State, io_error: Option<io::Error>) -> CompileError {
+    /// Forgets a process that stopped answering and builds the error for it;
+    /// the flag says whether it was killed by a signal (rather than exiting).
+    async fn reap(&self, state: &mut State, io_error: Option<io::Error>) -> (CompileError, bool) {
         let Some(mut process) = state.process.take() else {
-            return CompileError::Crashed { status: "no process".into(), stderr_tail: String::new() };
+            return (
+                CompileError::Crashed {
+                    status: "no process".into(),
+                    stderr_tail: String::new(),
+                },
+                false,
+            );
         };
-        let status = match tokio::time::timeout(Duration::from_secs(2), process.child.wait()).await {
-            Ok(Ok(status)) => status.to_string(),
-            _ => {
-                process.kill().await;
-                match io_error {
-                    Some(error) => format!("I/O error: {error}"),
-                    None => "stdout closed".into(),
+        let (status, killed) =
+            match tokio::time::timeout(Duration::from_secs(2), process.child.wait()).await {
+                Ok(Ok(status)) => (status.to_string(), killed_by_signal(status)),
+                _ => {
+                    process.kill().await;
+                    let status = match io_error {
+                        Some(error) => format!("I/O error: {error}"),
+                        None => "stdout closed".into(),
+                    };
+                    (status, false)
                 }
-            }
-        };
+            };
         let stderr_tail = process.stderr_tail().await;
-        tracing::error!(%status, stderr = %stderr_tail, "asc.process_crashed");
-        CompileError::Crashed { status, stderr_tail }
+        tracing::error!(%status, stderr = %stderr_tail, "asc.process_died");
+        (
+            CompileError::Crashed {
+                status,
+                stderr_tail,
+            },
+            killed,
+        )
     }
 
     async fn spawn(&self) -> Result<(Process, String), CompileError> {
@@ -261,7 +319,12 @@ impl AscCompiler {
             )));
         }
         for package in ["assemblyscript", "json-as"] {
-            if !dir.join("node_modules").join(package).join("package.json").is_file() {
+            if !dir
+                .join("node_modules")
+                .join(package)
+                .join("package.json")
+                .is_file()
+            {
                 return Err(CompileError::NotInstalled { dir: dir.clone() });
             }
         }
@@ -274,23 +337,38 @@ impl AscCompiler {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|error| CompileError::NodeNotFound { node: self.config.node.clone(), error })?;
+            .map_err(|error| CompileError::NodeNotFound {
+                node: self.config.node.clone(),
+                error,
+            })?;
         let pid = child.id();
-        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err(CompileError::Startup("the child's stdio pipes are missing".into()));
+            return Err(CompileError::Startup(
+                "the child's stdio pipes are missing".into(),
+            ));
         };
 
         let tail = Arc::new(StdMutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
         let stderr_task = tokio::spawn(forward_stderr(stderr, pid, Arc::clone(&tail)));
-        let mut process = Process { child, stdin, stdout: BufReader::new(stdout).lines(), stderr_task, tail };
+        let mut process = Process {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout).lines(),
+            stderr_task,
+            tail,
+        };
 
         let version = match tokio::time::timeout(STARTUP_TIMEOUT, process.ready()).await {
             Ok(Ok(version)) => version,
             Ok(Err(message)) => {
                 process.kill().await;
                 let tail = process.stderr_tail().await;
-                return Err(CompileError::Startup(format!("{message}{}", tail_suffix(&tail))));
+                return Err(CompileError::Startup(format!(
+                    "{message}{}",
+                    tail_suffix(&tail)
+                )));
             }
             Err(_) => {
                 process.kill().await;
@@ -357,7 +435,9 @@ impl Process {
             return match (ready.ready, ready.compiler_version) {
                 (true, Some(version)) => Ok(version),
                 (true, None) => Err("the ready line carried no compiler version".into()),
-                (false, _) => Err(ready.error.unwrap_or_else(|| "it reported it is not ready".into())),
+                (false, _) => Err(ready
+                    .error
+                    .unwrap_or_else(|| "it reported it is not ready".into())),
             };
         }
     }
@@ -384,7 +464,11 @@ impl Process {
             match response.id {
                 Some(got) if got == id => return Ok(response),
                 Some(got) if got < id => tracing::debug!(got, id, "asc.skipping_stale_reply"),
-                got => return Err(Failure::Protocol(format!("expected the reply to request {id}, got {got:?}"))),
+                got => {
+                    return Err(Failure::Protocol(format!(
+                        "expected the reply to request {id}, got {got:?}"
+                    )));
+                }
             }
         }
     }
@@ -393,7 +477,10 @@ impl Process {
         if let Err(error) = self.child.start_kill() {
             tracing::debug!(%error, "asc.kill_failed");
         }
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("asc.process_did_not_exit_after_kill");
         }
     }
@@ -405,6 +492,17 @@ impl Process {
         let tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }
+}
+
+#[cfg(unix)]
+fn killed_by_signal(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.signal().is_some()
+}
+
+#[cfg(not(unix))]
+fn killed_by_signal(_status: std::process::ExitStatus) -> bool {
+    false
 }
 
 async fn forward_stderr(
@@ -435,7 +533,11 @@ mod tests {
     }
 
     fn config() -> AscConfig {
-        AscConfig { node: PathBuf::from("node"), compiler_dir: compiler_dir(), timeout: Duration::from_secs(120) }
+        AscConfig {
+            node: PathBuf::from("node"),
+            compiler_dir: compiler_dir(),
+            timeout: Duration::from_secs(120),
+        }
     }
 
     const ADD: &str = r#"
@@ -493,20 +595,39 @@ export function handle(input: string): string {
     #[tokio::test]
     async fn syntax_error_gives_clean_diagnostics() {
         let compiler = AscCompiler::new(config());
-        let source = "export function handle(input: string): string {\n  let x = ;\n  return foo;\n}\n";
-        let error = compiler.compile(source).await.expect_err("does not compile");
-        let CompileError::Diagnostics(text) = &error else { panic!("expected diagnostics, got {error:?}") };
+        let source =
+            "export function handle(input: string): string {\n  let x = ;\n  return foo;\n}\n";
+        let error = compiler
+            .compile(source)
+            .await
+            .expect_err("does not compile");
+        let CompileError::Diagnostics(text) = &error else {
+            panic!("expected diagnostics, got {error:?}")
+        };
         assert!(text.contains("index.ts:2:"), "{text}");
         assert!(text.contains("TS1109"), "{text}");
         assert!(!text.contains('\x1b'), "ANSI escape in {text:?}");
-        assert!(!text.contains(" /") && !text.starts_with('/'), "absolute path in {text}");
-        assert!(!text.contains(compiler_dir().to_string_lossy().as_ref()), "{text}");
+        assert!(
+            !text.contains(" /") && !text.starts_with('/'),
+            "absolute path in {text}"
+        );
+        assert!(
+            !text.contains(compiler_dir().to_string_lossy().as_ref()),
+            "{text}"
+        );
         assert_eq!(error.to_string(), *text);
         assert!(error.is_user_error());
 
-        let error = compiler.compile("export function handle(input: string): string {\n  return foo;\n}\n").await;
-        let Err(CompileError::Diagnostics(text)) = error else { panic!("expected diagnostics, got {error:?}") };
-        assert!(text.contains("ERROR TS2304: Cannot find name 'foo'."), "{text}");
+        let error = compiler
+            .compile("export function handle(input: string): string {\n  return foo;\n}\n")
+            .await;
+        let Err(CompileError::Diagnostics(text)) = error else {
+            panic!("expected diagnostics, got {error:?}")
+        };
+        assert!(
+            text.contains("ERROR TS2304: Cannot find name 'foo'."),
+            "{text}"
+        );
         assert!(text.contains("at index.ts:2:10"), "{text}");
     }
 
@@ -519,9 +640,15 @@ export function handle(input: string): string {
         assert_valid(&a1);
         assert_valid(&b);
         assert_ne!(a1, b);
-        assert_eq!(a1, a2, "A compiled after B must be identical to A compiled first");
+        assert_eq!(
+            a1, a2,
+            "A compiled after B must be identical to A compiled first"
+        );
         // And the same as a fresh process would produce.
-        let fresh = AscCompiler::new(config()).compile(CONCAT).await.expect("B compiles");
+        let fresh = AscCompiler::new(config())
+            .compile(CONCAT)
+            .await
+            .expect("B compiles");
         assert_eq!(b, fresh);
     }
 
@@ -537,7 +664,10 @@ export function handle(input: string): string {
         assert!(matches!(error, CompileError::Timeout { .. }), "{error:?}");
         assert_eq!(error.to_string(), "compilation timed out after 1 ms");
         assert_ne!(compiler.pid().await, before, "process was replaced");
-        let wasm = compiler.compile(ADD).await.expect("compiles after the restart");
+        let wasm = compiler
+            .compile(ADD)
+            .await
+            .expect("compiles after the restart");
         assert_valid(&wasm);
     }
 
@@ -546,9 +676,15 @@ export function handle(input: string): string {
         let compiler = AscCompiler::new(config());
         compiler.compile(ADD).await.expect("compiles");
         let pid = compiler.pid().await.expect("running");
-        let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill runs");
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill runs");
         assert!(status.success());
-        let wasm = compiler.compile(ADD).await.expect("compiles on a new process");
+        let wasm = compiler
+            .compile(ADD)
+            .await
+            .expect("compiles on a new process");
         assert_valid(&wasm);
         assert_ne!(compiler.pid().await, Some(pid));
     }
@@ -561,24 +697,47 @@ export function handle(input: string): string {
         let _ = tokio::time::timeout(Duration::from_millis(50), compiler.compile(CONCAT)).await;
         let wasm = compiler.compile(ADD).await.expect("compiles");
         let again = compiler.compile(ADD).await.expect("compiles");
-        assert_eq!(wasm, again, "the reply to the abandoned request was not mistaken for this one");
+        assert_eq!(
+            wasm, again,
+            "the reply to the abandoned request was not mistaken for this one"
+        );
     }
 
     #[tokio::test]
     async fn infrastructure_errors_say_what_to_do() {
-        let missing_node =
-            AscCompiler::new(AscConfig { node: PathBuf::from("/nonexistent/node"), ..config() });
+        let missing_node = AscCompiler::new(AscConfig {
+            node: PathBuf::from("/nonexistent/node"),
+            ..config()
+        });
         let error = missing_node.compile(ADD).await.expect_err("no node");
-        assert!(matches!(error, CompileError::NodeNotFound { .. }), "{error:?}");
+        assert!(
+            matches!(error, CompileError::NodeNotFound { .. }),
+            "{error:?}"
+        );
         assert!(!error.is_user_error());
 
-        let empty = std::env::temp_dir().join(format!("projectnil-asc-test-{}", std::process::id()));
+        let empty =
+            std::env::temp_dir().join(format!("projectnil-asc-test-{}", std::process::id()));
         std::fs::create_dir_all(&empty).expect("temp dir");
         std::fs::copy(compiler_dir().join(SCRIPT), empty.join(SCRIPT)).expect("copy script");
-        let not_installed = AscCompiler::new(AscConfig { compiler_dir: empty.clone(), ..config() });
-        let error = not_installed.compiler_version().await.expect_err("no node_modules");
+        let not_installed = AscCompiler::new(AscConfig {
+            compiler_dir: empty.clone(),
+            ..config()
+        });
+        let error = not_installed
+            .compiler_version()
+            .await
+            .expect_err("no node_modules");
         std::fs::remove_dir_all(&empty).ok();
-        assert!(matches!(error, CompileError::NotInstalled { .. }), "{error:?}");
-        assert!(error.to_string().contains("npm ci --prefix server/compiler"), "{error}");
+        assert!(
+            matches!(error, CompileError::NotInstalled { .. }),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("npm ci --prefix server/compiler"),
+            "{error}"
+        );
     }
 }

@@ -15,11 +15,18 @@ pub fn cache_key(language: &str, source: &str, compiler_version: &str, flags: &s
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub async fn lookup(db: &DatabaseConnection, key: &str) -> Result<Option<Vec<u8>>, DbErr> {
-    Ok(compiled_module::Entity::find_by_id(key.to_string()).one(db).await?.map(|m| m.wasm_binary))
+    Ok(compiled_module::Entity::find_by_id(key.to_string())
+        .one(db)
+        .await?
+        .map(|m| m.wasm_binary))
 }
 
 pub async fn store(db: &DatabaseConnection, key: &str, wasm: &[u8]) -> Result<(), DbErr> {
@@ -29,7 +36,11 @@ pub async fn store(db: &DatabaseConnection, key: &str, wasm: &[u8]) -> Result<()
         created_at: Set(chrono::Utc::now()),
     };
     compiled_module::Entity::insert(model)
-        .on_conflict(OnConflict::column(compiled_module::Column::CacheKey).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::column(compiled_module::Column::CacheKey)
+                .do_nothing()
+                .to_owned(),
+        )
         .do_nothing()
         .exec(db)
         .await?;

@@ -11,4 +11,5 @@ pub mod validate;
 pub mod worker;
 
 /// Flags every module is compiled with (part of the content-cache key).
-pub const ASC_FLAGS: &str = "--exportRuntime --runtime incremental --optimize --transform json-as/transform";
+pub const ASC_FLAGS: &str =
+    "--exportRuntime --runtime incremental --optimize --transform json-as/transform";

@@ -9,7 +9,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{
+    ActiveEnum, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait,
+};
 use tokio_util::sync::CancellationToken;
 
 use entity::function::{self, FunctionStatus};
@@ -79,19 +81,28 @@ impl ResultConsumer {
         let mut update = function::Entity::update_many()
             .col_expr(function::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
             .filter(function::Column::Id.eq(function_id))
-            .filter(function::Column::Status.is_in([FunctionStatus::Pending, FunctionStatus::Compiling]));
+            .filter(
+                function::Column::Status
+                    .is_in([FunctionStatus::Pending, FunctionStatus::Compiling]),
+            );
         if let Some(revision) = result.revision {
             update = update.filter(function::Column::Revision.eq(revision));
         }
         update = match &verdict {
             Verdict::Ready(wasm) => update
-                .col_expr(function::Column::Status, Expr::value(FunctionStatus::Ready))
+                .col_expr(function::Column::Status, FunctionStatus::Ready.as_enum())
                 .col_expr(function::Column::WasmBinary, Expr::value(wasm.clone()))
-                .col_expr(function::Column::CompileError, Expr::value(Option::<String>::None)),
+                .col_expr(
+                    function::Column::CompileError,
+                    Expr::value(Option::<String>::None),
+                ),
             Verdict::Failed(error) => update
-                .col_expr(function::Column::Status, Expr::value(FunctionStatus::Failed))
+                .col_expr(function::Column::Status, FunctionStatus::Failed.as_enum())
                 .col_expr(function::Column::CompileError, Expr::value(error.clone()))
-                .col_expr(function::Column::WasmBinary, Expr::value(Option::<Vec<u8>>::None)),
+                .col_expr(
+                    function::Column::WasmBinary,
+                    Expr::value(Option::<Vec<u8>>::None),
+                ),
         };
         let applied = update.exec(&txn).await?.rows_affected == 1;
         queue::delete(&txn, queue::COMPILATION_RESULTS_QUEUE, delivery.msg_id).await?;
@@ -110,7 +121,11 @@ impl ResultConsumer {
 /// module that honours the function ABI.
 pub fn verdict(result: &CompilationResult) -> Verdict {
     if !result.success {
-        let error = result.error.clone().filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "compilation failed without a message".into());
+        let error = result
+            .error
+            .clone()
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| "compilation failed without a message".into());
         return Verdict::Failed(error);
     }
     let Some(encoded) = result.wasm_binary.as_deref() else {
@@ -118,7 +133,9 @@ pub fn verdict(result: &CompilationResult) -> Verdict {
     };
     let wasm = match BASE64.decode(encoded) {
         Ok(wasm) => wasm,
-        Err(_) => return Verdict::Failed("the compiler sent a module that is not valid base64".into()),
+        Err(_) => {
+            return Verdict::Failed("the compiler sent a module that is not valid base64".into());
+        }
     };
     match validate::validate_module(&wasm) {
         Ok(_) => Verdict::Ready(wasm),

@@ -8,7 +8,8 @@
 
 use std::fmt;
 
-use wasmparser::{CompositeInnerType, EntityType, TypesRef, ValType, Validator};
+use wasmparser::types::{CoreTypeId, EntityType, TypesRef};
+use wasmparser::{CompositeInnerType, ValType, Validator};
 
 /// A host function a module may import. The runtime provides exactly these
 /// (and a module that imports anything else is rejected here, before it runs).
@@ -34,7 +35,10 @@ impl AllowedImport {
 use ValType::{F64, I32};
 
 /// The imports AssemblyScript 0.28 emits for the features user code may use
-/// (checked by compiling each with the platform's flags). Pointers are offsets
+/// (checked by compiling each with the platform's flags); the runtime's linker
+/// (`runtime/host.rs`, `PROVIDED_IMPORTS`) must define exactly these. Other
+/// standard-library imports (`performance.now` from `process.hrtime`,
+/// `process.exit`, the `~lib/bindings/dom` globals) are rejected. Pointers are offsets
 /// into the exported `memory`; strings are AssemblyScript `String` objects
 /// (UTF-16LE, byte length in the u32 at `ptr - 4`; a null pointer is `null`).
 pub const ALLOWED_IMPORTS: &[AllowedImport] = &[
@@ -75,6 +79,63 @@ pub const ALLOWED_IMPORTS: &[AllowedImport] = &[
         params: &[I32],
         results: &[],
         doc: "console.log(message: string). `console.log(s)` (a single string); log the message.",
+    },
+    AllowedImport {
+        module: "env",
+        name: "console.debug",
+        params: &[I32],
+        results: &[],
+        doc: "console.debug(message: string). Like console.log, debug level.",
+    },
+    AllowedImport {
+        module: "env",
+        name: "console.info",
+        params: &[I32],
+        results: &[],
+        doc: "console.info(message: string). Like console.log, info level.",
+    },
+    AllowedImport {
+        module: "env",
+        name: "console.warn",
+        params: &[I32],
+        results: &[],
+        doc: "console.warn(message: string). Like console.log, warning level.",
+    },
+    AllowedImport {
+        module: "env",
+        name: "console.error",
+        params: &[I32],
+        results: &[],
+        doc: "console.error(message: string). Like console.log, error level.",
+    },
+    AllowedImport {
+        module: "env",
+        name: "console.assert",
+        params: &[I32, I32],
+        results: &[],
+        doc: "console.assert(condition: bool, message: string). Log the message when `condition` is 0; \
+              does not abort (unlike `assert()`, which calls `abort`).",
+    },
+    AllowedImport {
+        module: "env",
+        name: "console.time",
+        params: &[I32],
+        results: &[],
+        doc: "console.time(label: string). Start a timer named `label` (`\"default\"` when omitted).",
+    },
+    AllowedImport {
+        module: "env",
+        name: "console.timeLog",
+        params: &[I32],
+        results: &[],
+        doc: "console.timeLog(label: string). Log the time elapsed on timer `label`.",
+    },
+    AllowedImport {
+        module: "env",
+        name: "console.timeEnd",
+        params: &[I32],
+        results: &[],
+        doc: "console.timeEnd(label: string). Log the time elapsed on timer `label` and stop it.",
     },
 ];
 
@@ -119,18 +180,30 @@ pub enum AbiViolation {
         "the module must export the AssemblyScript runtime function `{name}` with signature {expected} \
          (the platform compiles with --exportRuntime; do not define or export your own `{name}`)"
     )]
-    MissingRuntimeExport { name: &'static str, expected: String },
-    #[error("the module must export its memory as `memory` (do not rename or hide the AssemblyScript memory)")]
+    MissingRuntimeExport {
+        name: &'static str,
+        expected: String,
+    },
+    #[error(
+        "the module must export its memory as `memory` (do not rename or hide the AssemblyScript memory)"
+    )]
     MissingMemory,
     #[error("the exported memory `memory` must be a 32-bit, non-shared memory")]
     UnsupportedMemory,
-    #[error("import `{name}` is not provided by the platform (allowed: {})", allowed_list())]
+    #[error(
+        "import `{name}` is not provided by the platform (allowed: {})",
+        allowed_list()
+    )]
     DisallowedImport { name: String },
     #[error(
         "import `{name}` has signature {found}, but the platform provides it as {expected}; \
          do not redeclare it with @external"
     )]
-    ImportSignature { name: String, found: String, expected: String },
+    ImportSignature {
+        name: String,
+        found: String,
+        expected: String,
+    },
 }
 
 fn allowed_list() -> String {
@@ -162,22 +235,34 @@ pub fn validate_module(wasm: &[u8]) -> Result<ModuleInfo, AbiViolation> {
         Some(EntityType::Func(id) | EntityType::FuncExact(id)) => {
             let found = signature(types, id);
             if !found.matches(&[I32], &[I32]) {
-                return Err(AbiViolation::HandleSignature { found: found.to_string() });
+                return Err(AbiViolation::HandleSignature {
+                    found: found.to_string(),
+                });
             }
         }
-        Some(other) => return Err(AbiViolation::HandleNotAFunction { kind: kind_name(&other) }),
+        Some(other) => {
+            return Err(AbiViolation::HandleNotAFunction {
+                kind: kind_name(&other),
+            });
+        }
     }
 
     // runtime exports
     for &(name, params, results) in RUNTIME_EXPORTS {
         let ok = match export(name) {
-            Some(EntityType::Func(id) | EntityType::FuncExact(id)) => signature(types, id).matches(params, results),
+            Some(EntityType::Func(id) | EntityType::FuncExact(id)) => {
+                signature(types, id).matches(params, results)
+            }
             _ => false,
         };
         if !ok {
             return Err(AbiViolation::MissingRuntimeExport {
                 name,
-                expected: Signature::Func { params: params.to_vec(), results: results.to_vec() }.to_string(),
+                expected: Signature::Func {
+                    params: params.to_vec(),
+                    results: results.to_vec(),
+                }
+                .to_string(),
             });
         }
     }
@@ -195,7 +280,10 @@ pub fn validate_module(wasm: &[u8]) -> Result<ModuleInfo, AbiViolation> {
     let mut used = Vec::new();
     for (module, name, ty) in imports {
         let qualified = format!("{module}.{name}");
-        let Some(allowed) = ALLOWED_IMPORTS.iter().find(|a| a.module == module && a.name == name) else {
+        let Some(allowed) = ALLOWED_IMPORTS
+            .iter()
+            .find(|a| a.module == module && a.name == name)
+        else {
             return Err(AbiViolation::DisallowedImport { name: qualified });
         };
         let found = match ty {
@@ -206,8 +294,11 @@ pub fn validate_module(wasm: &[u8]) -> Result<ModuleInfo, AbiViolation> {
             return Err(AbiViolation::ImportSignature {
                 name: qualified,
                 found: found.to_string(),
-                expected: Signature::Func { params: allowed.params.to_vec(), results: allowed.results.to_vec() }
-                    .to_string(),
+                expected: Signature::Func {
+                    params: allowed.params.to_vec(),
+                    results: allowed.results.to_vec(),
+                }
+                .to_string(),
             });
         }
         if !used.contains(&allowed) {
@@ -225,7 +316,10 @@ pub fn validate_module(wasm: &[u8]) -> Result<ModuleInfo, AbiViolation> {
 
 /// The type of a function (or a description of a non-function entity).
 enum Signature {
-    Func { params: Vec<ValType>, results: Vec<ValType> },
+    Func {
+        params: Vec<ValType>,
+        results: Vec<ValType>,
+    },
     Other(&'static str),
 }
 
@@ -238,7 +332,11 @@ impl Signature {
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn list(types: &[ValType]) -> String {
-            types.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            types
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         }
         match self {
             Signature::Func { params, results } => match results.as_slice() {
@@ -251,7 +349,7 @@ impl fmt::Display for Signature {
     }
 }
 
-fn signature(types: TypesRef<'_>, id: wasmparser::types::CoreTypeId) -> Signature {
+fn signature(types: TypesRef<'_>, id: CoreTypeId) -> Signature {
     match types.get(id).map(|sub| &sub.composite_type.inner) {
         Some(CompositeInnerType::Func(func)) => Signature::Func {
             params: func.params().to_vec(),
@@ -331,6 +429,9 @@ export function handle(input: string): string { return fetch().toString(); }"#,
             // 4: every allowed import
             r#"export function handle(input: string): string {
   console.log("in: " + input);
+  console.debug("d"); console.info("i"); console.warn("w"); console.error("e");
+  console.assert(input.length > 0, "empty input");
+  console.time("t"); console.timeLog("t"); console.timeEnd("t");
   trace("t", 1, 2.0);
   return Math.random().toString() + Date.now().toString();
 }"#,
@@ -348,8 +449,19 @@ export function handle(input: string): string { return seed().toString(); }"#,
 
         let info = validate_module(&wasm(0)).expect("example is valid");
         assert_eq!(info.imports, vec![&ALLOWED_IMPORTS[0]]);
-        for name in ["handle", "__new", "__pin", "__unpin", "__collect", "__rtti_base", "memory"] {
-            assert!(info.exports.iter().any(|e| e == name), "missing export {name}");
+        for name in [
+            "handle",
+            "__new",
+            "__pin",
+            "__unpin",
+            "__collect",
+            "__rtti_base",
+            "memory",
+        ] {
+            assert!(
+                info.exports.iter().any(|e| e == name),
+                "missing export {name}"
+            );
         }
         assert!(info.memory_initial_pages >= 1);
 
@@ -361,25 +473,46 @@ export function handle(input: string): string { return seed().toString(); }"#,
         );
 
         let err = validate_module(&wasm(2)).unwrap_err();
-        assert_eq!(err, AbiViolation::HandleSignature { found: "(i32, i32) -> i32".into() });
+        assert_eq!(
+            err,
+            AbiViolation::HandleSignature {
+                found: "(i32, i32) -> i32".into()
+            }
+        );
         let message = err.to_string();
         assert!(message.contains("(i32, i32) -> i32"), "{message}");
-        assert!(message.contains("export function handle(input: string): string"), "{message}");
+        assert!(
+            message.contains("export function handle(input: string): string"),
+            "{message}"
+        );
 
         let err = validate_module(&wasm(3)).unwrap_err();
-        assert_eq!(err, AbiViolation::DisallowedImport { name: "env.fetch".into() });
+        assert_eq!(
+            err,
+            AbiViolation::DisallowedImport {
+                name: "env.fetch".into()
+            }
+        );
         assert_eq!(
             err.to_string(),
             "import `env.fetch` is not provided by the platform \
-             (allowed: env.abort, env.trace, env.seed, env.Date.now, env.console.log)"
+             (allowed: env.abort, env.trace, env.seed, env.Date.now, env.console.log, \
+             env.console.debug, env.console.info, env.console.warn, env.console.error, \
+             env.console.assert, env.console.time, env.console.timeLog, env.console.timeEnd)"
         );
 
         let info = validate_module(&wasm(4)).expect("allowed imports are accepted");
         let mut names: Vec<String> = info.imports.iter().map(|i| i.qualified_name()).collect();
         names.sort();
-        let mut all: Vec<String> = ALLOWED_IMPORTS.iter().map(AllowedImport::qualified_name).collect();
+        let mut all: Vec<String> = ALLOWED_IMPORTS
+            .iter()
+            .map(AllowedImport::qualified_name)
+            .collect();
         all.sort();
-        assert_eq!(names, all, "the test source should exercise every allowed import");
+        assert_eq!(
+            names, all,
+            "the test source should exercise every allowed import"
+        );
 
         let err = validate_module(&wasm(5)).unwrap_err();
         assert_eq!(
@@ -414,7 +547,10 @@ export function handle(input: string): string { return seed().toString(); }"#,
         let err = validate_module(&wasm).unwrap_err();
         assert_eq!(
             err,
-            AbiViolation::MissingRuntimeExport { name: "__new", expected: "(i32, i32) -> i32".into() }
+            AbiViolation::MissingRuntimeExport {
+                name: "__new",
+                expected: "(i32, i32) -> i32".into()
+            }
         );
     }
 }

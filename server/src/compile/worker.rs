@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Statement, TransactionTrait};
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    Statement, TransactionTrait,
+};
 use tokio_util::sync::CancellationToken;
 
 use entity::function::{self, FunctionStatus};
@@ -41,7 +44,11 @@ enum JobOutcome {
 
 impl CompilerWorker {
     pub fn new(db: DatabaseConnection, compiler: AscCompiler, settings: CompilerSettings) -> Self {
-        Self { db, compiler, settings }
+        Self {
+            db,
+            compiler,
+            settings,
+        }
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -87,7 +94,11 @@ impl CompilerWorker {
         }
     }
 
-    async fn handle_job(&self, delivery: &Delivery, job: &CompilationJob) -> Result<(), WorkerError> {
+    async fn handle_job(
+        &self,
+        delivery: &Delivery,
+        job: &CompilationJob,
+    ) -> Result<(), WorkerError> {
         let function_id = job.function_id;
         if delivery.read_count > self.settings.compile_max_attempts {
             let message = format!(
@@ -96,7 +107,9 @@ impl CompilerWorker {
                 delivery.read_count - 1
             );
             tracing::warn!(%function_id, attempts = delivery.read_count - 1, "job.poisoned");
-            return self.publish(delivery, job, JobOutcome::Rejected(message), Duration::ZERO).await;
+            return self
+                .publish(delivery, job, JobOutcome::Rejected(message), Duration::ZERO)
+                .await;
         }
         if !self.mark_compiling(job).await? {
             tracing::info!(%function_id, revision = job.revision, "job.stale");
@@ -109,9 +122,12 @@ impl CompilerWorker {
             JobOutcome::Compiled { wasm, cache_hit } => {
                 tracing::info!(%function_id, bytes = wasm.len(), cache_hit, ms = started.elapsed().as_millis() as u64, "job.compiled")
             }
-            JobOutcome::Rejected(error) => tracing::info!(%function_id, error = error.as_str(), "job.rejected"),
+            JobOutcome::Rejected(error) => {
+                tracing::info!(%function_id, error = error.as_str(), "job.rejected")
+            }
         }
-        self.publish(delivery, job, outcome, started.elapsed()).await
+        self.publish(delivery, job, outcome, started.elapsed())
+            .await
     }
 
     /// Moves the function to COMPILING if this job's revision is still the
@@ -119,11 +135,17 @@ impl CompilerWorker {
     /// since, or this revision already compiled).
     async fn mark_compiling(&self, job: &CompilationJob) -> Result<bool, DbErr> {
         let result = function::Entity::update_many()
-            .col_expr(function::Column::Status, Expr::value(FunctionStatus::Compiling))
+            .col_expr(
+                function::Column::Status,
+                FunctionStatus::Compiling.as_enum(),
+            )
             .col_expr(function::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
             .filter(function::Column::Id.eq(job.function_id))
             .filter(function::Column::Revision.eq(job.revision))
-            .filter(function::Column::Status.is_in([FunctionStatus::Pending, FunctionStatus::Compiling]))
+            .filter(
+                function::Column::Status
+                    .is_in([FunctionStatus::Pending, FunctionStatus::Compiling]),
+            )
             .exec(&self.db)
             .await?;
         Ok(result.rows_affected == 1)
@@ -131,16 +153,26 @@ impl CompilerWorker {
 
     async fn compile(&self, job: &CompilationJob) -> Result<JobOutcome, WorkerError> {
         if job.language != "assemblyscript" {
-            return Ok(JobOutcome::Rejected(format!("language {:?} is not supported by this compiler", job.language)));
+            return Ok(JobOutcome::Rejected(format!(
+                "language {:?} is not supported by this compiler",
+                job.language
+            )));
         }
-        let version = self.compiler.compiler_version().await.map_err(WorkerError::Compiler)?;
+        let version = self
+            .compiler
+            .compiler_version()
+            .await
+            .map_err(WorkerError::Compiler)?;
         let key = content_cache::cache_key(&job.language, &job.source, &version, ASC_FLAGS);
         if let Some(wasm) = content_cache::lookup(&self.db, &key).await? {
-            return Ok(JobOutcome::Compiled { wasm, cache_hit: true });
+            return Ok(JobOutcome::Compiled {
+                wasm,
+                cache_hit: true,
+            });
         }
         let wasm = match self.compiler.compile(&job.source).await {
             Ok(wasm) => wasm,
-            Err(error @ (CompileError::Diagnostics(_) | CompileError::Timeout { .. })) => {
+            Err(error) if error.is_user_error() => {
                 return Ok(JobOutcome::Rejected(error.to_string()));
             }
             Err(error) => return Err(WorkerError::Compiler(error)),
@@ -149,15 +181,26 @@ impl CompilerWorker {
             return Ok(JobOutcome::Rejected(violation.to_string()));
         }
         content_cache::store(&self.db, &key, &wasm).await?;
-        Ok(JobOutcome::Compiled { wasm, cache_hit: false })
+        Ok(JobOutcome::Compiled {
+            wasm,
+            cache_hit: false,
+        })
     }
 
     /// Publishes the result and archives the job in one transaction, so a
     /// crash between the two can neither lose the result nor publish it twice.
-    async fn publish(&self, delivery: &Delivery, job: &CompilationJob, outcome: JobOutcome, took: Duration) -> Result<(), WorkerError> {
+    async fn publish(
+        &self,
+        delivery: &Delivery,
+        job: &CompilationJob,
+        outcome: JobOutcome,
+        took: Duration,
+    ) -> Result<(), WorkerError> {
         let version = self.compiler.compiler_version().await.ok();
         let (success, wasm_binary, error, cache_hit) = match outcome {
-            JobOutcome::Compiled { wasm, cache_hit } => (true, Some(BASE64.encode(wasm)), None, Some(cache_hit)),
+            JobOutcome::Compiled { wasm, cache_hit } => {
+                (true, Some(BASE64.encode(wasm)), None, Some(cache_hit))
+            }
             JobOutcome::Rejected(error) => (false, None, Some(error), None),
         };
         let result = CompilationResult {
@@ -188,7 +231,11 @@ impl CompilerWorker {
         let statement = Statement::from_sql_and_values(
             self.db.get_database_backend(),
             "SELECT 1 FROM pgmq.set_vt($1, $2::bigint, $3)",
-            [queue::COMPILATION_JOBS_QUEUE.into(), msg_id.into(), (RETRY_AFTER.as_secs() as i32).into()],
+            [
+                queue::COMPILATION_JOBS_QUEUE.into(),
+                msg_id.into(),
+                (RETRY_AFTER.as_secs() as i32).into(),
+            ],
         );
         if let Err(error) = self.db.execute(statement).await {
             tracing::warn!(msg_id, %error, "job.retry_schedule_failed");

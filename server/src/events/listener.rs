@@ -43,24 +43,37 @@ async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-async fn run(pool: PgPool, mut listener: PgListener, sender: broadcast::Sender<BusMessage>, shutdown: CancellationToken) {
+async fn run(
+    pool: PgPool,
+    mut listener: PgListener,
+    sender: broadcast::Sender<BusMessage>,
+    shutdown: CancellationToken,
+) {
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => return,
             received = listener.try_recv() => received,
         };
         match received {
-            Ok(Some(notification)) => match serde_json::from_str::<StatusChange>(notification.payload()) {
-                Ok(change) => {
-                    let message = match change.kind {
-                        EntityKind::Function => BusMessage::Function(Arc::new(Announcement::new(change))),
-                        EntityKind::Execution => BusMessage::Execution(Arc::new(Announcement::new(change))),
-                    };
-                    // No receivers is fine: nobody is subscribed right now.
-                    let _ = sender.send(message);
+            Ok(Some(notification)) => {
+                match serde_json::from_str::<StatusChange>(notification.payload()) {
+                    Ok(change) => {
+                        let message = match change.kind {
+                            EntityKind::Function => {
+                                BusMessage::Function(Arc::new(Announcement::new(change)))
+                            }
+                            EntityKind::Execution => {
+                                BusMessage::Execution(Arc::new(Announcement::new(change)))
+                            }
+                        };
+                        // No receivers is fine: nobody is subscribed right now.
+                        let _ = sender.send(message);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, payload = notification.payload(), "events.bad_payload")
+                    }
                 }
-                Err(error) => tracing::warn!(%error, payload = notification.payload(), "events.bad_payload"),
-            },
+            }
             // `None`: the connection was lost. Reconnect ourselves (rather than let
             // sqlx do it silently) so we know when to tell subscribers to resync.
             Ok(None) | Err(_) => {

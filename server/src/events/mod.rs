@@ -47,7 +47,10 @@ pub struct Announcement<T> {
 
 impl<T: Clone> Announcement<T> {
     pub fn new(change: StatusChange) -> Self {
-        Self { change, loaded: OnceCell::new() }
+        Self {
+            change,
+            loaded: OnceCell::new(),
+        }
     }
 
     /// The entity after this transition, loaded by the first subscriber to ask.

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    Statement,
 };
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
@@ -23,7 +24,7 @@ pub use recovery::{INTERRUPTED_MESSAGE, recover_interrupted, spawn_sweeper};
 pub use warmup::spawn_cache_warmer;
 
 use crate::pagination::{Page, PageRequest};
-use crate::runtime::{ModuleKey, Runtime};
+use crate::runtime::{ModuleKey, Runtime, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutionError {
@@ -79,7 +80,14 @@ struct Accepted {
 
 impl Executor {
     pub fn new(db: DatabaseConnection, runtime: Runtime, max_input_bytes: usize) -> Self {
-        Self { inner: Arc::new(Inner { db, runtime, max_input_bytes, background: TaskTracker::new() }) }
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                runtime,
+                max_input_bytes,
+                background: TaskTracker::new(),
+            }),
+        }
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -87,10 +95,18 @@ impl Executor {
     }
 
     /// Runs `function_id` on `input` (a JSON object; `None` or null means `{}`).
-    pub async fn execute(&self, function_id: Uuid, input: Option<Value>, wait: Wait) -> Result<execution::Model, ExecutionError> {
+    pub async fn execute(
+        &self,
+        function_id: Uuid,
+        input: Option<Value>,
+        wait: Wait,
+    ) -> Result<execution::Model, ExecutionError> {
         let input = self.validate_input(input)?;
         let accepted = self.accept(function_id, &input).await?;
-        let key = ModuleKey { function_id, revision: accepted.revision };
+        let key = ModuleKey {
+            function_id,
+            revision: accepted.revision,
+        };
         let pending = execution::Model {
             id: accepted.id,
             function_id: accepted.function_id,
@@ -137,7 +153,10 @@ impl Executor {
         };
         let size = input.to_string().len();
         if size > self.inner.max_input_bytes {
-            return Err(ExecutionError::InputTooLarge { size, limit: self.inner.max_input_bytes });
+            return Err(ExecutionError::InputTooLarge {
+                size,
+                limit: self.inner.max_input_bytes,
+            });
         }
         Ok(input)
     }
@@ -152,7 +171,7 @@ impl Executor {
                   e AS (INSERT INTO executions (function_id, input, status)
                         SELECT id, $2::jsonb, 'PENDING' FROM f
                         RETURNING id, function_id, input, status, created_at)
-             SELECT e.id, e.function_id, e.input, e.status, e.created_at, f.revision FROM e, f",
+             SELECT e.id, e.function_id, e.input, e.status::text AS status, e.created_at, f.revision FROM e, f",
             [function_id.into(), input.clone().into()],
         ))
         .one(db)
@@ -168,11 +187,19 @@ impl Executor {
             .await?;
         Err(match status {
             None => ExecutionError::FunctionNotFound(function_id),
-            Some(status) => ExecutionError::FunctionNotReady { id: function_id, status: function_status_name(status) },
+            Some(status) => ExecutionError::FunctionNotReady {
+                id: function_id,
+                status: function_status_name(status),
+            },
         })
     }
 
-    async fn run(&self, pending: execution::Model, key: ModuleKey, input: Value) -> Result<execution::Model, DbErr> {
+    async fn run(
+        &self,
+        pending: execution::Model,
+        key: ModuleKey,
+        input: Value,
+    ) -> Result<execution::Model, DbErr> {
         let db = &self.inner.db;
         let mut running: execution::ActiveModel = pending.into();
         running.status = Set(ExecutionStatus::Running);
@@ -185,7 +212,8 @@ impl Executor {
         finished.completed_at = Set(Some(Utc::now()));
         match outcome {
             Ok(invocation) => {
-                finished.logs = Set((!invocation.logs.is_empty()).then(|| Value::from(invocation.logs)));
+                finished.logs =
+                    Set((!invocation.logs.is_empty()).then(|| Value::from(invocation.logs)));
                 match invocation.outcome {
                     Ok(output) => {
                         finished.status = Set(ExecutionStatus::Completed);
@@ -204,39 +232,55 @@ impl Executor {
         }
         let finished = finished.update(db).await?;
         match finished.status {
-            ExecutionStatus::Completed => tracing::info!(execution_id = %finished.id, function_id = %key.function_id, "execution.completed"),
-            _ => tracing::info!(execution_id = %finished.id, function_id = %key.function_id, error = finished.error_message.as_deref().unwrap_or(""), "execution.failed"),
+            ExecutionStatus::Completed => {
+                tracing::info!(execution_id = %finished.id, function_id = %key.function_id, "execution.completed")
+            }
+            _ => {
+                tracing::info!(execution_id = %finished.id, function_id = %key.function_id, error = finished.error_message.as_deref().unwrap_or(""), "execution.failed")
+            }
         }
         Ok(finished)
     }
 
     /// Runs the user's code; `Err` is a platform failure, already logged, as the
     /// message to record.
-    async fn invoke(&self, key: ModuleKey, input: &Value) -> Result<crate::runtime::Invocation, String> {
-        let runtime = &self.inner.runtime;
-        if !runtime.is_cached(key) {
-            let wasm = match crate::functions::wasm(&self.inner.db, key.function_id).await {
-                Ok(Some((revision, wasm))) if revision == key.revision => wasm,
-                Ok(_) => return Err("the function was changed or deleted while this execution started; run it again".into()),
-                Err(error) => {
-                    tracing::error!(function_id = %key.function_id, %error, "execution.module_load_failed");
-                    return Err("internal error: could not load the compiled module".into());
-                }
-            };
-            if let Err(error) = runtime.prepare(key, &wasm).await {
-                tracing::error!(function_id = %key.function_id, %error, "execution.module_prepare_failed");
-                return Err(format!("internal error: the compiled module could not be loaded: {error}"));
+    async fn invoke(
+        &self,
+        key: ModuleKey,
+        input: &Value,
+    ) -> Result<crate::runtime::Invocation, String> {
+        let db = &self.inner.db;
+        // Read from the database only when the module is not cached yet.
+        let load = || async move {
+            match crate::functions::wasm(db, key.function_id).await {
+                Ok(Some((revision, wasm))) if revision == key.revision => Ok(wasm),
+                Ok(_) => Err(ModuleUnavailable::Changed),
+                Err(error) => Err(ModuleUnavailable::Db(error)),
             }
-        }
-        runtime.execute(key, &input.to_string()).await.map_err(|error| {
-            tracing::error!(function_id = %key.function_id, %error, "execution.runtime_failed");
-            format!("internal error: {error}")
+        };
+        self.inner.runtime.execute(key, load, &input.to_string()).await.map_err(|error| match error {
+            RuntimeError::Load(cause) if matches!(cause.downcast_ref::<ModuleUnavailable>(), Some(ModuleUnavailable::Changed)) => {
+                ModuleUnavailable::Changed.to_string()
+            }
+            error => {
+                tracing::error!(function_id = %key.function_id, %error, "execution.runtime_failed");
+                "internal error: the platform could not run this function; try again".to_string()
+            }
         })
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Option<execution::Model>, DbErr> {
         execution::Entity::find_by_id(id).one(&self.inner.db).await
     }
+}
+
+/// Why the module of an accepted execution could not be loaded.
+#[derive(Debug, thiserror::Error)]
+enum ModuleUnavailable {
+    #[error("the function was changed or deleted while this execution started; run it again")]
+    Changed,
+    #[error(transparent)]
+    Db(DbErr),
 }
 
 pub fn function_status_name(status: FunctionStatus) -> &'static str {
@@ -249,7 +293,11 @@ pub fn function_status_name(status: FunctionStatus) -> &'static str {
 }
 
 /// Newest first, optionally of one function and/or one status.
-pub async fn list(db: &DatabaseConnection, filter: &ExecutionFilter, page: &PageRequest) -> Result<Page<execution::Model>, DbErr> {
+pub async fn list(
+    db: &DatabaseConnection,
+    filter: &ExecutionFilter,
+    page: &PageRequest,
+) -> Result<Page<execution::Model>, DbErr> {
     let mut condition = Condition::all();
     if let Some(function_id) = filter.function_id {
         condition = condition.add(execution::Column::FunctionId.eq(function_id));
@@ -257,12 +305,21 @@ pub async fn list(db: &DatabaseConnection, filter: &ExecutionFilter, page: &Page
     if let Some(status) = filter.status {
         condition = condition.add(execution::Column::Status.eq(status));
     }
-    let total = execution::Entity::find().filter(condition.clone()).count(db).await? as i64;
+    let total = execution::Entity::find()
+        .filter(condition.clone())
+        .count(db)
+        .await? as i64;
     if let Some(after) = page.after {
         use sea_orm::sea_query::Expr;
         condition = condition.add(
-            Expr::tuple([Expr::col(execution::Column::CreatedAt).into(), Expr::col(execution::Column::Id).into()])
-                .lt(Expr::tuple([Expr::value(after.created_at), Expr::value(after.id)])),
+            Expr::tuple([
+                Expr::col(execution::Column::CreatedAt).into(),
+                Expr::col(execution::Column::Id).into(),
+            ])
+            .lt(Expr::tuple([
+                Expr::value(after.created_at),
+                Expr::value(after.id),
+            ])),
         );
     }
     let rows = execution::Entity::find()

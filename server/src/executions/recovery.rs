@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ActiveEnum, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use tokio_util::sync::CancellationToken;
 
 use entity::execution::{self, ExecutionStatus};
@@ -13,19 +13,34 @@ use entity::execution::{self, ExecutionStatus};
 pub const INTERRUPTED_MESSAGE: &str = "interrupted: the server stopped during execution";
 
 /// Ends FAILED every unfinished execution created more than `older_than` ago.
-pub async fn recover_interrupted(db: &DatabaseConnection, older_than: Duration) -> Result<u64, DbErr> {
-    let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+pub async fn recover_interrupted(
+    db: &DatabaseConnection,
+    older_than: Duration,
+) -> Result<u64, DbErr> {
+    let cutoff =
+        Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
     let result = execution::Entity::update_many()
-        .col_expr(execution::Column::Status, Expr::value(ExecutionStatus::Failed))
-        .col_expr(execution::Column::ErrorMessage, Expr::value(INTERRUPTED_MESSAGE))
-        .col_expr(execution::Column::Output, Expr::value(Option::<serde_json::Value>::None))
+        .col_expr(execution::Column::Status, ExecutionStatus::Failed.as_enum())
+        .col_expr(
+            execution::Column::ErrorMessage,
+            Expr::value(INTERRUPTED_MESSAGE),
+        )
+        .col_expr(
+            execution::Column::Output,
+            Expr::value(Option::<serde_json::Value>::None),
+        )
         .col_expr(execution::Column::CompletedAt, Expr::value(Utc::now()))
-        .filter(execution::Column::Status.is_in([ExecutionStatus::Pending, ExecutionStatus::Running]))
+        .filter(
+            execution::Column::Status.is_in([ExecutionStatus::Pending, ExecutionStatus::Running]),
+        )
         .filter(execution::Column::CreatedAt.lt(cutoff))
         .exec(db)
         .await?;
     if result.rows_affected > 0 {
-        tracing::warn!(count = result.rows_affected, "execution.recovered_interrupted");
+        tracing::warn!(
+            count = result.rows_affected,
+            "execution.recovered_interrupted"
+        );
     }
     Ok(result.rows_affected)
 }

@@ -9,7 +9,12 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{BusMessage, EventBus};
 use crate::runtime::{ModuleKey, Runtime};
 
-pub fn spawn_cache_warmer(db: DatabaseConnection, runtime: Runtime, events: &EventBus, shutdown: CancellationToken) {
+pub fn spawn_cache_warmer(
+    db: DatabaseConnection,
+    runtime: Runtime,
+    events: &EventBus,
+    shutdown: CancellationToken,
+) {
     let mut receiver = events.subscribe();
     tokio::spawn(async move {
         loop {
@@ -18,19 +23,26 @@ pub fn spawn_cache_warmer(db: DatabaseConnection, runtime: Runtime, events: &Eve
                 message = receiver.recv() => message,
             };
             let change = match message {
-                Ok(BusMessage::Function(announcement)) if announcement.change.status == "READY" => announcement.change.clone(),
+                Ok(BusMessage::Function(announcement)) if announcement.change.status == "READY" => {
+                    announcement.change.clone()
+                }
                 Ok(_) | Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return,
             };
             match crate::functions::wasm(&db, change.id).await {
                 Ok(Some((revision, wasm))) => {
-                    let key = ModuleKey { function_id: change.id, revision };
+                    let key = ModuleKey {
+                        function_id: change.id,
+                        revision,
+                    };
                     if let Err(error) = runtime.prepare(key, &wasm).await {
                         tracing::warn!(function_id = %change.id, %error, "runtime.warmup_failed");
                     }
                 }
                 Ok(None) => {}
-                Err(error) => tracing::warn!(function_id = %change.id, %error, "runtime.warmup_failed"),
+                Err(error) => {
+                    tracing::warn!(function_id = %change.id, %error, "runtime.warmup_failed")
+                }
             }
         }
     });

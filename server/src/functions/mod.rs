@@ -7,8 +7,8 @@ mod validate;
 
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -63,7 +63,11 @@ pub struct FunctionFilter {
 
 /// Stores a new function as PENDING and enqueues its compilation in the same
 /// transaction: either both happen or neither.
-pub async fn create(db: &DatabaseConnection, limits: &FunctionLimits, new: NewFunction) -> Result<FunctionRecord, FunctionError> {
+pub async fn create(
+    db: &DatabaseConnection,
+    limits: &FunctionLimits,
+    new: NewFunction,
+) -> Result<FunctionRecord, FunctionError> {
     let name = limits.name(&new.name)?;
     limits.language(&new.language)?;
     limits.source(&new.source)?;
@@ -80,7 +84,12 @@ pub async fn create(db: &DatabaseConnection, limits: &FunctionLimits, new: NewFu
     }
     .insert(&txn)
     .await?;
-    let job = CompilationJob { function_id: model.id, language: model.language.clone(), source: model.source.clone(), revision: model.revision };
+    let job = CompilationJob {
+        function_id: model.id,
+        language: model.language.clone(),
+        source: model.source.clone(),
+        revision: model.revision,
+    };
     queue::send(&txn, queue::COMPILATION_JOBS_QUEUE, &job).await?;
     txn.commit().await?;
     tracing::info!(function_id = %model.id, revision = model.revision, "function.created");
@@ -97,7 +106,11 @@ pub async fn update(
     id: Uuid,
     changes: FunctionChanges,
 ) -> Result<(FunctionRecord, bool), FunctionError> {
-    let name = changes.name.as_deref().map(|n| limits.name(n)).transpose()?;
+    let name = changes
+        .name
+        .as_deref()
+        .map(|n| limits.name(n))
+        .transpose()?;
     if let Some(language) = &changes.language {
         limits.language(language)?;
     }
@@ -110,8 +123,14 @@ pub async fn update(
         .one(&txn)
         .await?
         .ok_or(FunctionError::NotFound(id))?;
-    let recompile = changes.source.as_ref().is_some_and(|s| *s != current.source)
-        || changes.language.as_ref().is_some_and(|l| *l != current.language);
+    let recompile = changes
+        .source
+        .as_ref()
+        .is_some_and(|s| *s != current.source)
+        || changes
+            .language
+            .as_ref()
+            .is_some_and(|l| *l != current.language);
     let mut active: function::ActiveModel = current.clone().into();
     if let Some(name) = name {
         active.name = Set(name);
@@ -134,7 +153,12 @@ pub async fn update(
     active.updated_at = Set(chrono::Utc::now());
     let model = active.update(&txn).await?;
     if recompile {
-        let job = CompilationJob { function_id: id, language: model.language.clone(), source: model.source.clone(), revision: model.revision };
+        let job = CompilationJob {
+            function_id: id,
+            language: model.language.clone(),
+            source: model.source.clone(),
+            revision: model.revision,
+        };
         queue::send(&txn, queue::COMPILATION_JOBS_QUEUE, &job).await?;
     }
     txn.commit().await?;
@@ -156,11 +180,19 @@ pub async fn delete(db: &DatabaseConnection, id: Uuid) -> Result<(), FunctionErr
 }
 
 pub async fn get(db: &DatabaseConnection, id: Uuid) -> Result<Option<FunctionRecord>, DbErr> {
-    FunctionRecord::select().filter(function::Column::Id.eq(id)).into_model().one(db).await
+    FunctionRecord::select()
+        .filter(function::Column::Id.eq(id))
+        .into_model()
+        .one(db)
+        .await
 }
 
 pub async fn get_many(db: &DatabaseConnection, ids: &[Uuid]) -> Result<Vec<FunctionRecord>, DbErr> {
-    FunctionRecord::select().filter(function::Column::Id.is_in(ids.iter().copied())).into_model().all(db).await
+    FunctionRecord::select()
+        .filter(function::Column::Id.is_in(ids.iter().copied()))
+        .into_model()
+        .all(db)
+        .await
 }
 
 /// The compiled module of a READY function, with the revision it belongs to.
@@ -175,20 +207,34 @@ pub async fn wasm(db: &DatabaseConnection, id: Uuid) -> Result<Option<(i64, Vec<
     Ok(row.and_then(|(revision, wasm)| wasm.map(|w| (revision, w))))
 }
 
-pub async fn list(db: &DatabaseConnection, filter: &FunctionFilter, page: &PageRequest) -> Result<Page<FunctionRecord>, DbErr> {
+pub async fn list(
+    db: &DatabaseConnection,
+    filter: &FunctionFilter,
+    page: &PageRequest,
+) -> Result<Page<FunctionRecord>, DbErr> {
     let mut condition = Condition::all();
     if let Some(status) = filter.status {
         condition = condition.add(function::Column::Status.eq(status));
     }
     if let Some(needle) = filter.name_contains.as_deref().filter(|n| !n.is_empty()) {
         let pattern = format!("%{}%", escape_like(&needle.to_lowercase()));
-        condition = condition.add(Expr::expr(Func::lower(Expr::col(function::Column::Name))).like(pattern));
+        condition =
+            condition.add(Expr::expr(Func::lower(Expr::col(function::Column::Name))).like(pattern));
     }
-    let total = function::Entity::find().filter(condition.clone()).count(db).await? as i64;
+    let total = function::Entity::find()
+        .filter(condition.clone())
+        .count(db)
+        .await? as i64;
     if let Some(after) = page.after {
         condition = condition.add(
-            Expr::tuple([Expr::col(function::Column::CreatedAt).into(), Expr::col(function::Column::Id).into()])
-                .lt(Expr::tuple([Expr::value(after.created_at), Expr::value(after.id)])),
+            Expr::tuple([
+                Expr::col(function::Column::CreatedAt).into(),
+                Expr::col(function::Column::Id).into(),
+            ])
+            .lt(Expr::tuple([
+                Expr::value(after.created_at),
+                Expr::value(after.id),
+            ])),
         );
     }
     let rows = FunctionRecord::select()
@@ -204,5 +250,7 @@ pub async fn list(db: &DatabaseConnection, filter: &FunctionFilter, page: &PageR
 
 /// Escapes LIKE wildcards so `nameContains: "50%"` means the text "50%".
 fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }

@@ -29,7 +29,18 @@ impl FunctionRecord {
         use function::Column as C;
         function::Entity::find()
             .select_only()
-            .columns([C::Id, C::Name, C::Description, C::Language, C::Source, C::Status, C::CompileError, C::Revision, C::CreatedAt, C::UpdatedAt])
+            .columns([
+                C::Id,
+                C::Name,
+                C::Description,
+                C::Language,
+                C::Source,
+                C::Status,
+                C::CompileError,
+                C::Revision,
+                C::CreatedAt,
+                C::UpdatedAt,
+            ])
             .column_as(Expr::cust("octet_length(wasm_binary)"), "wasm_size")
     }
 }

@@ -21,10 +21,14 @@ impl FunctionLimits {
         }
         let chars = trimmed.chars().count();
         if chars > MAX_NAME_CHARS {
-            return Err(FunctionError::Invalid(format!("name is {chars} characters long; the limit is {MAX_NAME_CHARS}")));
+            return Err(FunctionError::Invalid(format!(
+                "name is {chars} characters long; the limit is {MAX_NAME_CHARS}"
+            )));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(FunctionError::Invalid("name must not contain control characters".into()));
+            return Err(FunctionError::Invalid(
+                "name must not contain control characters".into(),
+            ));
         }
         Ok(trimmed.to_string())
     }
@@ -39,15 +43,21 @@ impl FunctionLimits {
 
     pub fn source(&self, source: &str) -> Result<(), FunctionError> {
         if source.len() > self.max_source_bytes {
-            return Err(FunctionError::SourceTooLarge { size: source.len(), limit: self.max_source_bytes });
+            return Err(FunctionError::SourceTooLarge {
+                size: source.len(),
+                limit: self.max_source_bytes,
+            });
         }
         if source.trim().is_empty() {
             return Err(FunctionError::Invalid(
-                "source must not be empty: write `export function handle(input: string): string`".into(),
+                "source must not be empty: write `export function handle(input: string): string`"
+                    .into(),
             ));
         }
         if source.contains('\0') {
-            return Err(FunctionError::Invalid("source must not contain NUL characters".into()));
+            return Err(FunctionError::Invalid(
+                "source must not contain NUL characters".into(),
+            ));
         }
         Ok(())
     }
@@ -58,7 +68,9 @@ mod tests {
     use super::*;
 
     fn limits() -> FunctionLimits {
-        FunctionLimits { max_source_bytes: 10 }
+        FunctionLimits {
+            max_source_bytes: 10,
+        }
     }
 
     #[test]
@@ -71,9 +83,18 @@ mod tests {
 
     #[test]
     fn sources_and_languages() {
-        assert!(matches!(limits().source("01234567890"), Err(FunctionError::SourceTooLarge { size: 11, limit: 10 })));
+        assert!(matches!(
+            limits().source("01234567890"),
+            Err(FunctionError::SourceTooLarge {
+                size: 11,
+                limit: 10
+            })
+        ));
         assert!(limits().source(" ").is_err());
         assert!(limits().language("assemblyscript").is_ok());
-        assert!(matches!(limits().language("rust"), Err(FunctionError::UnsupportedLanguage(_))));
+        assert!(matches!(
+            limits().language("rust"),
+            Err(FunctionError::UnsupportedLanguage(_))
+        ));
     }
 }

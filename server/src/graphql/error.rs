@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe,
+};
 use async_graphql::{Error, ErrorExtensions, Response, ServerError};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -48,7 +50,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_input(message: impl Into<String>) -> Self {
@@ -58,7 +63,10 @@ impl ApiError {
     /// Logs the cause and tells the client only that it was our fault.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "api.internal_error");
-        Self::new(ErrorCode::InternalServerError, "internal error: the database is unavailable or failed; try again")
+        Self::new(
+            ErrorCode::InternalServerError,
+            "internal error: the database is unavailable or failed; try again",
+        )
     }
 }
 
@@ -139,9 +147,15 @@ fn with_codes(mut response: Response) -> Response {
 }
 
 fn add_default_code(error: &mut ServerError) {
-    let has_code = error.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some());
+    let has_code = error
+        .extensions
+        .as_ref()
+        .is_some_and(|ext| ext.get("code").is_some());
     if !has_code {
-        error.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::BadUserInput.as_str());
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", ErrorCode::BadUserInput.as_str());
     }
 }
 
@@ -151,7 +165,12 @@ impl Extension for ErrorCodesExtension {
         with_codes(next.run(ctx).await)
     }
 
-    fn subscribe<'s>(&self, ctx: &ExtensionContext<'_>, stream: BoxStream<'s, Response>, next: NextSubscribe<'_>) -> BoxStream<'s, Response> {
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
         next.run(ctx, stream).map(with_codes).boxed()
     }
 }

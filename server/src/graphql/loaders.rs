@@ -22,7 +22,9 @@ impl Loader<Uuid> for Functions {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, FunctionRecord>, Self::Error> {
-        let records = functions::get_many(&self.0, keys).await.map_err(ApiError::from)?;
+        let records = functions::get_many(&self.0, keys)
+            .await
+            .map_err(ApiError::from)?;
         Ok(records.into_iter().map(|r| (r.id, r)).collect())
     }
 }
@@ -49,17 +51,33 @@ impl Loader<ExecutionPageKey> for ExecutionPages {
     type Value = Page<execution::Model>;
     type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[ExecutionPageKey]) -> Result<HashMap<ExecutionPageKey, Self::Value>, Self::Error> {
+    async fn load(
+        &self,
+        keys: &[ExecutionPageKey],
+    ) -> Result<HashMap<ExecutionPageKey, Self::Value>, Self::Error> {
         // Keys that differ only by function share one query.
         let mut shapes: HashMap<(PageRequest, Option<ExecutionStatus>), Vec<Uuid>> = HashMap::new();
         for key in keys {
-            shapes.entry((key.page, key.status)).or_default().push(key.function_id);
+            shapes
+                .entry((key.page, key.status))
+                .or_default()
+                .push(key.function_id);
         }
         let mut pages = HashMap::with_capacity(keys.len());
         for ((page, status), function_ids) in shapes {
-            let loaded = self.load_shape(&page, status, &function_ids).await.map_err(ApiError::from)?;
+            let loaded = self
+                .load_shape(&page, status, &function_ids)
+                .await
+                .map_err(ApiError::from)?;
             for (function_id, result) in loaded {
-                pages.insert(ExecutionPageKey { function_id, page, status }, result);
+                pages.insert(
+                    ExecutionPageKey {
+                        function_id,
+                        page,
+                        status,
+                    },
+                    result,
+                );
             }
         }
         Ok(pages)
@@ -75,15 +93,23 @@ impl ExecutionPages {
         function_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Page<execution::Model>>, sea_orm::DbErr> {
         let db = &self.0;
-        let ids = Value::Array(sea_orm::sea_query::ArrayType::Uuid, Some(Box::new(function_ids.iter().map(|id| Value::from(*id)).collect())));
+        let ids = Value::Array(
+            sea_orm::sea_query::ArrayType::Uuid,
+            Some(Box::new(
+                function_ids.iter().map(|id| Value::from(*id)).collect(),
+            )),
+        );
         let status_value: Value = status.map(|s| sea_orm::ActiveEnum::to_value(&s)).into();
         let (after_at, after_id): (Value, Value) = match page.after {
             Some(cursor) => (cursor.created_at.into(), cursor.id.into()),
-            None => (Option::<chrono::DateTime<chrono::Utc>>::None.into(), Option::<Uuid>::None.into()),
+            None => (
+                Option::<chrono::DateTime<chrono::Utc>>::None.into(),
+                Option::<Uuid>::None.into(),
+            ),
         };
         let rows = execution::Model::find_by_statement(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT id, function_id, input, output, status, error_message, logs, started_at, completed_at, created_at
+            "SELECT id, function_id, input, output, status::text AS status, error_message, logs, started_at, completed_at, created_at
                FROM (SELECT e.*, row_number() OVER (PARTITION BY function_id ORDER BY created_at DESC, id DESC) AS rank
                        FROM executions e
                       WHERE function_id = ANY($1)
@@ -104,7 +130,10 @@ impl ExecutionPages {
         ))
         .all(db)
         .await?;
-        let totals: HashMap<Uuid, i64> = counts.into_iter().map(|c| (c.function_id, c.total)).collect();
+        let totals: HashMap<Uuid, i64> = counts
+            .into_iter()
+            .map(|c| (c.function_id, c.total))
+            .collect();
         let mut grouped: HashMap<Uuid, Vec<execution::Model>> = HashMap::new();
         for row in rows {
             grouped.entry(row.function_id).or_default().push(row);
@@ -113,7 +142,10 @@ impl ExecutionPages {
             .iter()
             .map(|id| {
                 let rows = grouped.remove(id).unwrap_or_default();
-                (*id, Page::from_rows(rows, page, totals.get(id).copied().unwrap_or(0)))
+                (
+                    *id,
+                    Page::from_rows(rows, page, totals.get(id).copied().unwrap_or(0)),
+                )
             })
             .collect())
     }

@@ -19,7 +19,8 @@ use crate::events::EventBus;
 use crate::executions::Executor;
 use crate::functions::FunctionLimits;
 
-pub type AppSchema = Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
+pub type AppSchema =
+    Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
 /// What resolvers reach through the context.
 #[derive(Clone)]
@@ -32,17 +33,30 @@ pub struct AppState {
 
 pub fn build_schema(state: AppState, settings: &ApiSettings) -> AppSchema {
     let db = state.db.clone();
-    Schema::build(query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot)
-        .data(DataLoader::new(loaders::Functions(db.clone()), tokio::spawn))
-        .data(DataLoader::new(loaders::ExecutionPages(db), tokio::spawn))
-        .data(state)
-        .limit_depth(settings.max_query_depth)
-        .limit_complexity(settings.max_query_complexity)
-        .extension(error::ErrorCodes)
-        .finish()
+    Schema::build(
+        query::QueryRoot,
+        mutation::MutationRoot,
+        subscription::SubscriptionRoot,
+    )
+    .data(DataLoader::new(
+        loaders::Functions(db.clone()),
+        tokio::spawn,
+    ))
+    .data(DataLoader::new(loaders::ExecutionPages(db), tokio::spawn))
+    .data(state)
+    .limit_depth(settings.max_query_depth)
+    .limit_complexity(settings.max_query_complexity)
+    .extension(error::ErrorCodes)
+    .finish()
 }
 
 /// The schema's SDL without any state (what `schema.graphql` holds).
 pub fn sdl() -> String {
-    Schema::build(query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot).finish().sdl()
+    Schema::build(
+        query::QueryRoot,
+        mutation::MutationRoot,
+        subscription::SubscriptionRoot,
+    )
+    .finish()
+    .sdl()
 }

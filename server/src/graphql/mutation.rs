@@ -30,16 +30,33 @@ pub struct UpdateFunctionInput {
     pub source: Option<String>,
 }
 
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Stores the function as PENDING and enqueues its compilation in the same transaction.
-    async fn create_function(&self, ctx: &Context<'_>, input: CreateFunctionInput) -> Result<Function> {
+    async fn create_function(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateFunctionInput,
+    ) -> Result<Function> {
         let state = ctx.data_unchecked::<AppState>();
-        let new = NewFunction { name: input.name, description: input.description, language: input.language, source: input.source };
-        Ok(functions::create(&state.db, &state.function_limits, new).await.api()?.into())
+        let new = NewFunction {
+            name: input.name,
+            description: input.description,
+            language: input.language,
+            source: input.source,
+        };
+        Ok(functions::create(&state.db, &state.function_limits, new)
+            .await
+            .api()?
+            .into())
     }
 
-    async fn update_function(&self, ctx: &Context<'_>, id: Uuid, input: UpdateFunctionInput) -> Result<Function> {
+    async fn update_function(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        input: UpdateFunctionInput,
+    ) -> Result<Function> {
         let state = ctx.data_unchecked::<AppState>();
         let changes = FunctionChanges {
             name: input.name,
@@ -51,7 +68,9 @@ impl MutationRoot {
             language: input.language,
             source: input.source,
         };
-        let (record, recompile) = functions::update(&state.db, &state.function_limits, id, changes).await.api()?;
+        let (record, recompile) = functions::update(&state.db, &state.function_limits, id, changes)
+            .await
+            .api()?;
         if recompile {
             state.executor.runtime().invalidate(id);
         }
@@ -67,16 +86,34 @@ impl MutationRoot {
     }
 
     /// Runs the function now and returns the finished execution (COMPLETED or FAILED). input must be a JSON object; null or omitted means {}.
-    async fn execute_function(&self, ctx: &Context<'_>, id: Uuid, input: Option<Json<serde_json::Value>>) -> Result<Execution> {
+    async fn execute_function(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        input: Option<Json<serde_json::Value>>,
+    ) -> Result<Execution> {
         let state = ctx.data_unchecked::<AppState>();
-        let execution = state.executor.execute(id, input.map(|j| j.0), Wait::UntilFinished).await.api()?;
+        let execution = state
+            .executor
+            .execute(id, input.map(|j| j.0), Wait::UntilFinished)
+            .await
+            .api()?;
         Ok(execution.into())
     }
 
     /// Accepts the execution and returns at once (PENDING or RUNNING); follow it with executionStatusChanged.
-    async fn start_execution(&self, ctx: &Context<'_>, id: Uuid, input: Option<Json<serde_json::Value>>) -> Result<Execution> {
+    async fn start_execution(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        input: Option<Json<serde_json::Value>>,
+    ) -> Result<Execution> {
         let state = ctx.data_unchecked::<AppState>();
-        let execution = state.executor.execute(id, input.map(|j| j.0), Wait::No).await.api()?;
+        let execution = state
+            .executor
+            .execute(id, input.map(|j| j.0), Wait::No)
+            .await
+            .api()?;
         Ok(execution.into())
     }
 }

@@ -5,36 +5,52 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ResultExt;
-use super::types::{Execution, ExecutionConnection, ExecutionStatus, Function, FunctionConnection, FunctionStatus, QueueStats, connection};
+use super::types::{
+    Execution, ExecutionConnection, ExecutionStatus, Function, FunctionConnection, FunctionStatus,
+    QueueStats, connection,
+};
 use crate::executions::{self, ExecutionFilter};
 use crate::functions::{self, FunctionFilter, SUPPORTED_LANGUAGES};
-use crate::pagination::{PageCursor, PageRequest};
+use crate::pagination::{DEFAULT_PAGE_SIZE, PageCursor, PageRequest};
 use crate::queue;
 
 pub struct QueryRoot;
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// Newest first. first: 1..100.
     async fn functions(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
         status: Option<FunctionStatus>,
         name_contains: Option<String>,
     ) -> Result<FunctionConnection> {
-        let page = PageRequest::new(first, after.as_deref()).api()?;
-        let filter = FunctionFilter { status: status.map(Into::into), name_contains };
+        let page = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref()).api()?;
+        let filter = FunctionFilter {
+            status: status.map(Into::into),
+            name_contains,
+        };
         let state = ctx.data_unchecked::<AppState>();
         let page = functions::list(&state.db, &filter, &page).await.api()?;
-        Ok(connection(page, |f| PageCursor { created_at: f.created_at, id: f.id }, Function::from))
+        Ok(connection(
+            page,
+            |f| PageCursor {
+                created_at: f.created_at,
+                id: f.id,
+            },
+            Function::from,
+        ))
     }
 
     /// null when no function has this id.
     async fn function(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Function>> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(functions::get(&state.db, id).await.api()?.map(Function::from))
+        Ok(functions::get(&state.db, id)
+            .await
+            .api()?
+            .map(Function::from))
     }
 
     /// null when no execution has this id.
@@ -49,14 +65,24 @@ impl QueryRoot {
         ctx: &Context<'_>,
         function_id: Option<Uuid>,
         status: Option<ExecutionStatus>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<ExecutionConnection> {
-        let page = PageRequest::new(first, after.as_deref()).api()?;
-        let filter = ExecutionFilter { function_id, status: status.map(Into::into) };
+        let page = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref()).api()?;
+        let filter = ExecutionFilter {
+            function_id,
+            status: status.map(Into::into),
+        };
         let state = ctx.data_unchecked::<AppState>();
         let page = executions::list(&state.db, &filter, &page).await.api()?;
-        Ok(connection(page, |e| PageCursor { created_at: e.created_at, id: e.id }, Execution::from))
+        Ok(connection(
+            page,
+            |e| PageCursor {
+                created_at: e.created_at,
+                id: e.id,
+            },
+            Execution::from,
+        ))
     }
 
     /// Languages the platform can compile, e.g. ["assemblyscript"].
@@ -68,8 +94,14 @@ impl QueryRoot {
     async fn queue_stats(&self, ctx: &Context<'_>) -> Result<Vec<QueueStats>> {
         let state = ctx.data_unchecked::<AppState>();
         let mut stats = Vec::with_capacity(2);
-        for name in [queue::COMPILATION_JOBS_QUEUE, queue::COMPILATION_RESULTS_QUEUE] {
-            let metrics = queue::metrics(&state.db, name).await.map_err(|e| super::error::ApiError::internal(&e)).api()?;
+        for name in [
+            queue::COMPILATION_JOBS_QUEUE,
+            queue::COMPILATION_RESULTS_QUEUE,
+        ] {
+            let metrics = queue::metrics(&state.db, name)
+                .await
+                .map_err(|e| super::error::ApiError::internal(&e))
+                .api()?;
             stats.push(QueueStats {
                 queue_name: metrics.queue_name,
                 length: metrics.queue_length.try_into().unwrap_or(i32::MAX),

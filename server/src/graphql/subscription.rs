@@ -16,18 +16,25 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
-use super::types::{Execution, ExecutionStatus, ExecutionStatusEvent, Function, FunctionStatus, FunctionStatusEvent};
+use super::types::{
+    Execution, ExecutionStatus, ExecutionStatusEvent, Function, FunctionStatus, FunctionStatusEvent,
+};
 use crate::events::{Announcement, BusMessage};
 use crate::functions::{self, FunctionRecord};
 
 pub struct SubscriptionRoot;
 
-const FELL_BEHIND: &str = "this subscription fell too far behind the event stream and was closed; subscribe again";
+const FELL_BEHIND: &str =
+    "this subscription fell too far behind the event stream and was closed; subscribe again";
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Transitions of one function (id given; its current state is sent first) or of every function (id omitted).
-    async fn function_status_changed(&self, ctx: &Context<'_>, id: Option<Uuid>) -> impl Stream<Item = Result<FunctionStatusEvent>> {
+    async fn function_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<Uuid>,
+    ) -> impl Stream<Item = Result<FunctionStatusEvent>> {
         let state = ctx.data_unchecked::<AppState>().clone();
         let mut bus = state.events.subscribe();
         async_stream::stream! {
@@ -150,30 +157,56 @@ fn not_found(what: &str, id: Uuid) -> async_graphql::Error {
 }
 
 /// The current state as an event (`previous` is what the subscriber saw last).
-async fn snapshot_function(state: &AppState, id: Uuid, previous: Option<FunctionStatus>) -> Result<Option<FunctionStatusEvent>, ApiError> {
+async fn snapshot_function(
+    state: &AppState,
+    id: Uuid,
+    previous: Option<FunctionStatus>,
+) -> Result<Option<FunctionStatusEvent>, ApiError> {
     let record = functions::get(&state.db, id).await?;
     Ok(record.map(|record| {
         let function = Function::from(record);
-        FunctionStatusEvent { status: function.status, function, previous_status: previous, at: Utc::now() }
+        FunctionStatusEvent {
+            status: function.status,
+            function,
+            previous_status: previous,
+            at: Utc::now(),
+        }
     }))
 }
 
-async fn snapshot_execution(state: &AppState, id: Uuid, previous: Option<ExecutionStatus>) -> Result<Option<ExecutionStatusEvent>, ApiError> {
+async fn snapshot_execution(
+    state: &AppState,
+    id: Uuid,
+    previous: Option<ExecutionStatus>,
+) -> Result<Option<ExecutionStatusEvent>, ApiError> {
     let model = state.executor.get(id).await?;
     Ok(model.map(|model| {
         let execution = Execution::from(model);
-        ExecutionStatusEvent { status: execution.status, execution, previous_status: previous, at: Utc::now() }
+        ExecutionStatusEvent {
+            status: execution.status,
+            execution,
+            previous_status: previous,
+            at: Utc::now(),
+        }
     }))
 }
 
 /// Loads the function once per announcement, however many subscribers want it.
-async fn load_function(state: &AppState, announcement: &Arc<Announcement<FunctionRecord>>) -> Result<Option<Function>, ApiError> {
+async fn load_function(
+    state: &AppState,
+    announcement: &Arc<Announcement<FunctionRecord>>,
+) -> Result<Option<Function>, ApiError> {
     let id = announcement.change.id;
-    let record = announcement.entity(|| functions::get(&state.db, id)).await?;
+    let record = announcement
+        .entity(|| functions::get(&state.db, id))
+        .await?;
     Ok(record.map(Function::from))
 }
 
-async fn load_execution(state: &AppState, announcement: &Arc<Announcement<entity::execution::Model>>) -> Result<Option<Execution>, ApiError> {
+async fn load_execution(
+    state: &AppState,
+    announcement: &Arc<Announcement<entity::execution::Model>>,
+) -> Result<Option<Execution>, ApiError> {
     let id = announcement.change.id;
     let model = announcement.entity(|| state.executor.get(id)).await?;
     Ok(model.map(Execution::from))

@@ -9,9 +9,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use entity::execution;
 use crate::functions::FunctionRecord;
-use crate::pagination::{Page, PageCursor, PageRequest};
+use crate::pagination::{DEFAULT_PAGE_SIZE, Page, PageCursor, PageRequest};
+use entity::execution;
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode, ResultExt};
@@ -69,16 +69,26 @@ pub type FunctionConnection = Connection<String, Function, ConnectionTotal>;
 pub type ExecutionConnection = Connection<String, Execution, ConnectionTotal>;
 
 /// Turns a page of records into a Relay connection.
-pub fn connection<R, N>(page: Page<R>, cursor_of: impl Fn(&R) -> PageCursor, node: impl Fn(R) -> N) -> Connection<String, N, ConnectionTotal>
+pub fn connection<R, N>(
+    page: Page<R>,
+    cursor_of: impl Fn(&R) -> PageCursor,
+    node: impl Fn(R) -> N,
+) -> Connection<String, N, ConnectionTotal>
 where
     N: async_graphql::OutputType,
 {
     let mut connection = Connection::with_additional_fields(
         page.has_previous_page,
         page.has_next_page,
-        ConnectionTotal { total_count: page.total_count.try_into().unwrap_or(i32::MAX) },
+        ConnectionTotal {
+            total_count: page.total_count.try_into().unwrap_or(i32::MAX),
+        },
     );
-    connection.edges.extend(page.items.into_iter().map(|record| Edge::new(cursor_of(&record).encode(), node(record))));
+    connection.edges.extend(
+        page.items
+            .into_iter()
+            .map(|record| Edge::new(cursor_of(&record).encode(), node(record))),
+    );
     connection
 }
 
@@ -128,22 +138,38 @@ impl Function {
         }
         let state = ctx.data_unchecked::<AppState>();
         let wasm = crate::functions::wasm(&state.db, self.id).await.api()?;
-        Ok(wasm.filter(|(revision, _)| *revision == self.revision).map(|(_, wasm)| BASE64.encode(wasm)))
+        Ok(wasm
+            .filter(|(revision, _)| *revision == self.revision)
+            .map(|(_, wasm)| BASE64.encode(wasm)))
     }
 
     /// This function's executions, newest first.
     async fn executions(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
         status: Option<ExecutionStatus>,
     ) -> Result<ExecutionConnection> {
-        let page = PageRequest::new(first, after.as_deref()).api()?;
-        let key = ExecutionPageKey { function_id: self.id, page, status: status.map(Into::into) };
+        let page = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref()).api()?;
+        let key = ExecutionPageKey {
+            function_id: self.id,
+            page,
+            status: status.map(Into::into),
+        };
         let loader = ctx.data_unchecked::<DataLoader<ExecutionPages>>();
-        let page = loader.load_one(key).await?.unwrap_or_else(|| Page::from_rows(Vec::new(), &page, 0));
-        Ok(connection(page, |e| PageCursor { created_at: e.created_at, id: e.id }, Execution::from))
+        let page = loader
+            .load_one(key)
+            .await?
+            .unwrap_or_else(|| Page::from_rows(Vec::new(), &page, 0));
+        Ok(connection(
+            page,
+            |e| PageCursor {
+                created_at: e.created_at,
+                id: e.id,
+            },
+            Execution::from,
+        ))
     }
 }
 
@@ -189,7 +215,11 @@ impl Execution {
         let loader = ctx.data_unchecked::<DataLoader<Functions>>();
         match loader.load_one(self.function_id).await? {
             Some(record) => Ok(record.into()),
-            None => Err(ApiError::new(ErrorCode::NotFound, format!("function {} was deleted", self.function_id)).into()),
+            None => Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("function {} was deleted", self.function_id),
+            )
+            .into()),
         }
     }
 

@@ -17,7 +17,13 @@ pub fn health() -> Json<serde_json::Value> {
 #[handler]
 pub async fn ready(state: Data<&AppState>) -> impl IntoResponse {
     match tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "UP", "database": "UP" }))),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "DOWN", "database": "DOWN" }))),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(json!({ "status": "UP", "database": "UP" })),
+        ),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "DOWN", "database": "DOWN" })),
+        ),
     }
 }

@@ -43,7 +43,12 @@ mod tests {
 
     #[test]
     fn job_uses_contract_field_names() {
-        let job = CompilationJob { function_id: Uuid::nil(), language: "assemblyscript".into(), source: "x".into(), revision: 2 };
+        let job = CompilationJob {
+            function_id: Uuid::nil(),
+            language: "assemblyscript".into(),
+            source: "x".into(),
+            revision: 2,
+        };
         let json = serde_json::to_value(&job).unwrap();
         assert_eq!(json["functionId"], "00000000-0000-0000-0000-000000000000");
         assert_eq!(json["language"], "assemblyscript");

@@ -9,8 +9,8 @@ mod messages;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use messages::{CompilationJob, CompilationResult};
 pub use migration::{COMPILATION_JOBS_QUEUE, COMPILATION_RESULTS_QUEUE};
@@ -49,7 +49,11 @@ struct DeliveryRow {
 }
 
 /// Sends one message; returns its id.
-pub async fn send<C: ConnectionTrait, T: Serialize>(db: &C, queue: &str, message: &T) -> Result<i64, QueueError> {
+pub async fn send<C: ConnectionTrait, T: Serialize>(
+    db: &C,
+    queue: &str,
+    message: &T,
+) -> Result<i64, QueueError> {
     let body = serde_json::to_value(message)?;
     let row = db
         .query_one(Statement::from_sql_and_values(
@@ -88,12 +92,21 @@ pub async fn read_with_poll<C: ConnectionTrait>(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| Delivery { msg_id: r.msg_id, read_count: r.read_ct, enqueued_at: r.enqueued_at, body: r.message })
+        .map(|r| Delivery {
+            msg_id: r.msg_id,
+            read_count: r.read_ct,
+            enqueued_at: r.enqueued_at,
+            body: r.message,
+        })
         .collect())
 }
 
 /// Moves a handled message to the queue's archive table (kept for operators).
-pub async fn archive<C: ConnectionTrait>(db: &C, queue: &str, msg_id: i64) -> Result<(), QueueError> {
+pub async fn archive<C: ConnectionTrait>(
+    db: &C,
+    queue: &str,
+    msg_id: i64,
+) -> Result<(), QueueError> {
     db.execute(Statement::from_sql_and_values(
         db.get_database_backend(),
         "SELECT pgmq.archive($1, $2::bigint)",
@@ -104,7 +117,11 @@ pub async fn archive<C: ConnectionTrait>(db: &C, queue: &str, msg_id: i64) -> Re
 }
 
 /// Deletes a handled message.
-pub async fn delete<C: ConnectionTrait>(db: &C, queue: &str, msg_id: i64) -> Result<(), QueueError> {
+pub async fn delete<C: ConnectionTrait>(
+    db: &C,
+    queue: &str,
+    msg_id: i64,
+) -> Result<(), QueueError> {
     db.execute(Statement::from_sql_and_values(
         db.get_database_backend(),
         "SELECT pgmq.delete($1, $2::bigint)",

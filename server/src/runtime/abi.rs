@@ -26,10 +26,10 @@ pub(crate) fn string_bytes(memory: &[u8], ptr: u32) -> Result<&[u8], StringError
         return Err(StringError::Null);
     }
     let ptr = ptr as usize;
-    let size_at = ptr.checked_sub(HEADER_RT_SIZE).ok_or(StringError::OutOfBounds)?;
-    let size_bytes = memory
-        .get(size_at..ptr)
+    let size_at = ptr
+        .checked_sub(HEADER_RT_SIZE)
         .ok_or(StringError::OutOfBounds)?;
+    let size_bytes = memory.get(size_at..ptr).ok_or(StringError::OutOfBounds)?;
     let mut raw = [0u8; 4];
     raw.copy_from_slice(size_bytes);
     let len = u32::from_le_bytes(raw) as usize;
@@ -55,20 +55,35 @@ fn units(bytes: &[u8]) -> impl Iterator<Item = u16> + '_ {
         .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
 }
 
-/// Lossless decoding; a lone surrogate is an error carrying its index.
-pub(crate) fn decode_exact(bytes: &[u8]) -> Result<String, usize> {
+/// Decode a UTF-16 JSON text to UTF-8 without losing anything.
+///
+/// UTF-8 cannot carry a lone surrogate, but JSON can: inside a string
+/// literal a raw code unit and its `\uXXXX` escape mean the same thing, so
+/// lone surrogates are written as escapes. That matters in practice:
+/// json-as 1.6 splits a surrogate pair that straddles its 4-unit chunk
+/// boundary into a raw high surrogate followed by an escaped low one
+/// (`"abc😀"` becomes `"abc\u{D83D}\ude00"`), which a JSON parser reads back
+/// as the original pair. A surrogate that is really unpaired still fails
+/// JSON parsing afterwards. Returns the index (in code units) of the first
+/// lone surrogate, if any, for the error message.
+pub(crate) fn decode_json_text(bytes: &[u8]) -> (String, Option<usize>) {
     let mut out = String::with_capacity(bytes.len() / 2);
     let mut index = 0;
+    let mut first_lone = None;
     for decoded in char::decode_utf16(units(bytes)) {
         match decoded {
             Ok(c) => {
                 out.push(c);
                 index += c.len_utf16();
             }
-            Err(_) => return Err(index),
+            Err(lone) => {
+                first_lone.get_or_insert(index);
+                out.push_str(&format!("\\u{:04x}", lone.unpaired_surrogate()));
+                index += 1;
+            }
         }
     }
-    Ok(out)
+    (out, first_lone)
 }
 
 /// Lossy decoding of at most `max_units` code units, for diagnostics (abort
@@ -130,7 +145,7 @@ mod tests {
         let mut memory = Vec::new();
         object(&mut memory, 32, 2, &utf16(text));
         let bytes = string_bytes(&memory, 32).unwrap();
-        assert_eq!(decode_exact(bytes).unwrap(), text);
+        assert_eq!(decode_json_text(bytes), (text.to_owned(), None));
         assert_eq!(utf8_len(bytes), text.len());
         assert_eq!(class_id(&memory, 32), Some(2));
     }
@@ -143,9 +158,21 @@ mod tests {
         let mut memory = Vec::new();
         object(&mut memory, 16, 2, &payload);
         let bytes = string_bytes(&memory, 16).unwrap();
-        assert_eq!(decode_exact(bytes), Err(2));
+        assert_eq!(decode_json_text(bytes), ("ab\\ud83dc".to_owned(), Some(2)));
         assert_eq!(decode_lossy(bytes, 100), "ab\u{FFFD}c");
         assert_eq!(utf8_len(bytes), 6);
+    }
+
+    #[test]
+    fn split_surrogate_pairs_survive_as_json_escapes() {
+        // What json-as emits for "abc😀": raw high surrogate, escaped low one.
+        let mut payload = utf16("\"abc");
+        payload.extend_from_slice(&0xD83Du16.to_le_bytes());
+        payload.extend_from_slice(&utf16("\\ude00\""));
+        let (text, lone) = decode_json_text(&payload);
+        assert_eq!(lone, Some(4));
+        let value: String = serde_json::from_str(&text).unwrap();
+        assert_eq!(value, "abc😀");
     }
 
     #[test]
@@ -168,7 +195,7 @@ mod tests {
         let len = utf16_byte_len("a😀");
         assert_eq!(len, 6);
         assert!(write_utf16(&mut memory, 4, "a😀", len).is_some());
-        assert_eq!(decode_exact(&memory[4..10]).unwrap(), "a😀");
+        assert_eq!(decode_json_text(&memory[4..10]).0, "a😀");
         assert!(write_utf16(&mut memory, 12, "a😀", len).is_none());
     }
 

@@ -27,7 +27,7 @@ fn base_config(limits: &ExecutionLimits) -> Config {
         .max_wasm_stack(limits.max_stack_bytes)
         // Backtraces are never shown to users, and capturing one for a
         // stack overflow walks every frame.
-        .wasm_backtrace(false)
+        .wasm_backtrace_max_frames(None)
         .generate_address_map(false)
         .memory_init_cow(true)
         .parallel_compilation(true)

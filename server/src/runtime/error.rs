@@ -53,10 +53,13 @@ pub enum UserCodeError {
         line: u32,
         column: u32,
     },
+    /// `handle` returned something that is not a string in its memory.
+    #[error("function returned an invalid string: {0}")]
+    InvalidReturn(String),
     #[error("function returned invalid JSON: {preview}")]
     InvalidJson { preview: String },
-    /// The returned string holds a lone UTF-16 surrogate, which no JSON text
-    /// (UTF-8) can carry.
+    /// The returned text holds a UTF-16 surrogate that pairs with nothing,
+    /// not even through a `\uXXXX` escape, so it is not valid JSON.
     #[error("function returned a string with an unpaired UTF-16 surrogate at code unit {index}")]
     InvalidUtf16 { index: usize },
     #[error("output of {bytes} bytes exceeds the limit of {limit} bytes")]

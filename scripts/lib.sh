@@ -1,0 +1,43 @@
+# Shared by scripts/run and scripts/test: bring up what ProjectNIL needs locally.
+
+# Starts the local PostgreSQL cluster when it is installed but down; explains
+# how to install it when it is not.
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    return 0
+  fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    echo "PostgreSQL is not installed: run 'sudo apt-get install -y postgresql' (or set DATABASE_URL to a reachable server)." >&2
+    exit 1
+  fi
+  echo "Starting the local PostgreSQL cluster..." >&2
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+    sleep 1
+  done
+  echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2
+  exit 1
+}
+
+# Installs the AssemblyScript compiler packages from the committed lock file
+# (only when they are missing or the lock changed).
+ensure_compiler_packages() {
+  local dir=server/compiler
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.lock-installed" 2>/dev/null; then
+    npm ci --prefix "$dir" --no-audit --no-fund
+    cp "$dir/package-lock.json" "$dir/node_modules/.lock-installed"
+  fi
+}
+
+# Builds the dashboard and GraphiQL into playground/dist when the playground
+# exists (same lock-file rule as the compiler).
+ensure_playground() {
+  local dir=playground
+  [ -f "$dir/package.json" ] || return 0
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.lock-installed" 2>/dev/null; then
+    npm ci --prefix "$dir" --no-audit --no-fund
+    cp "$dir/package-lock.json" "$dir/node_modules/.lock-installed"
+  fi
+  npm run --prefix "$dir" build
+}

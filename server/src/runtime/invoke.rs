@@ -1,0 +1,260 @@
+//! One execution: a fresh store and instance, the string ABI around
+//! `handle`, and the translation of every failure into a user-facing error.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{
+    AsContextMut, Engine, Extern, Instance, ModuleExport, Store, Trap, TypedFunc, WasmParams,
+    WasmResults,
+};
+
+use super::abi::{self, STRING_CLASS_ID, StringError};
+use super::engine::deadline_ticks;
+use super::error::{RuntimeError, UserCodeError, describe, trap_message};
+use super::host::{AbortInfo, HostState};
+use super::limits::ExecutionLimits;
+use super::module::PreparedModule;
+use super::snapshot::ModuleFacts;
+
+/// How much of a non-JSON result is quoted back to the user.
+const PREVIEW_CHARS: usize = 100;
+
+/// The result of running a function once.
+#[derive(Debug)]
+pub struct Invocation {
+    /// The parsed JSON the function returned, or why it failed.
+    pub outcome: Result<serde_json::Value, UserCodeError>,
+    /// Lines captured from `trace` and `console.*`, also on failure.
+    pub logs: Vec<String>,
+    /// Wall time of instantiation plus the call (not time spent queued).
+    pub duration: Duration,
+}
+
+enum Failure {
+    Wasm(wasmtime::Error),
+    User(UserCodeError),
+    Platform(RuntimeError),
+}
+
+impl From<wasmtime::Error> for Failure {
+    fn from(err: wasmtime::Error) -> Self {
+        Failure::Wasm(err)
+    }
+}
+
+/// Blocking: run `handle(input)` on a fresh instance of `module`.
+pub(crate) fn invoke(
+    engine: &Engine,
+    limits: &ExecutionLimits,
+    module: &PreparedModule,
+    input: &str,
+) -> Result<Invocation, RuntimeError> {
+    let started = Instant::now();
+    let mut store = Store::new(engine, HostState::new(limits));
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(deadline_ticks(limits.timeout));
+    store.epoch_deadline_trap();
+
+    let result = run(&mut store, module, limits, input);
+    let outcome = match result {
+        Ok(value) => Ok(value),
+        Err(Failure::User(err)) => Err(err),
+        Err(Failure::Platform(err)) => return Err(err),
+        Err(Failure::Wasm(err)) => Err(classify(&err, store.data(), limits, &module.facts)?),
+    };
+    let logs = store.data_mut().logs.take();
+    let duration = started.elapsed();
+    drop(store);
+    Ok(Invocation {
+        outcome,
+        logs,
+        duration,
+    })
+}
+
+fn typed<P: WasmParams, R: WasmResults>(
+    store: &mut Store<HostState>,
+    instance: &Instance,
+    export: &ModuleExport,
+) -> Result<TypedFunc<P, R>, Failure> {
+    instance
+        .get_module_export(store.as_context_mut(), export)
+        .and_then(Extern::into_func)
+        .ok_or_else(|| Failure::Platform(RuntimeError::Instantiate("export vanished".into())))?
+        .typed::<P, R>(&*store)
+        .map_err(|e| Failure::Platform(RuntimeError::Instantiate(describe(&e))))
+}
+
+fn run(
+    store: &mut Store<HostState>,
+    module: &PreparedModule,
+    limits: &ExecutionLimits,
+    input: &str,
+) -> Result<serde_json::Value, Failure> {
+    let exports = &module.exports;
+    let instance = module.pre.instantiate(&mut *store)?;
+    let memory = instance
+        .get_module_export(store.as_context_mut(), &exports.memory)
+        .and_then(Extern::into_memory)
+        .ok_or_else(|| {
+            Failure::Platform(RuntimeError::Instantiate("memory export vanished".into()))
+        })?;
+    let new = typed::<(i32, i32), i32>(store, &instance, &exports.new)?;
+    let pin = typed::<i32, i32>(store, &instance, &exports.pin)?;
+    let unpin = typed::<i32, ()>(store, &instance, &exports.unpin)?;
+    let handle = typed::<i32, i32>(store, &instance, &exports.handle)?;
+
+    let memory_limit = UserCodeError::MemoryLimit {
+        mb: limits.memory_limit_mib(),
+    };
+    let byte_len = abi::utf16_byte_len(input);
+    let byte_len_i32 = i32::try_from(byte_len).map_err(|_| Failure::User(memory_limit.clone()))?;
+    let ptr = new.call(&mut *store, (byte_len_i32, STRING_CLASS_ID))?;
+    abi::write_utf16(memory.data_mut(&mut *store), ptr as u32, input, byte_len).ok_or_else(
+        || {
+            Failure::User(UserCodeError::Trap(
+                "__new returned memory outside the module's memory".into(),
+            ))
+        },
+    )?;
+    pin.call(&mut *store, ptr)?;
+    let out = handle.call(&mut *store, ptr)?;
+    let (text, lone_surrogate) =
+        read_output(memory.data(&*store), out as u32, limits.max_output_bytes)
+            .map_err(Failure::User)?;
+    unpin.call(&mut *store, ptr)?;
+
+    serde_json::from_str(&text).map_err(|_| {
+        Failure::User(match lone_surrogate {
+            Some(index) => UserCodeError::InvalidUtf16 { index },
+            None => UserCodeError::InvalidJson {
+                preview: preview(&text),
+            },
+        })
+    })
+}
+
+/// The returned JSON text (see [`abi::decode_json_text`]) and the index of
+/// its first lone surrogate, if any.
+fn read_output(
+    memory: &[u8],
+    ptr: u32,
+    limit: usize,
+) -> Result<(String, Option<usize>), UserCodeError> {
+    let bytes = abi::string_bytes(memory, ptr).map_err(|e| {
+        UserCodeError::InvalidReturn(match e {
+            StringError::Null => "null".into(),
+            StringError::OutOfBounds | StringError::OddLength => "pointer outside of memory".into(),
+        })
+    })?;
+    if abi::class_id(memory, ptr) != Some(STRING_CLASS_ID as u32) {
+        return Err(UserCodeError::InvalidReturn("not a string".into()));
+    }
+    // Every UTF-16 unit is at least one UTF-8 byte: too many units is too
+    // large without decoding anything.
+    if bytes.len() / 2 > limit {
+        return Err(UserCodeError::OutputTooLarge {
+            bytes: abi::utf8_len(bytes),
+            limit,
+        });
+    }
+    let (text, lone_surrogate) = abi::decode_json_text(bytes);
+    if text.len() > limit {
+        return Err(UserCodeError::OutputTooLarge {
+            bytes: text.len(),
+            limit,
+        });
+    }
+    Ok((text, lone_surrogate))
+}
+
+fn preview(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut head: String = chars.by_ref().take(PREVIEW_CHARS).collect();
+    if chars.next().is_some() {
+        head.push('…');
+    }
+    head
+}
+
+/// Map a wasmtime failure (trap, abort, refused instantiation) to the user's
+/// error, or to a platform error when the user's code is not to blame.
+fn classify(
+    err: &wasmtime::Error,
+    state: &HostState,
+    limits: &ExecutionLimits,
+    facts: &ModuleFacts,
+) -> Result<UserCodeError, RuntimeError> {
+    let denied = state.limiter.memory_denied();
+    let memory_limit = UserCodeError::MemoryLimit {
+        mb: limits.memory_limit_mib(),
+    };
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return Ok(match trap {
+            Trap::Interrupt => UserCodeError::Timeout {
+                ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            },
+            Trap::StackOverflow => UserCodeError::StackOverflow,
+            // AssemblyScript answers a refused memory.grow with
+            // `unreachable` (or a failed bounds check further on).
+            _ if denied => memory_limit,
+            other => trap_message(*other),
+        });
+    }
+    if let Some(info) = &state.abort {
+        return Ok(abort_error(info, facts, denied, memory_limit));
+    }
+    if denied {
+        // The initial memory alone exceeds the limit.
+        return Ok(memory_limit);
+    }
+    Err(RuntimeError::Instantiate(describe(err)))
+}
+
+fn abort_error(
+    info: &AbortInfo,
+    facts: &ModuleFacts,
+    denied: bool,
+    memory_limit: UserCodeError,
+) -> UserCodeError {
+    let file = info.file.as_deref().unwrap_or("");
+    let message = info.message.as_deref();
+    // AssemblyScript's shadow-stack check aborts with a "stack overflow"
+    // string that 0.28 never emits into the data segments: its pointers land
+    // past the static data. Accept the intended text too, for newer versions.
+    let shadow_stack = (facts.static_data_end > 0 && info.file_ptr >= facts.static_data_end)
+        || (message == Some("stack overflow") && (file.is_empty() || file.starts_with("~lib/")));
+    if shadow_stack {
+        return UserCodeError::StackOverflow;
+    }
+    let in_runtime = file.starts_with("~lib/rt/");
+    if (denied && file.starts_with("~lib/"))
+        || (in_runtime && message == Some("Allocation too large"))
+    {
+        return memory_limit;
+    }
+    UserCodeError::Abort {
+        message: message.unwrap_or("(no message)").to_owned(),
+        file: if file.is_empty() {
+            "(unknown)".to_owned()
+        } else {
+            abi::file_name(file).to_owned()
+        },
+        line: info.line,
+        column: info.column,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_are_cut_at_a_hundred_chars() {
+        assert_eq!(preview("short"), "short");
+        let long = "é".repeat(150);
+        let cut = preview(&long);
+        assert_eq!(cut.chars().count(), PREVIEW_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+}

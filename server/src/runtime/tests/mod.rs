@@ -1,0 +1,476 @@
+//! Behaviour of the runtime against real compiled AssemblyScript fixtures.
+
+mod bench;
+mod fixtures;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{ExecutionLimits, Invocation, ModuleKey, Runtime, RuntimeError, UserCodeError};
+
+const MIB: u64 = 1024 * 1024;
+
+fn key() -> ModuleKey {
+    ModuleKey {
+        function_id: uuid::Uuid::new_v4(),
+        revision: 1,
+    }
+}
+
+fn limits() -> ExecutionLimits {
+    ExecutionLimits {
+        max_concurrency: 4,
+        ..ExecutionLimits::default()
+    }
+}
+
+fn runtime_with(limits: ExecutionLimits) -> Runtime {
+    Runtime::new(limits, 64 * MIB as usize).expect("runtime")
+}
+
+fn runtime() -> Runtime {
+    runtime_with(limits())
+}
+
+async fn run_key(runtime: &Runtime, key: ModuleKey, fixture: &str, input: &str) -> Invocation {
+    let wasm = fixtures::wasm(fixture);
+    runtime
+        .execute(key, || async move { Ok::<_, RuntimeError>(wasm) }, input)
+        .await
+        .unwrap_or_else(|e| panic!("{fixture}: platform error: {e}"))
+}
+
+async fn run(runtime: &Runtime, fixture: &str, input: &str) -> Invocation {
+    run_key(runtime, key(), fixture, input).await
+}
+
+async fn ok(runtime: &Runtime, fixture: &str, input: &str) -> Value {
+    let invocation = run(runtime, fixture, input).await;
+    invocation
+        .outcome
+        .unwrap_or_else(|e| panic!("{fixture}({input}) failed: {e}"))
+}
+
+async fn failure(runtime: &Runtime, fixture: &str, input: &str) -> String {
+    match run(runtime, fixture, input).await.outcome {
+        Ok(value) => panic!("{fixture}({input}) unexpectedly returned {value}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn echo_returns_its_input() {
+    let rt = runtime();
+    let input = r#"{"x":[1,2.5,"é😀",null,true],"nested":{"k":"v"}}"#;
+    assert_eq!(
+        ok(&rt, "echo", input).await,
+        serde_json::from_str::<Value>(input).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn add_follows_the_contract_example() {
+    let rt = runtime();
+    assert_eq!(
+        ok(&rt, "add", r#"{"a": 5, "b": 3}"#).await,
+        json!({"sum": 8})
+    );
+}
+
+#[tokio::test]
+async fn non_ascii_and_emoji_round_trip_exactly() {
+    let rt = runtime();
+    let text = "héllo wörld ✓ 😀👍🏽 𝄞 日本語 \u{7f}";
+    let input = json!({ "text": text }).to_string();
+    let out = ok(&rt, "strings", &input).await;
+    assert_eq!(out["text"], text);
+    assert_eq!(out["upper"], text.to_uppercase());
+    let reversed: String = text.chars().rev().collect();
+    assert_eq!(out["reversed"], reversed);
+    assert_eq!(out["length"], text.encode_utf16().count());
+}
+
+#[tokio::test]
+async fn surrogate_pairs_split_by_json_as_still_round_trip() {
+    let rt = runtime();
+    let k = key();
+    // Every alignment of the pair against json-as's 4-unit chunks.
+    for prefix in ["", "a", "ab", "abc", "abcd", "abcdefg"] {
+        let text = format!("{prefix}😀 and 👍🏽");
+        let input = Value::String(text.clone()).to_string();
+        let out = run_key(&rt, k, "json_string", &input).await;
+        assert_eq!(out.outcome.unwrap(), Value::String(text));
+    }
+    // A surrogate that pairs with nothing is still an error, not a panic.
+    assert_eq!(
+        failure(&rt, "lone_surrogate", "1").await,
+        "function returned a string with an unpaired UTF-16 surrogate at code unit 2"
+    );
+}
+
+#[tokio::test]
+async fn throw_and_assert_report_abort_with_location() {
+    let rt = runtime();
+    assert_eq!(
+        failure(&rt, "throw", "\"x\"").await,
+        "abort: boom at index.ts:4:5"
+    );
+    assert_eq!(
+        failure(&rt, "assert", "5").await,
+        "abort: n must be greater than 10 at index.ts:4:3"
+    );
+    assert_eq!(ok(&rt, "assert", "11").await, json!(11));
+    let plain = failure(&rt, "assert_plain", "1").await;
+    assert!(
+        plain.starts_with("abort: ") && plain.ends_with(" at index.ts:3:3"),
+        "{plain}"
+    );
+}
+
+#[tokio::test]
+async fn traps_have_short_messages() {
+    let rt = runtime();
+    assert_eq!(
+        failure(&rt, "unreachable", "1").await,
+        "unreachable executed"
+    );
+    assert_eq!(failure(&rt, "divide", "0").await, "integer divide by zero");
+    assert_eq!(ok(&rt, "divide", "4").await, json!(25));
+    assert_eq!(failure(&rt, "overflow", "-1").await, "integer overflow");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_stops_a_loop_while_other_executions_complete() {
+    let rt = runtime_with(ExecutionLimits {
+        timeout: Duration::from_secs(2),
+        ..limits()
+    });
+    let echo = key();
+    rt.prepare(echo, &fixtures::wasm("echo")).await.unwrap();
+    let looping = {
+        let rt = rt.clone();
+        tokio::spawn(async move { run(&rt, "loop", "1").await })
+    };
+    // The loop holds one worker; the other three keep serving.
+    for i in 0..30 {
+        let out = run_key(&rt, echo, "echo", &i.to_string()).await;
+        assert_eq!(out.outcome.unwrap(), json!(i));
+    }
+    assert!(
+        !looping.is_finished(),
+        "echoes should finish while the loop still spins"
+    );
+    let looped = looping.await.unwrap();
+    assert_eq!(
+        looped.outcome.unwrap_err(),
+        UserCodeError::Timeout { ms: 2000 }
+    );
+    assert!(looped.duration >= Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn memory_growth_beyond_the_cap_is_reported_as_such() {
+    let rt = runtime_with(ExecutionLimits {
+        memory_bytes: 16 * MIB,
+        ..limits()
+    });
+    assert_eq!(
+        failure(&rt, "memory_bomb", "1").await,
+        "memory limit of 16 MiB exceeded"
+    );
+    // The default cap, too.
+    assert_eq!(
+        failure(&runtime(), "memory_bomb", "1").await,
+        "memory limit of 64 MiB exceeded"
+    );
+    // And the runtime is fine afterwards.
+    assert_eq!(ok(&rt, "add", r#"{"a":1,"b":2}"#).await, json!({"sum": 3}));
+}
+
+#[tokio::test]
+async fn deep_recursion_is_a_stack_overflow_not_a_crash() {
+    let rt = runtime();
+    // Integer recursion exhausts the wasm stack (max_wasm_stack) ...
+    assert_eq!(
+        failure(&rt, "recursion", "\"native\"").await,
+        "stack overflow"
+    );
+    // ... recursion through managed strings exhausts AssemblyScript's shadow stack.
+    assert_eq!(
+        failure(&rt, "recursion", "\"strings\"").await,
+        "stack overflow"
+    );
+    assert_eq!(ok(&rt, "echo", "[1]").await, json!([1]));
+}
+
+#[tokio::test]
+async fn invalid_json_output_is_quoted() {
+    let rt = runtime();
+    assert_eq!(
+        failure(&rt, "bad_json", "1").await,
+        "function returned invalid JSON: this is not json: 1"
+    );
+    let long = format!("\"{}\"", "y".repeat(300));
+    let message = failure(&rt, "bad_json", &long).await;
+    let preview = message
+        .strip_prefix("function returned invalid JSON: ")
+        .unwrap();
+    assert_eq!(preview.chars().count(), 101, "100 chars and an ellipsis");
+    assert!(preview.ends_with('…'));
+}
+
+#[tokio::test]
+async fn output_size_is_capped() {
+    let rt = runtime_with(ExecutionLimits {
+        max_output_bytes: 1000,
+        ..limits()
+    });
+    assert_eq!(ok(&rt, "big_output", "998").await, json!("x".repeat(998)));
+    assert_eq!(
+        failure(&rt, "big_output", "999").await,
+        "output of 1001 bytes exceeds the limit of 1000 bytes"
+    );
+    assert_eq!(
+        failure(&rt, "big_output", "100000").await,
+        "output of 100002 bytes exceeds the limit of 1000 bytes"
+    );
+}
+
+#[tokio::test]
+async fn console_and_trace_are_captured() {
+    let rt = runtime();
+    let out = run(&rt, "logging", "{}").await;
+    assert_eq!(out.outcome.unwrap(), json!({"ok": true}));
+    assert_eq!(
+        out.logs,
+        vec![
+            "hello from console.log",
+            "[info] info ✓",
+            "[warn] careful",
+            "[error] bad things",
+            "[debug] details",
+            "trace: trace with values 1.5, 42",
+            "trace: plain trace",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn logs_survive_a_failure_and_are_bounded() {
+    let rt = runtime_with(ExecutionLimits {
+        max_log_lines: 3,
+        ..limits()
+    });
+    let out = run(&rt, "logging", "{}").await;
+    assert_eq!(out.logs.len(), 4);
+    assert!(out.logs[3].starts_with("[logs truncated"));
+
+    let out = run(&runtime(), "logging", "\"fail\"").await;
+    assert_eq!(
+        out.outcome.unwrap_err().to_string(),
+        "abort: after logging at index.ts:12:5"
+    );
+    assert_eq!(out.logs.len(), 7);
+}
+
+#[tokio::test]
+async fn every_execution_sees_fresh_state() {
+    let rt = runtime();
+    let k = key();
+    for _ in 0..3 {
+        let out = run_key(&rt, k, "counter", "\"x\"").await;
+        assert_eq!(out.outcome.unwrap(), json!({"calls": 1, "seen": 1}));
+    }
+    assert_eq!(rt.is_preinitialized(k), Some(true));
+}
+
+#[tokio::test]
+async fn clock_and_randomness_are_live() {
+    let rt = runtime();
+    let k = key();
+    let a = run_key(&rt, k, "env", "{}").await.outcome.unwrap();
+    let b = run_key(&rt, k, "env", "{}").await.outcome.unwrap();
+    assert_ne!(a["random"], b["random"]);
+    let r = a["random"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&r));
+    assert!(
+        a["now"].as_f64().unwrap() > 1.6e12,
+        "milliseconds since the epoch"
+    );
+
+    // Top-level code that calls an import cannot be snapshotted; it still
+    // works, running per execution.
+    let k = key();
+    let a = run_key(&rt, k, "toplevel_random", "{}")
+        .await
+        .outcome
+        .unwrap();
+    let b = run_key(&rt, k, "toplevel_random", "{}")
+        .await
+        .outcome
+        .unwrap();
+    assert_ne!(a, b);
+    assert_eq!(rt.is_preinitialized(k), Some(false));
+}
+
+#[tokio::test]
+async fn cache_prepare_hit_and_invalidate() {
+    let rt = runtime();
+    let k = key();
+    let other_revision = ModuleKey { revision: 2, ..k };
+    let unrelated = key();
+    let wasm = fixtures::wasm("add");
+    assert!(!rt.is_cached(k));
+    rt.prepare(k, &wasm).await.unwrap();
+    rt.prepare(other_revision, &wasm).await.unwrap();
+    rt.prepare(unrelated, &wasm).await.unwrap();
+    assert!(rt.is_cached(k));
+    assert_eq!(rt.is_preinitialized(k), Some(true));
+    let stats = rt.stats();
+    assert_eq!(stats.entries, 3);
+    assert!(stats.bytes > wasm.len());
+
+    let loads = Arc::new(AtomicUsize::new(0));
+    let load = |loads: Arc<AtomicUsize>, wasm: Vec<u8>| {
+        move || async move {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, RuntimeError>(wasm)
+        }
+    };
+    let before = rt.stats();
+    let out = rt
+        .execute(k, load(loads.clone(), wasm.clone()), r#"{"a":2,"b":2}"#)
+        .await
+        .unwrap();
+    assert_eq!(out.outcome.unwrap(), json!({"sum": 4}));
+    assert_eq!(loads.load(Ordering::SeqCst), 0, "warm: loader not called");
+    assert_eq!(rt.stats().hits, before.hits + 1);
+
+    rt.invalidate(k.function_id);
+    assert!(!rt.is_cached(k));
+    assert!(!rt.is_cached(other_revision));
+    assert!(rt.is_cached(unrelated));
+    assert_eq!(rt.stats().entries, 1);
+
+    let out = rt
+        .execute(k, load(loads.clone(), wasm.clone()), r#"{"a":2,"b":3}"#)
+        .await
+        .unwrap();
+    assert_eq!(out.outcome.unwrap(), json!({"sum": 5}));
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "cold: loader called once");
+    assert!(rt.is_cached(k));
+}
+
+#[tokio::test]
+async fn cache_evicts_least_recently_used_by_bytes() {
+    let wasm = fixtures::wasm("echo");
+    let probe = runtime();
+    let k = key();
+    probe.prepare(k, &wasm).await.unwrap();
+    let one = probe.stats().bytes;
+
+    // Room for two modules of this size.
+    let rt = Runtime::new(limits(), one * 2 + one / 2).unwrap();
+    let (a, b, c) = (key(), key(), key());
+    rt.prepare(a, &wasm).await.unwrap();
+    rt.prepare(b, &wasm).await.unwrap();
+    run_key(&rt, a, "echo", "1").await; // a is now the most recent
+    rt.prepare(c, &wasm).await.unwrap();
+    assert!(rt.is_cached(a) && rt.is_cached(c));
+    assert!(!rt.is_cached(b));
+    assert_eq!(rt.stats().evictions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_executions_of_one_module() {
+    let rt = runtime();
+    let k = key();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let wasm = fixtures::wasm("add");
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let rt = rt.clone();
+            let loads = loads.clone();
+            let wasm = wasm.clone();
+            tokio::spawn(async move {
+                let load = move || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, RuntimeError>(wasm)
+                };
+                let input = json!({"a": i, "b": 1000}).to_string();
+                rt.execute(k, load, &input).await.unwrap()
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let out = task.await.unwrap();
+        assert_eq!(out.outcome.unwrap(), json!({"sum": i + 1000}));
+    }
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "concurrent misses load and compile once"
+    );
+}
+
+#[tokio::test]
+async fn platform_errors_are_runtime_errors() {
+    let rt = runtime();
+    let err = rt.prepare(key(), b"not wasm").await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Compile(_)), "{err}");
+
+    let err = rt
+        .prepare(key(), &fixtures::wasm("unsupported_import"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::InvalidModule(_)), "{err}");
+    assert!(err.to_string().contains("`env.fetch`"), "{err}");
+
+    let err = rt
+        .execute(
+            key(),
+            || async { Err::<Vec<u8>, _>("database unavailable") },
+            "{}",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::Load(_)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "could not load module bytes: database unavailable"
+    );
+}
+
+#[tokio::test]
+async fn snapshot_matches_running_the_start_function() {
+    // The same inputs through a pre-initialised and a plain instance of each
+    // fixture give the same results.
+    use super::module;
+    let limits = limits();
+    let engines = module::Engines {
+        execution: super::engine::execution_engine(&limits).unwrap(),
+        init: super::engine::init_engine(&limits).unwrap(),
+    };
+    super::engine::spawn_epoch_ticker(&[&engines.execution, &engines.init]).unwrap();
+    let linker = super::host::linker(&engines.execution).unwrap();
+    let cases = [
+        ("add", r#"{"a":-7,"b":3}"#),
+        ("strings", r#"{"text":"Grüße 🌍"}"#),
+        ("counter", "\"a\""),
+        ("throw", "\"x\""),
+        ("divide", "0"),
+    ];
+    for (fixture, input) in cases {
+        let wasm = fixtures::wasm(fixture);
+        let snap = module::prepare(&engines, &linker, &limits, &wasm, true).unwrap();
+        let plain = module::prepare(&engines, &linker, &limits, &wasm, false).unwrap();
+        assert!(snap.preinitialized && !plain.preinitialized, "{fixture}");
+        let a = super::invoke::invoke(&engines.execution, &limits, &snap, input).unwrap();
+        let b = super::invoke::invoke(&engines.execution, &limits, &plain, input).unwrap();
+        assert_eq!(a.outcome, b.outcome, "{fixture}");
+        assert_eq!(a.logs, b.logs, "{fixture}");
+    }
+}

@@ -1,0 +1,130 @@
+//! A small `graphql-transport-ws` / `graphql-ws` client over a real WebSocket.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const TRANSPORT_WS: &str = "graphql-transport-ws";
+pub const LEGACY_WS: &str = "graphql-ws";
+
+pub struct WsClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub protocol: &'static str,
+}
+
+/// What the server sent, or how it closed.
+#[derive(Debug)]
+pub enum Received {
+    Message(Value),
+    Closed(Option<u16>),
+}
+
+impl WsClient {
+    /// Opens the socket without initialising the protocol.
+    pub async fn open(url: &str, protocol: &'static str) -> anyhow::Result<Self> {
+        let mut request = url.into_client_request()?;
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self { socket, protocol })
+    }
+
+    /// Opens the socket and completes connection_init / connection_ack.
+    pub async fn connect(url: &str, protocol: &'static str) -> anyhow::Result<Self> {
+        let mut client = Self::open(url, protocol).await?;
+        client
+            .send(json!({ "type": "connection_init", "payload": {} }))
+            .await?;
+        loop {
+            match client.receive(Duration::from_secs(10)).await? {
+                Received::Message(m) if m["type"] == "connection_ack" => return Ok(client),
+                Received::Message(m) if m["type"] == "ka" || m["type"] == "ping" => continue,
+                other => bail!("expected connection_ack, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn send(&mut self, message: Value) -> anyhow::Result<()> {
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn send_raw(&mut self, text: &str) -> anyhow::Result<()> {
+        self.socket
+            .send(Message::Text(text.to_string().into()))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn subscribe(
+        &mut self,
+        id: &str,
+        query: &str,
+        variables: Value,
+    ) -> anyhow::Result<()> {
+        let kind = if self.protocol == TRANSPORT_WS {
+            "subscribe"
+        } else {
+            "start"
+        };
+        self.send(json!({ "id": id, "type": kind, "payload": { "query": query, "variables": variables } })).await
+    }
+
+    /// The next protocol message or the close, answering pings on the way.
+    pub async fn receive(&mut self, timeout: Duration) -> anyhow::Result<Received> {
+        loop {
+            let frame = tokio::time::timeout(timeout, self.socket.next())
+                .await
+                .context("nothing received in time")?;
+            match frame {
+                None => return Ok(Received::Closed(None)),
+                Some(Err(_)) => return Ok(Received::Closed(None)),
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text)?;
+                    if value["type"] == "ping" {
+                        self.send(json!({ "type": "pong" })).await?;
+                        continue;
+                    }
+                    if value["type"] == "ka" {
+                        continue;
+                    }
+                    return Ok(Received::Message(value));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Ok(Received::Closed(frame.map(|f| u16::from(f.code))));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The payload of the next `next`/`data` message of subscription `id`.
+    pub async fn next_payload(&mut self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        loop {
+            match self.receive(timeout).await? {
+                Received::Message(m)
+                    if m["id"] == id && (m["type"] == "next" || m["type"] == "data") =>
+                {
+                    return Ok(m["payload"].clone());
+                }
+                Received::Message(m)
+                    if m["id"] == id && (m["type"] == "error" || m["type"] == "complete") =>
+                {
+                    bail!("subscription ended: {m}")
+                }
+                Received::Message(_) => continue,
+                Received::Closed(code) => bail!("socket closed ({code:?})"),
+            }
+        }
+    }
+}

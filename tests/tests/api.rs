@@ -1,0 +1,677 @@
+//! The GraphQL query and mutation surface through real HTTP against the real
+//! binary and database. These servers run without a compiler worker, so
+//! functions stay PENDING unless a test moves them on in the database.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde_json::{Value, json};
+use tests::fixtures::ADD;
+use tests::{ServerOptions, TestApp};
+
+async fn app() -> TestApp {
+    TestApp::start_with(ServerOptions::default().arg("--no-worker"))
+        .await
+        .unwrap()
+}
+
+async fn app_with(options: ServerOptions) -> TestApp {
+    TestApp::start_with(options.arg("--no-worker"))
+        .await
+        .unwrap()
+}
+
+async fn db(app: &TestApp) -> DatabaseConnection {
+    app.db.connect().await.unwrap()
+}
+
+const LIST: &str =
+    "query($first: Int, $after: String, $status: FunctionStatus, $nameContains: String) {
+  functions(first: $first, after: $after, status: $status, nameContains: $nameContains) {
+    totalCount
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    edges { cursor node { id name } }
+    nodes { id name status }
+  }
+}";
+
+fn names(connection: &Value) -> Vec<String> {
+    connection["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn create_get_update_delete() {
+    let app = app().await;
+    let client = app.client();
+    let created = client
+        .data(
+            "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id name description language source status compileError wasmSize wasmBinary revision createdAt updatedAt } }",
+            json!({ "input": { "name": "  add  ", "description": "adds", "language": "assemblyscript", "source": ADD } }),
+        )
+        .await
+        .unwrap()["createFunction"]
+        .clone();
+    assert_eq!(created["name"], "add", "names are trimmed");
+    assert_eq!(created["description"], "adds");
+    assert_eq!(created["status"], "PENDING");
+    assert_eq!(created["revision"], 1);
+    assert_eq!(created["wasmSize"], Value::Null);
+    assert_eq!(created["wasmBinary"], Value::Null);
+    assert!(created["createdAt"].as_str().unwrap().contains('T'));
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let fetched = client.function(&id).await.unwrap();
+    assert_eq!(fetched["source"], ADD);
+
+    // The job went to pgmq in the same transaction.
+    let db = db(&app).await;
+    let jobs = db
+        .query_one(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT message FROM pgmq.q_compilation_jobs",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let job: Value = jobs.try_get_by_index(0).unwrap();
+    assert_eq!(job["functionId"], id.as_str());
+    assert_eq!(job["language"], "assemblyscript");
+    assert_eq!(job["source"], ADD);
+    assert_eq!(job["revision"], 1);
+
+    let deleted = client
+        .data(
+            "mutation($id: UUID!) { deleteFunction(id: $id) }",
+            json!({ "id": id }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted["deleteFunction"], id.as_str());
+    assert_eq!(
+        client
+            .data(
+                "query($id: UUID!) { function(id: $id) { id } }",
+                json!({ "id": id })
+            )
+            .await
+            .unwrap()["function"],
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn rename_keeps_the_module_and_a_new_source_recompiles() {
+    let app = app().await;
+    let client = app.client();
+    let id = client.create_function("f", ADD).await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db = db(&app).await;
+    // Pretend it compiled.
+    db.execute_unprepared(&format!(
+        "UPDATE functions SET status = 'READY', wasm_binary = '\\x0061736d' WHERE id = '{id}'"
+    ))
+    .await
+    .unwrap();
+
+    let update = "mutation($id: UUID!, $input: UpdateFunctionInput!) { updateFunction(id: $id, input: $input) { name description status revision wasmSize compileError } }";
+    let renamed = client
+        .data(
+            update,
+            json!({ "id": id, "input": { "name": "g", "description": "d" } }),
+        )
+        .await
+        .unwrap()["updateFunction"]
+        .clone();
+    assert_eq!(
+        renamed,
+        json!({ "name": "g", "description": "d", "status": "READY", "revision": 1, "wasmSize": 4, "compileError": null })
+    );
+    let same_source = client
+        .data(update, json!({ "id": id, "input": { "source": ADD } }))
+        .await
+        .unwrap()["updateFunction"]
+        .clone();
+    assert_eq!(
+        same_source["revision"], 1,
+        "an unchanged source does not recompile"
+    );
+    let cleared = client
+        .data(
+            update,
+            json!({ "id": id, "input": { "description": null } }),
+        )
+        .await
+        .unwrap()["updateFunction"]
+        .clone();
+    assert_eq!(cleared["description"], Value::Null);
+
+    let recompiled = client
+        .data(
+            update,
+            json!({ "id": id, "input": { "source": format!("{ADD}\n// v2\n") } }),
+        )
+        .await
+        .unwrap()["updateFunction"]
+        .clone();
+    assert_eq!(recompiled["status"], "PENDING");
+    assert_eq!(recompiled["revision"], 2);
+    assert_eq!(recompiled["wasmSize"], Value::Null);
+    let row = db
+        .query_one(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*), max((message->>'revision')::int) FROM pgmq.q_compilation_jobs",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 2);
+    assert_eq!(row.try_get_by_index::<i32>(1).unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_failing_enqueue_leaves_no_function() {
+    let app = app().await;
+    let db = db(&app).await;
+    db.execute_unprepared("SELECT pgmq.drop_queue('compilation_jobs')")
+        .await
+        .unwrap();
+    let error = app
+        .client()
+        .error(
+            "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id } }",
+            json!({ "input": { "name": "f", "language": "assemblyscript", "source": ADD } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(error.code, "INTERNAL_SERVER_ERROR");
+    assert!(
+        !error.message.contains("pgmq"),
+        "no internals leak: {}",
+        error.message
+    );
+    let row = db
+        .query_one(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) FROM functions",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn pages_are_stable_under_concurrent_inserts() {
+    let app = app().await;
+    let client = app.client();
+    for i in 0..7 {
+        client.create_function(&format!("f{i}"), ADD).await.unwrap();
+    }
+    let first = client.data(LIST, json!({ "first": 3 })).await.unwrap()["functions"].clone();
+    assert_eq!(names(&first), ["f6", "f5", "f4"]);
+    assert_eq!(first["totalCount"], 7);
+    assert_eq!(first["pageInfo"]["hasNextPage"], true);
+    assert_eq!(first["pageInfo"]["hasPreviousPage"], false);
+    assert_eq!(first["pageInfo"]["endCursor"], first["edges"][2]["cursor"]);
+
+    // New functions arrive between pages: they do not shift the next page.
+    client.create_function("new1", ADD).await.unwrap();
+    client.create_function("new2", ADD).await.unwrap();
+    let second = client
+        .data(
+            LIST,
+            json!({ "first": 3, "after": first["pageInfo"]["endCursor"] }),
+        )
+        .await
+        .unwrap()["functions"]
+        .clone();
+    assert_eq!(names(&second), ["f3", "f2", "f1"]);
+    assert_eq!(second["totalCount"], 9);
+    assert_eq!(second["pageInfo"]["hasPreviousPage"], true);
+    assert_eq!(second["pageInfo"]["hasNextPage"], true);
+
+    let third = client
+        .data(
+            LIST,
+            json!({ "first": 3, "after": second["pageInfo"]["endCursor"] }),
+        )
+        .await
+        .unwrap()["functions"]
+        .clone();
+    assert_eq!(names(&third), ["f0"]);
+    assert_eq!(third["pageInfo"]["hasNextPage"], false);
+
+    let all = client.data(LIST, json!({ "first": 100 })).await.unwrap()["functions"].clone();
+    assert_eq!(names(&all)[..2], ["new2", "new1"]);
+}
+
+#[tokio::test]
+async fn filters_by_status_and_name() {
+    let app = app().await;
+    let client = app.client();
+    for name in ["Resize Image", "resize-video", "thumbnail", "100%_done"] {
+        client.create_function(name, ADD).await.unwrap();
+    }
+    let db = db(&app).await;
+    db.execute_unprepared(
+        "UPDATE functions SET status = 'FAILED', compile_error = 'x' WHERE name = 'thumbnail'",
+    )
+    .await
+    .unwrap();
+
+    let resize = client
+        .data(LIST, json!({ "nameContains": "RESIZE" }))
+        .await
+        .unwrap()["functions"]
+        .clone();
+    assert_eq!(names(&resize), ["resize-video", "Resize Image"]);
+    assert_eq!(resize["totalCount"], 2);
+    let wildcard = client
+        .data(LIST, json!({ "nameContains": "%_" }))
+        .await
+        .unwrap()["functions"]
+        .clone();
+    assert_eq!(
+        names(&wildcard),
+        ["100%_done"],
+        "LIKE wildcards are literal"
+    );
+    let failed = client
+        .data(LIST, json!({ "status": "FAILED" }))
+        .await
+        .unwrap()["functions"]
+        .clone();
+    assert_eq!(names(&failed), ["thumbnail"]);
+    let pending_resize = client
+        .data(
+            LIST,
+            json!({ "status": "PENDING", "nameContains": "image" }),
+        )
+        .await
+        .unwrap()["functions"]
+        .clone();
+    assert_eq!(names(&pending_resize), ["Resize Image"]);
+}
+
+#[tokio::test]
+async fn executions_are_listed_filtered_and_joined_without_n_plus_one() {
+    let app = app().await;
+    let client = app.client();
+    let a = client.create_function("a", ADD).await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = client.create_function("b", ADD).await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db = db(&app).await;
+    for (function, status, error) in [
+        (&a, "COMPLETED", "NULL"),
+        (&a, "FAILED", "'boom'"),
+        (&a, "COMPLETED", "NULL"),
+        (&b, "RUNNING", "NULL"),
+    ] {
+        db.execute_unprepared(&format!("INSERT INTO executions (function_id, status, error_message, input) VALUES ('{function}', '{status}', {error}, '{{\"x\": 1}}')"))
+            .await
+            .unwrap();
+    }
+    let all = client
+        .data(
+            "{ executions(first: 10) { totalCount nodes { status input function { name } } } }",
+            json!({}),
+        )
+        .await
+        .unwrap()["executions"]
+        .clone();
+    assert_eq!(all["totalCount"], 4);
+    assert_eq!(all["nodes"][0]["function"]["name"], "b");
+    assert_eq!(all["nodes"][0]["input"], json!({ "x": 1 }));
+
+    let failed_of_a = client
+        .data("query($f: UUID) { executions(functionId: $f, status: FAILED) { totalCount nodes { errorMessage } } }", json!({ "f": a }))
+        .await
+        .unwrap()["executions"]
+        .clone();
+    assert_eq!(failed_of_a["totalCount"], 1);
+    assert_eq!(failed_of_a["nodes"][0]["errorMessage"], "boom");
+
+    let nested = client
+        .data("{ functions { nodes { name executions(first: 2) { totalCount pageInfo { hasNextPage } nodes { status } } } } }", json!({}))
+        .await
+        .unwrap()["functions"]["nodes"]
+        .clone();
+    assert_eq!(nested[0]["name"], "b");
+    assert_eq!(nested[0]["executions"]["totalCount"], 1);
+    assert_eq!(nested[1]["executions"]["totalCount"], 3);
+    assert_eq!(nested[1]["executions"]["pageInfo"]["hasNextPage"], true);
+    let completed = client
+        .data("query($id: UUID!) { function(id: $id) { executions(status: COMPLETED) { totalCount } } }", json!({ "id": a }))
+        .await
+        .unwrap();
+    assert_eq!(completed["function"]["executions"]["totalCount"], 2);
+
+    // Cascade, seen through the API.
+    client
+        .data(
+            "mutation($id: UUID!) { deleteFunction(id: $id) }",
+            json!({ "id": a }),
+        )
+        .await
+        .unwrap();
+    let left = client
+        .data(
+            "query($f: UUID) { executions(functionId: $f) { totalCount } }",
+            json!({ "f": a }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left["executions"]["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn languages_and_queue_stats() {
+    let app = app().await;
+    let client = app.client();
+    client.create_function("f", ADD).await.unwrap();
+    let data = client
+        .data(
+            "{ languages queueStats { queueName length oldestMessageAgeSeconds totalMessages } }",
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(data["languages"], json!(["assemblyscript"]));
+    let jobs = &data["queueStats"][0];
+    assert_eq!(jobs["queueName"], "compilation_jobs");
+    assert_eq!(jobs["length"], 1);
+    assert_eq!(jobs["totalMessages"], 1);
+    assert!(jobs["oldestMessageAgeSeconds"].as_i64().is_some());
+    let results = &data["queueStats"][1];
+    assert_eq!(results["queueName"], "compilation_results");
+    assert_eq!(results["length"], 0);
+    assert_eq!(results["oldestMessageAgeSeconds"], Value::Null);
+}
+
+/// Every validation error of the API, with its code.
+#[tokio::test]
+async fn bad_input_is_rejected_with_the_right_code() {
+    let app = app_with(
+        ServerOptions::default()
+            .env("PROJECTNIL_MAX_SOURCE_BYTES", 1000)
+            .env("PROJECTNIL_MAX_INPUT_BYTES", 100),
+    )
+    .await;
+    let client = app.client();
+    let pending = client.create_function("pending", ADD).await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let create = "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id } }";
+    let update = "mutation($id: UUID!, $input: UpdateFunctionInput!) { updateFunction(id: $id, input: $input) { id } }";
+    let execute =
+        "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { id } }";
+    let start =
+        "mutation($id: UUID!, $input: JSON) { startExecution(id: $id, input: $input) { id } }";
+    let function_input = |name: &str, language: &str, source: &str| json!({ "input": { "name": name, "language": language, "source": source } });
+
+    let cases: Vec<(&str, &str, Value, &str, &str)> = vec![
+        (
+            "empty name",
+            create,
+            function_input("  ", "assemblyscript", ADD),
+            "BAD_USER_INPUT",
+            "name must not be empty",
+        ),
+        (
+            "long name",
+            create,
+            function_input(&"n".repeat(256), "assemblyscript", ADD),
+            "BAD_USER_INPUT",
+            "the limit is 255",
+        ),
+        (
+            "empty source",
+            create,
+            function_input("f", "assemblyscript", " "),
+            "BAD_USER_INPUT",
+            "source must not be empty",
+        ),
+        (
+            "big source",
+            create,
+            function_input("f", "assemblyscript", &"x".repeat(1001)),
+            "PAYLOAD_TOO_LARGE",
+            "the limit is 1000 bytes",
+        ),
+        (
+            "language",
+            create,
+            function_input("f", "rust", ADD),
+            "UNSUPPORTED_LANGUAGE",
+            "supported: assemblyscript",
+        ),
+        (
+            "missing field",
+            create,
+            json!({ "input": { "name": "f", "language": "assemblyscript" } }),
+            "BAD_USER_INPUT",
+            "source",
+        ),
+        (
+            "update unknown",
+            update,
+            json!({ "id": unknown, "input": { "name": "x" } }),
+            "NOT_FOUND",
+            "no function with id",
+        ),
+        (
+            "update empty name",
+            update,
+            json!({ "id": pending, "input": { "name": "" } }),
+            "BAD_USER_INPUT",
+            "name must not be empty",
+        ),
+        (
+            "update language",
+            update,
+            json!({ "id": pending, "input": { "language": "go" } }),
+            "UNSUPPORTED_LANGUAGE",
+            "\"go\"",
+        ),
+        (
+            "update big source",
+            update,
+            json!({ "id": pending, "input": { "source": "y".repeat(2000) } }),
+            "PAYLOAD_TOO_LARGE",
+            "2000 bytes",
+        ),
+        (
+            "malformed uuid",
+            update,
+            json!({ "id": "not-a-uuid", "input": {} }),
+            "BAD_USER_INPUT",
+            "UUID",
+        ),
+        (
+            "delete unknown",
+            "mutation($id: UUID!) { deleteFunction(id: $id) }",
+            json!({ "id": unknown }),
+            "NOT_FOUND",
+            "no function with id",
+        ),
+        (
+            "execute unknown",
+            execute,
+            json!({ "id": unknown }),
+            "NOT_FOUND",
+            "no function with id",
+        ),
+        (
+            "execute pending",
+            execute,
+            json!({ "id": pending }),
+            "FUNCTION_NOT_READY",
+            "PENDING",
+        ),
+        (
+            "start pending",
+            start,
+            json!({ "id": pending }),
+            "FUNCTION_NOT_READY",
+            "PENDING",
+        ),
+        (
+            "array input",
+            execute,
+            json!({ "id": pending, "input": [1, 2] }),
+            "BAD_USER_INPUT",
+            "must be a JSON object",
+        ),
+        (
+            "string input",
+            start,
+            json!({ "id": pending, "input": "{}" }),
+            "BAD_USER_INPUT",
+            "must be a JSON object",
+        ),
+        (
+            "number input",
+            execute,
+            json!({ "id": pending, "input": 5 }),
+            "BAD_USER_INPUT",
+            "must be a JSON object",
+        ),
+        (
+            "big input",
+            execute,
+            json!({ "id": pending, "input": { "s": "x".repeat(200) } }),
+            "PAYLOAD_TOO_LARGE",
+            "the limit is 100 bytes",
+        ),
+        (
+            "first 0",
+            LIST,
+            json!({ "first": 0 }),
+            "BAD_USER_INPUT",
+            "between 1 and 100",
+        ),
+        (
+            "first 101",
+            LIST,
+            json!({ "first": 101 }),
+            "BAD_USER_INPUT",
+            "between 1 and 100",
+        ),
+        (
+            "forged cursor",
+            LIST,
+            json!({ "after": "bm90LWEtY3Vyc29y" }),
+            "BAD_USER_INPUT",
+            "not a cursor",
+        ),
+        (
+            "garbage cursor",
+            "query($a: String) { executions(after: $a) { totalCount } }",
+            json!({ "a": "%%%" }),
+            "BAD_USER_INPUT",
+            "not a cursor",
+        ),
+        (
+            "unknown status",
+            LIST,
+            json!({ "status": "DONE" }),
+            "BAD_USER_INPUT",
+            "FunctionStatus",
+        ),
+        (
+            "unknown field",
+            "{ functions { nodes { nope } } }",
+            json!({}),
+            "BAD_USER_INPUT",
+            "nope",
+        ),
+        ("syntax", "{ functions { ", json!({}), "BAD_USER_INPUT", ""),
+    ];
+    for (name, query, variables, code, message) in cases {
+        let error = client.error(query, variables).await.unwrap();
+        assert_eq!(error.code, code, "{name}: {error:?}");
+        assert!(
+            error.message.contains(message),
+            "{name}: {:?} should mention {message:?}",
+            error.message
+        );
+    }
+
+    // Unknown ids in queries are null, not errors.
+    let nulls = client
+        .data(
+            "query($id: UUID!) { function(id: $id) { id } execution(id: $id) { id } }",
+            json!({ "id": unknown }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(nulls, json!({ "function": null, "execution": null }));
+    // Nothing was recorded by the rejected executions.
+    let count = client
+        .data("{ executions { totalCount } }", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(count["executions"]["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn query_depth_and_body_size_are_limited() {
+    let app = app_with(ServerOptions::default().env("PROJECTNIL_MAX_BODY_BYTES", 100_000)).await;
+    let client = app.client();
+    let mut deep = String::from("id");
+    for _ in 0..12 {
+        deep = format!("function {{ executions {{ nodes {{ {deep} }} }} }}");
+    }
+    let error = client
+        .error(
+            &format!("{{ executions {{ nodes {{ {deep} }} }} }}"),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(error.code, "BAD_USER_INPUT");
+    assert!(error.message.to_lowercase().contains("depth"), "{error:?}");
+
+    let big = client
+        .http()
+        .post(format!("{}/graphql", client.base_url))
+        .json(&json!({ "query": "{ languages }", "variables": { "pad": "x".repeat(200_000) } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+}
+
+#[tokio::test]
+async fn graphql_over_get_and_health_endpoints() {
+    let app = app().await;
+    let response: Value = reqwest::get(format!(
+        "{}/graphql?query=%7B%20languages%20%7D",
+        app.server.base_url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        response,
+        json!({ "data": { "languages": ["assemblyscript"] } })
+    );
+    let ready = reqwest::get(format!("{}/ready", app.server.base_url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}

@@ -1,0 +1,279 @@
+//! The schema and its invariants, migrations and the process surface, against a
+//! real PostgreSQL (each test its own database).
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use serde_json::json;
+use tests::{TestApp, TestDb, run_cli};
+
+async fn exec(db: &DatabaseConnection, sql: &str) -> Result<u64, sea_orm::DbErr> {
+    Ok(db.execute_unprepared(sql).await?.rows_affected())
+}
+
+async fn scalar_i64(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+async fn insert_function(db: &DatabaseConnection) -> String {
+    let row = db
+        .query_one(Statement::from_string(
+            db.get_database_backend(),
+            "INSERT INTO functions (name, language, source) VALUES ('f', 'assemblyscript', 'x') RETURNING id::text",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<String>(0).unwrap()
+}
+
+#[tokio::test]
+async fn migrations_apply_roll_back_and_apply_again() {
+    let test_db = TestDb::empty().await.unwrap();
+    let db = test_db.connect().await.unwrap();
+    migration::apply(&db).await.unwrap();
+    assert_eq!(
+        Migrator::get_pending_migrations(&db).await.unwrap().len(),
+        0
+    );
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta WHERE queue_name IN ('compilation_jobs', 'compilation_results')").await, 2);
+
+    Migrator::down(&db, None).await.unwrap();
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename IN ('functions', 'executions')"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgmq'"
+        )
+        .await,
+        0
+    );
+
+    migration::apply(&db).await.unwrap();
+    assert_eq!(
+        Migrator::get_pending_migrations(&db).await.unwrap().len(),
+        0
+    );
+    insert_function(&db).await;
+}
+
+#[tokio::test]
+async fn migrate_command_creates_the_database_and_is_idempotent() {
+    let db = TestDb::not_yet_created();
+    assert!(!db.exists().await.unwrap());
+    let first = run_cli(&db, &["migrate"]).await.unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(db.exists().await.unwrap());
+    let conn = db.connect().await.unwrap();
+    let applied = scalar_i64(&conn, "SELECT count(*) FROM seaql_migrations").await;
+
+    let second = run_cli(&db, &["migrate"]).await.unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(
+        scalar_i64(&conn, "SELECT count(*) FROM seaql_migrations").await,
+        applied
+    );
+}
+
+#[tokio::test]
+async fn database_enforces_the_invariants() {
+    let test_db = TestDb::migrated().await.unwrap();
+    let db = test_db.connect().await.unwrap();
+    let id = insert_function(&db).await;
+
+    let ready_without_wasm = exec(
+        &db,
+        &format!("UPDATE functions SET status = 'READY' WHERE id = '{id}'"),
+    )
+    .await;
+    assert!(
+        ready_without_wasm
+            .unwrap_err()
+            .to_string()
+            .contains("functions_ready_has_wasm")
+    );
+    let failed_without_error = exec(
+        &db,
+        &format!("UPDATE functions SET status = 'FAILED' WHERE id = '{id}'"),
+    )
+    .await;
+    assert!(
+        failed_without_error
+            .unwrap_err()
+            .to_string()
+            .contains("functions_failed_has_error")
+    );
+    exec(
+        &db,
+        &format!("UPDATE functions SET status = 'READY', wasm_binary = '\\x00' WHERE id = '{id}'"),
+    )
+    .await
+    .unwrap();
+
+    let failed_without_message = exec(
+        &db,
+        &format!("INSERT INTO executions (function_id, status) VALUES ('{id}', 'FAILED')"),
+    )
+    .await;
+    assert!(
+        failed_without_message
+            .unwrap_err()
+            .to_string()
+            .contains("executions_failed_has_error")
+    );
+    let completed_with_error = exec(
+        &db,
+        &format!("INSERT INTO executions (function_id, status, error_message) VALUES ('{id}', 'COMPLETED', 'boom')"),
+    )
+    .await;
+    assert!(
+        completed_with_error
+            .unwrap_err()
+            .to_string()
+            .contains("executions_completed_has_no_error")
+    );
+    let orphan = exec(
+        &db,
+        &format!(
+            "INSERT INTO executions (function_id) VALUES ('{}')",
+            uuid::Uuid::new_v4()
+        ),
+    )
+    .await;
+    assert!(orphan.unwrap_err().to_string().contains("foreign key"));
+    let unknown_status = exec(
+        &db,
+        &format!("UPDATE functions SET status = 'DONE' WHERE id = '{id}'"),
+    )
+    .await;
+    assert!(unknown_status.is_err());
+    let long_name = exec(
+        &db,
+        &format!(
+            "UPDATE functions SET name = '{}' WHERE id = '{id}'",
+            "n".repeat(256)
+        ),
+    )
+    .await;
+    assert!(long_name.is_err());
+}
+
+#[tokio::test]
+async fn deleting_a_function_deletes_its_executions() {
+    let test_db = TestDb::migrated().await.unwrap();
+    let db = test_db.connect().await.unwrap();
+    let id = insert_function(&db).await;
+    let other = insert_function(&db).await;
+    for function in [&id, &id, &other] {
+        exec(
+            &db,
+            &format!("INSERT INTO executions (function_id) VALUES ('{function}')"),
+        )
+        .await
+        .unwrap();
+    }
+    exec(&db, &format!("DELETE FROM functions WHERE id = '{id}'"))
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_i64(
+            &db,
+            &format!("SELECT count(*) FROM executions WHERE function_id = '{id}'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            &format!("SELECT count(*) FROM executions WHERE function_id = '{other}'")
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn pgmq_round_trip_on_both_queues() {
+    let test_db = TestDb::migrated().await.unwrap();
+    let db = test_db.connect().await.unwrap();
+    for queue in [
+        server::queue::COMPILATION_JOBS_QUEUE,
+        server::queue::COMPILATION_RESULTS_QUEUE,
+    ] {
+        let body = json!({ "functionId": uuid::Uuid::new_v4(), "queue": queue });
+        let msg_id = server::queue::send(&db, queue, &body).await.unwrap();
+        let read = server::queue::read_with_poll(
+            &db,
+            queue,
+            Duration::from_secs(30),
+            10,
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].msg_id, msg_id);
+        assert_eq!(read[0].read_count, 1);
+        assert_eq!(read[0].body, body);
+        // Invisible while in flight.
+        let again = server::queue::read_with_poll(
+            &db,
+            queue,
+            Duration::from_secs(30),
+            10,
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+        )
+        .await
+        .unwrap();
+        assert!(again.is_empty());
+        server::queue::archive(&db, queue, msg_id).await.unwrap();
+        let metrics = server::queue::metrics(&db, queue).await.unwrap();
+        assert_eq!(metrics.queue_length, 0);
+        assert_eq!(metrics.total_messages, 1);
+        assert_eq!(
+            scalar_i64(&db, &format!("SELECT count(*) FROM pgmq.a_{queue}")).await,
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn serve_creates_a_missing_database_and_answers_health() {
+    let app = TestApp::start().await.unwrap();
+    assert!(app.db.exists().await.unwrap());
+    let health: serde_json::Value = reqwest::get(format!("{}/health", app.server.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({ "status": "UP" }));
+    let ready = reqwest::get(format!("{}/ready", app.server.base_url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}
