@@ -4,6 +4,7 @@
 
 pub mod fixtures;
 pub mod graphql;
+pub mod readme;
 pub mod ws;
 
 use std::path::PathBuf;

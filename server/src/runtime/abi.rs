@@ -33,7 +33,7 @@ pub(crate) fn string_bytes(memory: &[u8], ptr: u32) -> Result<&[u8], StringError
     let mut raw = [0u8; 4];
     raw.copy_from_slice(size_bytes);
     let len = u32::from_le_bytes(raw) as usize;
-    if len % 2 != 0 {
+    if !len.is_multiple_of(2) {
         return Err(StringError::OddLength);
     }
     let end = ptr.checked_add(len).ok_or(StringError::OutOfBounds)?;

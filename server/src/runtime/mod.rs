@@ -85,7 +85,7 @@ impl Runtime {
             ));
         }
         let engines = Engines {
-            execution: engine::execution_engine(&limits)?,
+            execution: engine::execution_engine(&limits, engine::PoolTuning::default())?,
             init: engine::init_engine(&limits)?,
         };
         engine::spawn_epoch_ticker(&[&engines.execution, &engines.init])?;
@@ -196,13 +196,20 @@ impl Runtime {
         let generation = cache.generation();
         let wasm = load().await.map_err(|e| RuntimeError::Load(e.into()))?;
         let inner = Arc::clone(&self.inner);
-        let prepared = tokio::task::spawn_blocking(move || {
-            module::prepare(&inner.engines, &inner.linker, &inner.limits, &wasm, true)
+        // Caching inside the task keeps the compile even if this future is
+        // dropped before it finishes.
+        tokio::task::spawn_blocking(move || {
+            let prepared = Arc::new(module::prepare(
+                &inner.engines,
+                &inner.linker,
+                &inner.limits,
+                &wasm,
+                true,
+            )?);
+            inner.cache.insert(key, Arc::clone(&prepared), generation);
+            Ok(prepared)
         })
         .await
-        .map_err(|e| RuntimeError::Worker(format!("compile task failed: {e}")))??;
-        let prepared = Arc::new(prepared);
-        cache.insert(key, Arc::clone(&prepared), generation);
-        Ok(prepared)
+        .map_err(|e| RuntimeError::Worker(format!("compile task failed: {e}")))?
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::error::RuntimeError;
 
 /// Room for host frames (wasmtime's entry, host imports) beyond wasm's own.
-const HOST_STACK_HEADROOM: usize = 2 * 1024 * 1024;
+pub(crate) const HOST_STACK_HEADROOM: usize = 2 * 1024 * 1024;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 

@@ -28,6 +28,7 @@ use wasmtime::{Engine, Linker, Module, Store, Val};
 
 use super::engine::deadline_ticks;
 use super::limits::{ExecutionLimits, Limiter, WASM_PAGE_BYTES};
+use super::pool::HOST_STACK_HEADROOM;
 
 const EXPORT_PREFIX: &str = "__projectnil_snapshot_";
 /// Zero runs shorter than this stay inside a data segment; a segment costs
@@ -237,6 +238,10 @@ fn instrument(wasm: &[u8], plan: &Plan) -> Result<Vec<u8>, Declined> {
 
 /// Instantiate the instrumented module (which runs its start function) with
 /// every import trapping, and capture memory and globals afterwards.
+///
+/// The start function runs on its own thread with a stack sized for
+/// `max_stack_bytes`, so deep recursion in top-level code traps cleanly
+/// whatever thread `prepare` was called on.
 fn run_start(
     engine: &Engine,
     limits: &ExecutionLimits,
@@ -244,16 +249,33 @@ fn run_start(
     global_count: usize,
 ) -> Result<(Vec<u8>, Vec<Val>), Declined> {
     let module = Module::new(engine, instrumented).map_err(|e| format!("{e:#}"))?;
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("wasm-preinit".into())
+            .stack_size(limits.max_stack_bytes + HOST_STACK_HEADROOM)
+            .spawn_scoped(scope, || capture(engine, limits, &module, global_count))
+            .map_err(err)?
+            .join()
+            .map_err(|_| "pre-initialisation panicked".to_owned())?
+    })
+}
+
+fn capture(
+    engine: &Engine,
+    limits: &ExecutionLimits,
+    module: &Module,
+    global_count: usize,
+) -> Result<(Vec<u8>, Vec<Val>), Declined> {
     let mut store = Store::new(engine, Limiter::new(limits));
     store.limiter(|limiter| limiter);
     store.set_epoch_deadline(deadline_ticks(limits.timeout));
     store.epoch_deadline_trap();
     let mut linker = Linker::new(engine);
     linker
-        .define_unknown_imports_as_traps(&module)
+        .define_unknown_imports_as_traps(module)
         .map_err(|e| format!("{e:#}"))?;
     let instance = linker
-        .instantiate(&mut store, &module)
+        .instantiate(&mut store, module)
         .map_err(|e| format!("start function failed or called an import: {e:#}"))?;
     let memory = instance
         .get_memory(&mut store, &format!("{EXPORT_PREFIX}memory"))

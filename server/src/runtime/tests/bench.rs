@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::super::engine::{self, deadline_ticks};
+use super::super::engine::{self, PoolTuning, deadline_ticks};
 use super::super::host::{self, HostState};
 use super::super::invoke::invoke;
 use super::super::module::{self, Engines};
@@ -24,7 +24,7 @@ fn summarize(samples: &mut [Duration]) -> String {
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     let mean = samples.iter().map(|d| micros(*d)).sum::<f64>() / samples.len() as f64;
     format!(
-        "median {:7.1} µs  p90 {:7.1} µs  mean {:7.1} µs",
+        "median {:6.1} µs p90 {:6.1} µs mean {:6.1} µs",
         micros(samples[samples.len() / 2]),
         micros(samples[samples.len() * 9 / 10]),
         mean
@@ -35,53 +35,94 @@ fn summarize(samples: &mut [Duration]) -> String {
 #[ignore = "prints timings; run with --release -- --ignored --nocapture"]
 fn instantiate_and_call_timings() {
     let limits = limits();
-    let engines = Engines {
-        execution: engine::execution_engine(&limits).unwrap(),
-        init: engine::init_engine(&limits).unwrap(),
-    };
-    engine::spawn_epoch_ticker(&[&engines.execution, &engines.init]).unwrap();
-    let linker = host::linker(&engines.execution).unwrap();
+    let tunings = [
+        (
+            "wasmtime defaults",
+            PoolTuning {
+                keep_resident: 0,
+                pagemap_scan: false,
+            },
+        ),
+        (
+            "keep 128K",
+            PoolTuning {
+                keep_resident: 128 << 10,
+                pagemap_scan: false,
+            },
+        ),
+        (
+            "keep 128K+pagemap",
+            PoolTuning {
+                keep_resident: 128 << 10,
+                pagemap_scan: true,
+            },
+        ),
+        (
+            "keep 2M+pagemap",
+            PoolTuning {
+                keep_resident: 2 << 20,
+                pagemap_scan: true,
+            },
+        ),
+        (
+            "keep 16M+pagemap",
+            PoolTuning {
+                keep_resident: 16 << 20,
+                pagemap_scan: true,
+            },
+        ),
+        ("runtime default", PoolTuning::default()),
+    ];
     let cases = [
         ("add", r#"{"a": 5, "b": 3}"#),
         ("echo", r#"{"a": 5}"#),
         ("strings", r#"{"text":"héllo 😀"}"#),
     ];
-    for (fixture, input) in cases {
-        let wasm = fixtures::wasm(fixture);
-        for preinitialize in [false, true] {
-            let started = Instant::now();
-            let prepared =
-                module::prepare(&engines, &linker, &limits, &wasm, preinitialize).unwrap();
-            let prepare_time = started.elapsed();
-            assert_eq!(prepared.preinitialized, preinitialize);
-
-            let mut instantiate = Vec::with_capacity(ROUNDS);
-            let mut full = Vec::with_capacity(ROUNDS);
-            for round in 0..WARMUP + ROUNDS {
+    for (label, tuning) in tunings {
+        let engines = Engines {
+            execution: engine::execution_engine(&limits, tuning).unwrap(),
+            init: engine::init_engine(&limits).unwrap(),
+        };
+        engine::spawn_epoch_ticker(&[&engines.execution, &engines.init]).unwrap();
+        let linker = host::linker(&engines.execution).unwrap();
+        println!("== pool: {label} {tuning:?}");
+        for (fixture, input) in cases {
+            let wasm = fixtures::wasm(fixture);
+            for preinitialize in [false, true] {
                 let started = Instant::now();
-                let mut store = Store::new(&engines.execution, HostState::new(&limits));
-                store.limiter(|state| &mut state.limiter);
-                store.set_epoch_deadline(deadline_ticks(limits.timeout));
-                store.epoch_deadline_trap();
-                prepared.pre.instantiate(&mut store).unwrap();
-                drop(store);
-                let elapsed = started.elapsed();
+                let prepared =
+                    module::prepare(&engines, &linker, &limits, &wasm, preinitialize).unwrap();
+                let prepare_time = started.elapsed();
+                assert_eq!(prepared.preinitialized, preinitialize);
 
-                let started = Instant::now();
-                let out = invoke(&engines.execution, &limits, &prepared, input).unwrap();
-                let total = started.elapsed();
-                assert!(out.outcome.is_ok());
-                if round >= WARMUP {
-                    instantiate.push(elapsed);
-                    full.push(total);
+                let mut instantiate = Vec::with_capacity(ROUNDS);
+                let mut full = Vec::with_capacity(ROUNDS);
+                for round in 0..WARMUP + ROUNDS {
+                    let started = Instant::now();
+                    let mut store = Store::new(&engines.execution, HostState::new(&limits));
+                    store.limiter(|state| &mut state.limiter);
+                    store.set_epoch_deadline(deadline_ticks(limits.timeout));
+                    store.epoch_deadline_trap();
+                    prepared.pre.instantiate(&mut store).unwrap();
+                    drop(store);
+                    let elapsed = started.elapsed();
+
+                    let started = Instant::now();
+                    let out = invoke(&engines.execution, &limits, &prepared, input).unwrap();
+                    let total = started.elapsed();
+                    assert!(out.outcome.is_ok());
+                    if round >= WARMUP {
+                        instantiate.push(elapsed);
+                        full.push(total);
+                    }
                 }
+                println!(
+                    "{fixture:8} preinit={preinitialize:5} prepare {:5.1} ms | instantiate only: {} | instantiate+call: {}",
+                    prepare_time.as_secs_f64() * 1e3,
+                    summarize(&mut instantiate),
+                    summarize(&mut full),
+                );
             }
-            println!(
-                "{fixture:8} preinit={preinitialize:5} prepare {:6.1} ms\n  instantiate only:  {}\n  instantiate+call:  {}",
-                prepare_time.as_secs_f64() * 1e3,
-                summarize(&mut instantiate),
-                summarize(&mut full),
-            );
         }
     }
 }

@@ -32,7 +32,10 @@ fn node_modules() -> PathBuf {
     server_dir().join("compiler/node_modules")
 }
 
-static COMPILED: LazyLock<Mutex<HashMap<String, Arc<OnceLock<Vec<u8>>>>>> =
+/// One slot per fixture; the first test to ask compiles, the others wait.
+type Slot = Arc<OnceLock<Vec<u8>>>;
+
+static COMPILED: LazyLock<Mutex<HashMap<String, Slot>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The compiled wasm of fixture `name` (without `.ts`).
@@ -63,6 +66,15 @@ fn compile(name: &str) -> Vec<u8> {
 
     let cache_dir = std::env::temp_dir().join("projectnil-asc-fixtures");
     let cached = cache_dir.join(format!("{name}-{hash}.wasm"));
+    if let Ok(bytes) = std::fs::read(&cached) {
+        return bytes;
+    }
+    // Test runners that use a process per test (nextest) would otherwise
+    // compile the same fixture several times at once.
+    std::fs::create_dir_all(&cache_dir).expect("create fixture cache dir");
+    let lock = std::fs::File::create(cache_dir.join(format!("{name}-{hash}.lock")))
+        .expect("create fixture lock");
+    lock.lock().expect("lock fixture");
     if let Ok(bytes) = std::fs::read(&cached) {
         return bytes;
     }
