@@ -19,8 +19,12 @@ pub enum Expected {
 }
 
 pub fn examples() -> Vec<Example> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
-    let section = readme.split("## Writing functions").nth(1).expect("a Writing functions section");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("## Writing functions")
+        .nth(1)
+        .expect("a Writing functions section");
     let section = section.split("\n## ").next().unwrap_or(section);
     let mut examples = Vec::new();
     let mut title = String::new();
@@ -33,7 +37,9 @@ pub fn examples() -> Vec<Example> {
             continue;
         }
         let source: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
-        let Some(spec) = lines.by_ref().find(|l| l.starts_with("**Input**")) else { break };
+        let Some(spec) = lines.by_ref().find(|l| l.starts_with("**Input**")) else {
+            break;
+        };
         let parts: Vec<&str> = spec.split('`').collect();
         let input: Value = serde_json::from_str(parts[1]).expect("example input is JSON");
         let expected = if spec.contains("**Output**") {
@@ -41,7 +47,12 @@ pub fn examples() -> Vec<Example> {
         } else {
             Expected::Error(parts[3].to_string())
         };
-        examples.push(Example { title: title.clone(), source: source.join("\n") + "\n", input, expected });
+        examples.push(Example {
+            title: title.clone(),
+            source: source.join("\n") + "\n",
+            input,
+            expected,
+        });
     }
     examples
 }

@@ -13,13 +13,21 @@ use tokio::process::{Child, Command};
 const COMPILE_WAIT: Duration = Duration::from_secs(120);
 
 async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db.query_one(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    let row = db
+        .query_one(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
 }
 
 fn spawn_worker(db_url: &str, env: &[(&str, &str)]) -> Child {
     let mut command = Command::new(tests::binary());
-    command.arg("worker").env("DATABASE_URL", db_url).env("RUST_LOG", "warn,server=info").kill_on_drop(true);
+    command
+        .arg("worker")
+        .env("DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn,server=info")
+        .kill_on_drop(true);
     for (k, v) in env {
         command.env(k, v);
     }
@@ -39,9 +47,24 @@ async fn valid_source_becomes_ready_and_runs() {
     assert_eq!(function["status"], "READY", "{function}");
     assert_eq!(function["compileError"], Value::Null);
     assert!(function["wasmSize"].as_i64().unwrap() > 100);
-    let wasm = client.data("query($id: UUID!) { function(id: $id) { wasmBinary } }", json!({ "id": id })).await.unwrap();
-    assert!(wasm["function"]["wasmBinary"].as_str().unwrap().starts_with("AGFzbQ"), "base64 of \\0asm");
-    let execution = client.execute(&id, json!({ "a": 5, "b": 3 })).await.unwrap();
+    let wasm = client
+        .data(
+            "query($id: UUID!) { function(id: $id) { wasmBinary } }",
+            json!({ "id": id }),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wasm["function"]["wasmBinary"]
+            .as_str()
+            .unwrap()
+            .starts_with("AGFzbQ"),
+        "base64 of \\0asm"
+    );
+    let execution = client
+        .execute(&id, json!({ "a": 5, "b": 3 }))
+        .await
+        .unwrap();
     assert_eq!(execution["status"], "COMPLETED", "{execution}");
     assert_eq!(execution["output"], json!({ "sum": 8 }));
 }
@@ -50,9 +73,33 @@ async fn valid_source_becomes_ready_and_runs() {
 async fn compile_errors_are_readable() {
     let app = TestApp::start().await.unwrap();
     let client = app.client();
-    let syntax = id_of(&client.create_function("syntax", "export function handle(input: string): string {\n  return input +;\n}\n").await.unwrap());
-    let types = id_of(&client.create_function("types", "export function handle(input: string): string { return 1 }\n").await.unwrap());
-    let no_handle = id_of(&client.create_function("no-handle", "export function run(input: string): string { return input }\n").await.unwrap());
+    let syntax = id_of(
+        &client
+            .create_function(
+                "syntax",
+                "export function handle(input: string): string {\n  return input +;\n}\n",
+            )
+            .await
+            .unwrap(),
+    );
+    let types = id_of(
+        &client
+            .create_function(
+                "types",
+                "export function handle(input: string): string { return 1 }\n",
+            )
+            .await
+            .unwrap(),
+    );
+    let no_handle = id_of(
+        &client
+            .create_function(
+                "no-handle",
+                "export function run(input: string): string { return input }\n",
+            )
+            .await
+            .unwrap(),
+    );
     let bad_import = id_of(
         &client
             .create_function(
@@ -69,30 +116,67 @@ async fn compile_errors_are_readable() {
     assert!(message.contains("index.ts:2:"), "{message}");
     assert!(message.contains("ERROR"), "{message}");
     assert!(!message.contains('\u{1b}'), "no ANSI colours: {message:?}");
-    assert!(!message.contains("/tmp") && !message.contains("node_modules"), "no host paths: {message}");
+    assert!(
+        !message.contains("/tmp") && !message.contains("node_modules"),
+        "no host paths: {message}"
+    );
 
     let types = client.wait_compiled(&types, COMPILE_WAIT).await.unwrap();
     assert_eq!(types["status"], "FAILED");
-    assert!(types["compileError"].as_str().unwrap().contains("index.ts:1:"), "{types}");
+    assert!(
+        types["compileError"]
+            .as_str()
+            .unwrap()
+            .contains("index.ts:1:"),
+        "{types}"
+    );
 
-    let no_handle = client.wait_compiled(&no_handle, COMPILE_WAIT).await.unwrap();
+    let no_handle = client
+        .wait_compiled(&no_handle, COMPILE_WAIT)
+        .await
+        .unwrap();
     assert_eq!(no_handle["status"], "FAILED");
-    assert!(no_handle["compileError"].as_str().unwrap().contains("export function handle(input: string): string"), "{no_handle}");
+    assert!(
+        no_handle["compileError"]
+            .as_str()
+            .unwrap()
+            .contains("export function handle(input: string): string"),
+        "{no_handle}"
+    );
 
-    let bad_import = client.wait_compiled(&bad_import, COMPILE_WAIT).await.unwrap();
+    let bad_import = client
+        .wait_compiled(&bad_import, COMPILE_WAIT)
+        .await
+        .unwrap();
     assert_eq!(bad_import["status"], "FAILED");
-    assert!(bad_import["compileError"].as_str().unwrap().contains("env.fetch"), "{bad_import}");
+    assert!(
+        bad_import["compileError"]
+            .as_str()
+            .unwrap()
+            .contains("env.fetch"),
+        "{bad_import}"
+    );
 }
 
 #[tokio::test]
 async fn only_the_latest_revision_wins() {
     let app = TestApp::start().await.unwrap();
     let client = app.client();
-    let version = |n: i32| format!("export function handle(input: string): string {{ return '{{\"version\":{n}}}'; }}\n");
+    let version = |n: i32| {
+        format!(
+            "export function handle(input: string): string {{ return '{{\"version\":{n}}}'; }}\n"
+        )
+    };
     let id = id_of(&client.create_function("v", &version(1)).await.unwrap());
     let update = "mutation($id: UUID!, $source: String!) { updateFunction(id: $id, input: { source: $source }) { revision } }";
-    client.data(update, json!({ "id": id, "source": version(2) })).await.unwrap();
-    let last = client.data(update, json!({ "id": id, "source": version(3) })).await.unwrap();
+    client
+        .data(update, json!({ "id": id, "source": version(2) }))
+        .await
+        .unwrap();
+    let last = client
+        .data(update, json!({ "id": id, "source": version(3) }))
+        .await
+        .unwrap();
     assert_eq!(last["updateFunction"]["revision"], 3);
 
     let function = client.wait_compiled(&id, COMPILE_WAIT).await.unwrap();
@@ -101,7 +185,10 @@ async fn only_the_latest_revision_wins() {
     // Let any stale job or result drain, then check nothing overwrote revision 3.
     let db = app.db.connect().await.unwrap();
     for _ in 0..600 {
-        if scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_jobs").await + scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_results").await == 0 {
+        if scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_jobs").await
+            + scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_results").await
+            == 0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -126,7 +213,9 @@ async fn results_are_applied_idempotently() {
         json!({ "functionId": uuid::Uuid::new_v4(), "revision": 1, "success": false, "wasmBinary": null, "error": "gone" }),
         json!({ "not": "a result" }),
     ] {
-        server::queue::send(&db, "compilation_results", &message).await.unwrap();
+        server::queue::send(&db, "compilation_results", &message)
+            .await
+            .unwrap();
     }
     for _ in 0..600 {
         if scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_results").await == 0 {
@@ -134,10 +223,17 @@ async fn results_are_applied_idempotently() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_results").await, 0, "every result was consumed");
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_results").await,
+        0,
+        "every result was consumed"
+    );
     let after = client.function(&id).await.unwrap();
     assert_eq!(after, before, "nothing changed");
-    assert_eq!(client.execute(&id, json!({ "x": 1 })).await.unwrap()["output"], json!({ "x": 1 }));
+    assert_eq!(
+        client.execute(&id, json!({ "x": 1 })).await.unwrap()["output"],
+        json!({ "x": 1 })
+    );
 }
 
 #[tokio::test]
@@ -147,54 +243,114 @@ async fn identical_source_hits_the_content_cache() {
     let first = client.ready_function("first", ADD).await.unwrap();
     let second = client.ready_function("second", ADD).await.unwrap();
     let db = app.db.connect().await.unwrap();
-    assert_eq!(scalar(&db, "SELECT count(*) FROM compiled_modules").await, 1, "compiled once");
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM compiled_modules").await,
+        1,
+        "compiled once"
+    );
     for id in [first, second] {
-        assert_eq!(client.execute(&id, json!({ "a": 1, "b": 2 })).await.unwrap()["output"], json!({ "sum": 3 }));
+        assert_eq!(
+            client
+                .execute(&id, json!({ "a": 1, "b": 2 }))
+                .await
+                .unwrap()["output"],
+            json!({ "sum": 3 })
+        );
     }
 }
 
 #[tokio::test]
 async fn poison_jobs_fail_the_function_after_the_limit() {
-    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker")).await.unwrap();
+    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
+        .await
+        .unwrap();
     let client = app.client();
     let id = id_of(&client.create_function("poison", ECHO).await.unwrap());
     let db = app.db.connect().await.unwrap();
     // As if five workers had died on this job already.
-    db.execute_unprepared("UPDATE pgmq.q_compilation_jobs SET read_ct = 5").await.unwrap();
+    db.execute_unprepared("UPDATE pgmq.q_compilation_jobs SET read_ct = 5")
+        .await
+        .unwrap();
     let _worker = spawn_worker(&app.db.url, &[]);
     let function = client.wait_compiled(&id, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "FAILED");
-    assert!(function["compileError"].as_str().unwrap().contains("given up after 5 attempts"), "{function}");
-    assert_eq!(scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_jobs").await, 0);
-    assert_eq!(scalar(&db, "SELECT count(*) FROM pgmq.a_compilation_jobs").await, 1, "archived");
+    assert!(
+        function["compileError"]
+            .as_str()
+            .unwrap()
+            .contains("given up after 5 attempts"),
+        "{function}"
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_jobs").await,
+        0
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM pgmq.a_compilation_jobs").await,
+        1,
+        "archived"
+    );
 }
 
 #[tokio::test]
 async fn several_workers_compile_each_job_once() {
     let db = TestDb::not_yet_created();
-    let server = TestServer::start(&db.url, ServerOptions::default().arg("--no-worker")).await.unwrap();
+    let server = TestServer::start(&db.url, ServerOptions::default().arg("--no-worker"))
+        .await
+        .unwrap();
     let client = server.client();
     let _workers = [spawn_worker(&db.url, &[]), spawn_worker(&db.url, &[])];
     let mut ids = Vec::new();
     for i in 0..6 {
-        let source = format!("export function handle(input: string): string {{ return '{{\"n\":{i}}}'; }}\n");
-        ids.push(id_of(&client.create_function(&format!("f{i}"), &source).await.unwrap()));
+        let source = format!(
+            "export function handle(input: string): string {{ return '{{\"n\":{i}}}'; }}\n"
+        );
+        ids.push(id_of(
+            &client
+                .create_function(&format!("f{i}"), &source)
+                .await
+                .unwrap(),
+        ));
     }
     for (i, id) in ids.iter().enumerate() {
         let function = client.wait_compiled(id, COMPILE_WAIT).await.unwrap();
         assert_eq!(function["status"], "READY", "{function}");
-        assert_eq!(client.execute(id, json!({})).await.unwrap()["output"], json!({ "n": i }));
+        assert_eq!(
+            client.execute(id, json!({})).await.unwrap()["output"],
+            json!({ "n": i })
+        );
     }
     let conn = db.connect().await.unwrap();
-    assert_eq!(scalar(&conn, "SELECT count(*) FROM pgmq.a_compilation_jobs").await, 6);
-    assert_eq!(scalar(&conn, "SELECT max(read_ct)::bigint FROM pgmq.a_compilation_jobs").await, 1, "no job was delivered twice");
-    assert_eq!(scalar(&conn, "SELECT (pgmq.metrics('compilation_results')).total_messages").await, 6, "one result per job");
+    assert_eq!(
+        scalar(&conn, "SELECT count(*) FROM pgmq.a_compilation_jobs").await,
+        6
+    );
+    assert_eq!(
+        scalar(
+            &conn,
+            "SELECT max(read_ct)::bigint FROM pgmq.a_compilation_jobs"
+        )
+        .await,
+        1,
+        "no job was delivered twice"
+    );
+    assert_eq!(
+        scalar(
+            &conn,
+            "SELECT (pgmq.metrics('compilation_results')).total_messages"
+        )
+        .await,
+        6,
+        "one result per job"
+    );
 }
 
 #[tokio::test]
 async fn a_worker_killed_mid_compile_loses_nothing() {
     let db = TestDb::not_yet_created();
-    let server = TestServer::start(&db.url, ServerOptions::default().arg("--no-worker")).await.unwrap();
+    let server = TestServer::start(&db.url, ServerOptions::default().arg("--no-worker"))
+        .await
+        .unwrap();
     let client = server.client();
     // A short compile timeout keeps the visibility timeout (timeout + 15 s) short.
     let env = [("PROJECTNIL_COMPILE_TIMEOUT_MS", "15000")];
@@ -202,7 +358,9 @@ async fn a_worker_killed_mid_compile_loses_nothing() {
     // A source that takes a while to compile, so the kill lands mid-compile.
     let mut source = String::from(ADD);
     for i in 0..30 {
-        source.push_str(&format!("export function f{i}(x: i32): i32 {{ return x * {i} + {i}; }}\n"));
+        source.push_str(&format!(
+            "export function f{i}(x: i32): i32 {{ return x * {i} + {i}; }}\n"
+        ));
     }
     let id = id_of(&client.create_function("slow", &source).await.unwrap());
     let deadline = tokio::time::Instant::now() + COMPILE_WAIT;
@@ -211,8 +369,14 @@ async fn a_worker_killed_mid_compile_loses_nothing() {
         if status == "COMPILING" {
             break;
         }
-        assert!(status == "PENDING", "expected to catch it compiling, got {status}");
-        assert!(tokio::time::Instant::now() < deadline, "never started compiling");
+        assert!(
+            status == "PENDING",
+            "expected to catch it compiling, got {status}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never started compiling"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     doomed.kill().await.unwrap();
@@ -220,7 +384,13 @@ async fn a_worker_killed_mid_compile_loses_nothing() {
     let _rescuer = spawn_worker(&db.url, &env);
     let function = client.wait_compiled(&id, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "READY", "{}", function["compileError"]);
-    assert_eq!(client.execute(&id, json!({ "a": 2, "b": 2 })).await.unwrap()["output"], json!({ "sum": 4 }));
+    assert_eq!(
+        client
+            .execute(&id, json!({ "a": 2, "b": 2 }))
+            .await
+            .unwrap()["output"],
+        json!({ "sum": 4 })
+    );
 }
 
 /// The README's examples are fixtures: each compiles and gives what it shows.
@@ -231,16 +401,32 @@ async fn readme_examples_compile_and_give_the_documented_output() {
     let app = TestApp::start().await.unwrap();
     let client = app.client();
     for example in examples {
-        let id = client.ready_function(&example.title, &example.source).await.unwrap_or_else(|e| panic!("{}: {e}", example.title));
+        let id = client
+            .ready_function(&example.title, &example.source)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", example.title));
         let execution = client.execute(&id, example.input.clone()).await.unwrap();
         match &example.expected {
             Expected::Output(output) => {
-                assert_eq!(execution["status"], "COMPLETED", "{}: {execution}", example.title);
+                assert_eq!(
+                    execution["status"], "COMPLETED",
+                    "{}: {execution}",
+                    example.title
+                );
                 assert_eq!(&execution["output"], output, "{}", example.title);
             }
             Expected::Error(message) => {
-                assert_eq!(execution["status"], "FAILED", "{}: {execution}", example.title);
-                assert_eq!(execution["errorMessage"].as_str().unwrap(), message, "{}", example.title);
+                assert_eq!(
+                    execution["status"], "FAILED",
+                    "{}: {execution}",
+                    example.title
+                );
+                assert_eq!(
+                    execution["errorMessage"].as_str().unwrap(),
+                    message,
+                    "{}",
+                    example.title
+                );
             }
         }
     }
