@@ -41,3 +41,14 @@ ensure_playground() {
   fi
   npm run --prefix "$dir" build
 }
+
+# The browser tests drive Debian's Chromium (Playwright cannot download its own
+# browser here).
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "Chromium is missing: run 'sudo apt-get install -y chromium' for the browser tests." >&2
+    exit 1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}

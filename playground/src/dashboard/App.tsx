@@ -1,0 +1,87 @@
+import { useCallback, useRef, useState } from 'react';
+import { Header } from '../shared/Header';
+import { FunctionList } from './FunctionList';
+import { FunctionView, NewFunction } from './FunctionDetail';
+import { QueuePanel } from './QueuePanel';
+import { useConnection, useRoute } from './hooks';
+
+interface Notice {
+  id: number;
+  message: string;
+  kind: 'ok' | 'error';
+}
+
+export function App() {
+  const route = useRoute();
+  const [refreshToken, setRefreshToken] = useState(0);
+  const [notice, setNotice] = useState<Notice | null>(null);
+  const timer = useRef<ReturnType<typeof setTimeout>>(undefined);
+  const conn = useConnection();
+
+  const notify = useCallback((message: string, kind: 'ok' | 'error' = 'ok') => {
+    clearTimeout(timer.current);
+    setNotice({ id: Date.now(), message, kind });
+    timer.current = setTimeout(() => setNotice(null), kind === 'error' ? 8000 : 3500);
+  }, []);
+  const changed = useCallback(() => setRefreshToken((n) => n + 1), []);
+
+  return (
+    <div className="app">
+      <a className="skip-link" href="#main">
+        Skip to content
+      </a>
+      <Header page="dashboard" />
+      {conn.status !== 'connected' && conn.lostAt != null && (
+        <div className="banner banner-warn" role="alert" data-testid="connection-lost">
+          {conn.generation === 0
+            ? 'Cannot open the live connection to the server; retrying. Lists still load but will not update by themselves.'
+            : 'Connection to the server lost. Reconnecting automatically; live updates resume (and the page catches up) once it is back.'}
+        </div>
+      )}
+      <div className="layout">
+        <aside className="sidebar">
+          <FunctionList selectedId={route.page === 'function' ? route.id : null} refreshToken={refreshToken} />
+          <QueuePanel refreshToken={refreshToken} />
+        </aside>
+        <main id="main" className="main" tabIndex={-1}>
+          {route.page === 'new' && <NewFunction onChanged={changed} notify={notify} />}
+          {route.page === 'function' && <FunctionView key={route.id} id={route.id} onChanged={changed} notify={notify} />}
+          {route.page === 'home' && <Home />}
+        </main>
+      </div>
+      <div className="toast-area" aria-live="polite">
+        {notice && (
+          <div key={notice.id} className={`toast toast-${notice.kind}`} data-testid="toast">
+            {notice.message}
+          </div>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function Home() {
+  return (
+    <div className="home">
+      <h1>WebAssembly functions, live</h1>
+      <p>
+        Write a function in AssemblyScript, watch it compile, run it with JSON in and JSON out. Every status below
+        updates live over a GraphQL subscription.
+      </p>
+      <ol>
+        <li>
+          <a href="#/new">Create a function</a> — it starts from the contract's example (<code>json-as</code>, adds{' '}
+          <code>a</code> and <code>b</code>).
+        </li>
+        <li>Pick a function on the left to edit it, see its compile errors, run it and browse its executions.</li>
+        <li>
+          Explore the API in <a href="/graphiql">GraphiQL</a>.
+        </li>
+      </ol>
+      <p className="muted small">
+        Keys: <kbd>/</kbd> search · <kbd>Ctrl</kbd>+<kbd>S</kbd> save · <kbd>Ctrl</kbd>+<kbd>Enter</kbd> run (in the input
+        editor) · <kbd>Esc</kbd> closes dialogs.
+      </p>
+    </div>
+  );
+}

@@ -1,0 +1,149 @@
+// A function's executions, newest first, kept live by
+// executionStatusChanged(functionId); a row opens its input/output/error/logs.
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { request, subscribe } from '../shared/client';
+import {
+  FUNCTION_EXECUTIONS_QUERY,
+  FUNCTION_EXECUTIONS_SUBSCRIPTION,
+  type Connection,
+  type Execution,
+} from './api';
+import { Empty, ErrorBox, StatusBadge } from './bits';
+import { formatDuration, formatTime, useConnection } from './hooks';
+import { ExecutionBody } from './RunPanel';
+
+const PAGE = 20;
+
+function preview(e: Execution): string {
+  if (e.status === 'FAILED') return e.errorMessage ?? 'failed';
+  if (e.status !== 'COMPLETED') return '…';
+  const s = JSON.stringify(e.output);
+  return s.length > 60 ? `${s.slice(0, 57)}…` : s;
+}
+
+export function Executions({ functionId }: { functionId: string }) {
+  const [items, setItems] = useState<Execution[]>([]);
+  const [total, setTotal] = useState(0);
+  const [next, setNext] = useState<string | null>(null);
+  const [loaded, setLoaded] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [open, setOpen] = useState<string | null>(null);
+  const [loadingMore, setLoadingMore] = useState(false);
+  const { generation } = useConnection();
+  const known = useRef(new Set<string>());
+
+  const load = useCallback(async () => {
+    try {
+      const res = await request<{ function: { executions: Connection<Execution> } | null }>(FUNCTION_EXECUTIONS_QUERY, {
+        id: functionId,
+        first: PAGE,
+      });
+      const conn = res.function?.executions;
+      if (!conn) return;
+      known.current = new Set(conn.nodes.map((n) => n.id));
+      setItems(conn.nodes);
+      setTotal(conn.totalCount);
+      setNext(conn.pageInfo.hasNextPage ? conn.pageInfo.endCursor : null);
+      setError(null);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setLoaded(true);
+    }
+  }, [functionId]);
+
+  useEffect(() => {
+    void load();
+  }, [load, generation]);
+
+  useEffect(
+    () =>
+      subscribe<{ executionStatusChanged: { status: Execution['status']; execution: Execution } }>(
+        FUNCTION_EXECUTIONS_SUBSCRIPTION,
+        { functionId },
+        {
+          next: ({ executionStatusChanged: ev }) => {
+            const e = { ...ev.execution, status: ev.status };
+            if (!known.current.has(e.id)) {
+              known.current.add(e.id);
+              setTotal((t) => t + 1);
+              setItems((list) => [e, ...list]);
+            } else {
+              setItems((list) => list.map((x) => (x.id === e.id ? e : x)));
+            }
+          },
+        },
+      ),
+    [functionId],
+  );
+
+  const more = async () => {
+    if (!next) return;
+    setLoadingMore(true);
+    try {
+      const res = await request<{ function: { executions: Connection<Execution> } | null }>(FUNCTION_EXECUTIONS_QUERY, {
+        id: functionId,
+        first: PAGE,
+        after: next,
+      });
+      const conn = res.function?.executions;
+      if (conn) {
+        const fresh = conn.nodes.filter((n) => !known.current.has(n.id));
+        fresh.forEach((n) => known.current.add(n.id));
+        setItems((list) => [...list, ...fresh]);
+        setNext(conn.pageInfo.hasNextPage ? conn.pageInfo.endCursor : null);
+      }
+    } catch (err) {
+      setError(err);
+    } finally {
+      setLoadingMore(false);
+    }
+  };
+
+  return (
+    <section className="panel executions" aria-labelledby="executions-heading" data-testid="executions">
+      <div className="panel-head">
+        <h2 id="executions-heading">Executions</h2>
+        <span className="muted small" data-testid="executions-total">
+          {total} total · newest first · live
+        </span>
+      </div>
+      {error != null && <ErrorBox error={error} title="Could not load executions" onRetry={() => void load()} />}
+      {loaded && items.length === 0 && !error && <Empty>No executions yet. Run the function to see them here.</Empty>}
+      {items.length > 0 && (
+        <ul className="exec-list" data-testid="execution-list">
+          {items.map((e) => (
+            <li key={e.id} className={open === e.id ? 'open' : ''}>
+              <button
+                type="button"
+                className="exec-row"
+                aria-expanded={open === e.id}
+                onClick={() => setOpen(open === e.id ? null : e.id)}
+                data-testid="execution-row"
+                data-id={e.id}
+              >
+                <StatusBadge status={e.status} testId="execution-status" />
+                <span className="exec-time">{formatTime(e.createdAt)}</span>
+                <span className="exec-duration">{formatDuration(e.durationMs)}</span>
+                <span className={`exec-preview ${e.status === 'FAILED' ? 'failed' : ''}`}>{preview(e)}</span>
+              </button>
+              {open === e.id && (
+                <div className="exec-detail" data-testid="execution-detail">
+                  <ExecutionBody execution={e} showInput />
+                  <div className="muted small exec-meta">
+                    id {e.id} · started {formatTime(e.startedAt)} · completed {formatTime(e.completedAt)}
+                  </div>
+                </div>
+              )}
+            </li>
+          ))}
+        </ul>
+      )}
+      {next && (
+        <button type="button" className="btn btn-small more" disabled={loadingMore} onClick={() => void more()}>
+          {loadingMore ? 'Loading…' : 'Load older executions'}
+        </button>
+      )}
+    </section>
+  );
+}

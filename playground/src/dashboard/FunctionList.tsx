@@ -1,0 +1,199 @@
+// The functions list: search by name, filter by status, Relay-cursor paging,
+// and badges kept live by the functionStatusChanged subscription (all functions).
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { request, subscribe } from '../shared/client';
+import {
+  ALL_FUNCTION_STATUS_SUBSCRIPTION,
+  FUNCTIONS_QUERY,
+  FUNCTION_STATUSES,
+  type Connection,
+  type FunctionStatus,
+  type FunctionSummary,
+} from './api';
+import { Empty, ErrorBox, StatusBadge } from './bits';
+import { useConnection, useDebounced } from './hooks';
+
+const PAGE_SIZE = 15;
+
+interface StatusEvent {
+  functionStatusChanged: { status: FunctionStatus; function: FunctionSummary };
+}
+
+export function FunctionList({ selectedId, refreshToken }: { selectedId: string | null; refreshToken: number }) {
+  const [search, setSearch] = useState('');
+  const [status, setStatus] = useState<FunctionStatus | ''>('');
+  const nameContains = useDebounced(search.trim(), 250);
+  // cursors[i] is the `after` cursor of page i (page 0 starts at the beginning).
+  const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  const page = cursors.length - 1;
+  const [data, setData] = useState<Connection<FunctionSummary> | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [loading, setLoading] = useState(true);
+  const { generation } = useConnection();
+  const searchRef = useRef<HTMLInputElement>(null);
+  const seq = useRef(0);
+
+  const load = useCallback(async () => {
+    const mine = ++seq.current;
+    setLoading(true);
+    try {
+      const res = await request<{ functions: Connection<FunctionSummary> }>(FUNCTIONS_QUERY, {
+        first: PAGE_SIZE,
+        after: cursors[page],
+        status: status || null,
+        nameContains: nameContains || null,
+      });
+      if (mine !== seq.current) return;
+      setData(res.functions);
+      setError(null);
+    } catch (err) {
+      if (mine === seq.current) setError(err);
+    } finally {
+      if (mine === seq.current) setLoading(false);
+    }
+  }, [cursors, page, status, nameContains]);
+
+  // A new filter starts again from the first page.
+  useEffect(() => setCursors((c) => (c.length === 1 && c[0] === null ? c : [null])), [status, nameContains]);
+
+  useEffect(() => {
+    void load();
+  }, [load, refreshToken, generation]);
+
+  // Live badges: patch the row at once, then refetch (debounced) so that new,
+  // filtered-out or reordered functions land where they belong.
+  const refetchTimer = useRef<ReturnType<typeof setTimeout>>(undefined);
+  const loadRef = useRef(load);
+  loadRef.current = load;
+  useEffect(() => {
+    const stop = subscribe<StatusEvent>(ALL_FUNCTION_STATUS_SUBSCRIPTION, {}, {
+      next: ({ functionStatusChanged: ev }) => {
+        setData((d) =>
+          d && {
+            ...d,
+            nodes: d.nodes.map((n) => (n.id === ev.function.id ? { ...n, ...ev.function, status: ev.status } : n)),
+          },
+        );
+        clearTimeout(refetchTimer.current);
+        refetchTimer.current = setTimeout(() => void loadRef.current(), 400);
+      },
+    });
+    return () => {
+      stop();
+      clearTimeout(refetchTimer.current);
+    };
+  }, []);
+
+  // "/" focuses the search box from anywhere outside an editor or field.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const t = e.target as HTMLElement;
+      if (e.key !== '/' || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (t.closest('input, textarea, select, .cm-editor, [contenteditable]')) return;
+      e.preventDefault();
+      searchRef.current?.focus();
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, []);
+
+  const filtered = !!(nameContains || status);
+  const first = page * PAGE_SIZE + 1;
+
+  return (
+    <section className="panel function-list" aria-labelledby="functions-heading">
+      <div className="panel-head">
+        <h2 id="functions-heading">Functions</h2>
+        <a className="btn btn-primary btn-small" href="#/new" data-testid="new-function">
+          + New
+        </a>
+      </div>
+      <div className="filters">
+        <input
+          ref={searchRef}
+          type="search"
+          placeholder="Search by name"
+          title="Search by name (press / to focus)"
+          aria-label="Search functions by name"
+          value={search}
+          onChange={(e) => setSearch(e.target.value)}
+          data-testid="search"
+        />
+        <select
+          aria-label="Filter by status"
+          value={status}
+          onChange={(e) => setStatus(e.target.value as FunctionStatus | '')}
+          data-testid="status-filter"
+        >
+          <option value="">All statuses</option>
+          {FUNCTION_STATUSES.map((s) => (
+            <option key={s} value={s}>
+              {s}
+            </option>
+          ))}
+        </select>
+      </div>
+
+      {error != null && <ErrorBox error={error} title="Could not load functions" onRetry={() => void load()} />}
+
+      {data && data.nodes.length === 0 && !error && (
+        <Empty>
+          {filtered ? (
+            <>No function matches this search.</>
+          ) : (
+            <>
+              No functions yet. <a href="#/new">Create the first one</a> from the example template.
+            </>
+          )}
+        </Empty>
+      )}
+
+      {data && data.nodes.length > 0 && (
+        <ul className="fn-list" aria-busy={loading} data-testid="function-list">
+          {data.nodes.map((f) => (
+            <li key={f.id}>
+              <a
+                href={`#/functions/${f.id}`}
+                className={`fn-row ${f.id === selectedId ? 'selected' : ''}`}
+                aria-current={f.id === selectedId ? 'true' : undefined}
+                data-testid="function-row"
+                data-id={f.id}
+                data-name={f.name}
+              >
+                <span className="fn-name">{f.name}</span>
+                <StatusBadge status={f.status} testId="function-status" />
+              </a>
+            </li>
+          ))}
+        </ul>
+      )}
+      {!data && !error && <div className="muted pad">Loading…</div>}
+
+      {data && (data.totalCount > 0 || page > 0) && (
+        <div className="pager">
+          <button
+            type="button"
+            className="btn btn-small"
+            disabled={page === 0}
+            onClick={() => setCursors((c) => c.slice(0, -1))}
+            aria-label="Previous page"
+          >
+            ‹ Prev
+          </button>
+          <span className="muted" data-testid="page-info">
+            {data.nodes.length ? `${first}–${first + data.nodes.length - 1}` : '0'} of {data.totalCount}
+          </span>
+          <button
+            type="button"
+            className="btn btn-small"
+            disabled={!data.pageInfo.hasNextPage}
+            onClick={() => setCursors((c) => [...c, data.pageInfo.endCursor])}
+            aria-label="Next page"
+          >
+            Next ›
+          </button>
+        </div>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,65 @@
+import { useEffect, useState, useSyncExternalStore } from 'react';
+import { getConnectionState, onConnectionState } from '../shared/client';
+
+export function useConnection() {
+  return useSyncExternalStore(onConnectionState, getConnectionState);
+}
+
+export type Route = { page: 'home' } | { page: 'new' } | { page: 'function'; id: string };
+
+function parseHash(): Route {
+  const hash = location.hash.replace(/^#\/?/, '');
+  if (hash === 'new') return { page: 'new' };
+  const m = hash.match(/^functions\/([0-9a-fA-F-]{36})$/);
+  if (m) return { page: 'function', id: m[1].toLowerCase() };
+  return { page: 'home' };
+}
+
+export function navigate(hash: string) {
+  if (location.hash !== hash) location.hash = hash;
+}
+
+export function useRoute(): Route {
+  const [route, setRoute] = useState(parseHash);
+  useEffect(() => {
+    const onChange = () => setRoute(parseHash());
+    window.addEventListener('hashchange', onChange);
+    return () => window.removeEventListener('hashchange', onChange);
+  }, []);
+  return route;
+}
+
+export function useDebounced<T>(value: T, ms: number): T {
+  const [debounced, setDebounced] = useState(value);
+  useEffect(() => {
+    const t = setTimeout(() => setDebounced(value), ms);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return debounced;
+}
+
+export function formatTime(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const sameDay = d.toDateString() === new Date().toDateString();
+  return sameDay ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
+export function formatDuration(ms: number | null | undefined): string {
+  if (ms == null) return '—';
+  if (ms < 1) return `${ms.toFixed(3)} ms`;
+  if (ms < 1000) return `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+export function formatBytes(n: number | null | undefined): string {
+  if (n == null) return '—';
+  if (n < 1024) return `${n} B`;
+  return `${(n / 1024).toFixed(1)} KiB`;
+}
+
+export function formatJson(value: unknown): string {
+  if (value === undefined) return '';
+  return JSON.stringify(value, null, 2);
+}
