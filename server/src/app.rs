@@ -31,6 +31,7 @@ pub async fn migrate(database: &DatabaseSettings) -> anyhow::Result<()> {
 pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyhow::Result<()> {
     let db = db::connect_and_migrate(database).await?;
     let shutdown = CancellationToken::new();
+    crate::metrics::install(shutdown.clone()).context("installing the metrics recorder")?;
 
     let limits = ExecutionLimits {
         timeout: settings.execution.timeout(),
@@ -50,6 +51,8 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
         .context("listening for status changes")?;
     let executor = Executor::new(db.clone(), runtime.clone(), settings.api.max_input_bytes);
     executions::spawn_cache_warmer(db.clone(), runtime, &events, shutdown.clone());
+    // Every receiver so far is the process's own; clients' subscriptions come later.
+    crate::metrics::set_internal_subscribers(events.subscriber_count());
 
     let mut background = vec![tokio::spawn(
         ResultConsumer::new(db.clone()).run(shutdown.clone()),
@@ -68,7 +71,10 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
         },
     };
     let schema = graphql::build_schema(state.clone(), &settings.api);
-    let app = http::routes(schema, state, &settings.api);
+    // Upgraded WebSockets are not part of poem's graceful shutdown: they are
+    // closed (1001) through this handle.
+    let sockets = http::ws::Sockets::new(shutdown.clone());
+    let app = http::routes(schema, state, &settings.api, sockets.clone());
 
     let acceptor = TcpListener::bind(settings.listen)
         .into_acceptor()
@@ -97,6 +103,7 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
         )
         .await?;
     shutdown.cancel();
+    sockets.closed(Duration::from_secs(3)).await;
     executor.drain().await;
     for task in background {
         task.await.ok();

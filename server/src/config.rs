@@ -116,6 +116,10 @@ pub struct ApiSettings {
     #[arg(long, env = "PROJECTNIL_MAX_QUERY_COMPLEXITY", default_value_t = 5000)]
     pub max_query_complexity: usize,
 
+    /// Most operations in one batched GraphQL request (a JSON array).
+    #[arg(long, env = "PROJECTNIL_MAX_BATCH", default_value_t = 10)]
+    pub max_batch: usize,
+
     /// Directory of the built playground and GraphiQL assets.
     #[arg(long, env = "PROJECTNIL_PLAYGROUND_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../playground/dist"))]
     pub playground_dir: PathBuf,

@@ -11,6 +11,7 @@ pub mod executions;
 pub mod functions;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod pagination;
 pub mod queue;
 pub mod runtime;

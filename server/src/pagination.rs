@@ -125,6 +125,39 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decoding_anything_never_panics(text in ".{0,200}") {
+            let _ = PageCursor::decode(&text);
+        }
+
+        #[test]
+        fn decoding_base64_of_anything_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+            let _ = PageCursor::decode(&URL_SAFE_NO_PAD.encode(bytes));
+        }
+
+        #[test]
+        fn cursors_round_trip(
+            // Every instant chrono can represent to the microsecond.
+            micros in DateTime::<Utc>::MIN_UTC.timestamp_micros()..=DateTime::<Utc>::MAX_UTC.timestamp_micros(),
+            id in proptest::prelude::any::<u128>(),
+        ) {
+            let cursor = PageCursor {
+                created_at: DateTime::from_timestamp_micros(micros).unwrap(),
+                id: Uuid::from_u128(id),
+            };
+            proptest::prop_assert_eq!(PageCursor::decode(&cursor.encode()), Ok(cursor));
+        }
+
+        #[test]
+        fn page_requests_validate_any_first(first in proptest::prelude::any::<i32>(), after in proptest::option::of(".{0,40}")) {
+            let _ = PageRequest::new(first, after.as_deref());
+            if !(1..=MAX_PAGE_SIZE).contains(&first) {
+                proptest::prop_assert_eq!(PageRequest::new(first, None), Err(PageError::FirstOutOfRange(first)));
+            }
+        }
+    }
+
     #[test]
     fn first_is_bounded() {
         assert_eq!(

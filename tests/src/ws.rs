@@ -108,6 +108,70 @@ impl WsClient {
         }
     }
 
+    /// The next frame as it came: unlike [`Self::receive`], pings are neither
+    /// answered nor skipped, and `ka` is returned too.
+    pub async fn receive_raw(&mut self, timeout: Duration) -> anyhow::Result<Received> {
+        loop {
+            let frame = tokio::time::timeout(timeout, self.socket.next())
+                .await
+                .context("nothing received in time")?;
+            match frame {
+                None | Some(Err(_)) => return Ok(Received::Closed(None)),
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(Received::Message(serde_json::from_str(&text)?));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Ok(Received::Closed(frame.map(|f| u16::from(f.code))));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Reads until the server closes the socket and returns the close frame's
+    /// code and reason (`None`: the connection ended without a close frame).
+    /// Protocol messages on the way are skipped.
+    pub async fn close_frame(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<(u16, String)>> {
+        loop {
+            let frame = tokio::time::timeout(timeout, self.socket.next())
+                .await
+                .context("the socket was not closed in time")?;
+            match frame {
+                None | Some(Err(_)) => return Ok(None),
+                Some(Ok(Message::Close(frame))) => {
+                    return Ok(frame.map(|f| (u16::from(f.code), f.reason.to_string())));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Ends subscription `id` from the client side (`complete`, or `stop` on the
+    /// legacy protocol).
+    pub async fn complete(&mut self, id: &str) -> anyhow::Result<()> {
+        let kind = if self.protocol == TRANSPORT_WS {
+            "complete"
+        } else {
+            "stop"
+        };
+        self.send(json!({ "id": id, "type": kind })).await
+    }
+
+    /// The next message about operation `id` (`next`, `data`, `error` or
+    /// `complete`), skipping messages about other operations.
+    pub async fn next_message(&mut self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        loop {
+            match self.receive(timeout).await? {
+                Received::Message(m) if m["id"] == id => return Ok(m),
+                Received::Message(_) => continue,
+                Received::Closed(code) => bail!("socket closed ({code:?})"),
+            }
+        }
+    }
+
     /// The payload of the next `next`/`data` message of subscription `id`.
     pub async fn next_payload(&mut self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
         loop {

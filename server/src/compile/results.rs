@@ -13,6 +13,7 @@ use sea_orm::{
     ActiveEnum, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use entity::function::{self, FunctionStatus};
 
@@ -76,6 +77,16 @@ impl ResultConsumer {
             }
         };
         let function_id = result.function_id;
+        let span = tracing::info_span!("compilation", function_id = %function_id, revision = result.revision);
+        self.apply_result(delivery, result).instrument(span).await
+    }
+
+    async fn apply_result(
+        &self,
+        delivery: &Delivery,
+        result: CompilationResult,
+    ) -> Result<(), ResultError> {
+        let function_id = result.function_id;
         let verdict = verdict(&result);
         let txn = self.db.begin().await?;
         let mut update = function::Entity::update_many()
@@ -109,9 +120,9 @@ impl ResultConsumer {
         txn.commit().await?;
         let ready = matches!(verdict, Verdict::Ready(_));
         if applied {
-            tracing::info!(%function_id, revision = result.revision, ready, "compilation.result.applied");
+            tracing::info!(ready, "compilation.result.applied");
         } else {
-            tracing::info!(%function_id, revision = result.revision, "compilation.result.dropped");
+            tracing::info!("compilation.result.dropped");
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use entity::function::{self, FunctionStatus};
 
@@ -85,13 +86,20 @@ impl CompilerWorker {
                 return;
             }
         };
-        let function_id = job.function_id;
-        tracing::info!(%function_id, revision = job.revision, attempt = delivery.read_count, "job.received");
-        if let Err(error) = self.handle_job(&delivery, &job).await {
-            tracing::error!(%function_id, %error, "job.failed");
-            // Let it come back soon rather than after the whole visibility timeout.
-            self.retry_soon(delivery.msg_id).await;
+        // Every log line of this job carries the function's id through the span.
+        let span = tracing::info_span!("compilation", function_id = %job.function_id, revision = job.revision);
+        async {
+            tracing::info!(attempt = delivery.read_count, "job.received");
+            let started = Instant::now();
+            if let Err(error) = self.handle_job(&delivery, &job).await {
+                crate::metrics::compilation_finished("error", false, started.elapsed());
+                tracing::error!(%error, "job.failed");
+                // Let it come back soon rather than after the whole visibility timeout.
+                self.retry_soon(delivery.msg_id).await;
+            }
         }
+        .instrument(span)
+        .await
     }
 
     async fn handle_job(
@@ -99,20 +107,20 @@ impl CompilerWorker {
         delivery: &Delivery,
         job: &CompilationJob,
     ) -> Result<(), WorkerError> {
-        let function_id = job.function_id;
         if delivery.read_count > self.settings.compile_max_attempts {
             let message = format!(
                 "compilation was given up after {} attempts: the compiler crashed or was stopped each time; \
                  simplify the source or contact the operator",
                 delivery.read_count - 1
             );
-            tracing::warn!(%function_id, attempts = delivery.read_count - 1, "job.poisoned");
+            tracing::warn!(attempts = delivery.read_count - 1, "job.poisoned");
+            crate::metrics::compilation_finished("poisoned", false, Duration::ZERO);
             return self
                 .publish(delivery, job, JobOutcome::Rejected(message), Duration::ZERO)
                 .await;
         }
         if !self.mark_compiling(job).await? {
-            tracing::info!(%function_id, revision = job.revision, "job.stale");
+            tracing::info!("job.stale");
             queue::archive(&self.db, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
             return Ok(());
         }
@@ -120,10 +128,17 @@ impl CompilerWorker {
         let outcome = self.compile(job).await?;
         match &outcome {
             JobOutcome::Compiled { wasm, cache_hit } => {
-                tracing::info!(%function_id, bytes = wasm.len(), cache_hit, ms = started.elapsed().as_millis() as u64, "job.compiled")
+                crate::metrics::compilation_finished("compiled", *cache_hit, started.elapsed());
+                tracing::info!(
+                    bytes = wasm.len(),
+                    cache_hit,
+                    ms = started.elapsed().as_millis() as u64,
+                    "job.compiled"
+                )
             }
             JobOutcome::Rejected(error) => {
-                tracing::info!(%function_id, error = error.as_str(), "job.rejected")
+                crate::metrics::compilation_finished("rejected", false, started.elapsed());
+                tracing::info!(error = error.as_str(), "job.rejected")
             }
         }
         self.publish(delivery, job, outcome, started.elapsed())
@@ -217,7 +232,7 @@ impl CompilerWorker {
         queue::send(&txn, queue::COMPILATION_RESULTS_QUEUE, &result).await?;
         queue::archive(&txn, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
         txn.commit().await?;
-        tracing::info!(function_id = %job.function_id, revision = job.revision, success, "result.published");
+        tracing::info!(success, "result.published");
         Ok(())
     }
 

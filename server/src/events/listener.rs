@@ -74,10 +74,16 @@ async fn run(
                     }
                 }
             }
-            // `None`: the connection was lost. Reconnect ourselves (rather than let
-            // sqlx do it silently) so we know when to tell subscribers to resync.
-            Ok(None) | Err(_) => {
-                tracing::warn!("events.listener.disconnected");
+            // `None`: the connection was lost and sqlx has already reconnected
+            // and listens again (eager reconnect), so nothing committed from now
+            // on is missed; what was committed during the gap may have been.
+            Ok(None) => {
+                tracing::warn!("events.listener.reconnected");
+                let _ = sender.send(BusMessage::Resync);
+            }
+            // sqlx could not reconnect by itself: keep trying with a backoff.
+            Err(error) => {
+                tracing::warn!(%error, "events.listener.disconnected");
                 listener = match reconnect(&pool, &shutdown).await {
                     Some(listener) => listener,
                     None => return,

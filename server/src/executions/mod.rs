@@ -7,6 +7,7 @@ mod recovery;
 mod warmup;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::{
@@ -16,6 +17,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use entity::execution::{self, ExecutionStatus};
@@ -119,18 +121,22 @@ impl Executor {
             completed_at: None,
             created_at: accepted.created_at,
         };
-        tracing::info!(execution_id = %pending.id, function_id = %function_id, "execution.accepted");
+        // Every log line of this execution's flow carries its ids through the span.
+        let span = tracing::info_span!("execution", execution_id = %pending.id, function_id = %function_id);
+        span.in_scope(|| tracing::info!("execution.accepted"));
         match wait {
-            Wait::UntilFinished => Ok(self.run(pending, key, input).await?),
+            Wait::UntilFinished => Ok(self.run(pending, key, input).instrument(span).await?),
             Wait::No => {
                 let this = self.clone();
                 let returned = pending.clone();
-                self.inner.background.spawn(async move {
-                    let id = pending.id;
-                    if let Err(error) = this.run(pending, key, input).await {
-                        tracing::error!(execution_id = %id, %error, "execution.record_failed");
+                self.inner.background.spawn(
+                    async move {
+                        if let Err(error) = this.run(pending, key, input).await {
+                            tracing::error!(%error, "execution.record_failed");
+                        }
                     }
-                });
+                    .instrument(span),
+                );
                 Ok(returned)
             }
         }
@@ -143,22 +149,7 @@ impl Executor {
     }
 
     fn validate_input(&self, input: Option<Value>) -> Result<Value, ExecutionError> {
-        let input = match input {
-            None | Some(Value::Null) => Value::Object(Default::default()),
-            Some(Value::Object(map)) => Value::Object(map),
-            Some(Value::Array(_)) => return Err(ExecutionError::InputNotObject("an array")),
-            Some(Value::String(_)) => return Err(ExecutionError::InputNotObject("a string")),
-            Some(Value::Number(_)) => return Err(ExecutionError::InputNotObject("a number")),
-            Some(Value::Bool(_)) => return Err(ExecutionError::InputNotObject("a boolean")),
-        };
-        let size = input.to_string().len();
-        if size > self.inner.max_input_bytes {
-            return Err(ExecutionError::InputTooLarge {
-                size,
-                limit: self.inner.max_input_bytes,
-            });
-        }
-        Ok(input)
+        validate_input(input, self.inner.max_input_bytes)
     }
 
     /// Records the execution as PENDING if the function is READY, in one round
@@ -204,10 +195,12 @@ impl Executor {
         let mut running: execution::ActiveModel = pending.into();
         running.status = Set(ExecutionStatus::Running);
         running.started_at = Set(Some(Utc::now()));
-        let running = running.update(db).await?;
-        tracing::info!(execution_id = %running.id, function_id = %key.function_id, "execution.started");
+        let running = persist(db, running).await?;
+        tracing::info!("execution.started");
 
+        let started = std::time::Instant::now();
         let outcome = self.invoke(key, &input).await;
+        let took = started.elapsed();
         let mut finished: execution::ActiveModel = running.into();
         finished.completed_at = Set(Some(Utc::now()));
         match outcome {
@@ -230,13 +223,20 @@ impl Executor {
                 finished.error_message = Set(Some(message));
             }
         }
-        let finished = finished.update(db).await?;
+        let finished = persist(db, finished).await?;
+        let ms = took.as_millis() as u64;
         match finished.status {
             ExecutionStatus::Completed => {
-                tracing::info!(execution_id = %finished.id, function_id = %key.function_id, "execution.completed")
+                crate::metrics::execution_finished("COMPLETED", took);
+                tracing::info!(ms, "execution.completed")
             }
             _ => {
-                tracing::info!(execution_id = %finished.id, function_id = %key.function_id, error = finished.error_message.as_deref().unwrap_or(""), "execution.failed")
+                crate::metrics::execution_finished("FAILED", took);
+                tracing::info!(
+                    ms,
+                    error = finished.error_message.as_deref().unwrap_or(""),
+                    "execution.failed"
+                )
             }
         }
         Ok(finished)
@@ -258,20 +258,79 @@ impl Executor {
                 Err(error) => Err(ModuleUnavailable::Db(error)),
             }
         };
-        self.inner.runtime.execute(key, load, &input.to_string()).await.map_err(|error| match error {
-            RuntimeError::Load(cause) if matches!(cause.downcast_ref::<ModuleUnavailable>(), Some(ModuleUnavailable::Changed)) => {
-                ModuleUnavailable::Changed.to_string()
-            }
-            error => {
-                tracing::error!(function_id = %key.function_id, %error, "execution.runtime_failed");
-                "internal error: the platform could not run this function; try again".to_string()
-            }
-        })
+        self.inner
+            .runtime
+            .execute(key, load, &input.to_string())
+            .await
+            .map_err(|error| match error {
+                RuntimeError::Load(cause)
+                    if matches!(
+                        cause.downcast_ref::<ModuleUnavailable>(),
+                        Some(ModuleUnavailable::Changed)
+                    ) =>
+                {
+                    ModuleUnavailable::Changed.to_string()
+                }
+                error => {
+                    tracing::error!(%error, "execution.runtime_failed");
+                    "internal error: the platform could not run this function; try again"
+                        .to_string()
+                }
+            })
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Option<execution::Model>, DbErr> {
         execution::Entity::find_by_id(id).one(&self.inner.db).await
     }
+}
+
+/// How long a status write keeps being retried while the database is away.
+const WRITE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Writes an execution's new status, retrying while the database is briefly
+/// unreachable (a restart, a failover): giving up at once would leave the
+/// execution RUNNING until the sweeper ends it as "interrupted", losing the
+/// real outcome. The write is idempotent, so a retry after a lost reply is
+/// harmless.
+async fn persist(
+    db: &DatabaseConnection,
+    model: execution::ActiveModel,
+) -> Result<execution::Model, DbErr> {
+    let give_up = tokio::time::Instant::now() + WRITE_PATIENCE;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match model.clone().update(db).await {
+            Ok(written) => return Ok(written),
+            Err(error @ DbErr::RecordNotUpdated) => return Err(error),
+            Err(error) if tokio::time::Instant::now() + delay < give_up => {
+                tracing::warn!(%error, "execution.write_retry");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The input as the function receives it: an object (`None` or null mean `{}`)
+/// no larger than `max_bytes` once serialized.
+fn validate_input(input: Option<Value>, max_bytes: usize) -> Result<Value, ExecutionError> {
+    let input = match input {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(Value::Object(map)) => Value::Object(map),
+        Some(Value::Array(_)) => return Err(ExecutionError::InputNotObject("an array")),
+        Some(Value::String(_)) => return Err(ExecutionError::InputNotObject("a string")),
+        Some(Value::Number(_)) => return Err(ExecutionError::InputNotObject("a number")),
+        Some(Value::Bool(_)) => return Err(ExecutionError::InputNotObject("a boolean")),
+    };
+    let size = input.to_string().len();
+    if size > max_bytes {
+        return Err(ExecutionError::InputTooLarge {
+            size,
+            limit: max_bytes,
+        });
+    }
+    Ok(input)
 }
 
 /// Why the module of an accepted execution could not be loaded.
@@ -330,4 +389,61 @@ pub async fn list(
         .all(db)
         .await?;
     Ok(Page::from_rows(rows, page, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::{ExecutionError, validate_input};
+
+    /// Any JSON value, nested a few levels.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,20}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,8}", inner, 0..8)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn only_objects_and_null_are_accepted(value in json_value(), limit in 0usize..4096) {
+            let is_object_or_null = value.is_object() || value.is_null();
+            let size = if value.is_null() { 2 } else { value.to_string().len() };
+            match validate_input(Some(value.clone()), limit) {
+                Ok(accepted) => {
+                    prop_assert!(is_object_or_null);
+                    prop_assert!(accepted.is_object());
+                    prop_assert!(size <= limit);
+                    if value.is_object() {
+                        prop_assert_eq!(accepted, value);
+                    }
+                }
+                Err(ExecutionError::InputNotObject(_)) => prop_assert!(!is_object_or_null),
+                Err(ExecutionError::InputTooLarge { size: reported, limit: l }) => {
+                    prop_assert!(is_object_or_null);
+                    prop_assert_eq!((reported, l), (size, limit));
+                    prop_assert!(size > limit);
+                }
+                Err(other) => prop_assert!(false, "unexpected {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn missing_input_is_an_empty_object() {
+        assert_eq!(validate_input(None, 10).unwrap(), json!({}));
+        assert_eq!(validate_input(Some(Value::Null), 10).unwrap(), json!({}));
+    }
 }

@@ -37,6 +37,7 @@ pub async fn recover_interrupted(
         .exec(db)
         .await?;
     if result.rows_affected > 0 {
+        crate::metrics::executions_recovered(result.rows_affected);
         tracing::warn!(
             count = result.rows_affected,
             "execution.recovered_interrupted"

@@ -81,6 +81,29 @@ mod tests {
         assert!(limits().name(&"é".repeat(256)).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn names_never_panic_and_are_stored_clean(name in "\\PC{0,300}|.{0,300}|\\s*") {
+            if let Ok(stored) = limits().name(&name) {
+                proptest::prop_assert_eq!(stored.trim(), stored.as_str());
+                proptest::prop_assert!(!stored.is_empty());
+                proptest::prop_assert!(stored.chars().count() <= MAX_NAME_CHARS);
+                proptest::prop_assert!(!stored.chars().any(char::is_control));
+            }
+        }
+
+        #[test]
+        fn sources_never_panic(source in ".{0,40}|[\\x00-\\x20]{0,12}") {
+            let result = limits().source(&source);
+            if result.is_ok() {
+                proptest::prop_assert!(source.len() <= 10);
+                proptest::prop_assert!(!source.trim().is_empty());
+                proptest::prop_assert!(!source.contains('\0'));
+            }
+            let _ = limits().language(&source);
+        }
+    }
+
     #[test]
     fn sources_and_languages() {
         assert!(matches!(

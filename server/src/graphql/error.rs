@@ -70,6 +70,32 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Like [`ApiError::internal`], but says so when PostgreSQL cancelled the
+    /// statement (a `statement_timeout`, or an operator's `pg_cancel_backend`):
+    /// the database is up, and retrying may well work.
+    pub fn internal_db(cause: &sea_orm::DbErr) -> Self {
+        use sea_orm::{DbErr, RuntimeErr};
+        let cancelled = matches!(
+            cause,
+            DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
+                | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
+                if e.code().as_deref() == Some(QUERY_CANCELED)
+        );
+        if !cancelled {
+            return Self::internal(cause);
+        }
+        tracing::warn!(error = %cause, "api.query_cancelled");
+        Self::new(
+            ErrorCode::InternalServerError,
+            "internal error: the database cancelled the query (a statement timeout or an operator); try again",
+        )
+    }
+}
+
+/// SQLSTATE of a statement cancelled by a timeout or by request.
+const QUERY_CANCELED: &str = "57014";
+
 impl From<ApiError> for Error {
     fn from(e: ApiError) -> Self {
         Error::new(e.message).extend_with(|_, ext| ext.set("code", e.code.as_str()))
@@ -83,7 +109,7 @@ impl From<FunctionError> for ApiError {
             FunctionError::UnsupportedLanguage(_) => ErrorCode::UnsupportedLanguage,
             FunctionError::SourceTooLarge { .. } => ErrorCode::PayloadTooLarge,
             FunctionError::NotFound(_) => ErrorCode::NotFound,
-            FunctionError::Db(db) => return Self::internal(db),
+            FunctionError::Db(db) => return Self::internal_db(db),
             FunctionError::Queue(q) => return Self::internal(q),
         };
         Self::new(code, e.to_string())
@@ -97,7 +123,7 @@ impl From<ExecutionError> for ApiError {
             ExecutionError::InputTooLarge { .. } => ErrorCode::PayloadTooLarge,
             ExecutionError::FunctionNotFound(_) => ErrorCode::NotFound,
             ExecutionError::FunctionNotReady { .. } => ErrorCode::FunctionNotReady,
-            ExecutionError::Db(db) => return Self::internal(db),
+            ExecutionError::Db(db) => return Self::internal_db(db),
         };
         Self::new(code, e.to_string())
     }
@@ -109,9 +135,15 @@ impl From<PageError> for ApiError {
     }
 }
 
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(e: crate::queue::QueueError) -> Self {
+        Self::internal(&e)
+    }
+}
+
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
-        Self::internal(&e)
+        Self::internal_db(&e)
     }
 }
 
@@ -146,11 +178,23 @@ fn with_codes(mut response: Response) -> Response {
     response
 }
 
+/// Syntax errors quote the offending line; on a hostile one-line query of
+/// megabytes that would echo it all back, so long lines are left out.
+const MAX_QUOTED_LINE: usize = 200;
+
 fn add_default_code(error: &mut ServerError) {
     let has_code = error
         .extensions
         .as_ref()
         .is_some_and(|ext| ext.get("code").is_some());
+    if !has_code && error.message.len() > 4 * MAX_QUOTED_LINE {
+        error.message = error
+            .message
+            .lines()
+            .filter(|line| line.len() <= MAX_QUOTED_LINE)
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
     if !has_code {
         error
             .extensions

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod loaders;
+pub mod metrics;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
@@ -18,6 +19,11 @@ use crate::config::ApiSettings;
 use crate::events::EventBus;
 use crate::executions::Executor;
 use crate::functions::FunctionLimits;
+
+/// Query complexity of a field that reads the database, on top of what it
+/// selects: a plain field costs 1, so without this a few thousand aliases of a
+/// database lookup fit under the complexity limit and cost as many round trips.
+pub const DB_FIELD_COST: usize = 10;
 
 pub type AppSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
@@ -46,6 +52,8 @@ pub fn build_schema(state: AppState, settings: &ApiSettings) -> AppSchema {
     .data(state)
     .limit_depth(settings.max_query_depth)
     .limit_complexity(settings.max_query_complexity)
+    // Outermost first: the metrics see every error with its code.
+    .extension(metrics::OperationMetrics)
     .extension(error::ErrorCodes)
     .finish()
 }

@@ -3,12 +3,12 @@
 use async_graphql::{Context, Object, Result};
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::ResultExt;
 use super::types::{
     Execution, ExecutionConnection, ExecutionStatus, Function, FunctionConnection, FunctionStatus,
     QueueStats, connection,
 };
+use super::{AppState, DB_FIELD_COST};
 use crate::executions::{self, ExecutionFilter};
 use crate::functions::{self, FunctionFilter, SUPPORTED_LANGUAGES};
 use crate::pagination::{DEFAULT_PAGE_SIZE, PageCursor, PageRequest};
@@ -19,6 +19,7 @@ pub struct QueryRoot;
 #[Object(name = "Query")]
 impl QueryRoot {
     /// Newest first. first: 1..100.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn functions(
         &self,
         ctx: &Context<'_>,
@@ -45,6 +46,7 @@ impl QueryRoot {
     }
 
     /// null when no function has this id.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn function(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Function>> {
         let state = ctx.data_unchecked::<AppState>();
         Ok(functions::get(&state.db, id)
@@ -54,12 +56,14 @@ impl QueryRoot {
     }
 
     /// null when no execution has this id.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn execution(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Execution>> {
         let state = ctx.data_unchecked::<AppState>();
         Ok(state.executor.get(id).await.api()?.map(Execution::from))
     }
 
     /// Newest first, across all functions unless functionId is given.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn executions(
         &self,
         ctx: &Context<'_>,
@@ -91,6 +95,7 @@ impl QueryRoot {
     }
 
     /// compilation_jobs and compilation_results backlogs.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn queue_stats(&self, ctx: &Context<'_>) -> Result<Vec<QueueStats>> {
         let state = ctx.data_unchecked::<AppState>();
         let mut stats = Vec::with_capacity(2);
@@ -98,10 +103,7 @@ impl QueryRoot {
             queue::COMPILATION_JOBS_QUEUE,
             queue::COMPILATION_RESULTS_QUEUE,
         ] {
-            let metrics = queue::metrics(&state.db, name)
-                .await
-                .map_err(|e| super::error::ApiError::internal(&e))
-                .api()?;
+            let metrics = queue::metrics(&state.db, name).await.api()?;
             stats.push(QueueStats {
                 queue_name: metrics.queue_name,
                 length: metrics.queue_length.try_into().unwrap_or(i32::MAX),

@@ -39,9 +39,12 @@ impl SubscriptionRoot {
         let mut bus = state.events.subscribe();
         async_stream::stream! {
             let mut last: Option<FunctionStatus> = None;
+            // A whole recompile (READY → … → READY) can happen during a gap;
+            // the revision tells it apart from "nothing happened".
+            let mut last_revision: Option<i64> = None;
             if let Some(id) = id {
                 match snapshot_function(&state, id, None).await {
-                    Ok(Some(event)) => { last = Some(event.status); yield Ok(event); }
+                    Ok(Some(event)) => { last = Some(event.status); last_revision = Some(event.function.revision); yield Ok(event); }
                     Ok(None) => { yield Err(not_found("function", id)); return; }
                     Err(error) => { yield Err(error.into()); return; }
                 }
@@ -60,6 +63,7 @@ impl SubscriptionRoot {
                         match load_function(&state, &announcement).await {
                             Ok(Some(function)) => {
                                 last = Some(status);
+                                last_revision = Some(function.revision);
                                 yield Ok(FunctionStatusEvent { function, previous_status: previous, status, at: change.at });
                             }
                             Ok(None) if id.is_some() => return, // deleted: nothing more will happen
@@ -71,7 +75,11 @@ impl SubscriptionRoot {
                     Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) if id.is_some() => {
                         let Some(id) = id else { continue };
                         match snapshot_function(&state, id, last).await {
-                            Ok(Some(event)) if Some(event.status) != last => { last = Some(event.status); yield Ok(event); }
+                            Ok(Some(event)) if Some(event.status) != last || Some(event.function.revision) != last_revision => {
+                                last = Some(event.status);
+                                last_revision = Some(event.function.revision);
+                                yield Ok(event);
+                            }
                             Ok(Some(_)) => {}
                             Ok(None) => return,
                             Err(error) => yield Err(error.into()),
@@ -197,9 +205,7 @@ async fn load_function(
     announcement: &Arc<Announcement<FunctionRecord>>,
 ) -> Result<Option<Function>, ApiError> {
     let id = announcement.change.id;
-    let record = announcement
-        .entity(|| functions::get(&state.db, id))
-        .await?;
+    let record = retry_once(|| announcement.entity(|| functions::get(&state.db, id))).await?;
     Ok(record.map(Function::from))
 }
 
@@ -208,6 +214,22 @@ async fn load_execution(
     announcement: &Arc<Announcement<entity::execution::Model>>,
 ) -> Result<Option<Execution>, ApiError> {
     let id = announcement.change.id;
-    let model = announcement.entity(|| state.executor.get(id)).await?;
+    let model = retry_once(|| announcement.entity(|| state.executor.get(id))).await?;
     Ok(model.map(Execution::from))
+}
+
+/// A load that fails (the database blinked) is tried once more before the
+/// subscriber is told, so one transient error does not cost it the event.
+async fn retry_once<T, F, Fut>(load: F) -> Result<T, sea_orm::DbErr>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, sea_orm::DbErr>>,
+{
+    match load().await {
+        Ok(value) => Ok(value),
+        Err(_) => {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            load().await
+        }
+    }
 }

@@ -13,9 +13,9 @@ use crate::functions::FunctionRecord;
 use crate::pagination::{DEFAULT_PAGE_SIZE, Page, PageCursor, PageRequest};
 use entity::execution;
 
-use super::AppState;
 use super::error::{ApiError, ErrorCode, ResultExt};
 use super::loaders::{ExecutionPageKey, ExecutionPages, Functions};
+use super::{AppState, DB_FIELD_COST};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "entity::FunctionStatus")]
@@ -132,6 +132,7 @@ impl From<FunctionRecord> for Function {
 #[ComplexObject]
 impl Function {
     /// Compiled module as base64; null until READY. Clients should not select it in lists.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn wasm_binary(&self, ctx: &Context<'_>) -> Result<Option<String>> {
         if self.wasm_size.is_none() {
             return Ok(None);
@@ -144,6 +145,7 @@ impl Function {
     }
 
     /// This function's executions, newest first.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn executions(
         &self,
         ctx: &Context<'_>,

@@ -21,11 +21,14 @@ pub struct BodyLimitEndpoint<E> {
     max: usize,
 }
 
+/// GraphQL-shaped, so GraphQL clients show the reason like any other error.
 fn too_large(max: usize) -> Response {
-    (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body is larger than the limit of {max} bytes"),
-    )
+    let body = serde_json::json!({ "errors": [{
+        "message": format!("request body is larger than the limit of {max} bytes"),
+        "extensions": { "code": crate::graphql::error::ErrorCode::PayloadTooLarge.as_str() },
+    }] });
+    poem::web::Json(body)
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
         .into_response()
 }
 

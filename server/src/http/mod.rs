@@ -2,13 +2,14 @@
 //! the playground, health and readiness probes and Prometheus metrics.
 
 mod body_limit;
+mod graphql;
+mod metrics;
 mod probes;
 mod static_pages;
+pub mod ws;
 
 use poem::middleware::Tracing;
 use poem::{EndpointExt, Route, get};
-
-use async_graphql_poem::{GraphQL, GraphQLSubscription};
 
 use crate::config::ApiSettings;
 use crate::graphql::{AppSchema, AppState};
@@ -17,17 +18,33 @@ pub fn routes(
     schema: AppSchema,
     state: AppState,
     settings: &ApiSettings,
+    sockets: ws::Sockets,
 ) -> impl poem::Endpoint + use<> {
+    let scrape_sources = crate::metrics::ScrapeSources {
+        db: state.db.clone(),
+        events: state.events.clone(),
+        runtime: state.executor.runtime().clone(),
+    };
     Route::new()
         .at(
             "/graphql",
-            get(GraphQL::new(schema.clone())).post(GraphQL::new(schema.clone())),
+            get(graphql::GraphQLHttp::new(
+                schema.clone(),
+                settings.max_batch,
+            ))
+            .post(graphql::GraphQLHttp::new(
+                schema.clone(),
+                settings.max_batch,
+            )),
         )
-        .at("/graphql/ws", get(GraphQLSubscription::new(schema)))
+        .at("/graphql/ws", get(ws::GraphQLWs::new(schema).sockets(sockets)))
         .at("/health", get(probes::health))
         .at("/ready", get(probes::ready))
+        .at("/metrics", get(metrics::scrape))
         .nest("/", static_pages::routes(&settings.playground_dir))
+        .data(scrape_sources)
         .data(state)
         .with(body_limit::BodyLimit(settings.max_body_bytes))
+        .with(metrics::HttpMetrics)
         .with(Tracing)
 }

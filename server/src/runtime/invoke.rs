@@ -104,11 +104,13 @@ fn run(
     let unpin = typed::<i32, ()>(store, &instance, &exports.unpin)?;
     let handle = typed::<i32, i32>(store, &instance, &exports.handle)?;
 
-    let memory_limit = UserCodeError::MemoryLimit {
-        mb: limits.memory_limit_mib(),
-    };
     let byte_len = abi::utf16_byte_len(input);
-    let byte_len_i32 = i32::try_from(byte_len).map_err(|_| Failure::User(memory_limit.clone()))?;
+    // An input too large to even address can only end in the memory limit.
+    let byte_len_i32 = i32::try_from(byte_len).map_err(|_| {
+        Failure::User(UserCodeError::MemoryLimit {
+            mb: limits.memory_limit_mib(),
+        })
+    })?;
     let ptr = new.call(&mut *store, (byte_len_i32, STRING_CLASS_ID))?;
     abi::write_utf16(memory.data_mut(&mut *store), ptr as u32, input, byte_len).ok_or_else(
         || {

@@ -51,8 +51,10 @@ pub struct ModuleKey {
     pub revision: i64,
 }
 
-/// Handle to the runtime; cheap to clone, all clones share one engine,
-/// cache and worker pool. The threads stop once the last clone is dropped.
+/// Handle to the runtime; cheap to clone. All clones share one execution
+/// engine (plus a small on-demand engine used only to pre-initialise
+/// modules, so that never takes a pool slot from an execution), the module
+/// cache and the worker threads, which stop once the last clone is dropped.
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,

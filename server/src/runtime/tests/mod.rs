@@ -141,28 +141,43 @@ async fn traps_have_short_messages() {
     assert_eq!(failure(&rt, "overflow", "-1").await, "integer overflow");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Loader for keys the test has already prepared: a miss is a bug.
+async fn must_be_cached() -> Result<Vec<u8>, RuntimeError> {
+    Err(RuntimeError::Worker(
+        "module should have been cached".into(),
+    ))
+}
+
+// A single-threaded executor: were wasm run on it, nothing else could make
+// progress while the loop spins.
+#[tokio::test]
 async fn timeout_stops_a_loop_while_other_executions_complete() {
     let rt = runtime_with(ExecutionLimits {
         timeout: Duration::from_secs(2),
         ..limits()
     });
-    let echo = key();
+    let (echo, spin) = (key(), key());
     rt.prepare(echo, &fixtures::wasm("echo")).await.unwrap();
+    rt.prepare(spin, &fixtures::wasm("loop")).await.unwrap();
     let looping = {
         let rt = rt.clone();
-        tokio::spawn(async move { run(&rt, "loop", "1").await })
+        tokio::spawn(async move { rt.execute(spin, must_be_cached, "1").await })
     };
+    // Let the loop get onto a worker before the echoes queue up.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     // The loop holds one worker; the other three keep serving.
     for i in 0..30 {
-        let out = run_key(&rt, echo, "echo", &i.to_string()).await;
+        let out = rt
+            .execute(echo, must_be_cached, &i.to_string())
+            .await
+            .unwrap();
         assert_eq!(out.outcome.unwrap(), json!(i));
     }
     assert!(
         !looping.is_finished(),
         "echoes should finish while the loop still spins"
     );
-    let looped = looping.await.unwrap();
+    let looped = looping.await.unwrap().unwrap();
     assert_eq!(
         looped.outcome.unwrap_err(),
         UserCodeError::Timeout { ms: 2000 }

@@ -1,0 +1,93 @@
+//! Call cost: reads criterion's estimate of `server/benches/call_cost.rs`
+//! (run by scripts/bench just before) and runs its V8 peer,
+//! `bench/node/call_cost.mjs`, on the same module and input.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::results::{CallCost, Taken};
+use crate::{Paths, Plan};
+
+fn criterion_estimates() -> anyhow::Result<PathBuf> {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(|p| p.parent())
+            .context("target directory")?
+            .to_path_buf(),
+    };
+    Ok(target.join("criterion/call_cost/echo_100b/new/estimates.json"))
+}
+
+pub async fn run(paths: &Paths, plan: &Plan) -> anyhow::Result<CallCost> {
+    let taken = Taken::start();
+    let estimates_path = criterion_estimates()?;
+    let estimates: Value = serde_json::from_slice(
+        &std::fs::read(&estimates_path)
+            .with_context(|| format!("{} (run cargo bench first)", estimates_path.display()))?,
+    )?;
+    let age = std::fs::metadata(&estimates_path)?
+        .modified()?
+        .elapsed()
+        .unwrap_or_default();
+    if age > Duration::from_secs(3600) {
+        eprintln!(
+            "bench:   warning: {} is {} minutes old",
+            estimates_path.display(),
+            age.as_secs() / 60
+        );
+    }
+    let estimate = |name: &str| -> anyhow::Result<f64> {
+        estimates[name]["point_estimate"]
+            .as_f64()
+            .with_context(|| format!("no {name} in criterion's estimates"))
+    };
+    let runtime_median_ns = estimate("median")?;
+    let runtime_mean_ns = estimate("mean")?;
+
+    let wasm = paths.echo_wasm();
+    let output = tokio::process::Command::new("node")
+        .arg(paths.repo.join("bench/node/call_cost.mjs"))
+        .arg(&wasm)
+        .arg(paths.repo.join("bench/echo-input.json"))
+        .arg(if plan.quick { "quick" } else { "full" })
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running node")?;
+    if !output.status.success() {
+        bail!("call_cost.mjs failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let v8: Value = serde_json::from_slice(&output.stdout)?;
+    let number = |path: &[&str]| -> anyhow::Result<f64> {
+        let mut v = &v8;
+        for key in path {
+            v = &v[*key];
+        }
+        v.as_f64().with_context(|| format!("no {path:?} from call_cost.mjs"))
+    };
+    let result = CallCost {
+        taken: taken.finish(),
+        runtime_median_ns,
+        runtime_mean_ns,
+        v8_fresh_median_ns: number(&["fresh", "median_ns"])?,
+        v8_reuse_median_ns: number(&["reuse", "median_ns"])?,
+        v8_version: format!(
+            "node {} (V8 {})",
+            v8["node"].as_str().unwrap_or("?"),
+            v8["v8"].as_str().unwrap_or("?")
+        ),
+        wasm_bytes: std::fs::metadata(&wasm)?.len() as usize,
+    };
+    eprintln!(
+        "bench:   runtime {:.1} µs; V8 fresh instance {:.1} µs, reused {:.2} µs",
+        result.runtime_median_ns / 1e3,
+        result.v8_fresh_median_ns / 1e3,
+        result.v8_reuse_median_ns / 1e3
+    );
+    Ok(result)
+}

@@ -1,0 +1,126 @@
+//! The database and the server a run uses.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::Connection;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::Paths;
+
+/// Server part of the PostgreSQL URL (`PROJECTNIL_BENCH_POSTGRES`, default
+/// the local cluster).
+pub fn postgres_server_url() -> String {
+    std::env::var("PROJECTNIL_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn database_url(name: &str) -> String {
+    format!("{}/{name}", postgres_server_url())
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        name.starts_with("projectnil_bench_")
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "the bench database must be named projectnil_bench_<letters, digits>, got {name:?}"
+    );
+    Ok(())
+}
+
+async fn admin(sql: &str) -> anyhow::Result<()> {
+    let mut conn =
+        sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server_url())).await?;
+    sqlx::raw_sql(sql).execute(&mut conn).await?;
+    Ok(())
+}
+
+pub async fn create_database(name: &str) -> anyhow::Result<()> {
+    check_name(name)?;
+    admin(&format!("CREATE DATABASE \"{name}\"")).await
+}
+
+pub async fn drop_database(name: &str) -> anyhow::Result<()> {
+    check_name(name)?;
+    admin(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await
+}
+
+/// `projectnil serve` on a free port, its log in `DIR/server.log`.
+pub struct Server {
+    child: Child,
+    pub pid: u32,
+    pub base_url: String,
+}
+
+impl Server {
+    pub async fn start(bin: &Path, db_url: &str, paths: &Paths) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(paths.dir.join("server.log"))?;
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .current_dir(&paths.repo)
+            .env("DATABASE_URL", db_url)
+            .env("PROJECTNIL_LISTEN", "127.0.0.1:0")
+            .env("PROJECTNIL_COMPILER_DIR", paths.compiler_dir())
+            .env(
+                "RUST_LOG",
+                std::env::var("PROJECTNIL_BENCH_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child.id().context("server exited at once")?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let base_url = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return Ok(url.trim().to_string());
+                }
+            }
+            bail!("projectnil exited before listening (see server.log)")
+        })
+        .await
+        .context("projectnil did not listen within 120 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            pid,
+            base_url,
+        })
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/graphql/ws", self.base_url.replacen("http", "ws", 1))
+    }
+
+    /// Resident set size, from /proc/<pid>/status.
+    pub fn rss_mb(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
+    }
+
+    /// SIGTERM, then SIGKILL if it has not stopped after 20 s.
+    pub async fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}

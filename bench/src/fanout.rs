@@ -1,0 +1,286 @@
+//! Subscription fan-out: many WebSocket subscribers to `functionStatusChanged`
+//! (all functions) while functions are created at a steady rate; latency is
+//! receipt time minus the event's `at` (the database's `clock_timestamp()` in
+//! the trigger that announces the change, on the same machine's clock). The
+//! peer is a bare LISTEN client (sqlx `PgListener`) on the same NOTIFY stream,
+//! timed the same way. The server's RSS is sampled from /proc/<pid>/status.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde_json::Value;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::env::Server;
+use crate::results::{Fanout, Taken};
+use crate::stats::{self, Latency};
+use crate::{Paths, Plan, gql};
+
+const SUBSCRIPTION: &str =
+    "subscription { functionStatusChanged { status previousStatus at function { id status } } }";
+/// WebSocket handshakes in flight at once while subscribers connect.
+const CONNECTING: usize = 50;
+
+struct Shared {
+    measuring: AtomicBool,
+    subscribed: AtomicUsize,
+    /// READY events seen by all subscribers (the barrier and the end).
+    ready_seen: AtomicU64,
+    delivered: AtomicU64,
+    histogram: Mutex<Histogram<u64>>,
+}
+
+impl Shared {
+    fn record(&self, at: &str, received: SystemTime) -> anyhow::Result<()> {
+        let at: DateTime<Utc> = at.parse().with_context(|| format!("bad `at` {at:?}"))?;
+        let at = SystemTime::from(at);
+        let latency = received.duration_since(at).unwrap_or_default();
+        stats::record(&mut self.histogram.lock().unwrap(), latency);
+        Ok(())
+    }
+}
+
+async fn subscriber(
+    url: String,
+    shared: Arc<Shared>,
+    connecting: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut socket = {
+        let _permit = connecting.acquire().await?;
+        let mut socket = gql::ws_connect(&url).await?;
+        gql::subscribe(&mut socket, "1", SUBSCRIPTION, Value::Null).await?;
+        socket
+    };
+    shared.subscribed.fetch_add(1, Ordering::SeqCst);
+    loop {
+        let frame = tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            frame = socket.next() => frame,
+        };
+        let received = SystemTime::now();
+        let text = match frame {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | None => bail!("the server closed the socket"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+        };
+        let message: Value = serde_json::from_str(&text)?;
+        match message["type"].as_str() {
+            Some("next") => {
+                let event = &message["payload"]["data"]["functionStatusChanged"];
+                if event["status"] == "READY" {
+                    shared.ready_seen.fetch_add(1, Ordering::SeqCst);
+                }
+                if shared.measuring.load(Ordering::SeqCst) {
+                    shared.delivered.fetch_add(1, Ordering::Relaxed);
+                    shared.record(event["at"].as_str().context("event without `at`")?, received)?;
+                }
+            }
+            Some("ping") => gql::pong(&mut socket).await?,
+            Some("pong" | "ka") => {}
+            _ => bail!("unexpected message {message}"),
+        }
+    }
+}
+
+/// The bare LISTEN client: its own latency histogram and event count.
+async fn listener(
+    db_url: String,
+    measuring: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let mut listener = sqlx::postgres::PgListener::connect(&db_url).await?;
+    listener.listen(migration::STATUS_CHANNEL).await?;
+    let mut histogram = stats::histogram();
+    let mut events = 0;
+    loop {
+        let notification = tokio::select! {
+            _ = stop.changed() => return Ok((histogram, events)),
+            n = listener.recv() => n?,
+        };
+        let received = SystemTime::now();
+        let change: Value = serde_json::from_str(notification.payload())?;
+        if change["kind"] != "function" || !measuring.load(Ordering::SeqCst) {
+            continue;
+        }
+        let at: DateTime<Utc> = change["at"].as_str().context("no `at`")?.parse()?;
+        stats::record(
+            &mut histogram,
+            received.duration_since(SystemTime::from(at)).unwrap_or_default(),
+        );
+        events += 1;
+    }
+}
+
+async fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+pub async fn run(
+    paths: &Paths,
+    plan: &Plan,
+    client: &gql::Client,
+    server: &Server,
+    db_url: &str,
+) -> anyhow::Result<Fanout> {
+    let taken = Taken::start();
+    let source = std::fs::read_to_string(paths.fixture("echo"))?;
+    let rss_idle_mb = server.rss_mb().unwrap_or(0.0);
+    let shared = Arc::new(Shared {
+        measuring: AtomicBool::new(false),
+        subscribed: AtomicUsize::new(0),
+        ready_seen: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        histogram: Mutex::new(stats::histogram()),
+    });
+    let listen_measuring = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = watch::channel(false);
+    let listen = tokio::spawn(listener(
+        db_url.to_string(),
+        Arc::clone(&listen_measuring),
+        stopped.clone(),
+    ));
+
+    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let mut subscribers = Vec::with_capacity(plan.subscribers);
+    for _ in 0..plan.subscribers {
+        subscribers.push(tokio::spawn(subscriber(
+            server.ws_url(),
+            Arc::clone(&shared),
+            Arc::clone(&connecting),
+            stopped.clone(),
+        )));
+    }
+    let outcome = async {
+        let n = plan.subscribers;
+        wait_for("subscribers to connect", Duration::from_secs(180), || {
+            shared.subscribed.load(Ordering::SeqCst) >= n
+                || subscribers.iter().any(|s| s.is_finished())
+        })
+        .await?;
+        if let Some(failed) = subscribers.iter().position(|s| s.is_finished()) {
+            bail!("subscriber {failed} stopped while connecting");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_subscribed_mb = server.rss_mb().unwrap_or(0.0);
+        eprintln!("bench:   {n} subscribers connected; server RSS {rss_subscribed_mb:.1} MB");
+
+        // Every subscriber sees a first function become READY: all are live.
+        // It also puts the source in the content cache, so every function
+        // created below is a cache hit and the compiler stays out of the way.
+        let barrier = client.create_function("bench-fanout-barrier", &source).await?;
+        client.wait_ready(&barrier, Duration::from_secs(120)).await?;
+        wait_for("every subscriber to see the barrier", Duration::from_secs(60), || {
+            shared.ready_seen.load(Ordering::SeqCst) >= n as u64
+        })
+        .await?;
+
+        let peak = Arc::new(AtomicU64::new(0));
+        let sampling = {
+            let peak = Arc::clone(&peak);
+            let pid = server.pid;
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                loop {
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        _ = tick.tick() => {}
+                    }
+                    if let Some(kb) = rss_kb(pid) {
+                        peak.fetch_max(kb, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+
+        shared.measuring.store(true, Ordering::SeqCst);
+        listen_measuring.store(true, Ordering::SeqCst);
+        let count = (plan.create_rate * plan.fanout_secs as f64).round() as usize;
+        let interval = Duration::from_secs_f64(1.0 / plan.create_rate);
+        let started = Instant::now();
+        for i in 0..count {
+            tokio::time::sleep_until(started + interval * i as u32).await;
+            client
+                .create_function(&format!("bench-fanout-{i}"), &source)
+                .await?;
+        }
+        let target = (n * (count + 1)) as u64;
+        let all_seen = wait_for("every subscriber to see every READY", Duration::from_secs(60), || {
+            shared.ready_seen.load(Ordering::SeqCst) >= target
+        })
+        .await;
+        // Let stragglers of other transitions arrive.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        shared.measuring.store(false, Ordering::SeqCst);
+        listen_measuring.store(false, Ordering::SeqCst);
+        if let Err(error) = all_seen {
+            eprintln!("bench:   {error} (counted as undelivered)");
+        }
+        let _ = stop.send(true);
+        sampling.await.ok();
+        anyhow::Ok((count, rss_subscribed_mb, peak.load(Ordering::Relaxed) as f64 / 1024.0))
+    }
+    .await;
+    let _ = stop.send(true);
+    let mut failures = 0;
+    for subscriber in subscribers {
+        if !matches!(subscriber.await, Ok(Ok(()))) {
+            failures += 1;
+        }
+    }
+    let (listen_histogram, events) = listen.await??;
+    let (count, rss_subscribed_mb, rss_peak_mb) = outcome?;
+    if failures > 0 {
+        eprintln!("bench:   {failures} subscribers failed");
+    }
+    let websocket = Latency::of(&shared.histogram.lock().unwrap());
+    let listen = Latency::of(&listen_histogram);
+    let delivered = shared.delivered.load(Ordering::SeqCst);
+    let expected = events * plan.subscribers as u64;
+    eprintln!(
+        "bench:   fan-out p50 {:.2} ms p99 {:.2} ms ({delivered}/{expected} delivered); LISTEN p50 {:.2} ms p99 {:.2} ms; RSS peak {rss_peak_mb:.1} MB",
+        websocket.p50_ms, websocket.p99_ms, listen.p50_ms, listen.p99_ms
+    );
+    Ok(Fanout {
+        taken: taken.finish(),
+        subscribers: plan.subscribers,
+        functions_created: count,
+        create_rate_per_s: plan.create_rate,
+        events,
+        delivered,
+        expected,
+        websocket,
+        listen,
+        rss_idle_mb,
+        rss_subscribed_mb,
+        rss_peak_mb,
+    })
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}

@@ -1,0 +1,194 @@
+//! GraphQL over HTTP (keep-alive) and a lean `graphql-transport-ws` client.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const CREATE_FUNCTION: &str = "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id status } }";
+pub const EXECUTE: &str = "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { id status output errorMessage } }";
+
+/// One HTTP client: its own connection pool, so one client per load task
+/// means one keep-alive connection per task.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Client {
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(4)
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            url: format!("{base_url}/graphql"),
+        }
+    }
+
+    /// A client with a connection pool of its own.
+    pub fn fresh(&self) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            url: self.url.clone(),
+        }
+    }
+
+    /// `data` of an operation that must succeed.
+    pub async fn data(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        let body: Value = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        if let Some(errors) = body.get("errors") {
+            bail!("GraphQL errors: {errors}");
+        }
+        Ok(body["data"].clone())
+    }
+
+    pub async fn create_function(&self, name: &str, source: &str) -> anyhow::Result<String> {
+        let data = self
+            .data(
+                CREATE_FUNCTION,
+                json!({ "input": { "name": name, "language": "assemblyscript", "source": source } }),
+            )
+            .await?;
+        Ok(data["createFunction"]["id"]
+            .as_str()
+            .context("createFunction returned no id")?
+            .to_string())
+    }
+
+    /// Polls until the function is READY (fails on FAILED or after `timeout`).
+    pub async fn wait_ready(&self, id: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let data = self
+                .data(
+                    "query($id: UUID!) { function(id: $id) { status compileError } }",
+                    json!({ "id": id }),
+                )
+                .await?;
+            match data["function"]["status"].as_str() {
+                Some("READY") => return Ok(()),
+                Some("FAILED") => bail!("function failed: {}", data["function"]["compileError"]),
+                _ if tokio::time::Instant::now() > deadline => {
+                    bail!("function {id} not READY after {timeout:?}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a `graphql-transport-ws` socket and completes the init handshake.
+pub async fn ws_connect(url: &str) -> anyhow::Result<Socket> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    socket
+        .send(Message::Text(
+            json!({ "type": "connection_init", "payload": {} })
+                .to_string()
+                .into(),
+        ))
+        .await?;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .context("no connection_ack within 30 s")?;
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                let message: Value = serde_json::from_str(&text)?;
+                match message["type"].as_str() {
+                    Some("connection_ack") => return Ok(socket),
+                    Some("ping") => pong(&mut socket).await?,
+                    _ => bail!("expected connection_ack, got {message}"),
+                }
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("socket closed before connection_ack"),
+        }
+    }
+}
+
+pub async fn pong(socket: &mut Socket) -> anyhow::Result<()> {
+    socket
+        .send(Message::Text(json!({ "type": "pong" }).to_string().into()))
+        .await?;
+    Ok(())
+}
+
+pub async fn subscribe(
+    socket: &mut Socket,
+    id: &str,
+    query: &str,
+    variables: Value,
+) -> anyhow::Result<()> {
+    socket
+        .send(Message::Text(
+            json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } })
+                .to_string()
+                .into(),
+        ))
+        .await?;
+    Ok(())
+}
+
+pub async fn complete(socket: &mut Socket, id: &str) -> anyhow::Result<()> {
+    socket
+        .send(Message::Text(
+            json!({ "id": id, "type": "complete" }).to_string().into(),
+        ))
+        .await?;
+    Ok(())
+}
+
+/// The next `next` payload of subscription `id` (answering pings; failing on
+/// `error`, `complete` or a closed socket).
+pub async fn next_payload(socket: &mut Socket, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    loop {
+        let frame = tokio::time::timeout(timeout, socket.next())
+            .await
+            .context("nothing received in time")?;
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                let message: Value = serde_json::from_str(&text)?;
+                match message["type"].as_str() {
+                    Some("ping") => pong(socket).await?,
+                    Some("next") if message["id"] == id => return Ok(message["payload"].clone()),
+                    Some("error" | "complete") if message["id"] == id => {
+                        bail!("subscription ended: {message}")
+                    }
+                    _ => continue,
+                }
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("socket closed"),
+        }
+    }
+}

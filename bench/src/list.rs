@@ -1,0 +1,93 @@
+//! List query: `functions(first: 50)` with 10,000 functions in the database,
+//! against pgbench running the same two statements `functions::list` sends
+//! (the count and the page; bench/sql/list.sql) with as many clients.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use serde_json::Value;
+
+use crate::results::{List, Taken};
+use crate::{Paths, Plan, gql, load, pgbench};
+
+const QUERY: &str = "{ functions(first: 50) { totalCount pageInfo { hasNextPage endCursor } nodes { id name status revision wasmSize createdAt updatedAt } } }";
+
+/// Tops the functions table up to `total` rows (READY echo functions with
+/// spread creation times). Triggers are off for the insert
+/// (`session_replication_role = replica`), so no status event is announced
+/// and the server's cache warmer does not compile 10,000 modules.
+async fn seed(paths: &Paths, db_url: &str, total: i64) -> anyhow::Result<i64> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(db_url)
+        .await?;
+    let (present,): (i64,) = sqlx::query_as("SELECT count(*) FROM functions")
+        .fetch_one(&pool)
+        .await?;
+    let missing = total - present;
+    if missing > 0 {
+        let source = std::fs::read_to_string(paths.fixture("echo"))?;
+        let wasm = std::fs::read(paths.echo_wasm())?;
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL session_replication_role = replica")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO functions (name, language, source, status, wasm_binary, created_at, updated_at)
+             SELECT 'bench-list-' || g, 'assemblyscript', $1, 'READY', $2,
+                    now() - make_interval(secs => g), now()
+             FROM generate_series(1, $3::bigint) g",
+        )
+        .bind(&source)
+        .bind(&wasm)
+        .bind(missing)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    sqlx::query("ANALYZE functions").execute(&pool).await?;
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM functions")
+        .fetch_one(&pool)
+        .await?;
+    pool.close().await;
+    Ok(count)
+}
+
+pub async fn run(
+    paths: &Paths,
+    plan: &Plan,
+    client: &gql::Client,
+    db_url: &str,
+) -> anyhow::Result<List> {
+    let taken = Taken::start();
+    let functions = seed(paths, db_url, plan.list_functions).await?;
+    let warmup = Duration::from_secs(plan.warmup_secs);
+    let duration = Duration::from_secs(plan.level_secs);
+    let clients = plan.list_clients;
+    let http = load::closed_loop(client, clients, warmup, duration, |c| async move {
+        let data = c.data(QUERY, Value::Null).await?;
+        if data["functions"]["nodes"].as_array().map_or(0, Vec::len) != 50 {
+            bail!("expected 50 functions, got {}", data["functions"]);
+        }
+        Ok(())
+    })
+    .await?;
+    eprintln!(
+        "bench:   http    c={clients:<3} {:8.1} req/s p50 {:6.2} ms p99 {:6.2} ms ({} errors)",
+        http.per_second, http.latency.p50_ms, http.latency.p99_ms, http.errors
+    );
+    let script = paths.repo.join("bench/sql/list.sql");
+    pgbench::run(db_url, &script, clients, warmup, &[], &paths.dir).await?;
+    let pgbench = pgbench::run(db_url, &script, clients, duration, &[], &paths.dir).await?;
+    eprintln!(
+        "bench:   pgbench c={clients:<3} {:8.1} tx/s  p50 {:6.2} ms p99 {:6.2} ms",
+        pgbench.per_second, pgbench.latency.p50_ms, pgbench.latency.p99_ms
+    );
+    Ok(List {
+        taken: taken.finish(),
+        functions,
+        clients,
+        http,
+        pgbench,
+    })
+}

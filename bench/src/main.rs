@@ -1,0 +1,275 @@
+//! `loadgen`: the benchmark driver behind `scripts/bench` (see BENCHMARKS.md).
+//!
+//! - `loadgen prepare --dir D` compiles the echo fixture with the AssemblyScript
+//!   CLI and the platform's flags into `D/echo.wasm` (the module the criterion
+//!   bench and its V8 peer both run).
+//! - `loadgen run --dir D --db-name N [--quick] [--only a,b]` starts
+//!   `projectnil serve` on a fresh database `N` (dropped afterwards), measures
+//!   each figure and its floor or peer in the same run, and merges the numbers
+//!   into `D/results.json`.
+//! - `loadgen report --dir D --markdown BENCHMARKS.md` rewrites the tables
+//!   between the markers in BENCHMARKS.md from `D/results.json`.
+//!
+//! All traffic goes to 127.0.0.1; every loop is bounded in time and count.
+
+mod callcost;
+mod compile;
+mod env;
+mod execute;
+mod fanout;
+mod gql;
+mod list;
+mod load;
+mod pgbench;
+mod report;
+mod results;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::results::Results;
+
+#[derive(Parser)]
+#[command(about = "ProjectNIL benchmarks (run through scripts/bench)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile the echo fixture into DIR/echo.wasm with the asc CLI.
+    Prepare {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Run the benchmarks and merge their numbers into DIR/results.json.
+    Run {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Database to create for the server (dropped at the end).
+        #[arg(long)]
+        db_name: String,
+        /// Small counts and short durations (a CI smoke run).
+        #[arg(long)]
+        quick: bool,
+        /// Comma-separated subset of: callcost, execute, compile, fanout, list.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// The `projectnil` binary (default: next to this one).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
+    },
+    /// Rewrite the generated tables of a markdown file from DIR/results.json.
+    Report {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        markdown: PathBuf,
+    },
+}
+
+pub const FIGURES: &[&str] = &["callcost", "execute", "compile", "fanout", "list"];
+
+/// Durations and counts of one mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub quick: bool,
+    /// Measured seconds per load level (execute, list), and its warm-up.
+    pub level_secs: u64,
+    pub warmup_secs: u64,
+    /// Fresh compiles and cache hits measured, and runs of the asc CLI.
+    pub compiles: usize,
+    pub cache_hits: usize,
+    pub asc_runs: usize,
+    /// Subscription fan-out: subscribers, functions created per second and
+    /// for how long.
+    pub subscribers: usize,
+    pub create_rate: f64,
+    pub fanout_secs: u64,
+    /// Functions in the database for the list query, and its clients.
+    pub list_functions: i64,
+    pub list_clients: usize,
+}
+
+impl Plan {
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                quick,
+                level_secs: 3,
+                warmup_secs: 1,
+                compiles: 3,
+                cache_hits: 5,
+                asc_runs: 1,
+                subscribers: 1000,
+                create_rate: 5.0,
+                fanout_secs: 5,
+                list_functions: 10_000,
+                list_clients: 8,
+            }
+        } else {
+            Plan {
+                quick,
+                level_secs: 15,
+                warmup_secs: 2,
+                compiles: 15,
+                cache_hits: 20,
+                asc_runs: 3,
+                subscribers: 1000,
+                create_rate: 5.0,
+                fanout_secs: 30,
+                list_functions: 10_000,
+                list_clients: 8,
+            }
+        }
+    }
+}
+
+/// Where things are: the repository root (the current directory when run by
+/// `scripts/bench`) and the work directory of this run.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub repo: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Paths {
+    pub fn compiler_dir(&self) -> PathBuf {
+        self.repo.join("server/compiler")
+    }
+    pub fn echo_wasm(&self) -> PathBuf {
+        self.dir.join("echo.wasm")
+    }
+    pub fn fixture(&self, name: &str) -> PathBuf {
+        self.repo.join(format!("tests/fixtures/functions/{name}.ts"))
+    }
+    pub fn results(&self) -> PathBuf {
+        self.dir.join("results.json")
+    }
+}
+
+/// The 100-byte input of the call-cost and execute benchmarks.
+pub const ECHO_INPUT: &str = include_str!("../echo-input.json");
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let repo = std::env::current_dir()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Prepare { dir } => {
+            std::fs::create_dir_all(&dir)?;
+            let paths = Paths { repo, dir };
+            let took = compile::asc_cli(&paths, &paths.fixture("echo"), &paths.echo_wasm())?;
+            eprintln!(
+                "bench: compiled echo.ts in {:.1} s -> {}",
+                took.as_secs_f64(),
+                paths.echo_wasm().display()
+            );
+            Ok(())
+        }
+        Command::Run {
+            dir,
+            db_name,
+            quick,
+            only,
+            server_bin,
+        } => {
+            for name in &only {
+                anyhow::ensure!(
+                    FIGURES.contains(&name.as_str()),
+                    "unknown figure {name:?}; one of {FIGURES:?}"
+                );
+            }
+            let figures: Vec<&str> = FIGURES
+                .iter()
+                .copied()
+                .filter(|f| only.is_empty() || only.iter().any(|o| o == f))
+                .collect();
+            std::fs::create_dir_all(&dir)?;
+            let paths = Paths { repo, dir };
+            let server_bin = match server_bin {
+                Some(bin) => bin,
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("binary directory")?
+                    .join("projectnil"),
+            };
+            let plan = Plan::new(quick);
+            let mut results = Results::load(&paths.results())?;
+            let outcome = tokio.block_on(async {
+                tokio::select! {
+                    outcome = run(&paths, &plan, &db_name, &server_bin, &figures, &mut results) => outcome,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                }
+            });
+            // Whatever happened, the database goes.
+            tokio.block_on(env::drop_database(&db_name)).ok();
+            outcome
+        }
+        Command::Report { dir, markdown } => {
+            let paths = Paths { repo, dir };
+            let results = Results::load(&paths.results())?;
+            report::rewrite(&markdown, &results)?;
+            eprintln!("bench: tables in {} rewritten", markdown.display());
+            Ok(())
+        }
+    }
+}
+
+async fn run(
+    paths: &Paths,
+    plan: &Plan,
+    db_name: &str,
+    server_bin: &std::path::Path,
+    figures: &[&str],
+    results: &mut Results,
+) -> anyhow::Result<()> {
+    results.machine = results::Machine::describe(paths, plan.quick);
+    if figures.contains(&"callcost") {
+        results.call_cost = Some(callcost::run(paths, plan).await?);
+        results.save(&paths.results())?;
+    }
+    let server_figures: Vec<&str> = figures
+        .iter()
+        .copied()
+        .filter(|f| *f != "callcost")
+        .collect();
+    if server_figures.is_empty() {
+        return Ok(());
+    }
+    env::create_database(db_name).await?;
+    let db_url = env::database_url(db_name);
+    let server = env::Server::start(server_bin, &db_url, paths).await?;
+    eprintln!("bench: server pid {} at {}", server.pid, server.base_url);
+    let outcome = async {
+        let client = gql::Client::new(&server.base_url);
+        for figure in server_figures {
+            eprintln!("bench: == {figure}");
+            match figure {
+                "execute" => {
+                    results.execute = Some(execute::run(paths, plan, &client, &db_url).await?)
+                }
+                "compile" => {
+                    results.compile = Some(compile::run(paths, plan, &client, &server).await?)
+                }
+                "fanout" => {
+                    results.fanout =
+                        Some(fanout::run(paths, plan, &client, &server, &db_url).await?)
+                }
+                "list" => results.list = Some(list::run(paths, plan, &client, &db_url).await?),
+                _ => unreachable!(),
+            }
+            results.save(&paths.results())?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    server.stop().await;
+    outcome
+}

@@ -1,0 +1,204 @@
+//! The numbers of a run, kept in `results.json` so a figure can be re-run
+//! alone (`--only`) and the report rewritten from the rest.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Paths;
+use crate::stats::{Latency, Throughput};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Results {
+    pub machine: Machine,
+    pub call_cost: Option<CallCost>,
+    pub execute: Option<Execute>,
+    pub compile: Option<Compile>,
+    pub fanout: Option<Fanout>,
+    pub list: Option<List>,
+}
+
+impl Results {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
+        Ok(())
+    }
+}
+
+/// When each figure was taken and how busy the machine was (the 1-minute
+/// load average before and after: the machine is shared).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Taken {
+    pub at: String,
+    pub load_before: f64,
+    pub load_after: f64,
+}
+
+impl Taken {
+    pub fn start() -> Self {
+        Self {
+            at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            load_before: load_average(),
+            load_after: 0.0,
+        }
+    }
+
+    pub fn finish(mut self) -> Self {
+        self.load_after = load_average();
+        self
+    }
+}
+
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub date: String,
+    pub commit: String,
+    pub mode: String,
+    pub rustc: String,
+    pub node: String,
+    pub postgres: String,
+}
+
+impl Machine {
+    pub fn describe(paths: &Paths, quick: bool) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|x| x.1))
+            .unwrap_or("unknown")
+            .trim()
+            .to_string();
+        let memory_gib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                let kb: f64 = m
+                    .lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some((kb / 1024.0 / 1024.0 * 10.0).round() / 10.0)
+            })
+            .unwrap_or(0.0);
+        let output = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .current_dir(&paths.repo)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_else(|| "unknown".into())
+        };
+        let mut commit = output("git", &["rev-parse", "--short", "HEAD"]);
+        let dirty = Command::new("git")
+            .args(["diff", "--quiet", "HEAD"])
+            .current_dir(&paths.repo)
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(false);
+        if dirty {
+            commit.push_str(" + uncommitted changes");
+        }
+        Self {
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model,
+            memory_gib,
+            date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+            commit,
+            mode: if quick { "quick" } else { "full" }.into(),
+            rustc: output("rustc", &["--version"]),
+            node: output("node", &["--version"]),
+            postgres: output("psql", &["--version"]),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct CallCost {
+    pub taken: Taken,
+    /// criterion's median and mean of `Runtime::execute` (ns per call).
+    pub runtime_median_ns: f64,
+    pub runtime_mean_ns: f64,
+    /// V8 with a fresh `WebAssembly.Instance` per call, and with one reused.
+    pub v8_fresh_median_ns: f64,
+    pub v8_reuse_median_ns: f64,
+    pub v8_version: String,
+    pub wasm_bytes: usize,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ExecuteLevel {
+    pub clients: usize,
+    pub http: Throughput,
+    pub pgbench: Throughput,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Execute {
+    pub taken: Taken,
+    pub levels: Vec<ExecuteLevel>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Compile {
+    pub taken: Taken,
+    pub source: String,
+    /// createFunction → READY (seen on `functionStatusChanged(id)`), new source.
+    pub fresh: Latency,
+    /// The same, for a source compiled before (content-cache hit).
+    pub cache_hit: Latency,
+    /// Wall time of one `asc` CLI run on the same file (several runs).
+    pub asc_cli: Latency,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Fanout {
+    pub taken: Taken,
+    pub subscribers: usize,
+    pub functions_created: usize,
+    pub create_rate_per_s: f64,
+    /// Function events the bare LISTEN client saw while measuring.
+    pub events: u64,
+    /// Event messages received by all WebSocket subscribers, and how many
+    /// would be `events × subscribers`.
+    pub delivered: u64,
+    pub expected: u64,
+    pub websocket: Latency,
+    pub listen: Latency,
+    pub rss_idle_mb: f64,
+    pub rss_subscribed_mb: f64,
+    pub rss_peak_mb: f64,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct List {
+    pub taken: Taken,
+    pub functions: i64,
+    pub clients: usize,
+    pub http: Throughput,
+    pub pgbench: Throughput,
+}

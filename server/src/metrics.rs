@@ -1,0 +1,223 @@
+//! Prometheus metrics, served at `GET /metrics` in the text format. Counters and
+//! histograms are recorded where things happen (executions, the compiler worker,
+//! the HTTP middleware in `http::metrics`, the GraphQL extension in
+//! `graphql::metrics`) through the `metrics` facade. Gauges that mirror state
+//! owned elsewhere (queue backlogs, live subscriptions, the module cache) are
+//! read at scrape time instead, so they are never stale and need no bookkeeping.
+//! The recorder is installed once per process at start-up; where it is not (the
+//! `worker` subcommand, unit tests), every recording is a cheap no-op.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::EventBus;
+use crate::queue;
+use crate::runtime::Runtime;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// Event-bus receivers the process holds for itself (the cache warmer), which
+/// are not client subscriptions.
+static INTERNAL_RECEIVERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Latency buckets in seconds: from a cached query (~1 ms) to a long compile.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// A scrape must answer even while the database does not.
+const QUEUE_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Installs the process-wide recorder (idempotent) and keeps its histograms
+/// drained until `shutdown`.
+pub fn install(shutdown: CancellationToken) -> anyhow::Result<()> {
+    if HANDLE.get().is_some() {
+        return Ok(());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)?
+        .install_recorder()?;
+    describe();
+    let upkeep = handle.clone();
+    // Another thread may have won the race; its handle serves the same recorder.
+    let _ = HANDLE.set(handle);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = every.tick() => upkeep.run_upkeep(),
+            }
+        }
+    });
+    Ok(())
+}
+
+fn describe() {
+    describe_counter!(
+        "projectnil_executions_total",
+        "Executions that ended, by final status"
+    );
+    describe_histogram!(
+        "projectnil_execution_duration_seconds",
+        Unit::Seconds,
+        "Wall-clock time of an execution from RUNNING to its final status"
+    );
+    describe_counter!(
+        "projectnil_executions_recovered_total",
+        "Executions ended FAILED because the process running them stopped"
+    );
+    describe_counter!(
+        "projectnil_compilations_total",
+        "Compilation jobs handled, by outcome and whether the content cache answered"
+    );
+    describe_histogram!(
+        "projectnil_compile_duration_seconds",
+        Unit::Seconds,
+        "Time to compile and check one job"
+    );
+    describe_gauge!(
+        "projectnil_queue_length",
+        "Messages waiting or in flight in a pgmq queue"
+    );
+    describe_gauge!(
+        "projectnil_queue_oldest_message_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest message in a pgmq queue (0 when empty)"
+    );
+    describe_gauge!(
+        "projectnil_active_subscriptions",
+        "GraphQL subscriptions open in this process"
+    );
+    describe_counter!(
+        "projectnil_module_cache_hits_total",
+        "Executions that found their compiled module cached"
+    );
+    describe_counter!(
+        "projectnil_module_cache_misses_total",
+        "Executions that had to compile their module"
+    );
+    describe_counter!(
+        "projectnil_module_cache_evictions_total",
+        "Modules evicted from the cache to stay within its budget"
+    );
+    describe_gauge!(
+        "projectnil_module_cache_bytes",
+        Unit::Bytes,
+        "Estimated bytes held by cached modules"
+    );
+    describe_gauge!(
+        "projectnil_module_cache_capacity_bytes",
+        Unit::Bytes,
+        "Budget of the module cache"
+    );
+    describe_gauge!("projectnil_module_cache_entries", "Cached modules");
+    describe_counter!(
+        "projectnil_http_requests_total",
+        "HTTP requests, by method, route and status"
+    );
+    describe_histogram!(
+        "projectnil_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency until the response head, by method, route and status"
+    );
+    describe_counter!(
+        "projectnil_graphql_operations_total",
+        "GraphQL operations, by type and outcome (ok or the error code)"
+    );
+}
+
+/// Remembers how many event-bus receivers the process holds for itself, so
+/// they are not counted as client subscriptions.
+pub fn set_internal_subscribers(count: usize) {
+    INTERNAL_RECEIVERS.store(count, Ordering::Relaxed);
+}
+
+/// An execution reached its final status (`COMPLETED` or `FAILED`).
+pub fn execution_finished(status: &'static str, took: Duration) {
+    counter!("projectnil_executions_total", "status" => status).increment(1);
+    histogram!("projectnil_execution_duration_seconds", "status" => status)
+        .record(took.as_secs_f64());
+}
+
+pub fn executions_recovered(count: u64) {
+    counter!("projectnil_executions_recovered_total").increment(count);
+}
+
+/// A compilation job ended: `outcome` is `compiled`, `rejected` (the user's
+/// source), `poisoned` (given up) or `error` (platform failure, retried).
+pub fn compilation_finished(outcome: &'static str, cache_hit: bool, took: Duration) {
+    let cache_hit = if cache_hit { "true" } else { "false" };
+    counter!("projectnil_compilations_total", "outcome" => outcome, "cache_hit" => cache_hit)
+        .increment(1);
+    histogram!("projectnil_compile_duration_seconds", "outcome" => outcome)
+        .record(took.as_secs_f64());
+}
+
+pub fn http_request(method: &'static str, route: &'static str, status: u16, took: Duration) {
+    let status = status.to_string();
+    counter!("projectnil_http_requests_total", "method" => method, "route" => route, "status" => status.clone())
+        .increment(1);
+    histogram!("projectnil_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
+        .record(took.as_secs_f64());
+}
+
+/// `kind` is `query`, `mutation`, `subscription` or `unknown` (unparsable);
+/// `outcome` is `ok` or the first error's code.
+pub fn graphql_operation(kind: &'static str, outcome: &'static str) {
+    counter!("projectnil_graphql_operations_total", "type" => kind, "outcome" => outcome)
+        .increment(1);
+}
+
+/// What a scrape reads from the rest of the process.
+#[derive(Clone)]
+pub struct ScrapeSources {
+    pub db: DatabaseConnection,
+    pub events: EventBus,
+    pub runtime: Runtime,
+}
+
+/// Refreshes the scrape-time gauges and renders every metric; `None` when no
+/// recorder is installed in this process.
+pub async fn render(sources: &ScrapeSources) -> Option<String> {
+    let handle = HANDLE.get()?;
+    refresh_queues(&sources.db).await;
+    let subscriptions = sources
+        .events
+        .subscriber_count()
+        .saturating_sub(INTERNAL_RECEIVERS.load(Ordering::Relaxed));
+    gauge!("projectnil_active_subscriptions").set(subscriptions as f64);
+    let cache = sources.runtime.stats();
+    counter!("projectnil_module_cache_hits_total").absolute(cache.hits);
+    counter!("projectnil_module_cache_misses_total").absolute(cache.misses);
+    counter!("projectnil_module_cache_evictions_total").absolute(cache.evictions);
+    gauge!("projectnil_module_cache_bytes").set(cache.bytes as f64);
+    gauge!("projectnil_module_cache_capacity_bytes").set(cache.capacity_bytes as f64);
+    gauge!("projectnil_module_cache_entries").set(cache.entries as f64);
+    Some(handle.render())
+}
+
+/// Reads both queues' backlogs; on failure the gauges keep their last value
+/// (the outage shows on `/ready` and in the logs, not as a fake empty queue).
+async fn refresh_queues(db: &DatabaseConnection) {
+    for name in [
+        queue::COMPILATION_JOBS_QUEUE,
+        queue::COMPILATION_RESULTS_QUEUE,
+    ] {
+        match tokio::time::timeout(QUEUE_READ_TIMEOUT, queue::metrics(db, name)).await {
+            Ok(Ok(metrics)) => {
+                gauge!("projectnil_queue_length", "queue" => name).set(metrics.queue_length as f64);
+                gauge!("projectnil_queue_oldest_message_age_seconds", "queue" => name)
+                    .set(f64::from(metrics.oldest_msg_age_sec.unwrap_or(0)));
+            }
+            Ok(Err(error)) => tracing::warn!(queue = name, %error, "metrics.queue_read_failed"),
+            Err(_) => tracing::warn!(queue = name, "metrics.queue_read_timed_out"),
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! Live status subscriptions (issue #8) end to end: real compiles by the
+//! AssemblyScript compiler, real executions, events fanned out through
+//! PostgreSQL to every replica, and a subscriber that outlives the loss of the
+//! server's database connections.
+//!
+//! Where the order of events matters, servers run with `--no-worker` and a
+//! `projectnil worker` is started only once the subscriber is in place, so a
+//! compile can never race ahead of the subscription.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde_json::{Value, json};
+use tests::fixtures::{ADD, ECHO};
+use tests::ws::{TRANSPORT_WS, WsClient};
+use tests::{Client, ServerOptions, TestApp, TestDb, TestServer};
+use tokio::process::Child;
+
+/// Compiles take seconds; this is a bound for a hung test, not a expectation.
+const WAIT: Duration = Duration::from_secs(60);
+
+const FAILING: &str = "export function handle(input: string): string { return 1 }";
+
+const FUNCTION_EVENTS: &str = "subscription($id: UUID) {
+  functionStatusChanged(id: $id) { previousStatus status at function { id status compileError wasmSize } }
+}";
+
+const EXECUTION_EVENTS: &str = "subscription($id: UUID, $functionId: UUID) {
+  executionStatusChanged(id: $id, functionId: $functionId) {
+    previousStatus status at execution { id functionId status output errorMessage }
+  }
+}";
+
+const START: &str =
+    "mutation($id: UUID!, $input: JSON) { startExecution(id: $id, input: $input) { id status } }";
+
+async fn app_without_worker() -> TestApp {
+    TestApp::start_with(ServerOptions::default().arg("--no-worker"))
+        .await
+        .unwrap()
+}
+
+/// A `projectnil worker` on `db_url`, killed on drop.
+fn start_worker(db_url: &str) -> Child {
+    tokio::process::Command::new(tests::binary())
+        .arg("worker")
+        .env("DATABASE_URL", db_url)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting projectnil worker (build it with `cargo build --bin projectnil`)")
+}
+
+async fn subscriber(server: &TestServer, query: &str, variables: Value) -> WsClient {
+    let mut client = WsClient::connect(&server.ws_url(), TRANSPORT_WS)
+        .await
+        .unwrap();
+    client.subscribe("sub", query, variables).await.unwrap();
+    client
+}
+
+/// The next event of the client's subscription `sub`.
+async fn event(client: &mut WsClient) -> Value {
+    event_in(&client.next_payload("sub", WAIT).await.unwrap())
+}
+
+/// The event in a `next` payload.
+fn event_in(payload: &Value) -> Value {
+    assert!(payload.get("errors").is_none(), "{payload}");
+    let data = &payload["data"];
+    data.get("functionStatusChanged")
+        .or_else(|| data.get("executionStatusChanged"))
+        .unwrap_or_else(|| panic!("not an event: {payload}"))
+        .clone()
+}
+
+/// The entity an event is about.
+fn subject(event: &Value) -> &Value {
+    event.get("function").unwrap_or(&event["execution"])
+}
+
+/// Events of subscription `sub` about `id`, up to and including `last` status.
+async fn events_of(client: &mut WsClient, id: &str, last: &str) -> Vec<Value> {
+    collect_events(client, id, last, false).await
+}
+
+/// The same, skipping results that are an INTERNAL_SERVER_ERROR: while the
+/// database is unreachable, an event the server could not load arrives as one.
+async fn events_after_outage(client: &mut WsClient, id: &str, last: &str) -> Vec<Value> {
+    collect_events(client, id, last, true).await
+}
+
+async fn collect_events(client: &mut WsClient, id: &str, last: &str, outage: bool) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let payload = client.next_payload("sub", WAIT).await.unwrap();
+        if outage && is_outage_error(&payload) {
+            continue;
+        }
+        let event = event_in(&payload);
+        if subject(&event)["id"] != id {
+            continue;
+        }
+        let done = event["status"] == last;
+        events.push(event);
+        if done {
+            return events;
+        }
+    }
+}
+
+fn is_outage_error(payload: &Value) -> bool {
+    payload["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+}
+
+/// `(previousStatus, status)` of each event.
+fn transitions(events: &[Value]) -> Vec<(Value, Value)> {
+    events
+        .iter()
+        .map(|e| (e["previousStatus"].clone(), e["status"].clone()))
+        .collect()
+}
+
+fn pair(previous: Option<&str>, status: &str) -> (Value, Value) {
+    (json!(previous), json!(status))
+}
+
+async fn create(client: &Client, name: &str, source: &str) -> String {
+    client.create_function(name, source).await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn start_execution(client: &Client, function_id: &str, input: Value) -> String {
+    let data = client
+        .data(START, json!({ "id": function_id, "input": input }))
+        .await
+        .unwrap();
+    data["startExecution"]["id"].as_str().unwrap().to_string()
+}
+
+async fn sql(db: &DatabaseConnection, statement: String) {
+    db.execute_unprepared(&statement).await.unwrap();
+}
+
+/// A subscription without an id sends nothing until something changes, so
+/// nothing says when the server has registered it (or, after the database
+/// connections were lost, when it listens again). Announce a probe transition
+/// of `function_id` (an execution inserted as FAILED) until one comes through.
+async fn until_executions_flow(client: &mut WsClient, db: &DatabaseConnection, function_id: &str) {
+    let is_probe = |event: &Value| event["execution"]["errorMessage"] == "probe";
+    until_flowing(client, is_probe, || {
+        sql(
+            db,
+            format!(
+                "INSERT INTO executions (function_id, status, error_message) VALUES ('{function_id}', 'FAILED', 'probe')"
+            ),
+        )
+    })
+    .await
+}
+
+/// A function of the probes' own, made in the database (so no compiler ever
+/// touches it): announced as FAILED.
+async fn probe_function(db: &DatabaseConnection) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    sql(
+        db,
+        format!(
+            "INSERT INTO functions (id, name, language, source, status, compile_error)
+             VALUES ('{id}', 'probe', 'assemblyscript', '', 'FAILED', 'probe')"
+        ),
+    )
+    .await;
+    id
+}
+
+/// The same for function subscriptions: the probe function flips between
+/// FAILED and PENDING.
+async fn until_functions_flow(client: &mut WsClient, db: &DatabaseConnection, probe: &str) {
+    let is_probe = |event: &Value| event["function"]["id"] == probe;
+    until_flowing(client, is_probe, || {
+        sql(
+            db,
+            format!(
+                "UPDATE functions SET status = CASE status WHEN 'FAILED' THEN 'PENDING'::function_status ELSE 'FAILED' END
+                 WHERE id = '{probe}'"
+            ),
+        )
+    })
+    .await
+}
+
+async fn until_flowing<F, Fut>(
+    client: &mut WsClient,
+    is_probe: impl Fn(&Value) -> bool,
+    mut announce: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for _ in 0..60 {
+        announce().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match client.next_payload("sub", left).await {
+                // (Around a database outage, an event may arrive as an error.)
+                Ok(payload) if is_outage_error(&payload) => continue,
+                Ok(payload) if is_probe(&event_in(&payload)) => return,
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    panic!("the subscription never delivered a probe transition");
+}
+
+#[tokio::test]
+async fn a_function_subscription_sees_pending_compiling_ready_in_order() {
+    let app = app_without_worker().await;
+    let id = create(&app.client(), "add", ADD).await;
+    let mut client = subscriber(&app.server, FUNCTION_EVENTS, json!({ "id": id })).await;
+    let snapshot = event(&mut client).await;
+    assert_eq!(
+        transitions(std::slice::from_ref(&snapshot)),
+        [pair(None, "PENDING")]
+    );
+    assert_eq!(snapshot["function"]["id"], id.as_str());
+
+    let _worker = start_worker(&app.db.url);
+    let events = events_of(&mut client, &id, "READY").await;
+    assert_eq!(
+        transitions(&events),
+        [
+            pair(Some("PENDING"), "COMPILING"),
+            pair(Some("COMPILING"), "READY")
+        ]
+    );
+    let ready = &events[1]["function"];
+    assert_eq!(ready["status"], "READY");
+    assert!(
+        ready["wasmSize"].as_i64().is_some_and(|size| size > 0),
+        "{ready}"
+    );
+    assert_eq!(ready["compileError"], Value::Null);
+}
+
+#[tokio::test]
+async fn without_an_id_every_function_is_followed() {
+    let app = app_without_worker().await;
+    let client = app.client();
+    let db = app.db.connect().await.unwrap();
+    let probe = probe_function(&db).await;
+    let mut ws = subscriber(&app.server, FUNCTION_EVENTS, json!({})).await;
+    until_functions_flow(&mut ws, &db, &probe).await;
+
+    let add = create(&client, "add", ADD).await;
+    let echo = create(&client, "echo", ECHO).await;
+    let _worker = start_worker(&app.db.url);
+    let mut seen: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    while [&add, &echo].iter().any(|id| {
+        !seen
+            .get(*id)
+            .is_some_and(|e| e.last().is_some_and(|e| e["status"] == "READY"))
+    }) {
+        let event = event(&mut ws).await;
+        let id = subject(&event)["id"].as_str().unwrap().to_string();
+        seen.entry(id).or_default().push(event);
+    }
+    for id in [&add, &echo] {
+        assert_eq!(
+            transitions(&seen[id]),
+            [
+                pair(None, "PENDING"),
+                pair(Some("PENDING"), "COMPILING"),
+                pair(Some("COMPILING"), "READY")
+            ],
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_compile_ends_in_failed_with_the_compile_error() {
+    let app = app_without_worker().await;
+    let id = create(&app.client(), "broken", FAILING).await;
+    let mut client = subscriber(&app.server, FUNCTION_EVENTS, json!({ "id": id })).await;
+    assert_eq!(
+        transitions(&[event(&mut client).await]),
+        [pair(None, "PENDING")]
+    );
+
+    let _worker = start_worker(&app.db.url);
+    let events = events_of(&mut client, &id, "FAILED").await;
+    assert_eq!(
+        transitions(&events),
+        [
+            pair(Some("PENDING"), "COMPILING"),
+            pair(Some("COMPILING"), "FAILED")
+        ]
+    );
+    let failed = &events[1]["function"];
+    assert_eq!(failed["status"], "FAILED");
+    assert!(
+        failed["compileError"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
+    assert_eq!(failed["wasmSize"], Value::Null);
+}
+
+/// Runs `source` with `input` and follows it both by function and by id.
+async fn follow_execution(source: &str, input: Value, last: &str) -> (Vec<Value>, Vec<Value>) {
+    let app = TestApp::start().await.unwrap();
+    let client = app.client();
+    let function_id = client.ready_function("f", source).await.unwrap();
+    let db = app.db.connect().await.unwrap();
+
+    let mut by_function = subscriber(
+        &app.server,
+        EXECUTION_EVENTS,
+        json!({ "functionId": function_id }),
+    )
+    .await;
+    until_executions_flow(&mut by_function, &db, &function_id).await;
+
+    let execution_id = start_execution(&client, &function_id, input).await;
+    let mut by_id = subscriber(&app.server, EXECUTION_EVENTS, json!({ "id": execution_id })).await;
+
+    let function_events = events_of(&mut by_function, &execution_id, last).await;
+    let id_events = events_of(&mut by_id, &execution_id, last).await;
+    // A subscription to one execution ends after its final state.
+    assert_eq!(
+        by_id.next_message("sub", WAIT).await.unwrap(),
+        json!({ "id": "sub", "type": "complete" })
+    );
+    for event in function_events.iter().chain(&id_events) {
+        assert_eq!(event["execution"]["functionId"], function_id.as_str());
+    }
+    (function_events, id_events)
+}
+
+/// The by-id events: the snapshot first, then a chain of transitions.
+fn assert_snapshot_then_chain(events: &[Value]) {
+    assert_eq!(events[0]["previousStatus"], Value::Null, "{events:?}");
+    for window in events.windows(2) {
+        assert_eq!(
+            window[1]["previousStatus"], window[0]["status"],
+            "{events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_execution_goes_running_then_completed() {
+    let (by_function, by_id) = follow_execution(ADD, json!({ "a": 5, "b": 3 }), "COMPLETED").await;
+    assert_eq!(
+        transitions(&by_function),
+        [
+            pair(None, "PENDING"),
+            pair(Some("PENDING"), "RUNNING"),
+            pair(Some("RUNNING"), "COMPLETED")
+        ]
+    );
+    let completed = &by_function[2]["execution"];
+    assert_eq!(completed["output"], json!({ "sum": 8 }));
+    assert_eq!(completed["errorMessage"], Value::Null);
+    assert_snapshot_then_chain(&by_id);
+    assert_eq!(by_id.last().unwrap()["execution"], *completed);
+}
+
+#[tokio::test]
+async fn an_execution_goes_running_then_failed() {
+    let source = tests::fixtures::source("throw");
+    let (by_function, by_id) = follow_execution(&source, json!({ "x": 1 }), "FAILED").await;
+    assert_eq!(
+        transitions(&by_function),
+        [
+            pair(None, "PENDING"),
+            pair(Some("PENDING"), "RUNNING"),
+            pair(Some("RUNNING"), "FAILED")
+        ]
+    );
+    let failed = &by_function[2]["execution"];
+    assert!(
+        failed["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("boom")),
+        "{failed}"
+    );
+    assert_snapshot_then_chain(&by_id);
+    assert_eq!(by_id.last().unwrap()["execution"], *failed);
+}
+
+#[tokio::test]
+async fn subscribing_to_a_ready_function_sends_exactly_one_snapshot() {
+    let app = TestApp::start().await.unwrap();
+    let client = app.client();
+    let id = client.ready_function("echo", ECHO).await.unwrap();
+    let mut ws = subscriber(&app.server, FUNCTION_EVENTS, json!({ "id": id })).await;
+    let snapshot = event(&mut ws).await;
+    assert_eq!(
+        transitions(std::slice::from_ref(&snapshot)),
+        [pair(None, "READY")]
+    );
+    assert_eq!(snapshot["function"]["status"], "READY");
+
+    // Nothing else was sent in between: the next event is the next transition.
+    let update = "mutation($id: UUID!, $input: UpdateFunctionInput!) { updateFunction(id: $id, input: $input) { status } }";
+    client
+        .data(update, json!({ "id": id, "input": { "name": "renamed" } }))
+        .await
+        .unwrap();
+    client
+        .data(
+            update,
+            json!({ "id": id, "input": { "source": format!("{ECHO}// v2\n") } }),
+        )
+        .await
+        .unwrap();
+    let next = event(&mut ws).await;
+    assert_eq!(transitions(&[next]), [pair(Some("READY"), "PENDING")]);
+}
+
+#[tokio::test]
+async fn events_reach_every_replica() {
+    let db = TestDb::not_yet_created();
+    let no_worker = || ServerOptions::default().arg("--no-worker");
+    let a = TestServer::start(&db.url, no_worker()).await.unwrap();
+    let b = TestServer::start(&db.url, no_worker()).await.unwrap();
+
+    // Compiled by the worker process, seen on A.
+    let function_id = create(&b.client(), "add", ADD).await;
+    let mut functions = subscriber(&a, FUNCTION_EVENTS, json!({ "id": function_id })).await;
+    assert_eq!(
+        transitions(&[event(&mut functions).await]),
+        [pair(None, "PENDING")]
+    );
+    let _worker = start_worker(&db.url);
+    let events = events_of(&mut functions, &function_id, "READY").await;
+    assert_eq!(
+        transitions(&events),
+        [
+            pair(Some("PENDING"), "COMPILING"),
+            pair(Some("COMPILING"), "READY")
+        ]
+    );
+
+    // Run on B, seen on A.
+    let mut executions =
+        subscriber(&a, EXECUTION_EVENTS, json!({ "functionId": function_id })).await;
+    let conn = db.connect().await.unwrap();
+    until_executions_flow(&mut executions, &conn, &function_id).await;
+    let execution_id = start_execution(&b.client(), &function_id, json!({ "a": 1, "b": 2 })).await;
+    let events = events_of(&mut executions, &execution_id, "COMPLETED").await;
+    assert_eq!(
+        transitions(&events),
+        [
+            pair(None, "PENDING"),
+            pair(Some("PENDING"), "RUNNING"),
+            pair(Some("RUNNING"), "COMPLETED")
+        ]
+    );
+    assert_eq!(events[2]["execution"]["output"], json!({ "sum": 3 }));
+}
+
+/// Every connection of the test's database but the admin's own is cut, as in a
+/// database restart; other tests' databases on the cluster are untouched.
+async fn cut_connections(db: &TestDb) {
+    let admin = admin().await;
+    sql(
+        &admin,
+        format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            db.name
+        ),
+    )
+    .await;
+}
+
+async fn admin() -> DatabaseConnection {
+    sea_orm::Database::connect(format!("{}/postgres", tests::postgres_server_url()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn subscriptions_survive_losing_the_database_connections() {
+    let app = TestApp::start().await.unwrap();
+    let client = app.client();
+    let id = client.ready_function("echo", ECHO).await.unwrap();
+    let mut by_id = subscriber(&app.server, FUNCTION_EVENTS, json!({ "id": id })).await;
+    assert_eq!(
+        transitions(&[event(&mut by_id).await]),
+        [pair(None, "READY")]
+    );
+    let mut all = subscriber(&app.server, FUNCTION_EVENTS, json!({})).await;
+    let db = app.db.connect().await.unwrap();
+    let probe = probe_function(&db).await;
+    until_functions_flow(&mut all, &db, &probe).await;
+    drop(db);
+
+    cut_connections(&app.db).await;
+    // Transitions committed before the server listens again are not announced
+    // (subscribers with an id get the current state instead, see below); wait
+    // until a probe made after the cut comes through.
+    let db = app.db.connect().await.unwrap();
+    let probe = probe_function(&db).await;
+    until_functions_flow(&mut all, &db, &probe).await;
+
+    let source = format!("{ECHO}// v2\n");
+    let update = "mutation($id: UUID!, $input: UpdateFunctionInput!) { updateFunction(id: $id, input: $input) { status } }";
+    client
+        .data(update, json!({ "id": id, "input": { "source": source } }))
+        .await
+        .unwrap();
+    // Without an id: the recompile's transitions, as they happen.
+    let events = events_after_outage(&mut all, &id, "READY").await;
+    assert_eq!(
+        transitions(&events),
+        [
+            pair(Some("READY"), "PENDING"),
+            pair(Some("PENDING"), "COMPILING"),
+            pair(Some("COMPILING"), "READY")
+        ]
+    );
+    // By id: the same, possibly preceded by a resync snapshot; ends READY.
+    let events = events_after_outage(&mut by_id, &id, "READY").await;
+    assert!(
+        events.iter().any(|e| e["status"] == "PENDING"),
+        "the recompile was not reported: {events:?}"
+    );
+    assert_snapshot_then_chain_after(&events, "READY");
+}
+
+/// Each event continues from the one before; the first from `from`.
+fn assert_snapshot_then_chain_after(events: &[Value], from: &str) {
+    let mut previous = json!(from);
+    for event in events {
+        assert_eq!(event["previousStatus"], previous, "{events:?}");
+        previous = event["status"].clone();
+    }
+}
