@@ -120,6 +120,11 @@ pub struct ApiSettings {
     #[arg(long, env = "PROJECTNIL_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,
 
+    /// Comma-separated API keys. When set, every GraphQL operation needs
+    /// `Authorization: Bearer <key>` (WebSocket: in the connection_init payload).
+    #[arg(long, env = "PROJECTNIL_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<crate::auth::ApiKeys>,
+
     /// Directory of the built playground and GraphiQL assets.
     #[arg(long, env = "PROJECTNIL_PLAYGROUND_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../playground/dist"))]
     pub playground_dir: PathBuf,

@@ -3,6 +3,7 @@
 //! `main.rs` only parses the command line; [`app`] wires the pieces together.
 
 pub mod app;
+pub mod auth;
 pub mod compile;
 pub mod config;
 pub mod db;

@@ -1,6 +1,7 @@
 //! The HTTP surface of the contract: GraphQL over HTTP and WebSocket, GraphiQL,
 //! the playground, health and readiness probes and Prometheus metrics.
 
+mod auth;
 mod body_limit;
 mod graphql;
 mod metrics;
@@ -25,19 +26,22 @@ pub fn routes(
         events: state.events.clone(),
         runtime: state.executor.runtime().clone(),
     };
+    let graphql_http = get(graphql::GraphQLHttp::new(
+        schema.clone(),
+        settings.max_batch,
+    ))
+    .post(graphql::GraphQLHttp::new(
+        schema.clone(),
+        settings.max_batch,
+    ))
+    .with(auth::RequireApiKey(settings.api_keys.clone()));
+    let mut graphql_ws = ws::GraphQLWs::new(schema).sockets(sockets);
+    if let Some(keys) = &settings.api_keys {
+        graphql_ws = graphql_ws.auth(auth::ApiKeyConnectionAuth(keys.clone()));
+    }
     Route::new()
-        .at(
-            "/graphql",
-            get(graphql::GraphQLHttp::new(
-                schema.clone(),
-                settings.max_batch,
-            ))
-            .post(graphql::GraphQLHttp::new(
-                schema.clone(),
-                settings.max_batch,
-            )),
-        )
-        .at("/graphql/ws", get(ws::GraphQLWs::new(schema).sockets(sockets)))
+        .at("/graphql", graphql_http)
+        .at("/graphql/ws", get(graphql_ws))
         .at("/health", get(probes::health))
         .at("/ready", get(probes::ready))
         .at("/metrics", get(metrics::scrape))
