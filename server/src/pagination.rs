@@ -6,6 +6,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, IntoIden, SimpleExpr};
 use uuid::Uuid;
 
 pub const MAX_PAGE_SIZE: i32 = 100;
@@ -49,6 +50,20 @@ impl PageCursor {
         let created_at = DateTime::from_timestamp_micros(micros).ok_or(PageError::BadCursor)?;
         let id = Uuid::parse_str(id).map_err(|_| PageError::BadCursor)?;
         Ok(Self { created_at, id })
+    }
+}
+
+impl PageCursor {
+    /// `(created_at, id) < (cursor)`: the rows after this cursor, newest first.
+    pub fn rows_after(
+        &self,
+        created_at: impl IntoIden + 'static,
+        id: impl IntoIden + 'static,
+    ) -> SimpleExpr {
+        Expr::tuple([Expr::col(created_at).into(), Expr::col(id).into()]).lt(Expr::tuple([
+            Expr::value(self.created_at),
+            Expr::value(self.id),
+        ]))
     }
 }
 

@@ -10,8 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    Statement, TransactionTrait,
+    ActiveEnum, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -243,16 +242,9 @@ impl CompilerWorker {
     }
 
     async fn retry_soon(&self, msg_id: i64) {
-        let statement = Statement::from_sql_and_values(
-            self.db.get_database_backend(),
-            "SELECT 1 FROM pgmq.set_vt($1, $2::bigint, $3)",
-            [
-                queue::COMPILATION_JOBS_QUEUE.into(),
-                msg_id.into(),
-                (RETRY_AFTER.as_secs() as i32).into(),
-            ],
-        );
-        if let Err(error) = self.db.execute(statement).await {
+        let visible =
+            queue::make_visible_in(&self.db, queue::COMPILATION_JOBS_QUEUE, msg_id, RETRY_AFTER);
+        if let Err(error) = visible.await {
             tracing::warn!(msg_id, %error, "job.retry_schedule_failed");
         }
     }

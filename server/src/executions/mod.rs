@@ -369,17 +369,8 @@ pub async fn list(
         .count(db)
         .await? as i64;
     if let Some(after) = page.after {
-        use sea_orm::sea_query::Expr;
-        condition = condition.add(
-            Expr::tuple([
-                Expr::col(execution::Column::CreatedAt).into(),
-                Expr::col(execution::Column::Id).into(),
-            ])
-            .lt(Expr::tuple([
-                Expr::value(after.created_at),
-                Expr::value(after.id),
-            ])),
-        );
+        condition =
+            condition.add(after.rows_after(execution::Column::CreatedAt, execution::Column::Id));
     }
     let rows = execution::Entity::find()
         .filter(condition)

@@ -226,16 +226,8 @@ pub async fn list(
         .count(db)
         .await? as i64;
     if let Some(after) = page.after {
-        condition = condition.add(
-            Expr::tuple([
-                Expr::col(function::Column::CreatedAt).into(),
-                Expr::col(function::Column::Id).into(),
-            ])
-            .lt(Expr::tuple([
-                Expr::value(after.created_at),
-                Expr::value(after.id),
-            ])),
-        );
+        condition =
+            condition.add(after.rows_after(function::Column::CreatedAt, function::Column::Id));
     }
     let rows = FunctionRecord::select()
         .filter(condition)

@@ -116,6 +116,23 @@ pub async fn archive<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Makes an in-flight message visible again after `delay` (instead of after
+/// its whole visibility timeout).
+pub async fn make_visible_in<C: ConnectionTrait>(
+    db: &C,
+    queue: &str,
+    msg_id: i64,
+    delay: Duration,
+) -> Result<(), QueueError> {
+    db.execute(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT 1 FROM pgmq.set_vt($1, $2::bigint, $3)",
+        [queue.into(), msg_id.into(), (delay.as_secs() as i32).into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Deletes a handled message.
 pub async fn delete<C: ConnectionTrait>(
     db: &C,
