@@ -60,7 +60,10 @@ pub async fn run(paths: &Paths, plan: &Plan) -> anyhow::Result<CallCost> {
         .await
         .context("running node")?;
     if !output.status.success() {
-        bail!("call_cost.mjs failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "call_cost.mjs failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let v8: Value = serde_json::from_slice(&output.stdout)?;
     let number = |path: &[&str]| -> anyhow::Result<f64> {
@@ -68,13 +71,15 @@ pub async fn run(paths: &Paths, plan: &Plan) -> anyhow::Result<CallCost> {
         for key in path {
             v = &v[*key];
         }
-        v.as_f64().with_context(|| format!("no {path:?} from call_cost.mjs"))
+        v.as_f64()
+            .with_context(|| format!("no {path:?} from call_cost.mjs"))
     };
     let result = CallCost {
         taken: taken.finish(),
         runtime_median_ns,
         runtime_mean_ns,
         v8_fresh_median_ns: number(&["fresh", "median_ns"])?,
+        v8_fresh_mean_ns: number(&["fresh", "mean_ns"])?,
         v8_reuse_median_ns: number(&["reuse", "median_ns"])?,
         v8_version: format!(
             "node {} (V8 {})",

@@ -21,7 +21,9 @@ const STATUS: &str = "subscription($id: UUID!) { functionStatusChanged(id: $id) 
 /// Compiles `source` with the asc CLI the way the platform's flags say
 /// (`server::compile::ASC_FLAGS`) into `out`; returns the wall time.
 pub fn asc_cli(paths: &Paths, source: &Path, out: &Path) -> anyhow::Result<Duration> {
-    let work = paths.dir.join(format!("asc-{}", uuid::Uuid::new_v4().simple()));
+    let work = paths
+        .dir
+        .join(format!("asc-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&work)?;
     std::fs::copy(source, work.join("index.ts"))
         .with_context(|| format!("copying {}", source.display()))?;
@@ -64,7 +66,10 @@ async fn create_until_ready(
         let event = &payload["data"]["functionStatusChanged"];
         match event["status"].as_str() {
             Some("READY") => break,
-            Some("FAILED") => bail!("{name} failed to compile: {}", event["function"]["compileError"]),
+            Some("FAILED") => bail!(
+                "{name} failed to compile: {}",
+                event["function"]["compileError"]
+            ),
             Some(_) => continue,
             None => bail!("unexpected payload {payload}"),
         }
@@ -92,12 +97,19 @@ pub async fn run(
 
     let mut fresh = stats::histogram();
     for i in 0..plan.compiles {
-        let took = create_until_ready(client, &mut socket, &format!("bench-compile-{i}"), &unique()).await?;
+        let took = create_until_ready(
+            client,
+            &mut socket,
+            &format!("bench-compile-{i}"),
+            &unique(),
+        )
+        .await?;
         stats::record(&mut fresh, took);
     }
     let mut hits = stats::histogram();
     for i in 0..plan.cache_hits {
-        let took = create_until_ready(client, &mut socket, &format!("bench-cache-hit-{i}"), &first).await?;
+        let took = create_until_ready(client, &mut socket, &format!("bench-cache-hit-{i}"), &first)
+            .await?;
         stats::record(&mut hits, took);
     }
     let fresh = Latency::of(&fresh);

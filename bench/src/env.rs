@@ -99,16 +99,7 @@ impl Server {
 
     /// Resident set size, from /proc/<pid>/status.
     pub fn rss_mb(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb / 1024.0)
+        rss_mb_of(self.pid)
     }
 
     /// SIGTERM, then SIGKILL if it has not stopped after 20 s.
@@ -123,4 +114,18 @@ impl Server {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// Resident set size of a process, from /proc/<pid>/status.
+pub fn rss_mb_of(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }

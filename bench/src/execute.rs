@@ -46,10 +46,15 @@ pub async fn run(
             "bench:   http    c={clients:<3} {:8.1} req/s p50 {:6.2} ms p99 {:6.2} ms ({} errors)",
             http.per_second, http.latency.p50_ms, http.latency.p99_ms, http.errors
         );
-        let defines = [("fid", id.as_str()), ("input", ECHO_INPUT), ("output", output.as_str())];
+        let defines = [
+            ("fid", id.as_str()),
+            ("input", ECHO_INPUT),
+            ("output", output.as_str()),
+        ];
         // A short unrecorded run first, as the HTTP side has its warm-up.
         pgbench::run(db_url, &script, clients, warmup, &defines, &paths.dir).await?;
-        let pgbench = pgbench::run(db_url, &script, clients, duration, &defines, &paths.dir).await?;
+        let pgbench =
+            pgbench::run(db_url, &script, clients, duration, &defines, &paths.dir).await?;
         eprintln!(
             "bench:   pgbench c={clients:<3} {:8.1} tx/s  p50 {:6.2} ms p99 {:6.2} ms",
             pgbench.per_second, pgbench.latency.p50_ms, pgbench.latency.p99_ms

@@ -81,7 +81,10 @@ async fn subscriber(
                 }
                 if shared.measuring.load(Ordering::SeqCst) {
                     shared.delivered.fetch_add(1, Ordering::Relaxed);
-                    shared.record(event["at"].as_str().context("event without `at`")?, received)?;
+                    shared.record(
+                        event["at"].as_str().context("event without `at`")?,
+                        received,
+                    )?;
                 }
             }
             Some("ping") => gql::pong(&mut socket).await?,
@@ -114,7 +117,9 @@ async fn listener(
         let at: DateTime<Utc> = change["at"].as_str().context("no `at`")?.parse()?;
         stats::record(
             &mut histogram,
-            received.duration_since(SystemTime::from(at)).unwrap_or_default(),
+            received
+                .duration_since(SystemTime::from(at))
+                .unwrap_or_default(),
         );
         events += 1;
     }
@@ -183,11 +188,17 @@ pub async fn run(
         // Every subscriber sees a first function become READY: all are live.
         // It also puts the source in the content cache, so every function
         // created below is a cache hit and the compiler stays out of the way.
-        let barrier = client.create_function("bench-fanout-barrier", &source).await?;
-        client.wait_ready(&barrier, Duration::from_secs(120)).await?;
-        wait_for("every subscriber to see the barrier", Duration::from_secs(60), || {
-            shared.ready_seen.load(Ordering::SeqCst) >= n as u64
-        })
+        let barrier = client
+            .create_function("bench-fanout-barrier", &source)
+            .await?;
+        client
+            .wait_ready(&barrier, Duration::from_secs(120))
+            .await?;
+        wait_for(
+            "every subscriber to see the barrier",
+            Duration::from_secs(60),
+            || shared.ready_seen.load(Ordering::SeqCst) >= n as u64,
+        )
         .await?;
 
         let peak = Arc::new(AtomicU64::new(0));
@@ -211,6 +222,7 @@ pub async fn run(
 
         shared.measuring.store(true, Ordering::SeqCst);
         listen_measuring.store(true, Ordering::SeqCst);
+        let cpu_before = (cpu_seconds(&server.pid.to_string()), cpu_seconds("self"));
         let count = (plan.create_rate * plan.fanout_secs as f64).round() as usize;
         let interval = Duration::from_secs_f64(1.0 / plan.create_rate);
         let started = Instant::now();
@@ -221,20 +233,33 @@ pub async fn run(
                 .await?;
         }
         let target = (n * (count + 1)) as u64;
-        let all_seen = wait_for("every subscriber to see every READY", Duration::from_secs(60), || {
-            shared.ready_seen.load(Ordering::SeqCst) >= target
-        })
+        let all_seen = wait_for(
+            "every subscriber to see every READY",
+            Duration::from_secs(60),
+            || shared.ready_seen.load(Ordering::SeqCst) >= target,
+        )
         .await;
         // Let stragglers of other transitions arrive.
         tokio::time::sleep(Duration::from_millis(500)).await;
         shared.measuring.store(false, Ordering::SeqCst);
         listen_measuring.store(false, Ordering::SeqCst);
+        let cpu = (
+            cpu_seconds(&server.pid.to_string()) - cpu_before.0,
+            cpu_seconds("self") - cpu_before.1,
+        );
+        let measured = started.elapsed().as_secs_f64();
         if let Err(error) = all_seen {
             eprintln!("bench:   {error} (counted as undelivered)");
         }
         let _ = stop.send(true);
         sampling.await.ok();
-        anyhow::Ok((count, rss_subscribed_mb, peak.load(Ordering::Relaxed) as f64 / 1024.0))
+        anyhow::Ok((
+            count,
+            rss_subscribed_mb,
+            peak.load(Ordering::Relaxed) as f64 / 1024.0,
+            cpu,
+            measured,
+        ))
     }
     .await;
     let _ = stop.send(true);
@@ -245,7 +270,8 @@ pub async fn run(
         }
     }
     let (listen_histogram, events) = listen.await??;
-    let (count, rss_subscribed_mb, rss_peak_mb) = outcome?;
+    let (count, rss_subscribed_mb, rss_peak_mb, (server_cpu_s, loadgen_cpu_s), measured_s) =
+        outcome?;
     if failures > 0 {
         eprintln!("bench:   {failures} subscribers failed");
     }
@@ -254,7 +280,7 @@ pub async fn run(
     let delivered = shared.delivered.load(Ordering::SeqCst);
     let expected = events * plan.subscribers as u64;
     eprintln!(
-        "bench:   fan-out p50 {:.2} ms p99 {:.2} ms ({delivered}/{expected} delivered); LISTEN p50 {:.2} ms p99 {:.2} ms; RSS peak {rss_peak_mb:.1} MB",
+        "bench:   fan-out p50 {:.2} ms p99 {:.2} ms ({delivered}/{expected} delivered); LISTEN p50 {:.2} ms p99 {:.2} ms; RSS peak {rss_peak_mb:.1} MB; CPU over {measured_s:.1} s: server {server_cpu_s:.1} s, loadgen {loadgen_cpu_s:.1} s",
         websocket.p50_ms, websocket.p99_ms, listen.p50_ms, listen.p99_ms
     );
     Ok(Fanout {
@@ -270,7 +296,30 @@ pub async fn run(
         rss_idle_mb,
         rss_subscribed_mb,
         rss_peak_mb,
+        measured_s,
+        server_cpu_s,
+        loadgen_cpu_s,
     })
+}
+
+/// User + system CPU seconds of a process (`self` or a pid), from /proc.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at state.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {

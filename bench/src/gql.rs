@@ -11,7 +11,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const CREATE_FUNCTION: &str = "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id status } }";
+pub const CREATE_FUNCTION: &str =
+    "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id status } }";
 pub const EXECUTE: &str = "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { id status output errorMessage } }";
 
 /// One HTTP client: its own connection pool, so one client per load task
@@ -107,7 +108,9 @@ pub async fn ws_connect(url: &str) -> anyhow::Result<Socket> {
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static("graphql-transport-ws"),
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    // TCP_NODELAY, as browsers set on their sockets: without it a small frame
+    // (`subscribe` after `complete`) waits for the server's delayed ACK.
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
     socket
         .send(Message::Text(
             json!({ "type": "connection_init", "payload": {} })
@@ -169,7 +172,11 @@ pub async fn complete(socket: &mut Socket, id: &str) -> anyhow::Result<()> {
 
 /// The next `next` payload of subscription `id` (answering pings; failing on
 /// `error`, `complete` or a closed socket).
-pub async fn next_payload(socket: &mut Socket, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+pub async fn next_payload(
+    socket: &mut Socket,
+    id: &str,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
     loop {
         let frame = tokio::time::timeout(timeout, socket.next())
             .await

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::results::{List, Taken};
@@ -27,7 +27,8 @@ async fn seed(paths: &Paths, db_url: &str, total: i64) -> anyhow::Result<i64> {
     let missing = total - present;
     if missing > 0 {
         let source = std::fs::read_to_string(paths.fixture("echo"))?;
-        let wasm = std::fs::read(paths.echo_wasm())?;
+        let wasm = std::fs::read(paths.echo_wasm())
+            .with_context(|| format!("{} (run `loadgen prepare`)", paths.echo_wasm().display()))?;
         let mut tx = pool.begin().await?;
         sqlx::query("SET LOCAL session_replication_role = replica")
             .execute(&mut *tx)

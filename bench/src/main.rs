@@ -23,6 +23,7 @@ mod load;
 mod pgbench;
 mod report;
 mod results;
+mod soak;
 mod stats;
 
 use std::path::PathBuf;
@@ -60,6 +61,22 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// The `projectnil` binary (default: next to this one).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
+    },
+    /// Minutes of mixed load with live subscribers (see `soak.rs`); writes
+    /// DIR/soak.json and DIR/soak.md.
+    Soak {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        db_name: String,
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 200)]
+        subscribers: usize,
         #[arg(long)]
         server_bin: Option<PathBuf>,
     },
@@ -145,7 +162,8 @@ impl Paths {
         self.dir.join("echo.wasm")
     }
     pub fn fixture(&self, name: &str) -> PathBuf {
-        self.repo.join(format!("tests/fixtures/functions/{name}.ts"))
+        self.repo
+            .join(format!("tests/fixtures/functions/{name}.ts"))
     }
     pub fn results(&self) -> PathBuf {
         self.dir.join("results.json")
@@ -211,6 +229,51 @@ fn main() -> anyhow::Result<()> {
             // Whatever happened, the database goes.
             tokio.block_on(env::drop_database(&db_name)).ok();
             outcome
+        }
+        Command::Soak {
+            dir,
+            db_name,
+            minutes,
+            clients,
+            subscribers,
+            server_bin,
+        } => {
+            std::fs::create_dir_all(&dir)?;
+            let paths = Paths { repo, dir };
+            let server_bin = match server_bin {
+                Some(bin) => bin,
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("binary directory")?
+                    .join("projectnil"),
+            };
+            let outcome = tokio.block_on(async {
+                env::create_database(&db_name).await?;
+                let server =
+                    env::Server::start(&server_bin, &env::database_url(&db_name), &paths).await?;
+                eprintln!(
+                    "soak: server pid {} at {}, {minutes} minutes",
+                    server.pid, server.base_url
+                );
+                let duration = std::time::Duration::from_secs_f64(minutes * 60.0);
+                let report = soak::run(&server, duration, clients, subscribers).await;
+                server.stop().await;
+                report
+            });
+            tokio.block_on(env::drop_database(&db_name)).ok();
+            let report = outcome?;
+            std::fs::write(
+                paths.dir.join("soak.json"),
+                serde_json::to_string_pretty(&report)?,
+            )?;
+            let markdown = soak::markdown(&report);
+            std::fs::write(paths.dir.join("soak.md"), &markdown)?;
+            println!("{markdown}");
+            anyhow::ensure!(
+                report.errors == 0 && report.executions_left_unfinished == 0,
+                "the soak saw errors or unfinished executions"
+            );
+            Ok(())
         }
         Command::Report { dir, markdown } => {
             let paths = Paths { repo, dir };

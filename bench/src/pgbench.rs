@@ -31,7 +31,9 @@ fn connection_args(db_url: &str) -> anyhow::Result<Vec<String>> {
         .or_else(|| db_url.strip_prefix("postgresql://"))
         .context("a postgres:// URL")?;
     let (authority, db) = rest.split_once('/').context("URL without a database")?;
-    let (user, host) = authority.rsplit_once('@').unwrap_or(("postgres", authority));
+    let (user, host) = authority
+        .rsplit_once('@')
+        .unwrap_or(("postgres", authority));
     let user = user.split(':').next().unwrap_or("postgres");
     let (host, port) = host.split_once(':').unwrap_or((host, "5432"));
     Ok(vec![
@@ -101,7 +103,11 @@ pub async fn run(
     for entry in std::fs::read_dir(&logs)? {
         let text = std::fs::read_to_string(entry?.path())?;
         for line in text.lines() {
-            if let Some(us) = line.split_whitespace().nth(2).and_then(|t| t.parse::<u64>().ok()) {
+            if let Some(us) = line
+                .split_whitespace()
+                .nth(2)
+                .and_then(|t| t.parse::<u64>().ok())
+            {
                 histogram.saturating_record(us.max(1));
             }
         }

@@ -145,6 +145,10 @@ pub struct CallCost {
     pub runtime_mean_ns: f64,
     /// V8 with a fresh `WebAssembly.Instance` per call, and with one reused.
     pub v8_fresh_median_ns: f64,
+    /// V8's fresh-instance batches are bimodal (garbage collection of the
+    /// instances' memories), so the mean is kept too.
+    #[serde(default)]
+    pub v8_fresh_mean_ns: f64,
     pub v8_reuse_median_ns: f64,
     pub v8_version: String,
     pub wasm_bytes: usize,
@@ -192,6 +196,14 @@ pub struct Fanout {
     pub rss_idle_mb: f64,
     pub rss_subscribed_mb: f64,
     pub rss_peak_mb: f64,
+    /// Length of the measured window, and the CPU seconds the server and the
+    /// load generator used in it (2 cores: at most 2 s per second together).
+    #[serde(default)]
+    pub measured_s: f64,
+    #[serde(default)]
+    pub server_cpu_s: f64,
+    #[serde(default)]
+    pub loadgen_cpu_s: f64,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -12,20 +12,35 @@ use tests::{ServerOptions, TestApp};
 #[tokio::test]
 async fn limits_hold_under_load_and_normal_executions_keep_completing() {
     let app = TestApp::start_with(
-        ServerOptions::default().env("PROJECTNIL_EXEC_TIMEOUT_MS", 1000).env("PROJECTNIL_EXEC_MEMORY_MB", 32),
+        ServerOptions::default()
+            .env("PROJECTNIL_EXEC_TIMEOUT_MS", 1000)
+            .env("PROJECTNIL_EXEC_MEMORY_MB", 32),
     )
     .await
     .unwrap();
     let client = app.client();
     let add = client.ready_function("add", ADD).await.unwrap();
-    let looping = client.ready_function("loop", &tests::fixtures::source("loop")).await.unwrap();
-    let bomb = client.ready_function("memory", &tests::fixtures::source("memory_bomb")).await.unwrap();
-    let recursion = client.ready_function("recursion", &tests::fixtures::source("recursion")).await.unwrap();
+    let looping = client
+        .ready_function("loop", &tests::fixtures::source("loop"))
+        .await
+        .unwrap();
+    let bomb = client
+        .ready_function("memory", &tests::fixtures::source("memory_bomb"))
+        .await
+        .unwrap();
+    let recursion = client
+        .ready_function("recursion", &tests::fixtures::source("recursion"))
+        .await
+        .unwrap();
 
     let hostile: Vec<_> = [
         (looping.clone(), json!({}), "timed out after 1000 ms"),
         (bomb.clone(), json!({}), "memory limit of 32 MiB exceeded"),
-        (recursion.clone(), json!({ "native": true }), "stack overflow"),
+        (
+            recursion.clone(),
+            json!({ "native": true }),
+            "stack overflow",
+        ),
     ]
     .into_iter()
     .map(|(id, input, expected)| {
@@ -46,21 +61,37 @@ async fn limits_hold_under_load_and_normal_executions_keep_completing() {
         let batch = (0..4).map(|i| {
             let client = client.clone();
             let add = add.clone();
-            async move { (i, client.execute(&add, json!({ "a": i, "b": 1 })).await.unwrap()) }
+            async move {
+                (
+                    i,
+                    client
+                        .execute(&add, json!({ "a": i, "b": 1 }))
+                        .await
+                        .unwrap(),
+                )
+            }
         });
         for (i, execution) in join_all(batch).await {
             assert_eq!(execution["status"], "COMPLETED", "{execution}");
             assert_eq!(execution["output"], json!({ "sum": i + 1 }));
             completed += 1;
         }
-        let health = reqwest::get(format!("{}/health", app.server.base_url)).await.unwrap();
+        let health = reqwest::get(format!("{}/health", app.server.base_url))
+            .await
+            .unwrap();
         assert_eq!(health.status(), 200);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for task in hostile {
         task.await.unwrap();
     }
-    assert!(completed >= 4, "ordinary executions ran alongside the hostile ones ({completed})");
-    let unfinished = client.data("{ executions(status: RUNNING) { totalCount } }", json!({})).await.unwrap();
+    assert!(
+        completed >= 4,
+        "ordinary executions ran alongside the hostile ones ({completed})"
+    );
+    let unfinished = client
+        .data("{ executions(status: RUNNING) { totalCount } }", json!({}))
+        .await
+        .unwrap();
     assert_eq!(unfinished["executions"]["totalCount"], 0);
 }

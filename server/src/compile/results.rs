@@ -22,7 +22,8 @@ use crate::queue::{self, CompilationResult, Delivery};
 
 const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_WAIT: Duration = Duration::from_secs(2);
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How soon an idle consumer sees a new result (see the worker's POLL_INTERVAL).
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 const BATCH: i32 = 16;
 
 pub struct ResultConsumer {

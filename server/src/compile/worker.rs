@@ -25,8 +25,9 @@ use crate::queue::{self, CompilationJob, CompilationResult, Delivery, QueueError
 /// How long an idle worker waits inside one read before reading again.
 const IDLE_WAIT: Duration = Duration::from_secs(2);
 /// How often pgmq checks the queue during that wait: the latency of an idle
-/// worker picking up a new job.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// worker picking up a new job (10 ms rather than 50: a content-cache hit waits
+/// for two such polls; see BENCHMARKS.md).
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// A job whose compile failed for a platform reason is retried this soon.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
