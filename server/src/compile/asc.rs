@@ -522,17 +522,20 @@ async fn forward_stderr(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::compile::validate::validate_module;
+/// Shared by the compiler's and the ABI check's tests.
+pub(crate) mod testing {
+    use std::path::PathBuf;
+    use std::time::Duration;
 
-    fn compiler_dir() -> PathBuf {
+    use super::AscConfig;
+
+    pub fn compiler_dir() -> PathBuf {
         std::env::var_os("PROJECTNIL_COMPILER_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/compiler")))
     }
 
-    fn config() -> AscConfig {
+    pub fn config() -> AscConfig {
         AscConfig {
             node: PathBuf::from("node"),
             compiler_dir: compiler_dir(),
@@ -540,7 +543,7 @@ mod tests {
         }
     }
 
-    const ADD: &str = r#"
+    pub const ADD: &str = r#"
 import { JSON } from "json-as";
 @json
 class Input { a: i32 = 0; b: i32 = 0; }
@@ -553,6 +556,13 @@ export function handle(input: string): string {
   return JSON.stringify(out);
 }
 "#;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{ADD, compiler_dir, config};
+    use super::*;
+    use crate::compile::validate::validate_module;
 
     /// Different JSON classes than ADD, so stale transform state would show.
     const CONCAT: &str = r#"

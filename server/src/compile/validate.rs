@@ -372,37 +372,12 @@ fn kind_name(ty: &EntityType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::asc::{AscCompiler, AscConfig, CompileError};
-    use std::path::PathBuf;
-    use std::time::Duration;
-
-    fn compiler_dir() -> PathBuf {
-        std::env::var_os("PROJECTNIL_COMPILER_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/compiler")))
-    }
+    use crate::compile::asc::testing::{ADD, config};
+    use crate::compile::asc::{AscCompiler, CompileError};
 
     fn compiler() -> AscCompiler {
-        AscCompiler::new(AscConfig {
-            node: PathBuf::from("node"),
-            compiler_dir: compiler_dir(),
-            timeout: Duration::from_secs(120),
-        })
+        AscCompiler::new(config())
     }
-
-    const EXAMPLE: &str = r#"
-import { JSON } from "json-as";
-@json
-class Input { a: i32 = 0; b: i32 = 0; }
-@json
-class Output { sum: i32 = 0; }
-export function handle(input: string): string {
-  const args = JSON.parse<Input>(input);
-  const out = new Output();
-  out.sum = args.a + args.b;
-  return JSON.stringify(out);
-}
-"#;
 
     /// Compiles several sources with one process (compiles are ~1 s each).
     async fn compile_all(sources: &[&str]) -> Vec<Result<Vec<u8>, CompileError>> {
@@ -418,7 +393,7 @@ export function handle(input: string): string {
     async fn abi_checks_on_real_modules() {
         let sources = [
             // 0: the example function
-            EXAMPLE,
+            ADD,
             // 1: no handle
             "export function run(input: string): string { return input; }",
             // 2: wrong handle signature

@@ -92,13 +92,7 @@ impl MutationRoot {
         id: Uuid,
         input: Option<Json<serde_json::Value>>,
     ) -> Result<Execution> {
-        let state = ctx.data_unchecked::<AppState>();
-        let execution = state
-            .executor
-            .execute(id, input.map(|j| j.0), Wait::UntilFinished)
-            .await
-            .api()?;
-        Ok(execution.into())
+        run(ctx, id, input, Wait::UntilFinished).await
     }
 
     /// Accepts the execution and returns at once (PENDING or RUNNING); follow it with executionStatusChanged.
@@ -108,12 +102,21 @@ impl MutationRoot {
         id: Uuid,
         input: Option<Json<serde_json::Value>>,
     ) -> Result<Execution> {
-        let state = ctx.data_unchecked::<AppState>();
-        let execution = state
-            .executor
-            .execute(id, input.map(|j| j.0), Wait::No)
-            .await
-            .api()?;
-        Ok(execution.into())
+        run(ctx, id, input, Wait::No).await
     }
+}
+
+async fn run(
+    ctx: &Context<'_>,
+    id: Uuid,
+    input: Option<Json<serde_json::Value>>,
+    wait: Wait,
+) -> Result<Execution> {
+    let state = ctx.data_unchecked::<AppState>();
+    let execution = state
+        .executor
+        .execute(id, input.map(|j| j.0), wait)
+        .await
+        .api()?;
+    Ok(execution.into())
 }

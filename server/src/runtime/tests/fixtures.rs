@@ -9,19 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
-const ASC_FLAGS: &[&str] = &[
-    "--exportRuntime",
-    "--runtime",
-    "incremental",
-    "--optimize",
-    "--transform",
-    "json-as/transform",
-];
+/// The platform's own compiler flags.
+fn asc_flags() -> Vec<&'static str> {
+    crate::compile::ASC_FLAGS.split_whitespace().collect()
+}
 
-/// The server crate's directory. A scratch crate that mounts this module via
-/// `#[path]` sets `PROJECTNIL_SERVER_DIR` at build time.
 fn server_dir() -> PathBuf {
-    PathBuf::from(option_env!("PROJECTNIL_SERVER_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR")))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn fixtures_dir() -> PathBuf {
@@ -56,7 +50,7 @@ fn compile(name: &str) -> Vec<u8> {
     let modules = node_modules();
     let mut hasher = DefaultHasher::new();
     source.hash(&mut hasher);
-    ASC_FLAGS.hash(&mut hasher);
+    asc_flags().hash(&mut hasher);
     for manifest in ["assemblyscript/package.json", "json-as/package.json"] {
         std::fs::read(modules.join(manifest))
             .unwrap_or_default()
@@ -88,7 +82,7 @@ fn compile(name: &str) -> Vec<u8> {
     let output = Command::new("node")
         .arg(modules.join("assemblyscript/bin/asc.js"))
         .arg("index.ts")
-        .args(ASC_FLAGS)
+        .args(asc_flags())
         .args(["-o", "out.wasm"])
         .current_dir(&work)
         .output()
