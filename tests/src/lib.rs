@@ -68,6 +68,17 @@ impl TestDb {
         Ok(sea_orm::Database::connect(options).await?)
     }
 
+    /// Terminates every connection to this database, as a database restart
+    /// would, without touching the other tests' databases on the cluster.
+    pub async fn terminate_connections(&self) -> anyhow::Result<()> {
+        admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.name
+        ))
+        .await
+    }
+
     pub async fn exists(&self) -> anyhow::Result<bool> {
         let mut conn = admin_connection().await?;
         let row: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")

@@ -196,11 +196,7 @@ async fn a_database_outage_under_load_fails_cleanly_and_recovers() {
         &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
     )
     .await;
-    sql(
-        &mut admin,
-        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
-    )
-    .await;
+    app.db.terminate_connections().await.unwrap();
     let outage_began = outcomes.lock().await.len();
     // Long enough for the loops to reach their time limit while the database
     // is away, so their final status must wait for it to come back.
@@ -455,11 +451,7 @@ async fn queries_cancelled_by_postgres_give_a_clear_error() {
     )
     .await;
     // Pooled connections keep their settings; make the server open new ones.
-    sql(
-        &mut admin,
-        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
-    )
-    .await;
+    app.db.terminate_connections().await.unwrap();
     let mut lock = lock_functions(&app.db).await;
     let error = eventually!("a statement timeout", async {
         let error = client.error(list, json!({})).await.unwrap();

@@ -472,27 +472,6 @@ async fn events_reach_every_replica() {
     assert_eq!(events[2]["execution"]["output"], json!({ "sum": 3 }));
 }
 
-/// Every connection of the test's database but the admin's own is cut, as in a
-/// database restart; other tests' databases on the cluster are untouched.
-async fn cut_connections(db: &TestDb) {
-    let admin = admin().await;
-    sql(
-        &admin,
-        format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = '{}' AND pid <> pg_backend_pid()",
-            db.name
-        ),
-    )
-    .await;
-}
-
-async fn admin() -> DatabaseConnection {
-    sea_orm::Database::connect(format!("{}/postgres", tests::postgres_server_url()))
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn subscriptions_survive_losing_the_database_connections() {
     let app = TestApp::start().await.unwrap();
@@ -509,7 +488,7 @@ async fn subscriptions_survive_losing_the_database_connections() {
     until_functions_flow(&mut all, &db, &probe).await;
     drop(db);
 
-    cut_connections(&app.db).await;
+    app.db.terminate_connections().await.unwrap();
     // Transitions committed before the server listens again are not announced
     // (subscribers with an id get the current state instead, see below); wait
     // until a probe made after the cut comes through.
