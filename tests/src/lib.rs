@@ -4,6 +4,7 @@
 
 pub mod fixtures;
 pub mod graphql;
+pub mod outage;
 pub mod readme;
 pub mod ws;
 

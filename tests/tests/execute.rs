@@ -380,7 +380,7 @@ async fn executions_interrupted_by_a_crash_end_failed_on_restart() {
     for node in failed["nodes"].as_array().unwrap() {
         assert_eq!(
             node["errorMessage"],
-            "interrupted: the server stopped during execution"
+            "interrupted: the server stopped or lost its database during execution; run it again"
         );
         assert!(node["completedAt"].is_string());
     }

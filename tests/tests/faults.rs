@@ -1,286 +1,62 @@
 //! Faults against the real binary: the database going away under load, the
 //! server killed or stopped mid-execution, and queries cancelled by PostgreSQL.
 //!
-//! The outage is simulated for the test's own database only (no new
+//! The outage here is simulated for the test's own database only (no new
 //! connections allowed, existing ones terminated), which is what the server
 //! sees when PostgreSQL restarts, without disturbing the other tests that share
-//! the cluster.
+//! the cluster; `postgres_restart.rs` stops the real cluster, alone.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Connection as _;
-use tests::fixtures::{ECHO, source};
-use tests::{Client, ServerOptions, TestApp, TestDb, TestServer};
-use tokio::sync::Mutex;
+use tests::eventually;
+use tests::fixtures::source;
+use tests::outage::{
+    self, GUARD, Outage, admin, execution_status, sql, start_execution, unfinished_executions,
+};
+use tests::{ServerOptions, TestApp, TestDb, TestServer};
 use tokio::time::Instant;
 
-/// Hang guard of every wait in this file.
-const GUARD: Duration = Duration::from_secs(120);
-
-async fn admin() -> sqlx::PgConnection {
-    sqlx::PgConnection::connect(&format!("{}/postgres", tests::postgres_server_url()))
-        .await
-        .unwrap()
+/// The test's own database stops taking connections and loses those it had.
+struct RefusedConnections<'a> {
+    db: &'a TestDb,
+    admin: sqlx::PgConnection,
 }
 
-async fn sql(conn: &mut sqlx::PgConnection, statement: &str) {
-    sqlx::raw_sql(statement).execute(&mut *conn).await.unwrap();
-}
-
-/// Polls the async `check` until it gives `Some`, failing after [`GUARD`].
-macro_rules! eventually {
-    ($what:expr, $check:expr) => {{
-        let deadline = Instant::now() + GUARD;
-        loop {
-            if let Some(value) = $check.await {
-                break value;
-            }
-            assert!(Instant::now() < deadline, "gave up waiting: {}", $what);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }};
-}
-
-async fn ready_status(base_url: &str) -> Option<u16> {
-    reqwest::Client::new()
-        .get(format!("{base_url}/ready"))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .ok()
-        .map(|r| r.status().as_u16())
-}
-
-async fn execution_status(client: &Client, id: &str) -> Value {
-    client
-        .data(
-            "query($id: UUID!) { execution(id: $id) { status errorMessage completedAt } }",
-            json!({ "id": id }),
+impl Outage for RefusedConnections<'_> {
+    async fn begin(&mut self) {
+        let name = &self.db.name;
+        sql(
+            &mut self.admin,
+            &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
         )
-        .await
-        .unwrap()["execution"]
-        .clone()
-}
-
-async fn start_execution(client: &Client, function: &str) -> String {
-    client
-        .data(
-            "mutation($id: UUID!) { startExecution(id: $id, input: {}) { id } }",
-            json!({ "id": function }),
-        )
-        .await
-        .unwrap()["startExecution"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn unfinished_executions(db: &TestDb) -> i64 {
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let (count,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM executions WHERE status IN ('PENDING', 'RUNNING')")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-    count
-}
-
-/// What one request of the load saw.
-#[derive(Debug, Clone)]
-#[allow(
-    dead_code,
-    reason = "the fields are read through Debug, in failure messages"
-)]
-enum Outcome {
-    Ok,
-    /// A GraphQL error: code and message.
-    Error(String, String),
-    /// Anything else: an HTTP status that is not 200, no JSON, no answer.
-    Broken(String),
-}
-
-async fn load_request(http: &reqwest::Client, base_url: &str, body: &Value) -> Outcome {
-    let response = match http
-        .post(format!("{base_url}/graphql"))
-        .timeout(Duration::from_secs(60))
-        .json(body)
-        .send()
-        .await
-    {
-        Ok(response) => response,
-        Err(error) => return Outcome::Broken(format!("no answer: {error}")),
-    };
-    let status = response.status();
-    let body: Value = match response.json().await {
-        Ok(body) => body,
-        Err(error) => return Outcome::Broken(format!("HTTP {status}, no JSON: {error}")),
-    };
-    if status != 200 {
-        return Outcome::Broken(format!("HTTP {status}: {body}"));
+        .await;
+        self.db.terminate_connections().await.unwrap();
     }
-    match body["errors"].get(0) {
-        None => Outcome::Ok,
-        Some(error) => Outcome::Error(
-            error["extensions"]["code"]
-                .as_str()
-                .unwrap_or("<none>")
-                .into(),
-            error["message"].as_str().unwrap_or_default().into(),
-        ),
+
+    async fn end(&mut self) {
+        let name = &self.db.name;
+        sql(
+            &mut self.admin,
+            &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"),
+        )
+        .await;
     }
 }
 
 #[tokio::test]
 async fn a_database_outage_under_load_fails_cleanly_and_recovers() {
-    let app = TestApp::start_with(ServerOptions::default().env("PROJECTNIL_EXEC_TIMEOUT_MS", 2000))
-        .await
-        .unwrap();
-    let client = app.client();
-    let echo = client.ready_function("echo", ECHO).await.unwrap();
-    let spin = client
-        .ready_function("loop", &source("loop"))
-        .await
-        .unwrap();
-
-    // Load: executions and reads, from a few clients, until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let outcomes = Arc::new(Mutex::new(Vec::<Outcome>::new()));
-    let mut load = Vec::new();
-    for worker in 0..4 {
-        let (stop, outcomes) = (Arc::clone(&stop), Arc::clone(&outcomes));
-        let base_url = app.server.base_url.clone();
-        let echo = echo.clone();
-        load.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let execute = json!({ "query": "mutation($id: UUID!) { executeFunction(id: $id, input: {n: 1}) { status } }", "variables": { "id": echo } });
-            let read = json!({ "query": "{ functions { totalCount nodes { id status } } executions(first: 5) { totalCount } }" });
-            for i in 0..5000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let body = if (i + worker) % 2 == 0 { &execute } else { &read };
-                let outcome = load_request(&http, &base_url, body).await;
-                outcomes.lock().await.push(outcome);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }));
-    }
-    eventually!("the load to get going", async {
-        let ok = outcomes
-            .lock()
-            .await
-            .iter()
-            .filter(|o| matches!(o, Outcome::Ok))
-            .count();
-        (ok >= 8).then_some(())
-    });
-
-    // Executions in flight when the database goes away.
-    let mut spinning = Vec::new();
-    for _ in 0..2 {
-        spinning.push(start_execution(&client, &spin).await);
-    }
-    for id in &spinning {
-        eventually!("the loop to be RUNNING", async {
-            (execution_status(&client, id).await["status"] == "RUNNING").then_some(())
-        });
-    }
-
-    let mut admin = admin().await;
-    let name = &app.db.name;
-    sql(
-        &mut admin,
-        &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
+    let app = TestApp::start_with(
+        ServerOptions::default().env("PROJECTNIL_EXEC_TIMEOUT_MS", outage::EXEC_TIMEOUT_MS),
     )
-    .await;
-    app.db.terminate_connections().await.unwrap();
-    let outage_began = outcomes.lock().await.len();
-    // Long enough for the loops to reach their time limit while the database
-    // is away, so their final status must wait for it to come back.
-    tokio::time::sleep(Duration::from_millis(2000 + 1000)).await;
-
-    // During the outage: not ready, and requests fail with a short, clear error.
-    eventually!("/ready to say 503", async {
-        (ready_status(&app.server.base_url).await == Some(503)).then_some(())
-    });
-    let error = client
-        .error("{ functions { totalCount } }", json!({}))
-        .await
-        .unwrap();
-    assert_eq!(error.code, "INTERNAL_SERVER_ERROR", "{error:?}");
-    assert!(error.message.contains("database"), "{error:?}");
-    eventually!("the load to see the outage", async {
-        let seen = outcomes.lock().await[outage_began..]
-            .iter()
-            .filter(|o| matches!(o, Outcome::Error(code, _) if code == "INTERNAL_SERVER_ERROR"))
-            .count();
-        (seen >= 4).then_some(())
-    });
-    let health = reqwest::get(format!("{}/health", app.server.base_url))
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200, "the process itself stays alive");
-
-    // Back again: the same process recovers by itself.
-    sql(
-        &mut admin,
-        &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"),
-    )
-    .await;
-    eventually!("/ready to say 200 again", async {
-        (ready_status(&app.server.base_url).await == Some(200)).then_some(())
-    });
-    let recovered = outcomes.lock().await.len();
-    eventually!("the load to succeed again", async {
-        let ok = outcomes.lock().await[recovered..]
-            .iter()
-            .filter(|o| matches!(o, Outcome::Ok))
-            .count();
-        (ok >= 8).then_some(())
-    });
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.unwrap();
-    }
-    let done = client.execute(&echo, json!({ "x": 1 })).await.unwrap();
-    assert_eq!(done["status"], "COMPLETED");
-    // The compiler and the result consumer are back too.
-    client.ready_function("after", ECHO).await.unwrap();
-
-    // Every request either worked or failed with the contract's error.
-    let outcomes = outcomes.lock().await.clone();
-    let failures: Vec<&Outcome> = outcomes
-        .iter()
-        .filter(|o| match o {
-            Outcome::Ok => false,
-            Outcome::Error(code, message) => {
-                code != "INTERNAL_SERVER_ERROR" || message.len() > 200 || message.is_empty()
-            }
-            Outcome::Broken(_) => true,
-        })
-        .collect();
-    assert!(failures.is_empty(), "unexpected outcomes: {failures:#?}");
-
-    // Nothing is left PENDING or RUNNING: the runs the outage caught end FAILED.
-    eventually!("every execution to finish", async {
-        (unfinished_executions(&app.db).await == 0).then_some(())
-    });
-    for id in &spinning {
-        let execution = execution_status(&client, id).await;
-        assert_eq!(execution["status"], "FAILED", "{execution}");
-        assert!(execution["completedAt"].is_string(), "{execution}");
-        // Their real outcome, written once the database was back.
-        assert!(
-            execution["errorMessage"]
-                .as_str()
-                .unwrap()
-                .contains("timed out"),
-            "{execution}"
-        );
-    }
+    .await
+    .unwrap();
+    let outage = RefusedConnections {
+        db: &app.db,
+        admin: admin().await,
+    };
+    outage::survive(&app, outage).await;
 }
 
 #[tokio::test]
@@ -318,7 +94,7 @@ async fn an_execution_killed_with_the_server_ends_failed_after_a_restart() {
     assert_eq!(execution["status"], "FAILED", "{execution}");
     assert_eq!(
         execution["errorMessage"],
-        "interrupted: the server stopped during execution"
+        "interrupted: the server stopped or lost its database during execution; run it again"
     );
     assert!(execution["completedAt"].is_string());
     assert_eq!(unfinished_executions(&db).await, 0);
@@ -466,4 +242,179 @@ async fn queries_cancelled_by_postgres_give_a_clear_error() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// A tmpfs of its own, mounted as a tablespace: a database disk the test can
+/// fill without touching the machine's. Needs root (`mount`), as CI has.
+struct SmallDisk {
+    mount: std::path::PathBuf,
+    tablespace: String,
+}
+
+impl SmallDisk {
+    async fn mount(megabytes: u32) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let disk = Self {
+            mount: format!("/var/tmp/projectnil-test-disk-{id}").into(),
+            tablespace: format!("projectnil_test_{id}"),
+        };
+        std::fs::create_dir_all(&disk.mount).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(&disk.mount)
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            mounted,
+            "this test fills a small tmpfs mounted as a PostgreSQL tablespace: it must run as root (CI does)"
+        );
+        // PostgreSQL takes only a directory its own user owns.
+        let owned = std::process::Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&disk.mount)
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(owned, "chown postgres {}", disk.mount.display());
+        sql(
+            &mut admin().await,
+            &format!(
+                "CREATE TABLESPACE \"{}\" LOCATION '{}'",
+                disk.tablespace,
+                disk.mount.display()
+            ),
+        )
+        .await;
+        disk
+    }
+
+    fn filler(&self) -> std::path::PathBuf {
+        self.mount.join("filler")
+    }
+
+    /// Takes every byte left, as another tenant of the disk would.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.filler()).unwrap();
+        for chunk in [1 << 20, 4096] {
+            let block = vec![0u8; chunk];
+            while file.write_all(&block).is_ok() {}
+        }
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let drop_tablespace = format!("DROP TABLESPACE IF EXISTS \"{}\"", self.tablespace);
+        // Drop runs outside any runtime guarantee; use a small one of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async { sql(&mut admin().await, &drop_tablespace).await });
+        })
+        .join();
+        let _ = std::process::Command::new("umount")
+            .arg(&self.mount)
+            .status();
+        let _ = std::fs::remove_dir(&self.mount);
+    }
+}
+
+/// An error answer, or `None` when the operation succeeded.
+async fn error_of(
+    client: &tests::Client,
+    query: &str,
+    variables: serde_json::Value,
+) -> Option<tests::graphql::ApiError> {
+    let body = client.raw(query, variables).await.unwrap();
+    body["errors"].get(0).map(|error| tests::graphql::ApiError {
+        code: error["extensions"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+        message: error["message"].as_str().unwrap_or_default().into(),
+    })
+}
+
+#[tokio::test]
+async fn a_full_database_disk_gives_a_clear_error_and_loses_nothing() {
+    // Declared first, dropped last: after the database that lives on it.
+    let disk = SmallDisk::mount(64).await;
+    let db = TestDb::not_yet_created();
+    sql(
+        &mut admin().await,
+        &format!(
+            "CREATE DATABASE \"{}\" TABLESPACE \"{}\"",
+            db.name, disk.tablespace
+        ),
+    )
+    .await;
+    let server = TestServer::start(
+        &db.url,
+        ServerOptions::default().env("PROJECTNIL_EXEC_TIMEOUT_MS", 2000),
+    )
+    .await
+    .unwrap();
+    let app = TestApp { server, db };
+    let client = app.client();
+    let echo = client
+        .ready_function("echo", tests::fixtures::ECHO)
+        .await
+        .unwrap();
+    let count = "{ functions { totalCount } }";
+    let before = client.data(count, json!({})).await.unwrap();
+
+    disk.fill();
+
+    // Executions go on until their rows no longer fit, then fail clearly.
+    let execute =
+        "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { status } }";
+    let padding = "x".repeat(2000);
+    let mut full = None;
+    for _ in 0..2000 {
+        let variables = json!({ "id": echo, "input": { "padding": padding } });
+        if let Some(error) = error_of(&client, execute, variables).await {
+            full = Some(error);
+            break;
+        }
+    }
+    let error = full.expect("executions kept succeeding on a full disk");
+    assert_eq!(error.code, "INTERNAL_SERVER_ERROR", "{error:?}");
+    assert!(error.message.contains("out of disk space"), "{error:?}");
+
+    // A new function does not fit either; none is half-created.
+    // Random, so PostgreSQL cannot compress it into the space left in a page.
+    let noise: String = (0..1200)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    let large = format!("{}\n// {noise}\n", tests::fixtures::ECHO);
+    let error = error_of(
+        &client,
+        "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id } }",
+        json!({ "input": { "name": "large", "language": "assemblyscript", "source": large } }),
+    )
+    .await
+    .expect("a 40 KB function was created on a full disk");
+    assert_eq!(error.code, "INTERNAL_SERVER_ERROR", "{error:?}");
+    assert!(error.message.contains("out of disk space"), "{error:?}");
+    assert_eq!(client.data(count, json!({})).await.unwrap(), before);
+    let health = reqwest::get(format!("{}/health", app.server.base_url))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "the process itself stays alive");
+
+    // Space freed: the same process goes on, and every execution ends.
+    disk.free();
+    client.ready_function("large", &large).await.unwrap();
+    let done = client.execute(&echo, json!({ "x": 1 })).await.unwrap();
+    assert_eq!(done["status"], "COMPLETED");
+    eventually!("every execution to finish", async {
+        (unfinished_executions(&app.db).await == 0).then_some(())
+    });
+    drop(app);
 }

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use entity::execution::{self, ExecutionStatus};
 
-pub const INTERRUPTED_MESSAGE: &str = "interrupted: the server stopped during execution";
+pub const INTERRUPTED_MESSAGE: &str =
+    "interrupted: the server stopped or lost its database during execution; run it again";
 
 /// Ends FAILED every unfinished execution created more than `older_than` ago.
 pub async fn recover_interrupted(

@@ -71,30 +71,40 @@ impl ApiError {
 }
 
 impl ApiError {
-    /// Like [`ApiError::internal`], but says so when PostgreSQL cancelled the
-    /// statement (a `statement_timeout`, or an operator's `pg_cancel_backend`):
-    /// the database is up, and retrying may well work.
+    /// Like [`ApiError::internal`], but says what an operator or a client can
+    /// do about it when PostgreSQL told why: it cancelled the statement (a
+    /// `statement_timeout`, an operator's `pg_cancel_backend`), or it ran out
+    /// of disk space or another resource.
     pub fn internal_db(cause: &sea_orm::DbErr) -> Self {
         use sea_orm::{DbErr, RuntimeErr};
-        let cancelled = matches!(
-            cause,
+        let sqlstate = match cause {
             DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
-                | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
-                if e.code().as_deref() == Some(QUERY_CANCELED)
-        );
-        if !cancelled {
-            return Self::internal(cause);
-        }
-        tracing::warn!(error = %cause, "api.query_cancelled");
-        Self::new(
-            ErrorCode::InternalServerError,
-            "internal error: the database cancelled the query (a statement timeout or an operator); try again",
-        )
+            | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))) => e.code(),
+            _ => None,
+        };
+        let message = match sqlstate.as_deref() {
+            Some(QUERY_CANCELED) => {
+                "internal error: the database cancelled the query (a statement timeout or an operator); try again"
+            }
+            Some(DISK_FULL) => {
+                "internal error: the database is out of disk space; try again once an operator has freed space"
+            }
+            Some(code) if code.starts_with(INSUFFICIENT_RESOURCES) => {
+                "internal error: the database is out of resources (memory or connections); try again later"
+            }
+            _ => return Self::internal(cause),
+        };
+        tracing::warn!(error = %cause, "api.database_refused");
+        Self::new(ErrorCode::InternalServerError, message)
     }
 }
 
 /// SQLSTATE of a statement cancelled by a timeout or by request.
 const QUERY_CANCELED: &str = "57014";
+/// SQLSTATE of a write that found no disk space.
+const DISK_FULL: &str = "53100";
+/// SQLSTATE class of disk full, out of memory and too many connections.
+const INSUFFICIENT_RESOURCES: &str = "53";
 
 impl From<ApiError> for Error {
     fn from(e: ApiError) -> Self {
