@@ -1,6 +1,6 @@
 //! Database schema of ProjectNIL: the pgmq installation, the `functions` and
-//! `executions` tables with their invariants, the status-change notifications and
-//! the compilation queues.
+//! `executions` tables with their invariants, the status-change notifications,
+//! the compilation queues and the notifications of their inserts.
 //!
 //! Always apply migrations through [`apply`] (what `projectnil migrate` and
 //! `projectnil serve` call): sea-orm runs every PostgreSQL migration inside one
@@ -15,6 +15,7 @@ mod m20261129_000002_functions_executions;
 mod m20261129_000003_status_notifications;
 mod m20261129_000004_compilation_queues;
 mod m20261129_000005_compiled_modules;
+mod m20261129_000006_queue_notifications;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -25,6 +26,13 @@ pub const STATUS_CHANNEL: &str = "projectnil_status";
 pub const COMPILATION_JOBS_QUEUE: &str = "compilation_jobs";
 /// Compiler → API queue.
 pub const COMPILATION_RESULTS_QUEUE: &str = "compilation_results";
+
+/// The channel on which every insert into `queue` is announced, with an empty
+/// payload (see `m20261129_000006_queue_notifications`):
+/// `projectnil_queue_<queue>`.
+pub fn queue_channel(queue: &str) -> String {
+    format!("projectnil_queue_{queue}")
+}
 
 pub struct Migrator;
 
@@ -37,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_status_notifications::Migration),
             Box::new(m20261129_000004_compilation_queues::Migration),
             Box::new(m20261129_000005_compiled_modules::Migration),
+            Box::new(m20261129_000006_queue_notifications::Migration),
         ]
     }
 }

@@ -1,9 +1,10 @@
 //! Database connection: creates the database named in the URL when it does not
-//! exist yet, opens the pool and applies migrations.
+//! exist yet, opens the pool and applies migrations; opens LISTEN connections.
 
 use std::time::Duration;
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
+use sqlx::postgres::{PgListener, PgPool};
 
 use crate::config::DatabaseSettings;
 
@@ -44,6 +45,15 @@ pub async fn connect_and_migrate(
     let db = connect(settings).await?;
     migration::apply(&db).await.map_err(DbSetupError::Migrate)?;
     Ok(db)
+}
+
+/// Opens a LISTEN connection on `channels`. It is taken from the pool (so it
+/// counts against `PROJECTNIL_DB_POOL_SIZE` while it lives) and uses the pool's
+/// URL and options.
+pub async fn listen(pool: &PgPool, channels: &[&str]) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all(channels.iter().copied()).await?;
+    Ok(listener)
 }
 
 async fn create_database_if_missing(url: &str) -> Result<(), DbSetupError> {

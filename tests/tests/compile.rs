@@ -393,6 +393,61 @@ async fn a_worker_killed_mid_compile_loses_nothing() {
     );
 }
 
+/// Consumers sleep on a NOTIFY between messages, but a message that becomes
+/// visible again (after a visibility timeout, or `set_vt`) is announced by
+/// nothing: both consumers must still find it by reading now and then.
+#[tokio::test]
+async fn messages_made_visible_without_a_notification_are_consumed() {
+    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
+        .await
+        .unwrap();
+    let client = app.client();
+    let db = app.db.connect().await.unwrap();
+
+    // Results: sent hidden (the consumer is woken, reads nothing and goes back
+    // to sleep), then made visible without a word.
+    let failed = id_of(&client.create_function("failed", ECHO).await.unwrap());
+    let result = json!({ "functionId": failed, "revision": 1, "success": false, "error": "made visible later" });
+    db.execute_unprepared(&format!(
+        "SELECT pgmq.send('compilation_results', '{result}'::jsonb, 3600)"
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    db.execute_unprepared(
+        "SELECT 1 FROM pgmq.set_vt('compilation_results', (SELECT max(msg_id) FROM pgmq.q_compilation_results), 0)",
+    )
+    .await
+    .unwrap();
+    let function = client.wait_compiled(&failed, COMPILE_WAIT).await.unwrap();
+    assert_eq!(function["status"], "FAILED", "{function}");
+    assert_eq!(function["compileError"], "made visible later");
+
+    // Jobs: hidden before a worker starts, made visible once it sleeps.
+    let ready = id_of(&client.create_function("ready", ECHO).await.unwrap());
+    let hide_job = |seconds: i32| {
+        format!(
+            "SELECT 1 FROM pgmq.set_vt('compilation_jobs', (SELECT max(msg_id) FROM pgmq.q_compilation_jobs), {seconds})"
+        )
+    };
+    db.execute_unprepared(&hide_job(3600)).await.unwrap();
+    let _worker = spawn_worker(&app.db.url, &[]);
+    let listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND query LIKE 'LISTEN%projectnil_queue_compilation_jobs%'";
+    for _ in 0..1200 {
+        if scalar(&db, listening).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(scalar(&db, listening).await, 1, "the worker listens");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(client.function(&ready).await.unwrap()["status"], "PENDING");
+    db.execute_unprepared(&hide_job(0)).await.unwrap();
+    let function = client.wait_compiled(&ready, COMPILE_WAIT).await.unwrap();
+    assert_eq!(function["status"], "READY", "{function}");
+}
+
 /// The README's examples are fixtures: each compiles and gives what it shows.
 #[tokio::test]
 async fn readme_examples_compile_and_give_the_documented_output() {

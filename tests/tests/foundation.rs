@@ -43,6 +43,22 @@ async fn migrations_apply_roll_back_and_apply_again() {
         0
     );
     assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta WHERE queue_name IN ('compilation_jobs', 'compilation_results')").await, 2);
+    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 2);
+
+    // The last migration alone: the queues stay, their triggers go.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 0);
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_proc WHERE proname = 'projectnil_notify_queue'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta").await, 2);
+    migration::apply(&db).await.unwrap();
+    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 2);
 
     Migrator::down(&db, None).await.unwrap();
     assert_eq!(
@@ -67,8 +83,14 @@ async fn migrations_apply_roll_back_and_apply_again() {
         Migrator::get_pending_migrations(&db).await.unwrap().len(),
         0
     );
+    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 2);
     insert_function(&db).await;
 }
+
+/// The insert triggers on the two queue tables.
+const QUEUE_TRIGGERS: &str = "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+     WHERE t.tgname = 'projectnil_notify_insert' \
+     AND c.relname IN ('q_compilation_jobs', 'q_compilation_results')";
 
 #[tokio::test]
 async fn migrate_command_creates_the_database_and_is_idempotent() {
@@ -224,31 +246,17 @@ async fn pgmq_round_trip_on_both_queues() {
     ] {
         let body = json!({ "functionId": uuid::Uuid::new_v4(), "queue": queue });
         let msg_id = server::queue::send(&db, queue, &body).await.unwrap();
-        let read = server::queue::read_with_poll(
-            &db,
-            queue,
-            Duration::from_secs(30),
-            10,
-            Duration::from_secs(1),
-            Duration::from_millis(10),
-        )
-        .await
-        .unwrap();
+        let read = server::queue::read(&db, queue, Duration::from_secs(30), 10)
+            .await
+            .unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].msg_id, msg_id);
         assert_eq!(read[0].read_count, 1);
         assert_eq!(read[0].body, body);
         // Invisible while in flight.
-        let again = server::queue::read_with_poll(
-            &db,
-            queue,
-            Duration::from_secs(30),
-            10,
-            Duration::from_secs(1),
-            Duration::from_millis(10),
-        )
-        .await
-        .unwrap();
+        let again = server::queue::read(&db, queue, Duration::from_secs(30), 10)
+            .await
+            .unwrap();
         assert!(again.is_empty());
         server::queue::archive(&db, queue, msg_id).await.unwrap();
         let metrics = server::queue::metrics(&db, queue).await.unwrap();
@@ -259,6 +267,80 @@ async fn pgmq_round_trip_on_both_queues() {
             1
         );
     }
+}
+
+#[tokio::test]
+async fn a_send_wakes_the_queue_listener_once_it_commits() {
+    use sea_orm::TransactionTrait;
+    use server::queue::{QueueListener, Wake};
+
+    let test_db = TestDb::migrated().await.unwrap();
+    let db = test_db.connect().await.unwrap();
+    let pool = db.get_postgres_connection_pool().clone();
+    let quiet = Duration::from_millis(300);
+    let long = Duration::from_secs(30);
+    for queue in [
+        server::queue::COMPILATION_JOBS_QUEUE,
+        server::queue::COMPILATION_RESULTS_QUEUE,
+    ] {
+        let mut listener = QueueListener::start(pool.clone(), queue).await;
+        assert!(listener.is_connected());
+        assert_eq!(listener.wait(quiet).await, Wake::TimedOut);
+
+        server::queue::send(&db, queue, &json!({ "n": 1 }))
+            .await
+            .unwrap();
+        assert_eq!(listener.wait(long).await, Wake::Notified);
+        assert_eq!(listener.wait(quiet).await, Wake::TimedOut);
+
+        // Nothing for a send that is rolled back.
+        let txn = db.begin().await.unwrap();
+        server::queue::send(&txn, queue, &json!({ "n": 2 }))
+            .await
+            .unwrap();
+        txn.rollback().await.unwrap();
+        assert_eq!(listener.wait(quiet).await, Wake::TimedOut);
+
+        // A burst wakes the listener once.
+        for n in 0..5 {
+            server::queue::send(&db, queue, &json!({ "n": n }))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(listener.wait(long).await, Wake::Notified);
+        assert_eq!(listener.wait(quiet).await, Wake::TimedOut);
+    }
+}
+
+#[tokio::test]
+async fn a_queue_listener_reconnects_after_losing_its_connection() {
+    use server::queue::{QueueListener, Wake};
+
+    let test_db = TestDb::migrated().await.unwrap();
+    let db = test_db.connect().await.unwrap();
+    let queue = server::queue::COMPILATION_JOBS_QUEUE;
+    let mut listener = QueueListener::start(db.get_postgres_connection_pool().clone(), queue).await;
+    test_db.terminate_connections().await.unwrap();
+    assert_eq!(
+        listener.wait(Duration::from_secs(30)).await,
+        Wake::Disconnected
+    );
+    assert!(!listener.is_connected());
+    assert_eq!(
+        listener.wait(Duration::from_secs(30)).await,
+        Wake::Reconnected
+    );
+    // The pool's connections were cut too: the first use may meet a dead one.
+    let mut sent = false;
+    for _ in 0..5 {
+        if server::queue::send(&db, queue, &json!({})).await.is_ok() {
+            sent = true;
+            break;
+        }
+    }
+    assert!(sent);
+    assert_eq!(listener.wait(Duration::from_secs(30)).await, Wake::Notified);
 }
 
 #[tokio::test]

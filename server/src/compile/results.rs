@@ -21,9 +21,6 @@ use super::validate;
 use crate::queue::{self, CompilationResult, Delivery};
 
 const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
-const IDLE_WAIT: Duration = Duration::from_secs(2);
-/// How soon an idle consumer sees a new result (see the worker's POLL_INTERVAL).
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
 const BATCH: i32 = 16;
 
 pub struct ResultConsumer {
@@ -42,30 +39,24 @@ impl ResultConsumer {
         Self { db }
     }
 
+    /// Applies results until `shutdown`; idle, it sleeps until a result is
+    /// announced (see [`queue::consume`]).
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            let read = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                read = queue::read_with_poll(&self.db, queue::COMPILATION_RESULTS_QUEUE, VISIBILITY_TIMEOUT, BATCH, IDLE_WAIT, POLL_INTERVAL) => read,
-            };
-            match read {
-                Ok(deliveries) => {
-                    for delivery in deliveries {
-                        if let Err(error) = self.apply(&delivery).await {
-                            // Left in the queue: it is retried after its visibility timeout.
-                            tracing::error!(msg_id = delivery.msg_id, %error, "compilation.result.apply_failed");
-                        }
-                    }
+        let this = &self;
+        queue::consume(
+            &self.db,
+            queue::COMPILATION_RESULTS_QUEUE,
+            VISIBILITY_TIMEOUT,
+            BATCH,
+            &shutdown,
+            |delivery| async move {
+                if let Err(error) = this.apply(&delivery).await {
+                    // Left in the queue: it is retried after its visibility timeout.
+                    tracing::error!(msg_id = delivery.msg_id, %error, "compilation.result.apply_failed");
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "compilation.result.read_failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        }
+            },
+        )
+        .await;
     }
 
     async fn apply(&self, delivery: &Delivery) -> Result<(), ResultError> {

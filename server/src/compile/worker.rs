@@ -3,6 +3,7 @@
 //! in one transaction. A worker that dies mid-job loses nothing: the job becomes
 //! visible again after its visibility timeout and another worker takes it; one
 //! that keeps dying on the same job gives it up as poison after a few tries.
+//! An idle worker sleeps until a job is announced by NOTIFY ([`queue::consume`]).
 
 use std::time::{Duration, Instant};
 
@@ -22,12 +23,6 @@ use super::{ASC_FLAGS, content_cache, validate};
 use crate::config::CompilerSettings;
 use crate::queue::{self, CompilationJob, CompilationResult, Delivery, QueueError};
 
-/// How long an idle worker waits inside one read before reading again.
-const IDLE_WAIT: Duration = Duration::from_secs(2);
-/// How often pgmq checks the queue during that wait: the latency of an idle
-/// worker picking up a new job (10 ms rather than 50: a content-cache hit waits
-/// for two such polls; see BENCHMARKS.md).
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// A job whose compile failed for a platform reason is retried this soon.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
@@ -52,28 +47,19 @@ impl CompilerWorker {
         }
     }
 
+    /// Takes jobs one at a time until `shutdown`; idle, it sleeps until a job
+    /// is announced (see [`queue::consume`]).
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!("compiler.worker.started");
-        loop {
-            let read = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                read = queue::read_with_poll(&self.db, queue::COMPILATION_JOBS_QUEUE, self.settings.visibility_timeout(), 1, IDLE_WAIT, POLL_INTERVAL) => read,
-            };
-            match read {
-                Ok(deliveries) => {
-                    for delivery in deliveries {
-                        self.handle(delivery).await;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "compiler.worker.read_failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        }
+        queue::consume(
+            &self.db,
+            queue::COMPILATION_JOBS_QUEUE,
+            self.settings.visibility_timeout(),
+            1,
+            &shutdown,
+            |delivery| self.handle(delivery),
+        )
+        .await;
         tracing::info!("compiler.worker.stopped");
     }
 

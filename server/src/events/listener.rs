@@ -38,9 +38,7 @@ impl EventBus {
 }
 
 async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(migration::STATUS_CHANNEL).await?;
-    Ok(listener)
+    crate::db::listen(pool, &[migration::STATUS_CHANNEL]).await
 }
 
 async fn run(

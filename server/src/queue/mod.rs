@@ -1,9 +1,11 @@
 //! The compilation queues on pgmq, in the same PostgreSQL: the two message types
 //! of the contract and the few pgmq calls the pipeline makes. Everything goes
-//! through SQL (`pgmq.send`, `pgmq.read_with_poll`, ...) on a sea-orm connection
-//! or transaction, so a job is enqueued in the very transaction that stores its
+//! through SQL (`pgmq.send`, `pgmq.read`, ...) on a sea-orm connection or
+//! transaction, so a job is enqueued in the very transaction that stores its
 //! function, and the same code works on pgmq installed as SQL or as an extension.
+//! Consumers sleep on a NOTIFY between messages rather than poll ([`consume`]).
 
+mod consumer;
 mod messages;
 
 use std::time::Duration;
@@ -12,6 +14,7 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use consumer::{FALLBACK_POLL, QueueListener, Wake, consume};
 pub use messages::{CompilationJob, CompilationResult};
 pub use migration::{COMPILATION_JOBS_QUEUE, COMPILATION_RESULTS_QUEUE};
 
@@ -66,26 +69,22 @@ pub async fn send<C: ConnectionTrait, T: Serialize>(
     Ok(row.try_get("", "msg_id")?)
 }
 
-/// Reads up to `limit` messages, waiting up to `wait` for one to arrive (pgmq
-/// polls inside the database every `poll_interval`, so an idle consumer costs one
-/// cheap query per interval, not a busy loop over the network).
-pub async fn read_with_poll<C: ConnectionTrait>(
+/// Reads up to `limit` messages without waiting (none when the queue has no
+/// visible message); they stay invisible to other readers for
+/// `visibility_timeout`.
+pub async fn read<C: ConnectionTrait>(
     db: &C,
     queue: &str,
     visibility_timeout: Duration,
     limit: i32,
-    wait: Duration,
-    poll_interval: Duration,
 ) -> Result<Vec<Delivery>, QueueError> {
     let rows = DeliveryRow::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
-        "SELECT msg_id, read_ct, enqueued_at, message FROM pgmq.read_with_poll($1, $2, $3, $4, $5)",
+        "SELECT msg_id, read_ct, enqueued_at, message FROM pgmq.read($1, $2, $3)",
         [
             queue.into(),
             (visibility_timeout.as_secs().max(1) as i32).into(),
             limit.into(),
-            (wait.as_secs().max(1) as i32).into(),
-            (poll_interval.as_millis() as i32).into(),
         ],
     ))
     .all(db)
