@@ -1,6 +1,6 @@
 //! An insert into a compilation queue is announced with `pg_notify` on the
 //! queue's channel ([`crate::queue_channel`]), so an idle consumer sleeps on a
-//! LISTEN connection instead of polling (see the server's `queue::listener`).
+//! LISTEN connection instead of polling (see the server's `queue::consumer`).
 //!
 //! The trigger is on pgmq's queue table (`pgmq.q_<queue>`), so every sender is
 //! heard: `pgmq.send` from this platform or from a compiler written in another
