@@ -1,6 +1,7 @@
 //! Start-up: wires the database, runtime, event bus, compiler and HTTP server
 //! together for each subcommand, and shuts them down in order.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -29,6 +30,11 @@ pub async fn migrate(database: &DatabaseSettings) -> anyhow::Result<()> {
 }
 
 pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyhow::Result<()> {
+    let compiler_dir = if settings.no_worker {
+        None
+    } else {
+        Some(compiler_dir(&settings.compiler)?)
+    };
     let db = db::connect_and_migrate(database).await?;
     let shutdown = CancellationToken::new();
     crate::metrics::install(shutdown.clone()).context("installing the metrics recorder")?;
@@ -57,8 +63,8 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
     let mut background = vec![tokio::spawn(
         ResultConsumer::new(db.clone()).run(shutdown.clone()),
     )];
-    if !settings.no_worker {
-        let worker = start_worker(db.clone(), settings.compiler.clone()).await?;
+    if let Some(compiler_dir) = compiler_dir {
+        let worker = start_worker(db.clone(), settings.compiler.clone(), compiler_dir).await?;
         background.push(tokio::spawn(worker.run(shutdown.clone())));
     }
 
@@ -116,8 +122,9 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
 }
 
 pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> anyhow::Result<()> {
+    let compiler_dir = compiler_dir(&settings.compiler)?;
     let db = db::connect_and_migrate(database).await?;
-    let worker = start_worker(db.clone(), settings.compiler).await?;
+    let worker = start_worker(db.clone(), settings.compiler, compiler_dir).await?;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(worker.run(shutdown.clone()));
     shutdown_signal().await;
@@ -127,13 +134,24 @@ pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> an
     Ok(())
 }
 
+/// The compiler directory, checked before anything else starts so that a
+/// binary run outside a checkout fails at once and says what to set.
+fn compiler_dir(settings: &CompilerSettings) -> anyhow::Result<PathBuf> {
+    let dir = settings
+        .compiler_dir()
+        .context("locating the AssemblyScript compiler")?;
+    tracing::info!(dir = %dir.display(), "compiler.dir");
+    Ok(dir)
+}
+
 async fn start_worker(
     db: sea_orm::DatabaseConnection,
     settings: CompilerSettings,
+    compiler_dir: PathBuf,
 ) -> anyhow::Result<CompilerWorker> {
     let compiler = AscCompiler::new(AscConfig {
         node: settings.node.clone(),
-        compiler_dir: settings.compiler_dir.clone(),
+        compiler_dir,
         timeout: settings.timeout(),
     });
     // Start Node and load the compiler now, so a missing install fails loudly

@@ -1,8 +1,11 @@
 //! Command line and settings: every flag has an environment fallback, and the
 //! names and defaults are the ones in the contract (`shared/contract/README.md`).
+//! The compiler and playground directories default to the ones of the checkout
+//! found at run time ([`SourceDir`]), never to where the binary was compiled: a
+//! shared target dir may hold a binary built from another checkout.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -125,9 +128,36 @@ pub struct ApiSettings {
     #[arg(long, env = "PROJECTNIL_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<crate::auth::ApiKeys>,
 
-    /// Directory of the built playground and GraphiQL assets.
-    #[arg(long, env = "PROJECTNIL_PLAYGROUND_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../playground/dist"))]
-    pub playground_dir: PathBuf,
+    /// Directory of the built playground and GraphiQL assets. Default:
+    /// `playground/dist` in the current directory or the nearest of its parents
+    /// that has one, else in the nearest parent of the executable's directory that
+    /// has one (target/debug/projectnil → the checkout); when there is none, the
+    /// pages say how to build it.
+    #[arg(long, env = "PROJECTNIL_PLAYGROUND_DIR")]
+    pub playground_dir: Option<PathBuf>,
+}
+
+impl ApiSettings {
+    /// The setting, or the directory [`PLAYGROUND_DIR`] finds. When none is
+    /// found, `playground/dist` under the current directory (built later, it is
+    /// served without a restart) and a warning that says where it looked.
+    pub fn playground_dir(&self) -> PathBuf {
+        let located = match &self.playground_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => PLAYGROUND_DIR.locate_here(),
+        };
+        match located {
+            Ok(dir) => {
+                tracing::info!(dir = %dir.display(), "playground.dir");
+                dir
+            }
+            Err(not_found) => {
+                let dir = not_found.fallback();
+                tracing::warn!(dir = %dir.display(), looked = %not_found, "playground.not_found");
+                dir
+            }
+        }
+    }
 }
 
 /// Limits of one execution of user code.
@@ -171,12 +201,23 @@ pub struct CompilerSettings {
     #[arg(long, env = "PROJECTNIL_NODE", default_value = "node")]
     pub node: PathBuf,
 
-    /// Directory holding compiler.mjs and its node_modules.
-    #[arg(long, env = "PROJECTNIL_COMPILER_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/compiler"))]
-    pub compiler_dir: PathBuf,
+    /// Directory holding compiler.mjs and its node_modules. Default:
+    /// `server/compiler` in the current directory or the nearest of its parents
+    /// that has one, else in the nearest parent of the executable's directory that
+    /// has one (target/debug/projectnil → the checkout); without one, start-up fails.
+    #[arg(long, env = "PROJECTNIL_COMPILER_DIR")]
+    pub compiler_dir: Option<PathBuf>,
 }
 
 impl CompilerSettings {
+    /// The setting, or the directory [`COMPILER_DIR`] finds.
+    pub fn compiler_dir(&self) -> Result<PathBuf, NotFound> {
+        match &self.compiler_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => COMPILER_DIR.locate_here(),
+        }
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.compile_timeout_ms)
     }
@@ -185,5 +226,241 @@ impl CompilerSettings {
     /// so a job is only redelivered when its worker died.
     pub fn visibility_timeout(&self) -> Duration {
         self.timeout() + Duration::from_secs(15)
+    }
+}
+
+/// A directory of the source tree that the binary needs at run time, found
+/// from where it runs when no setting names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceDir {
+    /// Relative to the root of a checkout.
+    pub path: &'static str,
+    /// A file that must be in it for it to count (`None`: being a directory is
+    /// enough).
+    pub marker: Option<&'static str>,
+    /// What names it explicitly, for messages.
+    pub setting: &'static str,
+}
+
+/// The AssemblyScript compiler: `server/compiler`, holding `compiler.mjs`.
+pub const COMPILER_DIR: SourceDir = SourceDir {
+    path: "server/compiler",
+    marker: Some("compiler.mjs"),
+    setting: "PROJECTNIL_COMPILER_DIR (or --compiler-dir)",
+};
+
+/// The built dashboard and GraphiQL: `playground/dist`.
+pub const PLAYGROUND_DIR: SourceDir = SourceDir {
+    path: "playground/dist",
+    marker: None,
+    setting: "PROJECTNIL_PLAYGROUND_DIR (or --playground-dir)",
+};
+
+impl SourceDir {
+    /// Looks for [`path`](Self::path) in `cwd` and each of its parents, then in
+    /// the directory of `exe` and each of its parents; the first that qualifies
+    /// wins. So the checkout one works in wins over the one the executable sits
+    /// in, and an executable in `target/<profile>/` of a checkout finds that
+    /// checkout from anywhere.
+    pub fn locate(&self, cwd: Option<&Path>, exe: Option<&Path>) -> Result<PathBuf, NotFound> {
+        let starts: Vec<PathBuf> = cwd
+            .into_iter()
+            .chain(exe.and_then(Path::parent))
+            .map(Path::to_path_buf)
+            .collect();
+        for start in &starts {
+            for base in start.ancestors() {
+                let dir = base.join(self.path);
+                let qualifies = match self.marker {
+                    Some(marker) => dir.join(marker).is_file(),
+                    None => dir.is_dir(),
+                };
+                if qualifies {
+                    return Ok(dir);
+                }
+            }
+        }
+        Err(NotFound {
+            dir: *self,
+            searched: starts,
+        })
+    }
+
+    /// [`locate`](Self::locate) from this process's current directory and
+    /// executable.
+    pub fn locate_here(&self) -> Result<PathBuf, NotFound> {
+        let cwd = std::env::current_dir().ok();
+        let exe = std::env::current_exe().ok();
+        self.locate(cwd.as_deref(), exe.as_deref())
+    }
+}
+
+/// No checkout around: says where [`SourceDir::locate`] looked and what to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotFound {
+    pub dir: SourceDir,
+    /// Where the search started: the current directory, the executable's.
+    pub searched: Vec<PathBuf>,
+}
+
+impl NotFound {
+    /// `path` under the first place searched (the current directory).
+    pub fn fallback(&self) -> PathBuf {
+        self.searched
+            .first()
+            .map(|start| start.join(self.dir.path))
+            .unwrap_or_else(|| PathBuf::from(self.dir.path))
+    }
+}
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let wanted = match self.dir.marker {
+            Some(marker) => format!("{}/{marker}", self.dir.path),
+            None => self.dir.path.to_string(),
+        };
+        let searched: Vec<String> = self
+            .searched
+            .iter()
+            .map(|p| format!("{} or its parents", p.display()))
+            .collect();
+        if searched.is_empty() {
+            write!(
+                f,
+                "found no {wanted}: the current directory and the executable's path are unknown"
+            )?;
+        } else {
+            write!(f, "found no {wanted} in {}", searched.join(", nor in "))?;
+        }
+        write!(
+            f,
+            "; set {} to the {} directory of a ProjectNIL checkout",
+            self.dir.setting, self.dir.path,
+        )
+    }
+}
+
+impl std::error::Error for NotFound {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory tree under the system temp dir, removed on drop.
+    struct Tree(PathBuf);
+
+    impl Tree {
+        fn new() -> Self {
+            let root = std::env::temp_dir().join(format!(
+                "projectnil-config-test-{}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::create_dir_all(&root).unwrap();
+            // Canonical, so paths compare equal to what `locate` builds from them.
+            Self(root.canonicalize().unwrap())
+        }
+
+        fn dir(&self, relative: &str) -> PathBuf {
+            let dir = self.0.join(relative);
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        }
+
+        fn file(&self, relative: &str) {
+            let path = self.0.join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn found_in_the_current_directory_or_a_parent() {
+        let tree = Tree::new();
+        tree.file("checkout/server/compiler/compiler.mjs");
+        let root = tree.dir("checkout");
+        let nested = tree.dir("checkout/tests/deep");
+        let want = root.join("server/compiler");
+        for cwd in [&root, &nested] {
+            assert_eq!(COMPILER_DIR.locate(Some(cwd), None), Ok(want.clone()));
+        }
+    }
+
+    #[test]
+    fn the_current_checkout_wins_over_the_executables() {
+        let tree = Tree::new();
+        tree.file("mine/server/compiler/compiler.mjs");
+        tree.file("built-here/server/compiler/compiler.mjs");
+        tree.file("built-here/target/debug/projectnil");
+        let exe = tree.0.join("built-here/target/debug/projectnil");
+        assert_eq!(
+            COMPILER_DIR.locate(Some(&tree.dir("mine")), Some(&exe)),
+            Ok(tree.0.join("mine/server/compiler"))
+        );
+        // Elsewhere, the checkout around the executable.
+        assert_eq!(
+            COMPILER_DIR.locate(Some(&tree.dir("elsewhere")), Some(&exe)),
+            Ok(tree.0.join("built-here/server/compiler"))
+        );
+        assert_eq!(
+            COMPILER_DIR.locate(None, Some(&exe)),
+            Ok(tree.0.join("built-here/server/compiler"))
+        );
+    }
+
+    #[test]
+    fn a_directory_without_its_marker_does_not_count() {
+        let tree = Tree::new();
+        // An empty server/compiler nearer than the real one.
+        tree.dir("outer/inner/server/compiler");
+        tree.file("outer/server/compiler/compiler.mjs");
+        assert_eq!(
+            COMPILER_DIR.locate(Some(&tree.dir("outer/inner")), None),
+            Ok(tree.0.join("outer/server/compiler"))
+        );
+        // The playground only needs the directory.
+        tree.dir("outer/inner/playground/dist");
+        assert_eq!(
+            PLAYGROUND_DIR.locate(Some(&tree.dir("outer/inner")), None),
+            Ok(tree.0.join("outer/inner/playground/dist"))
+        );
+    }
+
+    #[test]
+    fn not_found_says_where_it_looked_and_what_to_set() {
+        let tree = Tree::new();
+        let cwd = tree.dir("nowhere");
+        let exe = tree.0.join("bin/projectnil");
+        let error = COMPILER_DIR.locate(Some(&cwd), Some(&exe)).unwrap_err();
+        assert_eq!(error.searched, vec![cwd.clone(), tree.0.join("bin")]);
+        let message = error.to_string();
+        assert!(
+            message.contains("server/compiler/compiler.mjs"),
+            "{message}"
+        );
+        assert!(message.contains(&cwd.display().to_string()), "{message}");
+        assert!(message.contains("PROJECTNIL_COMPILER_DIR"), "{message}");
+        let error = PLAYGROUND_DIR.locate(Some(&cwd), Some(&exe)).unwrap_err();
+        assert_eq!(error.fallback(), cwd.join("playground/dist"));
+        assert!(error.to_string().contains("PROJECTNIL_PLAYGROUND_DIR"));
+    }
+
+    #[test]
+    fn an_explicit_setting_wins() {
+        let settings = CompilerSettings {
+            compile_timeout_ms: 1,
+            compile_max_attempts: 1,
+            node: "node".into(),
+            compiler_dir: Some("/explicit/compiler".into()),
+        };
+        assert_eq!(
+            settings.compiler_dir(),
+            Ok(PathBuf::from("/explicit/compiler"))
+        );
     }
 }

@@ -314,7 +314,7 @@ impl AscCompiler {
         let script = dir.join(SCRIPT);
         if !script.is_file() {
             return Err(CompileError::Startup(format!(
-                "`{}` does not exist; `compiler_dir` must point at the repository's server/compiler directory",
+                "`{}` does not exist; PROJECTNIL_COMPILER_DIR must point at the server/compiler directory of a ProjectNIL checkout",
                 script.display()
             )));
         }
@@ -529,10 +529,17 @@ pub(crate) mod testing {
 
     use super::AscConfig;
 
+    /// `PROJECTNIL_COMPILER_DIR`, else the checkout's the tests run in (found
+    /// as the binary finds it: a test binary may come from another checkout
+    /// sharing the target dir).
     pub fn compiler_dir() -> PathBuf {
         std::env::var_os("PROJECTNIL_COMPILER_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/compiler")))
+            .unwrap_or_else(|| {
+                crate::config::COMPILER_DIR
+                    .locate_here()
+                    .unwrap_or_else(|not_found| panic!("{not_found}"))
+            })
     }
 
     pub fn config() -> AscConfig {

@@ -45,7 +45,7 @@ pub fn routes(
         .at("/health", get(probes::health))
         .at("/ready", get(probes::ready))
         .at("/metrics", get(metrics::scrape))
-        .nest("/", static_pages::routes(&settings.playground_dir))
+        .nest("/", static_pages::routes(&settings.playground_dir()))
         .data(scrape_sources)
         .data(state)
         .with(body_limit::BodyLimit(settings.max_body_bytes))
