@@ -57,17 +57,26 @@ impl Client {
 
     /// The first error of an operation that must fail.
     pub async fn error(&self, query: &str, variables: Value) -> anyhow::Result<ApiError> {
+        match self.first_error(query, variables).await? {
+            Some(error) => Ok(error),
+            None => bail!("expected an error, got none"),
+        }
+    }
+
+    /// The first error of an operation that may fail, `None` if it succeeded.
+    pub async fn first_error(
+        &self,
+        query: &str,
+        variables: Value,
+    ) -> anyhow::Result<Option<ApiError>> {
         let body = self.raw(query, variables).await?;
-        let Some(error) = body["errors"].get(0) else {
-            bail!("expected an error, got {body}")
-        };
-        Ok(ApiError {
+        Ok(body["errors"].get(0).map(|error| ApiError {
             code: error["extensions"]["code"]
                 .as_str()
                 .unwrap_or("<none>")
                 .to_string(),
             message: error["message"].as_str().unwrap_or_default().to_string(),
-        })
+        }))
     }
 
     pub async fn create_function(&self, name: &str, source: &str) -> anyhow::Result<Value> {

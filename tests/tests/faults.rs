@@ -325,22 +325,6 @@ impl Drop for SmallDisk {
     }
 }
 
-/// An error answer, or `None` when the operation succeeded.
-async fn error_of(
-    client: &tests::Client,
-    query: &str,
-    variables: serde_json::Value,
-) -> Option<tests::graphql::ApiError> {
-    let body = client.raw(query, variables).await.unwrap();
-    body["errors"].get(0).map(|error| tests::graphql::ApiError {
-        code: error["extensions"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .into(),
-        message: error["message"].as_str().unwrap_or_default().into(),
-    })
-}
-
 #[tokio::test]
 async fn a_full_database_disk_gives_a_clear_error_and_loses_nothing() {
     // Declared first, dropped last: after the database that lives on it.
@@ -378,7 +362,7 @@ async fn a_full_database_disk_gives_a_clear_error_and_loses_nothing() {
     let mut full = None;
     for _ in 0..2000 {
         let variables = json!({ "id": echo, "input": { "padding": padding } });
-        if let Some(error) = error_of(&client, execute, variables).await {
+        if let Some(error) = client.first_error(execute, variables).await.unwrap() {
             full = Some(error);
             break;
         }
@@ -393,13 +377,14 @@ async fn a_full_database_disk_gives_a_clear_error_and_loses_nothing() {
         .map(|_| uuid::Uuid::new_v4().simple().to_string())
         .collect();
     let large = format!("{}\n// {noise}\n", tests::fixtures::ECHO);
-    let error = error_of(
-        &client,
-        "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id } }",
-        json!({ "input": { "name": "large", "language": "assemblyscript", "source": large } }),
-    )
-    .await
-    .expect("a 40 KB function was created on a full disk");
+    let error = client
+        .first_error(
+            "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id } }",
+            json!({ "input": { "name": "large", "language": "assemblyscript", "source": large } }),
+        )
+        .await
+        .unwrap()
+        .expect("a 40 KB function was created on a full disk");
     assert_eq!(error.code, "INTERNAL_SERVER_ERROR", "{error:?}");
     assert!(error.message.contains("out of disk space"), "{error:?}");
     assert_eq!(client.data(count, json!({})).await.unwrap(), before);
