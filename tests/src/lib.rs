@@ -92,21 +92,30 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        // Drop runs outside any runtime guarantee; use a small one of its own.
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                let _ = rt.block_on(admin(&sql));
-            }
-        })
-        .join();
+        admin_from_drop(format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
-async fn admin_connection() -> anyhow::Result<sqlx::PgConnection> {
+/// Runs `sql` on the cluster's `postgres` database from a `Drop`, which runs
+/// outside any runtime guarantee: on a thread and a small runtime of its own.
+/// Best effort: a clean-up that fails must not turn into a panic in a panic.
+pub fn admin_from_drop(sql: String) {
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            let _ = rt.block_on(admin(&sql));
+        }
+    })
+    .join();
+}
+
+/// A connection to the cluster's `postgres` database, for administration.
+pub async fn admin_connection() -> anyhow::Result<sqlx::PgConnection> {
     use sqlx::Connection;
     Ok(sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server_url())).await?)
 }

@@ -57,9 +57,7 @@ macro_rules! eventually {
 
 /// A connection to the cluster's `postgres` database, for administration.
 pub async fn admin() -> sqlx::PgConnection {
-    sqlx::PgConnection::connect(&format!("{}/postgres", crate::postgres_server_url()))
-        .await
-        .unwrap()
+    crate::admin_connection().await.unwrap()
 }
 
 pub async fn sql(conn: &mut sqlx::PgConnection, statement: &str) {

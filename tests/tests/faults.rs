@@ -308,16 +308,7 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let drop_tablespace = format!("DROP TABLESPACE IF EXISTS \"{}\"", self.tablespace);
-        // Drop runs outside any runtime guarantee; use a small one of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async { sql(&mut admin().await, &drop_tablespace).await });
-        })
-        .join();
+        tests::admin_from_drop(format!("DROP TABLESPACE IF EXISTS \"{}\"", self.tablespace));
         let _ = std::process::Command::new("umount")
             .arg(&self.mount)
             .status();
