@@ -37,6 +37,17 @@ pub struct Model {
     pub started_at: Option<DateTimeUtc>,
     pub completed_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// Which run produced (or is producing) the outcome: 1 for the first, more
+    /// when a run whose process vanished was taken over.
+    pub attempt: i32,
+    /// Accepted by `startExecution`: run again after a crash, not ended "interrupted".
+    pub background: bool,
+    /// The process (runner id) that runs it, or holds it while it waits for a
+    /// wasm thread; kept after it finishes, to tell which process produced it.
+    pub owner: Option<Uuid>,
+    /// The owner renews this while it lives; recovery reclaims only executions
+    /// whose lease lapsed.
+    pub lease_expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,7 @@
 //! Database schema of ProjectNIL: the pgmq installation, the `functions` and
 //! `executions` tables with their invariants, the status-change notifications,
-//! the compilation queues and the notifications of their inserts.
+//! the compilation queues and the notifications of their inserts, and the
+//! leases and job queue of dependable executions.
 //!
 //! Always apply migrations through [`apply`] (what `projectnil migrate` and
 //! `projectnil serve` call): sea-orm runs every PostgreSQL migration inside one
@@ -16,6 +17,7 @@ mod m20261129_000003_status_notifications;
 mod m20261129_000004_compilation_queues;
 mod m20261129_000005_compiled_modules;
 mod m20261129_000006_queue_notifications;
+mod m20261201_000007_dependable_executions;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -26,6 +28,14 @@ pub const STATUS_CHANNEL: &str = "projectnil_status";
 pub const COMPILATION_JOBS_QUEUE: &str = "compilation_jobs";
 /// Compiler → API queue.
 pub const COMPILATION_RESULTS_QUEUE: &str = "compilation_results";
+/// API → every process that runs background executions.
+pub const EXECUTION_JOBS_QUEUE: &str = "execution_jobs";
+/// Every queue, in the order operators see them (`queueStats`, `/metrics`).
+pub const QUEUES: [&str; 3] = [
+    COMPILATION_JOBS_QUEUE,
+    COMPILATION_RESULTS_QUEUE,
+    EXECUTION_JOBS_QUEUE,
+];
 
 /// The channel on which every insert into `queue` is announced, with an empty
 /// payload (see `m20261129_000006_queue_notifications`):
@@ -46,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_compilation_queues::Migration),
             Box::new(m20261129_000005_compiled_modules::Migration),
             Box::new(m20261129_000006_queue_notifications::Migration),
+            Box::new(m20261201_000007_dependable_executions::Migration),
         ]
     }
 }

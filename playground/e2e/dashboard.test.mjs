@@ -1,6 +1,6 @@
 // The dashboard in a real browser against a real server: create, live badges,
 // compile errors, runs, live executions, search/filter/paging, delete,
-// API key, and the connection-lost indicator.
+// cancelling a running execution, API key, and the connection-lost indicator.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkPrerequisites, gql, launchBrowser, openPage, screenshot, startServer, waitUntil } from './harness.mjs';
@@ -20,6 +20,18 @@ async function setEditor(page, testId, text) {
   await page.keyboard.insertText(text);
 }
 
+// Never returns: only cancelExecution (or the timeout) ends it.
+const LOOP_SOURCE = `export function handle(input: string): string { while (true) {} return input; }
+`;
+
+/** The seconds a live timer shows ("1.4 s", or "waiting 1.4 s" while PENDING). */
+async function timerSeconds(timer) {
+  const text = await timer.innerText({ timeout: 5_000 });
+  const m = text.match(/(\d+\.\d) s$/);
+  if (!m) throw new Error(`not a timer reading: ${JSON.stringify(text)}`);
+  return Number(m[1]);
+}
+
 const row = (page, name) => page.locator(`[data-testid="function-row"][data-name="${name}"]`);
 
 // Missing Chromium, server binary or build: fail the whole file, loudly.
@@ -33,7 +45,8 @@ describe('dashboard', () => {
   let addId;
 
   before(async () => {
-    server = await startServer('dashboard');
+    // Long enough that only Cancel can end the looping execution within the test.
+    server = await startServer('dashboard', { env: { PROJECTNIL_EXEC_TIMEOUT_MS: '60000' } });
     browser = await launchBrowser();
     ({ page, problems } = await openPage(browser.context, server.url));
   });
@@ -205,6 +218,91 @@ describe('dashboard', () => {
     await page.getByTestId('search').fill('');
     const left = await gql(server.url, '{ functions(nameContains: "broken") { totalCount } }');
     assert.equal(left.functions.totalCount, 0);
+  });
+
+  test('a running execution shows a ticking timer and a Cancel button that ends it FAILED (cancelled)', async () => {
+    await page.getByTestId('new-function').click();
+    await page.getByTestId('fn-name').fill('spin');
+    await setEditor(page, 'source-editor', LOOP_SOURCE);
+    await page.getByTestId('create').click();
+    await page.waitForURL(/#\/functions\/[0-9a-f-]{36}$/);
+    const spinId = page.url().split('/').pop();
+    await page.locator(`[data-testid="function-detail"][data-id="${spinId}"]`).waitFor();
+    const compiled = page.locator('[data-testid="detail-status"][data-status="READY"], [data-testid="detail-status"][data-status="FAILED"]');
+    await compiled.waitFor({ timeout: 60_000 });
+    assert.equal(await compiled.getAttribute('data-status'), 'READY', 'the looping function compiles');
+
+    // The UI's background start: startExecution, then followed live.
+    await page.getByTestId('start').click();
+    const result = page.getByTestId('run-result');
+    const execId = await result.getAttribute('data-execution-id', { timeout: 30_000 });
+    assert.match(execId, /^[0-9a-f-]{36}$/);
+    const item = page.locator(`[data-testid="execution-item"][data-id="${execId}"]`);
+    await item.locator('[data-testid="execution-status"][data-status="RUNNING"]').waitFor({ timeout: 30_000 });
+
+    // The list's timer counts from startedAt and keeps ticking with no new event.
+    const timer = item.locator('[data-testid="execution-elapsed"][data-status="RUNNING"]');
+    await timer.waitFor();
+    const first = await waitUntil(async () => ({ s: await timerSeconds(timer) }), { message: 'a reading of the list timer' });
+    assert.match(await timer.innerText(), /^\d+\.\d s$/, 'a RUNNING timer is not labelled as waiting');
+    await waitUntil(async () => (await timerSeconds(timer)) >= first.s + 0.5, {
+      timeout: 20_000,
+      message: `the list timer to tick past ${first.s + 0.5} s`,
+    });
+    // The run panel shows the same execution with its own timer and Cancel.
+    const panelTimer = result.locator('[data-testid="run-elapsed"][data-status="RUNNING"]');
+    await panelTimer.waitFor({ timeout: 20_000 });
+    const panelFirst = await waitUntil(async () => ({ s: await timerSeconds(panelTimer) }), { message: 'a reading of the run timer' });
+    await waitUntil(async () => (await timerSeconds(panelTimer)) > panelFirst.s, { timeout: 20_000, message: 'the run timer to tick' });
+    await result.getByTestId('cancel-execution').waitFor();
+    assert.equal(await page.getByTestId('start').isDisabled(), true, 'Start waits while the run is followed');
+    const cancel = item.getByTestId('cancel-execution');
+    assert.equal(await cancel.isEnabled(), true);
+    await screenshot(page, 'dashboard-running');
+
+    // Cancel from the executions list; hold its request to see the button disabled meanwhile.
+    let release;
+    const held = new Promise((r) => (release = r));
+    let cancelSent = false;
+    const hold = async (route) => {
+      if (route.request().postData()?.includes('cancelExecution')) {
+        cancelSent = true;
+        await held;
+      }
+      await route.continue();
+    };
+    await page.route('**/graphql', hold);
+    try {
+      await cancel.click();
+      await waitUntil(() => cancelSent, { timeout: 10_000, message: 'the cancelExecution request' });
+      assert.equal(await cancel.isDisabled(), true, 'Cancel is disabled while its request is in flight');
+      assert.equal((await cancel.innerText()).trim(), 'Cancelling…');
+    } finally {
+      release();
+      await page.unroute('**/graphql', hold);
+    }
+
+    await item.locator('[data-testid="execution-status"][data-status="FAILED"]').waitFor({ timeout: 20_000 });
+    assert.match(await item.getByTestId('execution-preview').innerText(), /^cancelled/);
+    await cancel.waitFor({ state: 'detached' });
+    assert.equal(await item.getByTestId('execution-elapsed').count(), 0, 'the timer is gone once it ended');
+    assert.equal(await item.getByTestId('execution-attempt').count(), 0, 'a first attempt shows no attempt');
+    assert.equal(await page.getByTestId('cancel-error').count(), 0, 'no cancel error');
+
+    // The run panel followed it to the same end and can run again.
+    await result.locator('[data-testid="run-status"][data-status="FAILED"]').waitFor({ timeout: 20_000 });
+    assert.match(await result.getByTestId('exec-error').innerText(), /^cancelled/);
+    assert.equal(await result.getByTestId('cancel-execution').count(), 0);
+    await waitUntil(async () => await page.getByTestId('start').isEnabled(), { message: 'Start enabled again' });
+
+    // As another client sees it.
+    const { execution } = await gql(server.url, 'query($id: UUID!) { execution(id: $id) { status errorMessage attempt } }', {
+      id: execId,
+    });
+    assert.equal(execution.status, 'FAILED');
+    assert.match(execution.errorMessage, /^cancelled/);
+    assert.equal(execution.attempt, 1);
+    await screenshot(page, 'dashboard-cancelled');
   });
 
   test('the API key is sent over HTTP and in the WebSocket connection_init', async () => {

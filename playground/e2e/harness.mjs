@@ -48,10 +48,11 @@ function psql(sql) {
 }
 
 /**
- * Starts `projectnil serve` on a random port and a new database.
+ * Starts `projectnil serve` on a random port and a new database; `env` adds to
+ * (or overrides) its environment, e.g. a limit.
  * Returns { url, database, stop(), restart() }.
  */
-export async function startServer(label) {
+export async function startServer(label, { env: extraEnv = {} } = {}) {
   checkPrerequisites();
   const database = `projectnil_e2e_${randomBytes(6).toString('hex')}`;
   const log = createWriteStream(join(artifactsDir, `${label}-server.log`));
@@ -62,6 +63,7 @@ export async function startServer(label) {
     PROJECTNIL_COMPILER_DIR: process.env.PROJECTNIL_COMPILER_DIR || join(repoRoot, 'server', 'compiler'),
     RUST_LOG: process.env.RUST_LOG || 'info',
     NO_COLOR: '1',
+    ...extraEnv,
   };
 
   let child = null;

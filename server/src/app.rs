@@ -11,9 +11,11 @@ use tokio_util::sync::CancellationToken;
 use crate::compile::asc::{AscCompiler, AscConfig};
 use crate::compile::results::ResultConsumer;
 use crate::compile::worker::CompilerWorker;
-use crate::config::{CompilerSettings, DatabaseSettings, ServeSettings, WorkerSettings};
+use crate::config::{
+    CompilerSettings, DatabaseSettings, ExecutionSettings, ServeSettings, WorkerSettings,
+};
 use crate::events::EventBus;
-use crate::executions::{self, Executor};
+use crate::executions::{self, Executor, ExecutorSettings};
 use crate::functions::FunctionLimits;
 use crate::graphql::{self, AppState};
 use crate::runtime::{ExecutionLimits, Runtime};
@@ -39,30 +41,26 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
     let shutdown = CancellationToken::new();
     crate::metrics::install(shutdown.clone()).context("installing the metrics recorder")?;
 
-    let limits = ExecutionLimits {
-        timeout: settings.execution.timeout(),
-        memory_bytes: settings.execution.exec_memory_mb * 1024 * 1024,
-        max_output_bytes: settings.execution.max_output_bytes,
-        ..ExecutionLimits::default()
-    };
-    let runtime = Runtime::new(limits, settings.execution.module_cache_mb * 1024 * 1024)
-        .context("starting the wasm runtime")?;
-    // Anything unfinished and older than an execution may run was orphaned by a crash.
-    let orphaned_after = settings.execution.timeout() + Duration::from_secs(5);
-    executions::recover_interrupted(&db, orphaned_after).await?;
-    executions::spawn_sweeper(db.clone(), orphaned_after, shutdown.clone());
-
     let events = EventBus::start(db.get_postgres_connection_pool().clone(), shutdown.clone())
         .await
         .context("listening for status changes")?;
-    let executor = Executor::new(db.clone(), runtime.clone(), settings.api.max_input_bytes);
-    executions::spawn_cache_warmer(db.clone(), runtime, &events, shutdown.clone());
+    let executor = start_executor(
+        &db,
+        &settings.execution,
+        settings.api.max_input_bytes,
+        &events,
+        shutdown.clone(),
+    )?;
+    executions::spawn_cache_warmer(db.clone(), executor.runtime().clone(), &events, shutdown.clone());
     // Every receiver so far is the process's own; clients' subscriptions come later.
     crate::metrics::set_internal_subscribers(events.subscriber_count());
 
     let mut background = vec![tokio::spawn(
         ResultConsumer::new(db.clone()).run(shutdown.clone()),
     )];
+    if !settings.no_execution_worker {
+        background.push(executor.spawn_job_consumer(shutdown.clone()));
+    }
     if let Some(compiler_dir) = compiler_dir {
         let worker = start_worker(db.clone(), settings.compiler.clone(), compiler_dir).await?;
         background.push(tokio::spawn(worker.run(shutdown.clone())));
@@ -122,16 +120,77 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
 }
 
 pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> anyhow::Result<()> {
-    let compiler_dir = compiler_dir(&settings.compiler)?;
+    let compiler_dir = if settings.compiles() {
+        Some(compiler_dir(&settings.compiler)?)
+    } else {
+        None
+    };
     let db = db::connect_and_migrate(database).await?;
-    let worker = start_worker(db.clone(), settings.compiler, compiler_dir).await?;
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(worker.run(shutdown.clone()));
+    let mut tasks = Vec::new();
+    if let Some(compiler_dir) = compiler_dir {
+        let worker = start_worker(db.clone(), settings.compiler.clone(), compiler_dir).await?;
+        tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+    let executor = if settings.executes() {
+        let events = EventBus::start(db.get_postgres_connection_pool().clone(), shutdown.clone())
+            .await
+            .context("listening for status changes")?;
+        // A worker never validates input: what it runs was validated when accepted.
+        let executor = start_executor(&db, &settings.execution, usize::MAX, &events, shutdown.clone())?;
+        tasks.push(executor.spawn_job_consumer(shutdown.clone()));
+        Some(executor)
+    } else {
+        None
+    };
+    // On stdout, for scripts and tests that wait for a worker to be up.
+    println!("worker ready");
+    tracing::info!(compiles = settings.compiles(), executes = settings.executes(), "worker.ready");
     shutdown_signal().await;
     shutdown.cancel();
-    task.await.ok();
+    for task in tasks {
+        task.await.ok();
+    }
+    if let Some(executor) = executor {
+        executor.drain().await;
+    }
     db.close().await.ok();
     Ok(())
+}
+
+/// The wasm runtime and the executor on it, with the sweeper that ends the
+/// synchronous executions of vanished processes.
+fn start_executor(
+    db: &sea_orm::DatabaseConnection,
+    settings: &ExecutionSettings,
+    max_input_bytes: usize,
+    events: &EventBus,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Executor> {
+    let limits = ExecutionLimits {
+        timeout: settings.timeout(),
+        memory_bytes: settings.exec_memory_mb * 1024 * 1024,
+        max_output_bytes: settings.max_output_bytes,
+        max_concurrency: settings.concurrency(),
+        ..ExecutionLimits::default()
+    };
+    let runtime = Runtime::new(limits, settings.module_cache_mb * 1024 * 1024)
+        .context("starting the wasm runtime")?;
+    executions::spawn_sweeper(db.clone(), settings.lease(), shutdown);
+    let executor_settings = ExecutorSettings {
+        max_input_bytes,
+        queue_capacity: settings.exec_queue,
+        backlog_capacity: settings.exec_backlog,
+        max_attempts: settings.exec_max_attempts,
+        lease: settings.lease(),
+    };
+    tracing::info!(
+        threads = settings.concurrency(),
+        queue = settings.exec_queue,
+        lease_ms = settings.exec_lease_ms,
+        "executions.ready"
+    );
+    Ok(Executor::start(db.clone(), runtime, executor_settings, events))
 }
 
 /// The compiler directory, checked before anything else starts so that a

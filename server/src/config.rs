@@ -35,9 +35,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply migrations, serve HTTP + WebSocket, and run a compiler worker unless --no-worker.
+    /// Apply migrations, serve HTTP + WebSocket, run a compiler worker unless
+    /// --no-worker and background executions unless --no-execution-worker.
     Serve(ServeSettings),
-    /// Run a compiler worker only (scale out by running several).
+    /// Compile functions and run background executions (scale out by running
+    /// several, on any host that reaches the database); --only picks one.
     Worker(WorkerSettings),
     /// Apply migrations and exit.
     Migrate,
@@ -80,6 +82,11 @@ pub struct ServeSettings {
     #[arg(long, env = "PROJECTNIL_NO_WORKER")]
     pub no_worker: bool,
 
+    /// Do not take background executions from `execution_jobs` (this server
+    /// still runs the synchronous ones its clients wait for).
+    #[arg(long, env = "PROJECTNIL_NO_EXECUTION_WORKER")]
+    pub no_execution_worker: bool,
+
     #[command(flatten)]
     pub api: ApiSettings,
 
@@ -92,8 +99,34 @@ pub struct ServeSettings {
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerSettings {
+    /// Do only one kind of work (default: both).
+    #[arg(long, env = "PROJECTNIL_WORKER_ONLY")]
+    pub only: Option<WorkKind>,
+
     #[command(flatten)]
     pub compiler: CompilerSettings,
+
+    #[command(flatten)]
+    pub execution: ExecutionSettings,
+}
+
+/// What a `projectnil worker` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkKind {
+    /// Compile functions (`compilation_jobs`).
+    Compilations,
+    /// Run background executions (`execution_jobs`).
+    Executions,
+}
+
+impl WorkerSettings {
+    pub fn compiles(&self) -> bool {
+        self.only != Some(WorkKind::Executions)
+    }
+
+    pub fn executes(&self) -> bool {
+        self.only != Some(WorkKind::Compilations)
+    }
 }
 
 /// Limits of the GraphQL API.
@@ -160,12 +193,38 @@ impl ApiSettings {
     }
 }
 
-/// Limits of one execution of user code.
+/// Limits of one execution of user code, and how a process schedules them.
 #[derive(Debug, Clone, Args)]
 pub struct ExecutionSettings {
-    /// Wall-clock limit of one execution, in milliseconds.
+    /// CPU time one execution may use (instantiation plus `handle`), in
+    /// milliseconds; time spent waiting for a wasm thread or a core is not counted.
     #[arg(long, env = "PROJECTNIL_EXEC_TIMEOUT_MS", default_value_t = 10_000)]
     pub exec_timeout_ms: u64,
+
+    /// Executions running at once in this process (wasm threads). Default: the
+    /// number of cores.
+    #[arg(long, env = "PROJECTNIL_EXEC_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub exec_concurrency: Option<u32>,
+
+    /// Synchronous executions that may wait for a wasm thread in this process;
+    /// beyond that, executeFunction answers TOO_MANY_REQUESTS.
+    #[arg(long, env = "PROJECTNIL_EXEC_QUEUE", default_value_t = 64)]
+    pub exec_queue: usize,
+
+    /// Background executions that may wait in `execution_jobs`, over every
+    /// process; beyond that, startExecution answers TOO_MANY_REQUESTS.
+    #[arg(long, env = "PROJECTNIL_EXEC_BACKLOG", default_value_t = 10_000)]
+    pub exec_backlog: usize,
+
+    /// Runs of a background execution that crashes may interrupt before it
+    /// ends FAILED.
+    #[arg(long, env = "PROJECTNIL_EXEC_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
+    pub exec_max_attempts: i32,
+
+    /// How long an execution stays its process's without a renewal, in
+    /// milliseconds: how soon a crash is noticed (renewed every third of it).
+    #[arg(long, env = "PROJECTNIL_EXEC_LEASE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub exec_lease_ms: u64,
 
     /// Linear-memory cap of one execution, in MiB.
     #[arg(long, env = "PROJECTNIL_EXEC_MEMORY_MB", default_value_t = 64)]
@@ -183,6 +242,18 @@ pub struct ExecutionSettings {
 impl ExecutionSettings {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.exec_timeout_ms)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.exec_lease_ms)
+    }
+
+    /// Wasm threads: the setting, or the number of cores.
+    pub fn concurrency(&self) -> usize {
+        match self.exec_concurrency {
+            Some(threads) => threads as usize,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
     }
 }
 

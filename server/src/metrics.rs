@@ -74,6 +74,18 @@ fn describe() {
         "Executions ended FAILED because the process running them stopped"
     );
     describe_counter!(
+        "projectnil_executions_refused_total",
+        "Executions refused with TOO_MANY_REQUESTS before anything was recorded, by which bound was full (queue: synchronous waiters of this process; backlog: background executions waiting in PostgreSQL)"
+    );
+    describe_counter!(
+        "projectnil_executions_retried_total",
+        "Background executions run again because the process running them vanished (its lease lapsed)"
+    );
+    describe_counter!(
+        "projectnil_execution_writes_lost_total",
+        "Status writes of this process that found the execution no longer theirs (finished, cancelled or taken over) and changed nothing"
+    );
+    describe_counter!(
         "projectnil_compilations_total",
         "Compilation jobs handled, by outcome and whether the content cache answered"
     );
@@ -146,6 +158,19 @@ pub fn execution_finished(status: &'static str, took: Duration) {
         .record(took.as_secs_f64());
 }
 
+/// `bound` is `queue` or `backlog`.
+pub fn execution_refused(bound: &'static str) {
+    counter!("projectnil_executions_refused_total", "bound" => bound).increment(1);
+}
+
+pub fn execution_retried() {
+    counter!("projectnil_executions_retried_total").increment(1);
+}
+
+pub fn execution_write_lost() {
+    counter!("projectnil_execution_writes_lost_total").increment(1);
+}
+
 pub fn executions_recovered(count: u64) {
     counter!("projectnil_executions_recovered_total").increment(count);
 }
@@ -203,13 +228,10 @@ pub async fn render(sources: &ScrapeSources) -> Option<String> {
     Some(handle.render())
 }
 
-/// Reads both queues' backlogs; on failure the gauges keep their last value
+/// Reads every queue's backlog; on failure the gauges keep their last value
 /// (the outage shows on `/ready` and in the logs, not as a fake empty queue).
 async fn refresh_queues(db: &DatabaseConnection) {
-    for name in [
-        queue::COMPILATION_JOBS_QUEUE,
-        queue::COMPILATION_RESULTS_QUEUE,
-    ] {
+    for name in queue::QUEUES {
         match tokio::time::timeout(QUEUE_READ_TIMEOUT, queue::metrics(db, name)).await {
             Ok(Ok(metrics)) => {
                 gauge!("projectnil_queue_length", "queue" => name).set(metrics.queue_length as f64);

@@ -1,5 +1,6 @@
 // A function's executions, newest first, kept live by
 // executionStatusChanged(functionId); a row opens its input/output/error/logs.
+// Unfinished rows tick a live timer and can be cancelled.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { request, subscribe } from '../shared/client';
 import {
@@ -9,6 +10,7 @@ import {
   type Execution,
 } from './api';
 import { Empty, ErrorBox, StatusBadge } from './bits';
+import { Attempt, CancelButton, Elapsed, isActive, latest, useCancel } from './ExecutionControls';
 import { formatDuration, formatTime, useConnection } from './hooks';
 import { ExecutionBody } from './RunPanel';
 
@@ -31,6 +33,10 @@ export function Executions({ functionId }: { functionId: string }) {
   const [loadingMore, setLoadingMore] = useState(false);
   const { generation } = useConnection();
   const known = useRef(new Set<string>());
+
+  const update = useCallback((e: Execution) => {
+    setItems((list) => list.map((x) => (x.id === e.id ? latest(x, e) : x)));
+  }, []);
 
   const load = useCallback(async () => {
     try {
@@ -69,12 +75,12 @@ export function Executions({ functionId }: { functionId: string }) {
               setTotal((t) => t + 1);
               setItems((list) => [e, ...list]);
             } else {
-              setItems((list) => list.map((x) => (x.id === e.id ? e : x)));
+              update(e);
             }
           },
         },
       ),
-    [functionId],
+    [functionId, update],
   );
 
   const more = async () => {
@@ -113,29 +119,13 @@ export function Executions({ functionId }: { functionId: string }) {
       {items.length > 0 && (
         <ul className="exec-list" data-testid="execution-list">
           {items.map((e) => (
-            <li key={e.id} className={open === e.id ? 'open' : ''}>
-              <button
-                type="button"
-                className="exec-row"
-                aria-expanded={open === e.id}
-                onClick={() => setOpen(open === e.id ? null : e.id)}
-                data-testid="execution-row"
-                data-id={e.id}
-              >
-                <StatusBadge status={e.status} testId="execution-status" />
-                <span className="exec-time">{formatTime(e.createdAt)}</span>
-                <span className="exec-duration">{formatDuration(e.durationMs)}</span>
-                <span className={`exec-preview ${e.status === 'FAILED' ? 'failed' : ''}`}>{preview(e)}</span>
-              </button>
-              {open === e.id && (
-                <div className="exec-detail" data-testid="execution-detail">
-                  <ExecutionBody execution={e} showInput />
-                  <div className="muted small exec-meta">
-                    id {e.id} · started {formatTime(e.startedAt)} · completed {formatTime(e.completedAt)}
-                  </div>
-                </div>
-              )}
-            </li>
+            <ExecutionItem
+              key={e.id}
+              execution={e}
+              open={open === e.id}
+              onToggle={() => setOpen(open === e.id ? null : e.id)}
+              onUpdate={update}
+            />
           ))}
         </ul>
       )}
@@ -145,5 +135,61 @@ export function Executions({ functionId }: { functionId: string }) {
         </button>
       )}
     </section>
+  );
+}
+
+function ExecutionItem({
+  execution: e,
+  open,
+  onToggle,
+  onUpdate,
+}: {
+  execution: Execution;
+  open: boolean;
+  onToggle: () => void;
+  onUpdate: (e: Execution) => void;
+}) {
+  const { cancel, busy, error } = useCancel(onUpdate);
+  const active = isActive(e.status);
+  return (
+    <li className={open ? 'open' : ''} data-testid="execution-item" data-id={e.id}>
+      <div className="exec-line">
+        <button
+          type="button"
+          className="exec-row"
+          aria-expanded={open}
+          onClick={onToggle}
+          data-testid="execution-row"
+          data-id={e.id}
+        >
+          <span className="exec-state">
+            <StatusBadge status={e.status} testId="execution-status" />
+            <Attempt attempt={e.attempt} />
+          </span>
+          <span className="exec-time">{formatTime(e.createdAt)}</span>
+          <span className="exec-duration">
+            {active ? <Elapsed execution={e} testId="execution-elapsed" /> : formatDuration(e.durationMs)}
+          </span>
+          <span className={`exec-preview ${e.status === 'FAILED' ? 'failed' : ''}`} data-testid="execution-preview">
+            {preview(e)}
+          </span>
+        </button>
+        {active && <CancelButton busy={busy} onClick={() => void cancel(e.id)} />}
+      </div>
+      {error != null && active && (
+        <div className="exec-cancel-error">
+          <ErrorBox error={error} title="Could not cancel the execution" testId="cancel-error" />
+        </div>
+      )}
+      {open && (
+        <div className="exec-detail" data-testid="execution-detail">
+          <ExecutionBody execution={e} showInput />
+          <div className="muted small exec-meta">
+            id {e.id} · started {formatTime(e.startedAt)} · completed {formatTime(e.completedAt)}
+            {e.attempt > 1 && <> · attempt {e.attempt}</>}
+          </div>
+        </div>
+      )}
+    </li>
   );
 }

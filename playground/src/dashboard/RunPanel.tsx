@@ -1,6 +1,6 @@
 // Run a function: JSON input (validated before sending), executeFunction for a
 // run that returns when finished, or startExecution followed live through
-// executionStatusChanged(id).
+// executionStatusChanged(id), with a live timer and Cancel while it runs.
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { request, subscribe } from '../shared/client';
 import {
@@ -12,7 +12,8 @@ import {
   type FunctionDetail,
 } from './api';
 import { CodeEditor } from './CodeEditor';
-import { ErrorBox, StatusBadge } from './bits';
+import { ErrorBox, StatusBadge, describeError } from './bits';
+import { Attempt, CancelButton, Elapsed, isActive, latest, useCancel } from './ExecutionControls';
 import { formatDuration, formatJson } from './hooks';
 
 type Validation = { ok: true; value: Record<string, unknown> | null } | { ok: false; message: string };
@@ -34,35 +35,65 @@ export function validateInput(text: string): Validation {
 
 const inputKey = (id: string) => `projectnil.input.${id}`;
 
+const finished = (s: Execution['status']) => s === 'COMPLETED' || s === 'FAILED';
+
+/** Admission refused (the server is at capacity): nothing was recorded, so trying again is safe. */
+const atCapacity = (err: unknown) => {
+  const { code } = describeError(err);
+  return code === 'TOO_MANY_REQUESTS' || code === 'HTTP_429';
+};
+
 export function RunPanel({ fn }: { fn: FunctionDetail }) {
   const [input, setInput] = useState(() => sessionStorage.getItem(inputKey(fn.id)) ?? TEMPLATE_INPUT);
   const [result, setResult] = useState<Execution | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState<'run' | 'start' | null>(null);
+  const [lastMode, setLastMode] = useState<'run' | 'start'>('run');
   const follow = useRef<(() => void) | null>(null);
+  /** The execution the result shows: late answers about an earlier one are dropped. */
+  const shown = useRef<string | null>(null);
   const validation = useMemo(() => validateInput(input), [input]);
   const ready = fn.status === 'READY';
 
   useEffect(() => sessionStorage.setItem(inputKey(fn.id), input), [fn.id, input]);
   useEffect(() => () => follow.current?.(), []);
 
-  const run = async (mode: 'run' | 'start') => {
-    if (!validation.ok || busy || !ready) return;
+  const stopFollowing = () => {
     follow.current?.();
     follow.current = null;
+  };
+
+  const show = (e: Execution | null) => {
+    shown.current = e?.id ?? null;
+    setResult(e);
+  };
+
+  // A new state of the shown execution, from its subscription or a cancel.
+  const update = (e: Execution) => {
+    if (e.id !== shown.current) return;
+    setResult((prev) => latest(prev, e));
+    if (finished(e.status)) {
+      setBusy(null);
+      stopFollowing();
+    }
+  };
+
+  const run = async (mode: 'run' | 'start') => {
+    if (!validation.ok || busy || !ready) return;
+    stopFollowing();
+    setLastMode(mode);
     setBusy(mode);
     setError(null);
-    setResult(null);
+    show(null);
     try {
       if (mode === 'run') {
         const res = await request<{ executeFunction: Execution }>(EXECUTE_FUNCTION, { id: fn.id, input: validation.value });
-        setResult(res.executeFunction);
+        show(res.executeFunction);
         setBusy(null);
       } else {
         const res = await request<{ startExecution: Execution }>(START_EXECUTION, { id: fn.id, input: validation.value });
-        setResult(res.startExecution);
+        show(res.startExecution);
         const id = res.startExecution.id;
-        const finished = (s: string) => s === 'COMPLETED' || s === 'FAILED';
         if (finished(res.startExecution.status)) {
           setBusy(null);
           return;
@@ -71,14 +102,7 @@ export function RunPanel({ fn }: { fn: FunctionDetail }) {
           EXECUTION_SUBSCRIPTION,
           { id },
           {
-            next: ({ executionStatusChanged: ev }) => {
-              setResult({ ...ev.execution, status: ev.status });
-              if (finished(ev.status)) {
-                setBusy(null);
-                follow.current?.();
-                follow.current = null;
-              }
-            },
+            next: ({ executionStatusChanged: ev }) => update({ ...ev.execution, status: ev.status }),
             error: (err) => {
               setError(err);
               setBusy(null);
@@ -139,21 +163,41 @@ export function RunPanel({ fn }: { fn: FunctionDetail }) {
           </span>
         )}
       </div>
-      {error != null && <ErrorBox error={error} title="The run was refused" />}
-      {result && <ExecutionResult execution={result} />}
+      {error != null &&
+        (atCapacity(error) ? (
+          <ErrorBox
+            error={error}
+            title="The server is at capacity — nothing was run; try again in a moment"
+            onRetry={() => void run(lastMode)}
+            testId="run-error"
+          />
+        ) : (
+          <ErrorBox error={error} title="The run was refused" testId="run-error" />
+        ))}
+      {result && <ExecutionResult execution={result} onUpdate={update} />}
     </section>
   );
 }
 
-export function ExecutionResult({ execution: e }: { execution: Execution }) {
+export function ExecutionResult({ execution: e, onUpdate }: { execution: Execution; onUpdate: (e: Execution) => void }) {
+  const { cancel, busy, error } = useCancel(onUpdate);
+  const active = isActive(e.status);
   return (
     <div className={`result result-${e.status.toLowerCase()}`} data-testid="run-result" data-execution-id={e.id}>
       <div className="result-head">
         <StatusBadge status={e.status} testId="run-status" />
         <span className="muted small" data-testid="run-duration">
-          {e.durationMs != null ? formatDuration(e.durationMs) : e.status === 'COMPLETED' || e.status === 'FAILED' ? '' : 'in progress…'}
+          {active ? <Elapsed execution={e} testId="run-elapsed" /> : e.durationMs != null ? formatDuration(e.durationMs) : ''}
         </span>
+        <Attempt attempt={e.attempt} />
+        {active && (
+          <>
+            <div className="spacer" />
+            <CancelButton busy={busy} onClick={() => void cancel(e.id)} />
+          </>
+        )}
       </div>
+      {error != null && active && <ErrorBox error={error} title="Could not cancel the execution" testId="cancel-error" />}
       <ExecutionBody execution={e} />
     </div>
   );

@@ -38,6 +38,8 @@ export interface Execution {
   createdAt: string;
   startedAt: string | null;
   completedAt: string | null;
+  /** 1 for the first run; higher when a run interrupted by a crash was run again. */
+  attempt: number;
 }
 
 export interface Connection<T> {
@@ -56,7 +58,7 @@ export interface QueueStats {
 const SUMMARY = 'id name status language revision updatedAt';
 const DETAIL = `${SUMMARY} description source compileError wasmSize createdAt`;
 const EXECUTION =
-  'id functionId status input output errorMessage logs durationMs createdAt startedAt completedAt';
+  'id functionId status input output errorMessage logs durationMs createdAt startedAt completedAt attempt';
 
 export const FUNCTIONS_QUERY = `
   query DashboardFunctions($first: Int!, $after: String, $status: FunctionStatus, $nameContains: String) {
@@ -96,6 +98,10 @@ export const EXECUTE_FUNCTION = `
 
 export const START_EXECUTION = `
   mutation DashboardStart($id: UUID!, $input: JSON) { startExecution(id: $id, input: $input) { ${EXECUTION} } }`;
+
+/** Ends a PENDING or RUNNING execution FAILED ("cancelled"); a finished one comes back unchanged. */
+export const CANCEL_EXECUTION = `
+  mutation DashboardCancel($id: UUID!) { cancelExecution(id: $id) { ${EXECUTION} } }`;
 
 export const EXECUTION_SUBSCRIPTION = `
   subscription DashboardExecution($id: UUID!) {

@@ -16,10 +16,20 @@ export function describeError(err: unknown): { message: string; code: string } {
   return { message: String(err), code: 'ERROR' };
 }
 
-export function ErrorBox({ error, onRetry, title }: { error: unknown; onRetry?: () => void; title?: string }) {
+export function ErrorBox({
+  error,
+  onRetry,
+  title,
+  testId,
+}: {
+  error: unknown;
+  onRetry?: () => void;
+  title?: string;
+  testId?: string;
+}) {
   const { message, code } = describeError(error);
   return (
-    <div className="error-box" role="alert">
+    <div className="error-box" role="alert" data-testid={testId} data-code={code}>
       <div className="error-box-head">
         <strong>{title ?? 'Something went wrong'}</strong> <code className="error-code">{code}</code>
       </div>

@@ -53,6 +53,15 @@ export function formatDuration(ms: number | null | undefined): string {
   return `${(ms / 1000).toFixed(2)} s`;
 }
 
+/** A live timer's reading: "1.4 s", "2 m 05 s", "1 h 02 m" (rounded down, as clocks are). */
+export function formatElapsed(ms: number): string {
+  const tenths = Math.floor(ms / 100);
+  if (tenths < 600) return `${(tenths / 10).toFixed(1)} s`;
+  const s = Math.floor(ms / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)} m ${String(s % 60).padStart(2, '0')} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor(s / 60) % 60).padStart(2, '0')} m`;
+}
+
 export function formatBytes(n: number | null | undefined): string {
   if (n == null) return '—';
   if (n < 1024) return `${n} B`;

@@ -1,21 +1,33 @@
-//! Executions: validating the input, recording each run (PENDING → RUNNING →
-//! COMPLETED or FAILED) and handing the user's code to the runtime. A failure of
-//! the user's code is a FAILED execution, never an API error; platform failures
-//! also end the execution FAILED so nothing stays RUNNING.
+//! Executions: validating the input, admitting it, recording each run
+//! (PENDING → RUNNING → COMPLETED or FAILED) and handing the user's code to the
+//! runtime. A failure of the user's code is a FAILED execution, never an API
+//! error; platform failures also end the execution FAILED so nothing stays
+//! RUNNING.
+//!
+//! PENDING means accepted and waiting: a synchronous execution for a wasm thread
+//! of this process (at most `queue_capacity` wait; beyond that the call is
+//! refused before anything is recorded), a background one in `execution_jobs`
+//! for any process ([`jobs`]). RUNNING is written when a wasm thread is free to
+//! start it. Every status write is guarded ([`store`]), every run holds a lease
+//! ([`lease`]), and recovery reclaims only lapsed leases ([`recovery`]).
 
+mod jobs;
+mod lease;
 mod recovery;
+mod retry;
+mod store;
 mod warmup;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    Statement,
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -23,10 +35,18 @@ use uuid::Uuid;
 use entity::execution::{self, ExecutionStatus};
 use entity::function::{self, FunctionStatus};
 pub use recovery::{INTERRUPTED_MESSAGE, recover_interrupted, spawn_sweeper};
+pub use store::RunnerId;
 pub use warmup::spawn_cache_warmer;
 
+use crate::events::EventBus;
 use crate::pagination::{Page, PageRequest};
-use crate::runtime::{ModuleKey, Runtime, RuntimeError};
+use crate::queue::{self, ExecutionJob, QueueError};
+use crate::runtime::{LoadedModule, ModuleKey, Runtime, RuntimeError, Slot, UserCodeError};
+use lease::{Held, HeldRuns};
+use store::{Acceptance, Outcome};
+
+/// The message of an execution ended by `cancelExecution`.
+pub const CANCELLED_MESSAGE: &str = "cancelled: cancelExecution was called before it finished";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutionError {
@@ -38,15 +58,44 @@ pub enum ExecutionError {
     FunctionNotFound(Uuid),
     #[error("function {id} is {status} and cannot run until it is READY")]
     FunctionNotReady { id: Uuid, status: &'static str },
+    #[error("no execution with id {0}")]
+    NotFound(Uuid),
+    #[error(
+        "the platform is at capacity: {waiting} executions are already waiting for a free wasm thread \
+         on this server (PROJECTNIL_EXEC_QUEUE); nothing was recorded, try again shortly or use startExecution"
+    )]
+    QueueFull { waiting: usize },
+    #[error(
+        "the platform is at capacity: {waiting} background executions are already waiting \
+         (PROJECTNIL_EXEC_BACKLOG); nothing was recorded, try again later"
+    )]
+    BacklogFull { waiting: i64 },
+    #[error("execution {0} was deleted with its function while it ran")]
+    Vanished(Uuid),
+    #[error("the execution task failed: {0}")]
+    Task(String),
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+impl From<QueueError> for ExecutionError {
+    fn from(error: QueueError) -> Self {
+        Self::Db(into_db_error(error))
+    }
+}
+
+fn into_db_error(error: QueueError) -> DbErr {
+    match error {
+        QueueError::Db(db) => db,
+        other => DbErr::Custom(other.to_string()),
+    }
 }
 
 /// Whether the caller waits for the execution to finish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     UntilFinished,
-    /// Return once recorded; it finishes in the background.
+    /// Return once recorded; any process that runs executions runs it.
     No,
 }
 
@@ -57,6 +106,20 @@ pub struct ExecutionFilter {
     pub status: Option<ExecutionStatus>,
 }
 
+/// How a process admits, holds and re-runs executions.
+#[derive(Debug, Clone)]
+pub struct ExecutorSettings {
+    pub max_input_bytes: usize,
+    /// Synchronous executions that may wait for a wasm thread in this process.
+    pub queue_capacity: usize,
+    /// Background executions that may wait in `execution_jobs` (all processes).
+    pub backlog_capacity: usize,
+    /// Runs of a background execution before one interrupted by a crash is given up.
+    pub max_attempts: i32,
+    /// How long a run stays this process's without a renewal.
+    pub lease: Duration,
+}
+
 #[derive(Clone)]
 pub struct Executor {
     inner: Arc<Inner>,
@@ -65,35 +128,73 @@ pub struct Executor {
 struct Inner {
     db: DatabaseConnection,
     runtime: Runtime,
-    max_input_bytes: usize,
-    /// Background executions, awaited on shutdown so none is left RUNNING.
-    background: TaskTracker,
+    settings: ExecutorSettings,
+    runner: RunnerId,
+    /// Tickets of synchronous executions waiting for a wasm thread.
+    waiting: Arc<Semaphore>,
+    held: Arc<HeldRuns>,
+    /// Every run in flight, awaited on shutdown so none is left behind.
+    tasks: TaskTracker,
+    keeper_stop: CancellationToken,
 }
 
-#[derive(FromQueryResult)]
-struct Accepted {
-    id: Uuid,
-    function_id: Uuid,
-    input: Option<Value>,
-    status: ExecutionStatus,
-    created_at: chrono::DateTime<Utc>,
-    revision: i64,
+/// How a synchronous execution will get its wasm thread.
+enum Admitted {
+    /// A thread was free.
+    Now(Slot),
+    /// It waits its turn, holding one of the queue's tickets.
+    Queued(OwnedSemaphorePermit),
 }
+
+/// Why the function could not be run; recorded as the execution's failure.
+type PlatformFailure = String;
 
 impl Executor {
-    pub fn new(db: DatabaseConnection, runtime: Runtime, max_input_bytes: usize) -> Self {
+    /// An executor with a fresh runner id; its lease keeper runs until [`drain`](Self::drain).
+    pub fn start(
+        db: DatabaseConnection,
+        runtime: Runtime,
+        settings: ExecutorSettings,
+        events: &EventBus,
+    ) -> Self {
+        let runner = Uuid::new_v4();
+        let held = Arc::new(HeldRuns::default());
+        let keeper_stop = CancellationToken::new();
+        lease::spawn_keeper(
+            db.clone(),
+            runner,
+            settings.lease,
+            Arc::clone(&held),
+            events.subscribe(),
+            keeper_stop.clone(),
+        );
+        tracing::info!(runner = %runner, "executions.runner");
         Self {
             inner: Arc::new(Inner {
                 db,
                 runtime,
-                max_input_bytes,
-                background: TaskTracker::new(),
+                waiting: Arc::new(Semaphore::new(settings.queue_capacity)),
+                settings,
+                runner,
+                held,
+                tasks: TaskTracker::new(),
+                keeper_stop,
             }),
         }
     }
 
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    /// This process's id as the `owner` of the executions it runs.
+    pub fn runner_id(&self) -> RunnerId {
+        self.inner.runner
+    }
+
+    /// Consumes `execution_jobs` until `shutdown` (see [`jobs`]).
+    pub fn spawn_job_consumer(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(jobs::consume(self.clone(), shutdown))
     }
 
     /// Runs `function_id` on `input` (a JSON object; `None` or null means `{}`).
@@ -103,127 +204,246 @@ impl Executor {
         input: Option<Value>,
         wait: Wait,
     ) -> Result<execution::Model, ExecutionError> {
-        let input = self.validate_input(input)?;
-        let accepted = self.accept(function_id, &input).await?;
+        let input = validate_input(input, self.inner.settings.max_input_bytes)?;
+        match wait {
+            Wait::UntilFinished => self.execute_now(function_id, input).await,
+            Wait::No => self.start_background(function_id, input).await,
+        }
+    }
+
+    async fn execute_now(
+        &self,
+        function_id: Uuid,
+        input: Value,
+    ) -> Result<execution::Model, ExecutionError> {
+        let admitted = match self.inner.runtime.try_reserve() {
+            Some(slot) => Admitted::Now(slot),
+            None => match Arc::clone(&self.inner.waiting).try_acquire_owned() {
+                Ok(ticket) => Admitted::Queued(ticket),
+                Err(_) => {
+                    crate::metrics::execution_refused("queue");
+                    return Err(ExecutionError::QueueFull {
+                        waiting: self.inner.settings.queue_capacity,
+                    });
+                }
+            },
+        };
+        let how = Acceptance::Synchronous {
+            owner: self.inner.runner,
+            lease: self.inner.settings.lease,
+        };
+        let accepted = store::accept(&self.inner.db, function_id, &input, how).await?;
+        let Some(accepted) = accepted else {
+            return Err(self.not_runnable(function_id).await);
+        };
+        let execution = accepted.execution;
+        let held = self.inner.held.hold(execution.id, execution.attempt);
         let key = ModuleKey {
             function_id,
             revision: accepted.revision,
         };
-        let pending = execution::Model {
-            id: accepted.id,
-            function_id: accepted.function_id,
-            input: accepted.input,
-            output: None,
-            status: accepted.status,
-            error_message: None,
-            logs: None,
-            started_at: None,
-            completed_at: None,
-            created_at: accepted.created_at,
-        };
-        // Every log line of this execution's flow carries its ids through the span.
-        let span = tracing::info_span!("execution", execution_id = %pending.id, function_id = %function_id);
+        let span = execution_span(&execution);
         span.in_scope(|| tracing::info!("execution.accepted"));
-        match wait {
-            Wait::UntilFinished => Ok(self.run(pending, key, input).instrument(span).await?),
-            Wait::No => {
-                let this = self.clone();
-                let returned = pending.clone();
-                self.inner.background.spawn(
-                    async move {
-                        if let Err(error) = this.run(pending, key, input).await {
-                            tracing::error!(%error, "execution.record_failed");
-                        }
-                    }
-                    .instrument(span),
-                );
-                Ok(returned)
-            }
+        // In a task of its own, so a caller who hangs up abandons nothing.
+        let this = self.clone();
+        let run = self
+            .inner
+            .tasks
+            .spawn(async move { this.run_held(execution, key, admitted, held).await }.instrument(span));
+        run.await
+            .map_err(|error| ExecutionError::Task(error.to_string()))?
+    }
+
+    /// Records a background execution and its `execution_jobs` message in one
+    /// transaction, unless the backlog is full.
+    async fn start_background(
+        &self,
+        function_id: Uuid,
+        input: Value,
+    ) -> Result<execution::Model, ExecutionError> {
+        let txn = self.inner.db.begin().await?;
+        let backlog = queue::length(&txn, queue::EXECUTION_JOBS_QUEUE).await?;
+        if backlog >= self.inner.settings.backlog_capacity as i64 {
+            crate::metrics::execution_refused("backlog");
+            return Err(ExecutionError::BacklogFull { waiting: backlog });
         }
+        let Some(accepted) = store::accept(&txn, function_id, &input, Acceptance::Background).await?
+        else {
+            drop(txn);
+            return Err(self.not_runnable(function_id).await);
+        };
+        let job = ExecutionJob {
+            execution_id: accepted.execution.id,
+            function_id: Some(function_id),
+            revision: Some(accepted.revision),
+        };
+        queue::send(&txn, queue::EXECUTION_JOBS_QUEUE, &job).await?;
+        txn.commit().await?;
+        execution_span(&accepted.execution).in_scope(|| tracing::info!("execution.accepted"));
+        Ok(accepted.execution)
     }
 
-    /// Waits for background executions (used on shutdown).
-    pub async fn drain(&self) {
-        self.inner.background.close();
-        self.inner.background.wait().await;
-    }
-
-    fn validate_input(&self, input: Option<Value>) -> Result<Value, ExecutionError> {
-        validate_input(input, self.inner.max_input_bytes)
-    }
-
-    /// Records the execution as PENDING if the function is READY, in one round
-    /// trip (the entity API cannot insert-from-select with a join back).
-    async fn accept(&self, function_id: Uuid, input: &Value) -> Result<Accepted, ExecutionError> {
+    /// Ends a PENDING or RUNNING execution FAILED "cancelled", wherever it
+    /// runs: a run in this process stops at once, one elsewhere when its
+    /// process hears of the change (NOTIFY) or at its next lease renewal.
+    pub async fn cancel(&self, id: Uuid) -> Result<execution::Model, ExecutionError> {
         let db = &self.inner.db;
-        let accepted = Accepted::find_by_statement(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "WITH f AS (SELECT id, revision FROM functions WHERE id = $1 AND status = 'READY'),
-                  e AS (INSERT INTO executions (function_id, input, status)
-                        SELECT id, $2::jsonb, 'PENDING' FROM f
-                        RETURNING id, function_id, input, status, created_at)
-             SELECT e.id, e.function_id, e.input, e.status::text AS status, e.created_at, f.revision FROM e, f",
-            [function_id.into(), input.clone().into()],
-        ))
-        .one(db)
-        .await?;
-        if let Some(accepted) = accepted {
-            return Ok(accepted);
+        if let Some(cancelled) = store::cancel(db, id, CANCELLED_MESSAGE).await? {
+            self.inner.held.stop(id);
+            execution_span(&cancelled).in_scope(|| tracing::info!("execution.cancelled"));
+            return Ok(cancelled);
         }
-        let status: Option<FunctionStatus> = function::Entity::find_by_id(function_id)
-            .select_only()
-            .column(function::Column::Status)
-            .into_tuple()
-            .one(db)
-            .await?;
-        Err(match status {
-            None => ExecutionError::FunctionNotFound(function_id),
-            Some(status) => ExecutionError::FunctionNotReady {
+        store::get(db, id).await?.ok_or(ExecutionError::NotFound(id))
+    }
+
+    /// Stops taking work and waits for every run in flight; then stops
+    /// renewing leases (used on shutdown).
+    pub async fn drain(&self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        self.inner.keeper_stop.cancel();
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<execution::Model>, DbErr> {
+        store::get(&self.inner.db, id).await
+    }
+
+    /// Why `function_id` could not be run: missing or not READY.
+    async fn not_runnable(&self, function_id: Uuid) -> ExecutionError {
+        let status: Result<Option<FunctionStatus>, DbErr> =
+            function::Entity::find_by_id(function_id)
+                .select_only()
+                .column(function::Column::Status)
+                .into_tuple()
+                .one(&self.inner.db)
+                .await;
+        match status {
+            Err(error) => ExecutionError::Db(error),
+            Ok(None) => ExecutionError::FunctionNotFound(function_id),
+            Ok(Some(status)) => ExecutionError::FunctionNotReady {
                 id: function_id,
                 status: function_status_name(status),
             },
-        })
+        }
     }
 
-    async fn run(
+    /// A synchronous execution this process holds: waits for its wasm thread
+    /// (or its cancellation), records RUNNING, runs, records the outcome.
+    async fn run_held(
         &self,
         pending: execution::Model,
         key: ModuleKey,
-        input: Value,
-    ) -> Result<execution::Model, DbErr> {
+        admitted: Admitted,
+        held: Held,
+    ) -> Result<execution::Model, ExecutionError> {
         let db = &self.inner.db;
-        let mut running: execution::ActiveModel = pending.into();
-        running.status = Set(ExecutionStatus::Running);
-        running.started_at = Set(Some(Utc::now()));
-        let running = persist(db, running).await?;
+        let slot = match admitted {
+            Admitted::Now(slot) => slot,
+            Admitted::Queued(ticket) => {
+                let slot = tokio::select! {
+                    slot = self.inner.runtime.reserve() => slot,
+                    _ = held.token().cancelled() => return self.current(pending.id).await,
+                };
+                drop(ticket);
+                slot
+            }
+        };
+        let module = self.load(key).await;
+        let (runner, lease) = (self.inner.runner, self.inner.settings.lease);
+        let started = retry::transient("RUNNING", || store::start_held(db, pending.id, runner, lease)).await?;
+        let Some(running) = started else {
+            // Cancelled or ended by recovery while it waited.
+            crate::metrics::execution_write_lost();
+            tracing::warn!("execution.start_lost");
+            return self.current(pending.id).await;
+        };
         tracing::info!("execution.started");
+        let outcome = self.invoke(slot, module, &running, &held).await;
+        self.finish(&running, outcome, None).await
+    }
 
-        let started = std::time::Instant::now();
-        let outcome = self.invoke(key, &input).await;
-        let took = started.elapsed();
-        let mut finished: execution::ActiveModel = running.into();
-        finished.completed_at = Set(Some(Utc::now()));
-        match outcome {
-            Ok(invocation) => {
-                finished.logs =
-                    Set((!invocation.logs.is_empty()).then(|| Value::from(invocation.logs)));
-                match invocation.outcome {
-                    Ok(output) => {
-                        finished.status = Set(ExecutionStatus::Completed);
-                        finished.output = Set(Some(output));
-                    }
-                    Err(user_error) => {
-                        finished.status = Set(ExecutionStatus::Failed);
-                        finished.error_message = Set(Some(user_error.to_string()));
-                    }
+    /// Loads the module of `key`; `Err` is the failure to record.
+    async fn load(&self, key: ModuleKey) -> Result<LoadedModule, PlatformFailure> {
+        let db = &self.inner.db;
+        // Read from the database only when the module is not cached yet.
+        let load = || async move {
+            match crate::functions::wasm(db, key.function_id).await {
+                Ok(Some((revision, wasm))) if revision == key.revision => Ok(wasm),
+                Ok(_) => Err(ModuleUnavailable::Changed),
+                Err(error) => Err(ModuleUnavailable::Db(error)),
+            }
+        };
+        self.inner
+            .runtime
+            .load(key, load)
+            .await
+            .map_err(platform_failure)
+    }
+
+    /// Runs the user's code on the reserved thread.
+    async fn invoke(
+        &self,
+        slot: Slot,
+        module: Result<LoadedModule, PlatformFailure>,
+        running: &execution::Model,
+        held: &Held,
+    ) -> Result<crate::runtime::Invocation, PlatformFailure> {
+        let module = module?;
+        let input = running
+            .input
+            .as_ref()
+            .map_or_else(|| "{}".to_owned(), Value::to_string);
+        self.inner
+            .runtime
+            .run(slot, &module, &input, held.token())
+            .await
+            .map_err(platform_failure)
+    }
+
+    /// Writes the outcome of `running` if the run still owns it (retrying while
+    /// the database is away) and, for a background run, deletes its message in
+    /// the same transaction. A run that lost its execution changes nothing.
+    async fn finish(
+        &self,
+        running: &execution::Model,
+        outcome: Result<crate::runtime::Invocation, PlatformFailure>,
+        message: Option<i64>,
+    ) -> Result<execution::Model, ExecutionError> {
+        let took = running
+            .started_at
+            .map(|at| (chrono::Utc::now() - at).to_std().unwrap_or_default());
+        let outcome = Outcome::from(outcome);
+        let db = &self.inner.db;
+        let written = retry::transient("final status", || async {
+            let txn = db.begin().await?;
+            let written = store::finish(&txn, running, &outcome).await?;
+            if let (Some(_), Some(msg_id)) = (&written, message) {
+                queue::delete(&txn, queue::EXECUTION_JOBS_QUEUE, msg_id)
+                    .await
+                    .map_err(into_db_error)?;
+            }
+            txn.commit().await?;
+            Ok(written)
+        })
+        .await?;
+        let Some(finished) = written else {
+            crate::metrics::execution_write_lost();
+            let current = self.current(running.id).await;
+            if let Ok(now) = &current {
+                tracing::warn!(
+                    status = ?now.status,
+                    owner = ?now.owner,
+                    attempt = now.attempt,
+                    our_attempt = running.attempt,
+                    "execution.final_write_lost"
+                );
+                if let (true, Some(msg_id)) = (now.status.is_final(), message) {
+                    jobs::delete_message(db, msg_id).await;
                 }
             }
-            Err(message) => {
-                finished.status = Set(ExecutionStatus::Failed);
-                finished.error_message = Set(Some(message));
-            }
-        }
-        let finished = persist(db, finished).await?;
+            return current;
+        };
+        let took = took.unwrap_or_default();
         let ms = took.as_millis() as u64;
         match finished.status {
             ExecutionStatus::Completed => {
@@ -242,74 +462,75 @@ impl Executor {
         Ok(finished)
     }
 
-    /// Runs the user's code; `Err` is a platform failure, already logged, as the
-    /// message to record.
-    async fn invoke(
-        &self,
-        key: ModuleKey,
-        input: &Value,
-    ) -> Result<crate::runtime::Invocation, String> {
-        let db = &self.inner.db;
-        // Read from the database only when the module is not cached yet.
-        let load = || async move {
-            match crate::functions::wasm(db, key.function_id).await {
-                Ok(Some((revision, wasm))) if revision == key.revision => Ok(wasm),
-                Ok(_) => Err(ModuleUnavailable::Changed),
-                Err(error) => Err(ModuleUnavailable::Db(error)),
-            }
-        };
-        self.inner
-            .runtime
-            .execute(key, load, &input.to_string())
-            .await
-            .map_err(|error| match error {
-                RuntimeError::Load(cause)
-                    if matches!(
-                        cause.downcast_ref::<ModuleUnavailable>(),
-                        Some(ModuleUnavailable::Changed)
-                    ) =>
-                {
-                    ModuleUnavailable::Changed.to_string()
-                }
-                error => {
-                    tracing::error!(%error, "execution.runtime_failed");
-                    "internal error: the platform could not run this function; try again"
-                        .to_string()
-                }
-            })
-    }
-
-    pub async fn get(&self, id: Uuid) -> Result<Option<execution::Model>, DbErr> {
-        execution::Entity::find_by_id(id).one(&self.inner.db).await
+    async fn current(&self, id: Uuid) -> Result<execution::Model, ExecutionError> {
+        store::get(&self.inner.db, id)
+            .await?
+            .ok_or(ExecutionError::Vanished(id))
     }
 }
 
-/// How long a status write keeps being retried while the database is away.
-const WRITE_PATIENCE: Duration = Duration::from_secs(30);
-
-/// Writes an execution's new status, retrying while the database is briefly
-/// unreachable (a restart, a failover): giving up at once would leave the
-/// execution RUNNING until the sweeper ends it as "interrupted", losing the
-/// real outcome. The write is idempotent, so a retry after a lost reply is
-/// harmless.
-async fn persist(
-    db: &DatabaseConnection,
-    model: execution::ActiveModel,
-) -> Result<execution::Model, DbErr> {
-    let give_up = tokio::time::Instant::now() + WRITE_PATIENCE;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match model.clone().update(db).await {
-            Ok(written) => return Ok(written),
-            Err(error @ DbErr::RecordNotUpdated) => return Err(error),
-            Err(error) if tokio::time::Instant::now() + delay < give_up => {
-                tracing::warn!(%error, "execution.write_retry");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+impl From<Result<crate::runtime::Invocation, PlatformFailure>> for Outcome {
+    fn from(result: Result<crate::runtime::Invocation, PlatformFailure>) -> Self {
+        match result {
+            Ok(invocation) => {
+                let logs = (!invocation.logs.is_empty()).then(|| Value::from(invocation.logs));
+                match invocation.outcome {
+                    Ok(output) => Outcome {
+                        status: ExecutionStatus::Completed,
+                        output: Some(output),
+                        error_message: None,
+                        logs,
+                    },
+                    Err(UserCodeError::Cancelled) => Outcome {
+                        status: ExecutionStatus::Failed,
+                        output: None,
+                        error_message: Some(CANCELLED_MESSAGE.to_owned()),
+                        logs,
+                    },
+                    Err(user_error) => Outcome {
+                        status: ExecutionStatus::Failed,
+                        output: None,
+                        error_message: Some(user_error.to_string()),
+                        logs,
+                    },
+                }
             }
-            Err(error) => return Err(error),
+            Err(message) => Outcome {
+                status: ExecutionStatus::Failed,
+                output: None,
+                error_message: Some(message),
+                logs: None,
+            },
         }
     }
+}
+
+/// The message to record for a platform failure (logged here with its cause).
+fn platform_failure(error: RuntimeError) -> PlatformFailure {
+    match error {
+        RuntimeError::Load(cause)
+            if matches!(
+                cause.downcast_ref::<ModuleUnavailable>(),
+                Some(ModuleUnavailable::Changed)
+            ) =>
+        {
+            ModuleUnavailable::Changed.to_string()
+        }
+        error => {
+            tracing::error!(%error, "execution.runtime_failed");
+            "internal error: the platform could not run this function; try again".to_string()
+        }
+    }
+}
+
+/// Every log line of an execution's flow carries its ids through this span.
+fn execution_span(execution: &execution::Model) -> tracing::Span {
+    tracing::info_span!(
+        "execution",
+        execution_id = %execution.id,
+        function_id = %execution.function_id,
+        attempt = execution.attempt
+    )
 }
 
 /// The input as the function receives it: an object (`None` or null mean `{}`)

@@ -1,63 +1,42 @@
-//! Executions left PENDING or RUNNING by a process that died are ended FAILED,
-//! once they are older than any execution can legitimately take.
+//! Recovery of executions whose process vanished, judged by their lease, never
+//! by their age: a long queue is not a crash. A synchronous execution whose
+//! holder's lease lapsed ends FAILED "interrupted" (its caller went with the
+//! process). A background one is not touched here: its `execution_jobs`
+//! message becomes visible again and another runner takes it over
+//! ([`super::jobs`]). Every process sweeps; the writes are guarded, so
+//! sweeping twice changes nothing.
 
 use std::time::Duration;
 
-use chrono::Utc;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveEnum, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{DatabaseConnection, DbErr};
 use tokio_util::sync::CancellationToken;
 
-use entity::execution::{self, ExecutionStatus};
+use super::store;
 
-pub const INTERRUPTED_MESSAGE: &str =
-    "interrupted: the server stopped or lost its database during execution; run it again";
+pub const INTERRUPTED_MESSAGE: &str = "interrupted: the server stopped or lost its database during execution; run it again";
 
-/// Ends FAILED every unfinished execution created more than `older_than` ago.
-pub async fn recover_interrupted(
-    db: &DatabaseConnection,
-    older_than: Duration,
-) -> Result<u64, DbErr> {
-    let cutoff =
-        Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
-    let result = execution::Entity::update_many()
-        .col_expr(execution::Column::Status, ExecutionStatus::Failed.as_enum())
-        .col_expr(
-            execution::Column::ErrorMessage,
-            Expr::value(INTERRUPTED_MESSAGE),
-        )
-        .col_expr(
-            execution::Column::Output,
-            Expr::value(Option::<serde_json::Value>::None),
-        )
-        .col_expr(execution::Column::CompletedAt, Expr::value(Utc::now()))
-        .filter(
-            execution::Column::Status.is_in([ExecutionStatus::Pending, ExecutionStatus::Running]),
-        )
-        .filter(execution::Column::CreatedAt.lt(cutoff))
-        .exec(db)
-        .await?;
-    if result.rows_affected > 0 {
-        crate::metrics::executions_recovered(result.rows_affected);
-        tracing::warn!(
-            count = result.rows_affected,
-            "execution.recovered_interrupted"
-        );
+/// Ends FAILED every synchronous execution whose holder's lease lapsed.
+pub async fn recover_interrupted(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let count = store::fail_abandoned(db, INTERRUPTED_MESSAGE).await?;
+    if count > 0 {
+        crate::metrics::executions_recovered(count);
+        tracing::warn!(count, "execution.recovered_interrupted");
     }
-    Ok(result.rows_affected)
+    Ok(count)
 }
 
-/// Sweeps periodically too, so an execution orphaned by another replica's crash
-/// (or a database outage mid-run) does not wait for the next restart.
-pub fn spawn_sweeper(db: DatabaseConnection, older_than: Duration, shutdown: CancellationToken) {
+/// Sweeps every half `lease` until `shutdown`, so an execution orphaned by
+/// another replica's crash is ended soon after its lease lapses.
+pub fn spawn_sweeper(db: DatabaseConnection, lease: Duration, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(30));
+        let mut every = tokio::time::interval(lease / 2);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = every.tick() => {}
             }
-            if let Err(error) = recover_interrupted(&db, older_than).await {
+            if let Err(error) = recover_interrupted(&db).await {
                 tracing::warn!(%error, "execution.sweep_failed");
             }
         }

@@ -23,6 +23,7 @@ pub enum ErrorCode {
     UnsupportedLanguage,
     PayloadTooLarge,
     Unauthenticated,
+    TooManyRequests,
     InternalServerError,
 }
 
@@ -35,6 +36,7 @@ impl ErrorCode {
             Self::UnsupportedLanguage => "UNSUPPORTED_LANGUAGE",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::TooManyRequests => "TOO_MANY_REQUESTS",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -133,6 +135,11 @@ impl From<ExecutionError> for ApiError {
             ExecutionError::InputTooLarge { .. } => ErrorCode::PayloadTooLarge,
             ExecutionError::FunctionNotFound(_) => ErrorCode::NotFound,
             ExecutionError::FunctionNotReady { .. } => ErrorCode::FunctionNotReady,
+            ExecutionError::NotFound(_) | ExecutionError::Vanished(_) => ErrorCode::NotFound,
+            ExecutionError::QueueFull { .. } | ExecutionError::BacklogFull { .. } => {
+                ErrorCode::TooManyRequests
+            }
+            ExecutionError::Task(_) => return Self::internal(&e),
             ExecutionError::Db(db) => return Self::internal_db(db),
         };
         Self::new(code, e.to_string())

@@ -95,6 +95,12 @@ impl MutationRoot {
         run(ctx, id, input, Wait::UntilFinished).await
     }
 
+    /// Ends a PENDING or RUNNING execution FAILED ("cancelled"); a finished one is returned unchanged.
+    async fn cancel_execution(&self, ctx: &Context<'_>, id: Uuid) -> Result<Execution> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(state.executor.cancel(id).await.api()?.into())
+    }
+
     /// Accepts the execution and returns at once (PENDING or RUNNING); follow it with executionStatusChanged.
     async fn start_execution(
         &self,

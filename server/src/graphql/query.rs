@@ -94,15 +94,12 @@ impl QueryRoot {
         SUPPORTED_LANGUAGES.iter().map(|l| l.to_string()).collect()
     }
 
-    /// compilation_jobs and compilation_results backlogs.
+    /// compilation_jobs, compilation_results and execution_jobs backlogs.
     #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn queue_stats(&self, ctx: &Context<'_>) -> Result<Vec<QueueStats>> {
         let state = ctx.data_unchecked::<AppState>();
-        let mut stats = Vec::with_capacity(2);
-        for name in [
-            queue::COMPILATION_JOBS_QUEUE,
-            queue::COMPILATION_RESULTS_QUEUE,
-        ] {
+        let mut stats = Vec::with_capacity(queue::QUEUES.len());
+        for name in queue::QUEUES {
             let metrics = queue::metrics(&state.db, name).await.api()?;
             stats.push(QueueStats {
                 queue_name: metrics.queue_name,

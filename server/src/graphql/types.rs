@@ -192,6 +192,8 @@ pub struct Execution {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// 1 for the first run; higher when a run interrupted by a crash was run again.
+    pub attempt: i32,
 }
 
 impl From<execution::Model> for Execution {
@@ -207,6 +209,7 @@ impl From<execution::Model> for Execution {
             started_at: m.started_at,
             completed_at: m.completed_at,
             created_at: m.created_at,
+            attempt: m.attempt,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The two queue messages of the contract. Extra fields are allowed, so a
+//! The queue messages of the contract. Extra fields are allowed, so a
 //! compiler in another language only has to speak these.
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,20 @@ pub struct CompilationResult {
     pub cache_hit: Option<bool>,
 }
 
+/// API → any process that runs executions: run this background execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionJob {
+    pub execution_id: Uuid,
+    /// The function and revision accepted, so the runner can load the module
+    /// before it records RUNNING; absent from another sender, the runner reads
+    /// them from the execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +67,22 @@ mod tests {
         assert_eq!(json["functionId"], "00000000-0000-0000-0000-000000000000");
         assert_eq!(json["language"], "assemblyscript");
         assert_eq!(json["revision"], 2);
+    }
+
+    #[test]
+    fn execution_job_uses_contract_field_names() {
+        let job = ExecutionJob {
+            execution_id: Uuid::nil(),
+            function_id: None,
+            revision: Some(3),
+        };
+        let json = serde_json::to_value(&job).unwrap();
+        assert_eq!(json["executionId"], "00000000-0000-0000-0000-000000000000");
+        assert_eq!(json["revision"], 3);
+        let bare: ExecutionJob =
+            serde_json::from_str(r#"{"executionId":"00000000-0000-0000-0000-000000000000"}"#)
+                .unwrap();
+        assert_eq!((bare.function_id, bare.revision), (None, None));
     }
 
     #[test]

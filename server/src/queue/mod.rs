@@ -1,5 +1,6 @@
-//! The compilation queues on pgmq, in the same PostgreSQL: the two message types
-//! of the contract and the few pgmq calls the pipeline makes. Everything goes
+//! The queues on pgmq, in the same PostgreSQL: the message types of the
+//! contract and the few pgmq calls the compilation pipeline and the background
+//! executions make. Everything goes
 //! through SQL (`pgmq.send`, `pgmq.read`, ...) on a sea-orm connection or
 //! transaction, so a job is enqueued in the very transaction that stores its
 //! function, and the same code works on pgmq installed as SQL or as an extension.
@@ -15,8 +16,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use consumer::{FALLBACK_POLL, QueueListener, Wake, consume};
-pub use messages::{CompilationJob, CompilationResult};
-pub use migration::{COMPILATION_JOBS_QUEUE, COMPILATION_RESULTS_QUEUE};
+pub use messages::{CompilationJob, CompilationResult, ExecutionJob};
+pub use migration::{
+    COMPILATION_JOBS_QUEUE, COMPILATION_RESULTS_QUEUE, EXECUTION_JOBS_QUEUE, QUEUES,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -113,6 +116,19 @@ pub async fn archive<C: ConnectionTrait>(
     ))
     .await?;
     Ok(())
+}
+
+/// Messages of `queue`, visible or in flight (a count: keep the queue bounded).
+pub async fn length<C: ConnectionTrait>(db: &C, queue: &str) -> Result<i64, QueueError> {
+    // The queue's table name cannot be a bind parameter; queue names are ours.
+    let row = db
+        .query_one(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT count(*) AS length FROM pgmq.q_{queue}"),
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("count returned no row".into()))?;
+    Ok(row.try_get("", "length")?)
 }
 
 /// Makes an in-flight message visible again after `delay` (instead of after

@@ -30,8 +30,11 @@ pub enum RuntimeError {
 /// The user's code failed. `Display` is the message shown to the user.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UserCodeError {
-    #[error("timed out after {ms} ms")]
+    #[error("timed out after {ms} ms of running time")]
     Timeout { ms: u64 },
+    /// Stopped from outside (`cancelExecution`, or the run lost its lease).
+    #[error("cancelled while running")]
+    Cancelled,
     #[error("memory limit of {mb} MiB exceeded")]
     MemoryLimit { mb: u64 },
     #[error("stack overflow")]

@@ -51,7 +51,18 @@ pub(crate) struct HostState {
     pub(crate) limiter: Limiter,
     pub(crate) logs: LogBuffer,
     pub(crate) abort: Option<AbortInfo>,
+    /// Why the epoch callback interrupted the call, if it did.
+    pub(crate) stopped: Option<Stop>,
     timers: HashMap<String, Instant>,
+}
+
+/// Why an execution was interrupted from outside its own code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Its thread used up the CPU time budget.
+    Timeout,
+    /// Its [`CancellationToken`](tokio_util::sync::CancellationToken) fired.
+    Cancelled,
 }
 
 impl HostState {
@@ -60,6 +71,7 @@ impl HostState {
             limiter: Limiter::new(limits),
             logs: LogBuffer::new(limits.max_log_bytes, limits.max_log_lines),
             abort: None,
+            stopped: None,
             timers: HashMap::new(),
         }
     }

@@ -3,15 +3,15 @@
 
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use wasmtime::{
-    AsContextMut, Engine, Extern, Instance, ModuleExport, Store, Trap, TypedFunc, WasmParams,
-    WasmResults,
+    AsContextMut, Engine, Extern, Instance, ModuleExport, Store, Trap, TypedFunc, UpdateDeadline,
+    WasmParams, WasmResults,
 };
 
 use super::abi::{self, STRING_CLASS_ID, StringError};
-use super::engine::deadline_ticks;
 use super::error::{RuntimeError, UserCodeError, describe, trap_message};
-use super::host::{AbortInfo, HostState};
+use super::host::{AbortInfo, HostState, Stop};
 use super::limits::ExecutionLimits;
 use super::module::PreparedModule;
 use super::snapshot::ModuleFacts;
@@ -28,6 +28,8 @@ pub struct Invocation {
     pub logs: Vec<String>,
     /// Wall time of instantiation plus the call (not time spent queued).
     pub duration: Duration,
+    /// CPU time the call used on its thread: what the timeout limits.
+    pub cpu_time: Duration,
 }
 
 enum Failure {
@@ -42,18 +44,44 @@ impl From<wasmtime::Error> for Failure {
     }
 }
 
-/// Blocking: run `handle(input)` on a fresh instance of `module`.
+/// CPU time consumed so far by the calling thread (user and system).
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Blocking: run `handle(input)` on a fresh instance of `module`, on the
+/// calling thread. At every epoch tick the call is stopped when `cancel` fired
+/// or when this thread has spent `limits.timeout` of CPU time on it: time the
+/// thread waits for a core is not the function's, so it does not count.
 pub(crate) fn invoke(
     engine: &Engine,
     limits: &ExecutionLimits,
     module: &PreparedModule,
     input: &str,
+    cancel: &CancellationToken,
 ) -> Result<Invocation, RuntimeError> {
     let started = Instant::now();
+    let cpu_started = thread_cpu_time();
     let mut store = Store::new(engine, HostState::new(limits));
     store.limiter(|state| &mut state.limiter);
-    store.set_epoch_deadline(deadline_ticks(limits.timeout));
-    store.epoch_deadline_trap();
+    let budget = limits.timeout;
+    let cancel = cancel.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut context| {
+        let stop = if cancel.is_cancelled() {
+            Stop::Cancelled
+        } else if thread_cpu_time().saturating_sub(cpu_started) >= budget {
+            Stop::Timeout
+        } else {
+            return Ok(UpdateDeadline::Continue(1));
+        };
+        context.data_mut().stopped = Some(stop);
+        Ok(UpdateDeadline::Interrupt)
+    });
 
     let result = run(&mut store, module, limits, input);
     let outcome = match result {
@@ -64,11 +92,13 @@ pub(crate) fn invoke(
     };
     let logs = store.data_mut().logs.take();
     let duration = started.elapsed();
+    let cpu_time = thread_cpu_time().saturating_sub(cpu_started);
     drop(store);
     Ok(Invocation {
         outcome,
         logs,
         duration,
+        cpu_time,
     })
 }
 
@@ -193,6 +223,7 @@ fn classify(
     };
     if let Some(trap) = err.downcast_ref::<Trap>() {
         return Ok(match trap {
+            Trap::Interrupt if state.stopped == Some(Stop::Cancelled) => UserCodeError::Cancelled,
             Trap::Interrupt => UserCodeError::Timeout {
                 ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
             },

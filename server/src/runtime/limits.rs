@@ -16,7 +16,10 @@ const MIB: u64 = 1024 * 1024;
 /// stack limit, the worker threads).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecutionLimits {
-    /// Wall-clock budget for instantiation plus the `handle` call.
+    /// CPU time the execution's own thread may spend on instantiation plus the
+    /// `handle` call. Time spent waiting for a wasm thread or for a CPU core
+    /// does not count, so a busy machine never times out a function that needs
+    /// less than this.
     pub timeout: Duration,
     /// Cap on the linear memory of one instance.
     pub memory_bytes: u64,
@@ -31,8 +34,9 @@ pub struct ExecutionLimits {
     pub max_instances: usize,
     pub max_tables: usize,
     pub max_memories: usize,
-    /// Executions that run at the same time; further calls queue. This also
-    /// sizes the pooling allocator (one slot per concurrent execution).
+    /// Executions that run at the same time (wasm threads); further calls
+    /// wait for a [`Slot`](super::Slot). This also sizes the pooling allocator
+    /// (one slot per concurrent execution).
     pub max_concurrency: usize,
     /// Total size of captured log lines per execution.
     pub max_log_bytes: usize,
@@ -52,9 +56,9 @@ impl Default for ExecutionLimits {
             max_instances: 1,
             max_tables: 1,
             max_memories: 1,
-            // Wasm is CPU bound, but a few functions stuck until their
-            // timeout should not stall everyone else.
-            max_concurrency: (cores * 4).clamp(4, 32),
+            // Wasm is CPU bound: more threads than cores only stretch every
+            // execution's wall time.
+            max_concurrency: cores,
             max_log_bytes: 64 * 1024,
             max_log_lines: 1_000,
         }

@@ -13,6 +13,12 @@
 //! runtime.prepare(key, &wasm).await?;                        // when a function turns READY
 //! let run = runtime.execute(key, || load_wasm(id), r#"{"a":5,"b":3}"#).await?;
 //! assert_eq!(run.outcome?, serde_json::json!({"sum": 8}));
+//!
+//! // The same in steps, as the executions module does it: wait for a free
+//! // wasm thread, load the module, record RUNNING, then run (cancellable).
+//! let slot = runtime.reserve().await;
+//! let module = runtime.load(key, || load_wasm(id)).await?;
+//! let run = runtime.run(slot, &module, input, &cancel).await?;
 //! ```
 
 mod abi;
@@ -32,6 +38,8 @@ mod tests;
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use wasmtime::Linker;
 
 pub use cache::CacheStats;
@@ -66,7 +74,20 @@ struct Inner {
     limits: ExecutionLimits,
     cache: ModuleCache,
     pool: WorkerPool,
+    /// One permit per wasm thread: holding one means a thread is free for you.
+    slots: Arc<Semaphore>,
 }
+
+/// A wasm thread reserved for one execution ([`Runtime::reserve`]); it is free
+/// again when the run ends, or when the slot is dropped unused.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A compiled module ready to run ([`Runtime::load`]).
+#[derive(Clone)]
+pub struct LoadedModule(Arc<PreparedModule>);
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,6 +115,7 @@ impl Runtime {
         let linker = host::linker(&engines.execution)
             .map_err(|e| RuntimeError::Engine(error::describe(&e)))?;
         let pool = WorkerPool::new(limits.max_concurrency, limits.max_stack_bytes)?;
+        let limits_threads = limits.max_concurrency;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engines,
@@ -101,6 +123,7 @@ impl Runtime {
                 limits,
                 cache: ModuleCache::new(cache_bytes),
                 pool,
+                slots: Arc::new(Semaphore::new(limits_threads)),
             }),
         })
     }
@@ -124,17 +147,12 @@ impl Runtime {
         self.inner.cache.peek(key).is_some()
     }
 
-    /// Run `handle(input)` on a fresh instance of the module for `key`.
-    ///
-    /// `load` fetches the module's wasm bytes and is awaited only on a cache
-    /// miss (at most once across concurrent misses for the same key). Its
-    /// error becomes [`RuntimeError::Load`].
+    /// Run `handle(input)` on a fresh instance of the module for `key`:
+    /// [`reserve`](Self::reserve), [`load`](Self::load) and [`run`](Self::run)
+    /// in one call, not cancellable.
     ///
     /// `Ok` means the function ran; whether *it* succeeded is in
     /// [`Invocation::outcome`]. `Err` is reserved for platform failures.
-    /// The call waits for a free worker when `max_concurrency` executions are
-    /// already running. Dropping the future does not stop a running
-    /// execution; its timeout does.
     pub async fn execute<F, Fut, E>(
         &self,
         key: ModuleKey,
@@ -146,13 +164,73 @@ impl Runtime {
         Fut: Future<Output = Result<Vec<u8>, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let module = self.module(key, load).await?;
+        let slot = self.reserve().await;
+        let module = self.load(key, load).await?;
+        self.run(slot, &module, input, &CancellationToken::new())
+            .await
+    }
+
+    /// Waits until a wasm thread is free and reserves it. Waiters are served
+    /// in order.
+    pub async fn reserve(&self) -> Slot {
+        let permit = Arc::clone(&self.inner.slots)
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|_| unreachable!("the slots semaphore is never closed"));
+        Slot { _permit: permit }
+    }
+
+    /// Reserves a free wasm thread, if there is one now.
+    pub fn try_reserve(&self) -> Option<Slot> {
+        Arc::clone(&self.inner.slots)
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| Slot { _permit: permit })
+    }
+
+    /// Wasm threads not reserved right now.
+    pub fn free_slots(&self) -> usize {
+        self.inner.slots.available_permits()
+    }
+
+    /// The compiled module for `key`, from the cache or compiled now.
+    ///
+    /// `load` fetches the module's wasm bytes and is awaited only on a cache
+    /// miss (at most once across concurrent misses for the same key). Its
+    /// error becomes [`RuntimeError::Load`].
+    pub async fn load<F, Fut, E>(&self, key: ModuleKey, load: F) -> Result<LoadedModule, RuntimeError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.module(key, load).await.map(LoadedModule)
+    }
+
+    /// Runs `handle(input)` on a fresh instance of `module`, on the thread
+    /// `slot` reserved (so it starts at once), and frees the slot when the
+    /// call ends. `cancel` stops the call within an epoch tick (a few ms);
+    /// it then fails with [`UserCodeError::Cancelled`]. Dropping the future
+    /// does not stop the call; its timeout or `cancel` does.
+    pub async fn run(
+        &self,
+        slot: Slot,
+        module: &LoadedModule,
+        input: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Invocation, RuntimeError> {
         let engine = self.inner.engines.execution.clone();
         let limits = self.inner.limits.clone();
+        let module = Arc::clone(&module.0);
         let input = input.to_owned();
+        let cancel = cancel.clone();
         self.inner
             .pool
-            .run(move || invoke::invoke(&engine, &limits, &module, &input))
+            .run(move || {
+                let invocation = invoke::invoke(&engine, &limits, &module, &input, &cancel);
+                drop(slot);
+                invocation
+            })
             .await?
     }
 

@@ -1,0 +1,290 @@
+//! Every write of an execution's status, each guarded by the state it expects:
+//! RUNNING only from PENDING (or from a RUNNING run whose lease lapsed, when a
+//! background execution is taken over), a final status only from RUNNING and
+//! only by the run that owns it (owner and attempt), a cancel or a recovery
+//! only of an unfinished execution. A write whose guard does not hold changes
+//! nothing; the caller gets `None` and decides what to log. A database trigger
+//! (migration `m20261201_000007`) refuses any change of a finished execution
+//! on top of that.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value as SqlValue};
+use serde_json::Value;
+use uuid::Uuid;
+
+use entity::execution::{self, ExecutionStatus};
+
+/// The columns of an execution as [`execution::Model`] reads them (the status
+/// enum as text, which is how the model decodes it).
+const COLUMNS: &str = "id, function_id, input, output, status::text AS status, error_message, logs, \
+     started_at, completed_at, created_at, attempt, background, owner, lease_expires_at";
+
+/// The process (one per `serve` or `worker`) that runs or holds executions;
+/// written as their `owner`.
+pub type RunnerId = Uuid;
+
+/// How a newly accepted execution will be run.
+#[derive(Debug, Clone, Copy)]
+pub enum Acceptance {
+    /// Its caller waits; this runner holds it (and its lease) from the start.
+    Synchronous { owner: RunnerId, lease: Duration },
+    /// It waits in `execution_jobs` for any runner.
+    Background,
+}
+
+/// An execution just recorded PENDING, with the function revision it will run.
+#[derive(Debug)]
+pub struct Accepted {
+    pub execution: execution::Model,
+    pub revision: i64,
+}
+
+#[derive(FromQueryResult)]
+struct AcceptedRow {
+    revision: i64,
+}
+
+fn statement(sql: String, values: Vec<SqlValue>) -> Statement {
+    Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, values)
+}
+
+fn interval(lease: Duration) -> String {
+    format!("{} milliseconds", lease.as_millis())
+}
+
+async fn one<C: ConnectionTrait>(
+    db: &C,
+    sql: String,
+    values: Vec<SqlValue>,
+) -> Result<Option<execution::Model>, DbErr> {
+    execution::Model::find_by_statement(statement(sql, values))
+        .one(db)
+        .await
+}
+
+/// Records a PENDING execution of `function_id` if the function is READY, in
+/// one statement; `None` when it is not (missing or not READY).
+pub async fn accept<C: ConnectionTrait>(
+    db: &C,
+    function_id: Uuid,
+    input: &Value,
+    how: Acceptance,
+) -> Result<Option<Accepted>, DbErr> {
+    let (background, owner, lease) = match how {
+        Acceptance::Synchronous { owner, lease } => (false, Some(owner), Some(interval(lease))),
+        Acceptance::Background => (true, None, None),
+    };
+    let sql = format!(
+        "WITH f AS (SELECT id, revision FROM functions WHERE id = $1 AND status = 'READY'),
+              e AS (INSERT INTO executions (function_id, input, status, background, owner, lease_expires_at)
+                    SELECT id, $2::jsonb, 'PENDING', $3, $4, clock_timestamp() + $5::interval FROM f
+                    RETURNING *)
+         SELECT {COLUMNS}, f.revision FROM e, f"
+    );
+    let values = vec![
+        function_id.into(),
+        input.clone().into(),
+        background.into(),
+        owner.into(),
+        lease.into(),
+    ];
+    let Some(row) = db.query_one(statement(sql, values)).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Accepted {
+        execution: execution::Model::from_query_result(&row, "")?,
+        revision: AcceptedRow::from_query_result(&row, "")?.revision,
+    }))
+}
+
+/// PENDING → RUNNING for the synchronous execution `owner` holds, as its wasm
+/// thread starts it.
+pub async fn start_held<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    owner: RunnerId,
+    lease: Duration,
+) -> Result<Option<execution::Model>, DbErr> {
+    one(
+        db,
+        format!(
+            "UPDATE executions SET status = 'RUNNING', started_at = clock_timestamp(),
+                    lease_expires_at = clock_timestamp() + $3::interval
+             WHERE id = $1 AND status = 'PENDING' AND owner = $2
+             RETURNING {COLUMNS}"
+        ),
+        vec![id.into(), owner.into(), interval(lease).into()],
+    )
+    .await
+}
+
+/// Takes a background execution for `owner`: PENDING → RUNNING (attempt
+/// stays), or a RUNNING one whose lease lapsed with fewer than `max_attempts`
+/// runs (attempt + 1; its status does not change, so no transition is
+/// announced twice).
+pub async fn claim<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    owner: RunnerId,
+    lease: Duration,
+    max_attempts: i32,
+) -> Result<Option<execution::Model>, DbErr> {
+    one(
+        db,
+        format!(
+            "UPDATE executions SET status = 'RUNNING', started_at = clock_timestamp(), owner = $2,
+                    lease_expires_at = clock_timestamp() + $3::interval,
+                    attempt = CASE WHEN status = 'RUNNING' THEN attempt + 1 ELSE attempt END
+             WHERE id = $1 AND background
+               AND (status = 'PENDING'
+                    OR (status = 'RUNNING' AND lease_expires_at < clock_timestamp() AND attempt < $4))
+             RETURNING {COLUMNS}"
+        ),
+        vec![
+            id.into(),
+            owner.into(),
+            interval(lease).into(),
+            max_attempts.into(),
+        ],
+    )
+    .await
+}
+
+/// The outcome a run writes.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: ExecutionStatus,
+    pub output: Option<Value>,
+    pub error_message: Option<String>,
+    pub logs: Option<Value>,
+}
+
+/// RUNNING → COMPLETED or FAILED, only by the run that owns it.
+pub async fn finish<C: ConnectionTrait>(
+    db: &C,
+    run: &execution::Model,
+    outcome: &Outcome,
+) -> Result<Option<execution::Model>, DbErr> {
+    use sea_orm::ActiveEnum as _;
+    one(
+        db,
+        format!(
+            "UPDATE executions SET status = $4::execution_status, output = $5::jsonb,
+                    error_message = $6, logs = $7::jsonb,
+                    completed_at = clock_timestamp(), lease_expires_at = NULL
+             WHERE id = $1 AND status = 'RUNNING' AND owner = $2 AND attempt = $3
+             RETURNING {COLUMNS}"
+        ),
+        vec![
+            run.id.into(),
+            run.owner.into(),
+            run.attempt.into(),
+            outcome.status.to_value().into(),
+            outcome.output.clone().into(),
+            outcome.error_message.clone().into(),
+            outcome.logs.clone().into(),
+        ],
+    )
+    .await
+}
+
+/// PENDING or RUNNING → FAILED with `message`, whoever holds it.
+pub async fn cancel<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    message: &str,
+) -> Result<Option<execution::Model>, DbErr> {
+    one(
+        db,
+        format!(
+            "UPDATE executions SET status = 'FAILED', output = NULL, error_message = $2,
+                    completed_at = clock_timestamp(), lease_expires_at = NULL
+             WHERE id = $1 AND status IN ('PENDING', 'RUNNING')
+             RETURNING {COLUMNS}"
+        ),
+        vec![id.into(), message.into()],
+    )
+    .await
+}
+
+/// RUNNING → FAILED with `message` for a background execution whose lease
+/// lapsed on its last allowed attempt.
+pub async fn give_up<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    attempt: i32,
+    message: &str,
+) -> Result<Option<execution::Model>, DbErr> {
+    one(
+        db,
+        format!(
+            "UPDATE executions SET status = 'FAILED', output = NULL, error_message = $3,
+                    completed_at = clock_timestamp(), lease_expires_at = NULL
+             WHERE id = $1 AND status = 'RUNNING' AND attempt = $2
+               AND lease_expires_at < clock_timestamp()
+             RETURNING {COLUMNS}"
+        ),
+        vec![id.into(), attempt.into(), message.into()],
+    )
+    .await
+}
+
+/// Ends FAILED with `message` every synchronous execution whose holder's
+/// lease lapsed (its caller is gone with it); returns how many.
+pub async fn fail_abandoned<C: ConnectionTrait>(db: &C, message: &str) -> Result<u64, DbErr> {
+    let result = db
+        .execute(statement(
+            "UPDATE executions SET status = 'FAILED', output = NULL, error_message = $1,
+                    completed_at = clock_timestamp(), lease_expires_at = NULL
+             WHERE status IN ('PENDING', 'RUNNING') AND NOT background
+               AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())"
+                .into(),
+            vec![message.into()],
+        ))
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// Pushes back the lease of the executions `owner` still holds among `runs`
+/// (id and attempt); returns those it still holds.
+pub async fn renew<C: ConnectionTrait>(
+    db: &C,
+    owner: RunnerId,
+    runs: &[(Uuid, i32)],
+    lease: Duration,
+) -> Result<Vec<(Uuid, i32)>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Held {
+        id: Uuid,
+        attempt: i32,
+    }
+    let ids: Vec<Uuid> = runs.iter().map(|(id, _)| *id).collect();
+    let attempts: Vec<i32> = runs.iter().map(|(_, attempt)| *attempt).collect();
+    let held = Held::find_by_statement(statement(
+        "UPDATE executions e SET lease_expires_at = clock_timestamp() + $4::interval
+         FROM unnest($2::uuid[], $3::int[]) AS r(id, attempt)
+         WHERE e.id = r.id AND e.attempt = r.attempt AND e.owner = $1
+           AND e.status IN ('PENDING', 'RUNNING')
+         RETURNING e.id, e.attempt"
+            .into(),
+        vec![
+            owner.into(),
+            ids.into(),
+            attempts.into(),
+            interval(lease).into(),
+        ],
+    ))
+    .all(db)
+    .await?;
+    Ok(held.into_iter().map(|h| (h.id, h.attempt)).collect())
+}
+
+pub async fn get<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<execution::Model>, DbErr> {
+    one(
+        db,
+        format!("SELECT {COLUMNS} FROM executions WHERE id = $1"),
+        vec![id.into()],
+    )
+    .await
+}
