@@ -50,8 +50,14 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
         settings.api.max_input_bytes,
         &events,
         shutdown.clone(),
-    )?;
-    executions::spawn_cache_warmer(db.clone(), executor.runtime().clone(), &events, shutdown.clone());
+    )
+    .await?;
+    executions::spawn_cache_warmer(
+        db.clone(),
+        executor.runtime().clone(),
+        &events,
+        shutdown.clone(),
+    );
     // Every receiver so far is the process's own; clients' subscriptions come later.
     crate::metrics::set_internal_subscribers(events.subscriber_count());
 
@@ -137,7 +143,14 @@ pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> an
             .await
             .context("listening for status changes")?;
         // A worker never validates input: what it runs was validated when accepted.
-        let executor = start_executor(&db, &settings.execution, usize::MAX, &events, shutdown.clone())?;
+        let executor = start_executor(
+            &db,
+            &settings.execution,
+            usize::MAX,
+            &events,
+            shutdown.clone(),
+        )
+        .await?;
         tasks.push(executor.spawn_job_consumer(shutdown.clone()));
         Some(executor)
     } else {
@@ -145,7 +158,11 @@ pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> an
     };
     // On stdout, for scripts and tests that wait for a worker to be up.
     println!("worker ready");
-    tracing::info!(compiles = settings.compiles(), executes = settings.executes(), "worker.ready");
+    tracing::info!(
+        compiles = settings.compiles(),
+        executes = settings.executes(),
+        "worker.ready"
+    );
     shutdown_signal().await;
     shutdown.cancel();
     for task in tasks {
@@ -160,7 +177,7 @@ pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> an
 
 /// The wasm runtime and the executor on it, with the sweeper that ends the
 /// synchronous executions of vanished processes.
-fn start_executor(
+async fn start_executor(
     db: &sea_orm::DatabaseConnection,
     settings: &ExecutionSettings,
     max_input_bytes: usize,
@@ -176,6 +193,8 @@ fn start_executor(
     };
     let runtime = Runtime::new(limits, settings.module_cache_mb * 1024 * 1024)
         .context("starting the wasm runtime")?;
+    // What a previous run of this process left behind is ended before serving.
+    executions::recover_interrupted(db).await?;
     executions::spawn_sweeper(db.clone(), settings.lease(), shutdown);
     let executor_settings = ExecutorSettings {
         max_input_bytes,
@@ -190,7 +209,12 @@ fn start_executor(
         lease_ms = settings.exec_lease_ms,
         "executions.ready"
     );
-    Ok(Executor::start(db.clone(), runtime, executor_settings, events))
+    Ok(Executor::start(
+        db.clone(),
+        runtime,
+        executor_settings,
+        events,
+    ))
 }
 
 /// The compiler directory, checked before anything else starts so that a

@@ -153,6 +153,38 @@ pub async fn run_cli(db: &TestDb, args: &[&str]) -> anyhow::Result<std::process:
     Ok(output)
 }
 
+/// The stderr lines of a process under test, kept (and passed on to the
+/// test's own stderr) so a test can wait for a log event.
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Logs {
+    fn capture(child: &mut Child) -> Self {
+        let logs = Logs::default();
+        if let Some(stderr) = child.stderr.take() {
+            let kept = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("{line}");
+                    kept.0.lock().unwrap().push(line);
+                }
+            });
+        }
+        logs
+    }
+
+    /// How many lines so far contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+}
+
 /// Options for a server under test.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -176,6 +208,7 @@ impl ServerOptions {
 pub struct TestServer {
     pub base_url: String,
     pub child: Child,
+    pub logs: Logs,
 }
 
 impl TestServer {
@@ -193,7 +226,7 @@ impl TestServer {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,server=info".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (key, value) in &options.env {
             command.env(key, value);
@@ -201,6 +234,7 @@ impl TestServer {
         let mut child = command
             .spawn()
             .context("starting projectnil (build it with `cargo build --bin projectnil`)")?;
+        let logs = Logs::capture(&mut child);
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let base_url = tokio::time::timeout(Duration::from_secs(120), async {
@@ -215,7 +249,11 @@ impl TestServer {
         .context("projectnil did not start listening within 120 s")??;
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { base_url, child })
+        Ok(Self {
+            base_url,
+            child,
+            logs,
+        })
     }
 
     pub fn client(&self) -> Client {
@@ -232,6 +270,10 @@ impl TestServer {
         Ok(())
     }
 
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("already exited")
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub async fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         let pid = self.child.id().context("already exited")?;
@@ -241,6 +283,73 @@ impl TestServer {
             .status()?;
         Ok(tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??)
     }
+}
+
+/// A running `projectnil worker`, killed on drop.
+pub struct TestWorker {
+    pub child: Child,
+    pub logs: Logs,
+}
+
+impl TestWorker {
+    /// Starts `projectnil worker <args>` against `db_url` and waits until it
+    /// says it is ready.
+    pub async fn start(db_url: &str, options: ServerOptions) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary());
+        command
+            .arg("worker")
+            .args(&options.args)
+            .env("DATABASE_URL", db_url)
+            .env("PROJECTNIL_DB_POOL_SIZE", "8")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,server=info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .context("starting projectnil worker (build it with `cargo build --bin projectnil`)")?;
+        let logs = Logs::capture(&mut child);
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                if line.trim() == "worker ready" {
+                    return Ok(());
+                }
+            }
+            bail!("projectnil worker exited before it was ready")
+        })
+        .await
+        .context("projectnil worker was not ready within 120 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, logs })
+    }
+
+    /// Sends SIGKILL (a crash) and waits for the process to go.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("already exited")
+    }
+}
+
+/// Sends `signal` (e.g. "STOP", "CONT") to process `pid`.
+pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
 }
 
 /// A migrated database of its own plus a server on it: what most tests start with.

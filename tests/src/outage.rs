@@ -78,7 +78,7 @@ pub async fn ready_status(base_url: &str) -> Option<u16> {
 pub async fn execution_status(client: &Client, id: &str) -> Value {
     client
         .data(
-            "query($id: UUID!) { execution(id: $id) { status errorMessage completedAt } }",
+            "query($id: UUID!) { execution(id: $id) { status errorMessage completedAt attempt } }",
             json!({ "id": id }),
         )
         .await

@@ -207,7 +207,10 @@ async fn a_runaway_function_times_out_while_others_keep_completing() {
     assert!(completed > 0, "no execution completed while the loop ran");
     let execution = runaway.await.unwrap().unwrap();
     assert_eq!(execution["status"], "FAILED");
-    assert_eq!(execution["errorMessage"], "timed out after 1500 ms");
+    assert_eq!(
+        execution["errorMessage"],
+        "timed out after 1500 ms of running time"
+    );
 }
 
 #[tokio::test]
@@ -350,12 +353,14 @@ async fn executions_interrupted_by_a_crash_end_failed_on_restart() {
     let client = app.client();
     let id = client.ready_function("echo", ECHO).await.unwrap();
     let db = app.db.connect().await.unwrap();
-    // Left behind by a process that died mid-execution a minute ago, and one
-    // that is still legitimately young.
+    // Left behind by a process that died mid-execution (leases lapsed a
+    // minute ago), and one that is old but still held: its lease is live, as
+    // a long wait in a queue would be. Age alone never counts as a crash.
     db.execute_unprepared(&format!(
-        "INSERT INTO executions (function_id, status, started_at, created_at) VALUES
-           ('{id}', 'RUNNING', now() - interval '1 minute', now() - interval '1 minute'),
-           ('{id}', 'PENDING', NULL, now() - interval '1 minute')"
+        "INSERT INTO executions (function_id, status, started_at, created_at, owner, lease_expires_at) VALUES
+           ('{id}', 'RUNNING', now() - interval '1 minute', now() - interval '1 minute', gen_random_uuid(), now() - interval '1 minute'),
+           ('{id}', 'PENDING', NULL, now() - interval '1 minute', gen_random_uuid(), now() - interval '1 minute'),
+           ('{id}', 'PENDING', NULL, now() - interval '1 hour', gen_random_uuid(), now() + interval '1 hour')"
     ))
     .await
     .unwrap();
@@ -386,10 +391,12 @@ async fn executions_interrupted_by_a_crash_end_failed_on_restart() {
     }
     let unfinished = client
         .data(
-            "query($f: UUID) { executions(functionId: $f, status: RUNNING) { totalCount } }",
+            "query($f: UUID) { running: executions(functionId: $f, status: RUNNING) { totalCount }
+                               pending: executions(functionId: $f, status: PENDING) { totalCount } }",
             json!({ "f": id }),
         )
         .await
         .unwrap();
-    assert_eq!(unfinished["executions"]["totalCount"], 0);
+    assert_eq!(unfinished["running"]["totalCount"], 0);
+    assert_eq!(unfinished["pending"]["totalCount"], 1, "the held one stays");
 }

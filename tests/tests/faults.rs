@@ -16,7 +16,6 @@ use tests::outage::{
     self, GUARD, Outage, admin, execution_status, sql, start_execution, unfinished_executions,
 };
 use tests::{ServerOptions, TestApp, TestDb, TestServer};
-use tokio::time::Instant;
 
 /// The test's own database stops taking connections and loses those it had.
 struct RefusedConnections<'a> {
@@ -60,43 +59,72 @@ async fn a_database_outage_under_load_fails_cleanly_and_recovers() {
 }
 
 #[tokio::test]
-async fn an_execution_killed_with_the_server_ends_failed_after_a_restart() {
-    // A long timeout, so the loop is surely still running when the kill lands.
-    let app =
-        TestApp::start_with(ServerOptions::default().env("PROJECTNIL_EXEC_TIMEOUT_MS", 600_000))
-            .await
-            .unwrap();
+async fn executions_killed_with_the_server_end_failed_or_run_again_after_a_restart() {
+    // A long timeout, so the loops are surely still running when the kill lands.
+    let options = ServerOptions::default()
+        .env("PROJECTNIL_EXEC_TIMEOUT_MS", 600_000)
+        .env("PROJECTNIL_EXEC_LEASE_MS", 1000);
+    let app = TestApp::start_with(options).await.unwrap();
     let client = app.client();
     let spin = client
         .ready_function("loop", &source("loop"))
         .await
         .unwrap();
-    let id = start_execution(&client, &spin).await;
-    eventually!("the loop to be RUNNING", async {
-        (execution_status(&client, &id).await["status"] == "RUNNING").then_some(())
+    let background = start_execution(&client, &spin).await;
+    let caller = {
+        let client = client.clone();
+        let spin = spin.clone();
+        tokio::spawn(async move { client.execute(&spin, json!({})).await })
+    };
+    eventually!("both loops to be RUNNING", async {
+        (unfinished_executions(&app.db).await == 2
+            && execution_status(&client, &background).await["status"] == "RUNNING")
+            .then_some(())
     });
-    let started = Instant::now();
     let TestApp { mut server, db } = app;
     server.kill().await.unwrap();
     drop(server);
+    assert!(caller.await.unwrap().is_err(), "the caller lost its server");
 
-    // The restarted server considers anything older than its timeout + 5 s
-    // orphaned; wait until the killed run is that old.
     let restart_timeout = Duration::from_millis(2000);
-    tokio::time::sleep_until(started + restart_timeout + Duration::from_secs(6)).await;
     let restarted = TestServer::start(
         &db.url,
-        ServerOptions::default().env("PROJECTNIL_EXEC_TIMEOUT_MS", restart_timeout.as_millis()),
+        ServerOptions::default()
+            .env("PROJECTNIL_EXEC_TIMEOUT_MS", restart_timeout.as_millis())
+            .env("PROJECTNIL_EXEC_LEASE_MS", 1000),
     )
     .await
     .unwrap();
-    let execution = execution_status(&restarted.client(), &id).await;
-    assert_eq!(execution["status"], "FAILED", "{execution}");
+    let client = restarted.client();
+    // The synchronous one lost its caller: interrupted, once its lease lapsed.
+    let interrupted = eventually!("the synchronous run to be ended", async {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let row: Option<(String, i32)> = sqlx::query_as(
+            "SELECT error_message, attempt FROM executions WHERE NOT background AND status = 'FAILED'",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap();
+        row
+    });
     assert_eq!(
-        execution["errorMessage"],
-        "interrupted: the server stopped or lost its database during execution; run it again"
+        interrupted,
+        (
+            "interrupted: the server stopped or lost its database during execution; run it again"
+                .to_string(),
+            1
+        )
     );
-    assert!(execution["completedAt"].is_string());
+    // The background one runs again, as attempt 2, to its real outcome.
+    let rerun = eventually!("the background run to end", async {
+        let now = execution_status(&client, &background).await;
+        (now["status"] == "FAILED").then_some(now)
+    });
+    assert_eq!(
+        rerun["errorMessage"],
+        "timed out after 2000 ms of running time"
+    );
+    assert_eq!(rerun["attempt"], 2);
     assert_eq!(unfinished_executions(&db).await, 0);
 }
 

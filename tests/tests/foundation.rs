@@ -42,10 +42,19 @@ async fn migrations_apply_roll_back_and_apply_again() {
         Migrator::get_pending_migrations(&db).await.unwrap().len(),
         0
     );
-    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta WHERE queue_name IN ('compilation_jobs', 'compilation_results')").await, 2);
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta WHERE queue_name IN ('compilation_jobs', 'compilation_results', 'execution_jobs')").await, 3);
+    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 3);
+    const LEASE_COLUMNS: &str = "SELECT count(*) FROM information_schema.columns \
+         WHERE table_name = 'executions' AND column_name IN ('attempt', 'background', 'owner', 'lease_expires_at')";
+    assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 4);
+
+    // The last migration alone: the execution queue and the leases go.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 0);
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta").await, 2);
     assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 2);
 
-    // The last migration alone: the queues stay, their triggers go.
+    // The one before: the queues stay, their triggers go.
     Migrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 0);
     assert_eq!(
@@ -58,7 +67,8 @@ async fn migrations_apply_roll_back_and_apply_again() {
     );
     assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta").await, 2);
     migration::apply(&db).await.unwrap();
-    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 2);
+    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 3);
+    assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 4);
 
     Migrator::down(&db, None).await.unwrap();
     assert_eq!(
@@ -83,14 +93,14 @@ async fn migrations_apply_roll_back_and_apply_again() {
         Migrator::get_pending_migrations(&db).await.unwrap().len(),
         0
     );
-    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 2);
+    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 3);
     insert_function(&db).await;
 }
 
-/// The insert triggers on the two queue tables.
+/// The insert triggers on the three queue tables.
 const QUEUE_TRIGGERS: &str = "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
      WHERE t.tgname = 'projectnil_notify_insert' \
-     AND c.relname IN ('q_compilation_jobs', 'q_compilation_results')";
+     AND c.relname IN ('q_compilation_jobs', 'q_compilation_results', 'q_execution_jobs')";
 
 #[tokio::test]
 async fn migrate_command_creates_the_database_and_is_idempotent() {
@@ -175,6 +185,29 @@ async fn database_enforces_the_invariants() {
             .to_string()
             .contains("executions_completed_has_no_error")
     );
+    // A finished execution never changes again, whoever writes.
+    exec(
+        &db,
+        &format!("INSERT INTO executions (id, function_id, status, error_message) VALUES ('00000000-0000-0000-0000-0000000000f1', '{id}', 'FAILED', 'cancelled')"),
+    )
+    .await
+    .unwrap();
+    for change in [
+        "status = 'COMPLETED', error_message = NULL",
+        "error_message = 'something else'",
+        "attempt = 2",
+        "completed_at = now()",
+    ] {
+        let rewritten = exec(
+            &db,
+            &format!(
+                "UPDATE executions SET {change} WHERE id = '00000000-0000-0000-0000-0000000000f1'"
+            ),
+        )
+        .await;
+        let error = rewritten.unwrap_err().to_string();
+        assert!(error.contains("can no longer change"), "{change}: {error}");
+    }
     let orphan = exec(
         &db,
         &format!(

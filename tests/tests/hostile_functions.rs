@@ -34,7 +34,11 @@ async fn limits_hold_under_load_and_normal_executions_keep_completing() {
         .unwrap();
 
     let hostile: Vec<_> = [
-        (looping.clone(), json!({}), "timed out after 1000 ms"),
+        (
+            looping.clone(),
+            json!({}),
+            "timed out after 1000 ms of running time",
+        ),
         (bomb.clone(), json!({}), "memory limit of 32 MiB exceeded"),
         (
             recursion.clone(),

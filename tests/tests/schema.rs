@@ -100,6 +100,9 @@ fn normalize(signature: &str) -> String {
         .replace(' ', "")
 }
 
+/// The sections of `api-additions.graphql` this schema has made live.
+const BUILT_ADDITIONS: &[&str] = &["Dependable executions"];
+
 #[test]
 fn live_schema_keeps_every_name_of_the_contract() {
     let contract_path = concat!(
@@ -110,10 +113,49 @@ fn live_schema_keeps_every_name_of_the_contract() {
         eprintln!("contract not found at {contract_path}; skipping");
         return;
     };
-    let live = fields(&server::graphql::sdl());
     let wanted = fields(&contract);
     assert!(wanted.len() > 10, "parsed the contract: {wanted:?}");
-    for (type_name, contract_fields) in &wanted {
+    assert_live_schema_has(&wanted);
+}
+
+#[test]
+fn live_schema_has_every_name_of_the_built_additions() {
+    let additions_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/contract/api-additions.graphql"
+    );
+    let Ok(additions) = std::fs::read_to_string(additions_path) else {
+        eprintln!("contract additions not found at {additions_path}; skipping");
+        return;
+    };
+    for section in BUILT_ADDITIONS {
+        let sdl = addition_section(&additions, section)
+            .unwrap_or_else(|| panic!("no section {section:?} in api-additions.graphql"));
+        // `extend type X { ... }` adds fields to X: parse it as `type X`.
+        let sdl = sdl.replace("extend type ", "type ");
+        let wanted = fields(&sdl);
+        assert!(!wanted.is_empty(), "parsed nothing of {section:?}");
+        assert_live_schema_has(&wanted);
+    }
+}
+
+/// The text of one `# --- <name> ---` section of the additions.
+fn addition_section(additions: &str, name: &str) -> Option<String> {
+    let mut lines = additions.lines().skip_while(|line| {
+        !(line.starts_with("# ---") && line.trim_start_matches("# ---").trim().starts_with(name))
+    });
+    lines.next()?;
+    Some(
+        lines
+            .take_while(|line| !line.starts_with("# ---"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+fn assert_live_schema_has(wanted: &BTreeMap<String, BTreeMap<String, String>>) {
+    let live = fields(&server::graphql::sdl());
+    for (type_name, contract_fields) in wanted {
         let live_fields = live
             .get(type_name)
             .unwrap_or_else(|| panic!("type {type_name} missing from the live schema"));

@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 
 use entity::execution::{self, ExecutionStatus};
 
-use super::{Executor, ModuleKey, PlatformFailure, execution_span, into_db_error, retry, store};
+use super::{Executor, ModuleKey, PlatformFailure, into_db_error, retry, store};
 use crate::queue::{self, Delivery, ExecutionJob, FALLBACK_POLL, QueueListener};
 use crate::runtime::{LoadedModule, Slot};
 
@@ -94,7 +94,13 @@ impl Executor {
                 return;
             }
         };
-        let span = tracing::info_span!("execution", execution_id = %job.execution_id);
+        // The function and attempt are known once the execution is claimed.
+        let span = tracing::info_span!(
+            "execution",
+            execution_id = %job.execution_id,
+            function_id = tracing::field::Empty,
+            attempt = tracing::field::Empty
+        );
         async {
             if let Err(error) = self.run_claimed(&delivery, &job, slot).await {
                 // The message comes back after its visibility timeout.
@@ -133,29 +139,31 @@ impl Executor {
         let Some(running) = claimed else {
             return self.settle_unclaimed(delivery, job).await;
         };
-        let span = execution_span(&running);
-        async {
-            if running.attempt > 1 {
-                crate::metrics::execution_retried();
-                tracing::warn!("execution.taken_over");
-            }
-            tracing::info!("execution.started");
-            let held = self.inner.held.hold(running.id, running.attempt);
-            let module = match module.take() {
-                Some(module) => module,
-                None => self.load_current(&running).await,
-            };
-            let outcome = self.invoke(slot, module, &running, &held).await;
-            self.finish(&running, outcome, Some(delivery.msg_id)).await
+        let span = tracing::Span::current();
+        span.record("function_id", tracing::field::display(running.function_id));
+        span.record("attempt", running.attempt);
+        if running.attempt > 1 {
+            crate::metrics::execution_retried();
+            tracing::warn!("execution.taken_over");
         }
-        .instrument(span)
-        .await
-        .map(drop)
+        tracing::info!("execution.started");
+        let held = self.inner.held.hold(running.id, running.attempt);
+        let module = match module.take() {
+            Some(module) => module,
+            None => self.load_current(&running).await,
+        };
+        let outcome = self.invoke(slot, module, &running, &held).await;
+        self.finish(&running, outcome, Some(delivery.msg_id))
+            .await
+            .map(drop)
     }
 
     /// The module of the function's current revision, for a job that did not
     /// name one.
-    async fn load_current(&self, running: &execution::Model) -> Result<LoadedModule, PlatformFailure> {
+    async fn load_current(
+        &self,
+        running: &execution::Model,
+    ) -> Result<LoadedModule, PlatformFailure> {
         match crate::functions::wasm(&self.inner.db, running.function_id).await {
             Ok(Some((revision, wasm))) => {
                 let key = ModuleKey {
@@ -223,9 +231,13 @@ impl Executor {
 
 /// The failure of a background execution whose every run was interrupted.
 fn gave_up_message(attempts: i32) -> String {
-    let runs = if attempts == 1 { "run" } else { "runs" };
+    let (times, runs) = if attempts == 1 {
+        ("time", "run")
+    } else {
+        ("times", "runs")
+    };
     format!(
-        "interrupted {attempts} times: gave up after {attempts} {runs} (PROJECTNIL_EXEC_MAX_ATTEMPTS), \
+        "interrupted {attempts} {times}: gave up after {attempts} {runs} (PROJECTNIL_EXEC_MAX_ATTEMPTS), \
          each stopped because the process running it stopped or lost its database; run it again"
     )
 }
@@ -244,15 +256,24 @@ mod tests {
 
     #[test]
     fn visibility_is_whole_seconds_of_at_least_a_lease() {
-        assert_eq!(visibility_timeout(Duration::from_millis(300)), Duration::from_secs(1));
-        assert_eq!(visibility_timeout(Duration::from_millis(1000)), Duration::from_secs(1));
-        assert_eq!(visibility_timeout(Duration::from_millis(1001)), Duration::from_secs(2));
+        assert_eq!(
+            visibility_timeout(Duration::from_millis(300)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            visibility_timeout(Duration::from_millis(1000)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            visibility_timeout(Duration::from_millis(1001)),
+            Duration::from_secs(2)
+        );
         assert_eq!(visibility_timeout(Duration::ZERO), Duration::from_secs(1));
     }
 
     #[test]
     fn the_give_up_message_names_the_attempts() {
         assert!(gave_up_message(3).starts_with("interrupted 3 times: gave up after 3 runs"));
-        assert!(gave_up_message(1).contains("after 1 run "));
+        assert!(gave_up_message(1).starts_with("interrupted 1 time: gave up after 1 run "));
     }
 }

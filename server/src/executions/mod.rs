@@ -35,7 +35,7 @@ use uuid::Uuid;
 use entity::execution::{self, ExecutionStatus};
 use entity::function::{self, FunctionStatus};
 pub use recovery::{INTERRUPTED_MESSAGE, recover_interrupted, spawn_sweeper};
-pub use store::RunnerId;
+pub use store::{COLUMNS as EXECUTION_COLUMNS, RunnerId};
 pub use warmup::spawn_cache_warmer;
 
 use crate::events::EventBus;
@@ -246,10 +246,9 @@ impl Executor {
         span.in_scope(|| tracing::info!("execution.accepted"));
         // In a task of its own, so a caller who hangs up abandons nothing.
         let this = self.clone();
-        let run = self
-            .inner
-            .tasks
-            .spawn(async move { this.run_held(execution, key, admitted, held).await }.instrument(span));
+        let run = self.inner.tasks.spawn(
+            async move { this.run_held(execution, key, admitted, held).await }.instrument(span),
+        );
         run.await
             .map_err(|error| ExecutionError::Task(error.to_string()))?
     }
@@ -267,7 +266,8 @@ impl Executor {
             crate::metrics::execution_refused("backlog");
             return Err(ExecutionError::BacklogFull { waiting: backlog });
         }
-        let Some(accepted) = store::accept(&txn, function_id, &input, Acceptance::Background).await?
+        let Some(accepted) =
+            store::accept(&txn, function_id, &input, Acceptance::Background).await?
         else {
             drop(txn);
             return Err(self.not_runnable(function_id).await);
@@ -293,7 +293,9 @@ impl Executor {
             execution_span(&cancelled).in_scope(|| tracing::info!("execution.cancelled"));
             return Ok(cancelled);
         }
-        store::get(db, id).await?.ok_or(ExecutionError::NotFound(id))
+        store::get(db, id)
+            .await?
+            .ok_or(ExecutionError::NotFound(id))
     }
 
     /// Stops taking work and waits for every run in flight; then stops
@@ -350,7 +352,10 @@ impl Executor {
         };
         let module = self.load(key).await;
         let (runner, lease) = (self.inner.runner, self.inner.settings.lease);
-        let started = retry::transient("RUNNING", || store::start_held(db, pending.id, runner, lease)).await?;
+        let started = retry::transient("RUNNING", || {
+            store::start_held(db, pending.id, runner, lease)
+        })
+        .await?;
         let Some(running) = started else {
             // Cancelled or ended by recovery while it waited.
             crate::metrics::execution_write_lost();

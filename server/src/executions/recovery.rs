@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::store;
 
-pub const INTERRUPTED_MESSAGE: &str = "interrupted: the server stopped or lost its database during execution; run it again";
+pub const INTERRUPTED_MESSAGE: &str =
+    "interrupted: the server stopped or lost its database during execution; run it again";
 
 /// Ends FAILED every synchronous execution whose holder's lease lapsed.
 pub async fn recover_interrupted(db: &DatabaseConnection) -> Result<u64, DbErr> {

@@ -54,7 +54,10 @@ pub fn is_transient(error: &DbErr) -> bool {
 /// deadlocks (which succeed when tried again).
 fn transient_sqlstate(code: &str) -> bool {
     code.starts_with("08")
-        || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
 }
 
 #[cfg(test)]
@@ -70,7 +73,9 @@ mod tests {
         assert!(!transient_sqlstate("23514"));
         assert!(!transient_sqlstate("23505"));
         assert!(!transient_sqlstate("22P02"));
-        assert!(is_transient(&DbErr::Conn(RuntimeErr::Internal("gone".into()))));
+        assert!(is_transient(&DbErr::Conn(RuntimeErr::Internal(
+            "gone".into()
+        ))));
         assert!(!is_transient(&DbErr::RecordNotUpdated));
         assert!(!is_transient(&DbErr::Custom("refused".into())));
     }

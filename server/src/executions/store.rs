@@ -17,7 +17,7 @@ use entity::execution::{self, ExecutionStatus};
 
 /// The columns of an execution as [`execution::Model`] reads them (the status
 /// enum as text, which is how the model decodes it).
-const COLUMNS: &str = "id, function_id, input, output, status::text AS status, error_message, logs, \
+pub const COLUMNS: &str = "id, function_id, input, output, status::text AS status, error_message, logs, \
      started_at, completed_at, created_at, attempt, background, owner, lease_expires_at";
 
 /// The process (one per `serve` or `worker`) that runs or holds executions;
@@ -42,7 +42,7 @@ pub struct Accepted {
 
 #[derive(FromQueryResult)]
 struct AcceptedRow {
-    revision: i64,
+    accepted_revision: i64,
 }
 
 fn statement(sql: String, values: Vec<SqlValue>) -> Statement {
@@ -76,11 +76,12 @@ pub async fn accept<C: ConnectionTrait>(
         Acceptance::Background => (true, None, None),
     };
     let sql = format!(
-        "WITH f AS (SELECT id, revision FROM functions WHERE id = $1 AND status = 'READY'),
+        "WITH f AS (SELECT id AS accepted_function, revision AS accepted_revision
+                      FROM functions WHERE id = $1 AND status = 'READY'),
               e AS (INSERT INTO executions (function_id, input, status, background, owner, lease_expires_at)
-                    SELECT id, $2::jsonb, 'PENDING', $3, $4, clock_timestamp() + $5::interval FROM f
+                    SELECT accepted_function, $2::jsonb, 'PENDING', $3, $4, clock_timestamp() + $5::interval FROM f
                     RETURNING *)
-         SELECT {COLUMNS}, f.revision FROM e, f"
+         SELECT {COLUMNS}, accepted_revision FROM e, f"
     );
     let values = vec![
         function_id.into(),
@@ -94,7 +95,7 @@ pub async fn accept<C: ConnectionTrait>(
     };
     Ok(Some(Accepted {
         execution: execution::Model::from_query_result(&row, "")?,
-        revision: AcceptedRow::from_query_result(&row, "")?.revision,
+        revision: AcceptedRow::from_query_result(&row, "")?.accepted_revision,
     }))
 }
 

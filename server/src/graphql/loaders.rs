@@ -11,6 +11,7 @@ use entity::ExecutionStatus;
 use entity::execution;
 
 use super::error::ApiError;
+use crate::executions::EXECUTION_COLUMNS;
 use crate::functions::{self, FunctionRecord};
 use crate::pagination::{Page, PageRequest};
 
@@ -109,14 +110,14 @@ impl ExecutionPages {
         };
         let rows = execution::Model::find_by_statement(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT id, function_id, input, output, status::text AS status, error_message, logs, started_at, completed_at, created_at
+            format!("SELECT {EXECUTION_COLUMNS}
                FROM (SELECT e.*, row_number() OVER (PARTITION BY function_id ORDER BY created_at DESC, id DESC) AS rank
                        FROM executions e
                       WHERE function_id = ANY($1)
                         AND ($2::text IS NULL OR status::text = $2)
                         AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))) ranked
               WHERE rank <= $5
-              ORDER BY function_id, created_at DESC, id DESC",
+              ORDER BY function_id, created_at DESC, id DESC"),
             [ids.clone(), status_value.clone(), after_at, after_id, (page.fetch_limit() as i64).into()],
         ))
         .all(db)

@@ -198,7 +198,11 @@ impl Runtime {
     /// `load` fetches the module's wasm bytes and is awaited only on a cache
     /// miss (at most once across concurrent misses for the same key). Its
     /// error becomes [`RuntimeError::Load`].
-    pub async fn load<F, Fut, E>(&self, key: ModuleKey, load: F) -> Result<LoadedModule, RuntimeError>
+    pub async fn load<F, Fut, E>(
+        &self,
+        key: ModuleKey,
+        load: F,
+    ) -> Result<LoadedModule, RuntimeError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, E>>,

@@ -108,7 +108,14 @@ fn instantiate_and_call_timings() {
                     let elapsed = started.elapsed();
 
                     let started = Instant::now();
-                    let out = invoke(&engines.execution, &limits, &prepared, input, &Default::default()).unwrap();
+                    let out = invoke(
+                        &engines.execution,
+                        &limits,
+                        &prepared,
+                        input,
+                        &Default::default(),
+                    )
+                    .unwrap();
                     let total = started.elapsed();
                     assert!(out.outcome.is_ok());
                     if round >= WARMUP {

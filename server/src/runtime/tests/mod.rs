@@ -483,8 +483,22 @@ async fn snapshot_matches_running_the_start_function() {
         let snap = module::prepare(&engines, &linker, &limits, &wasm, true).unwrap();
         let plain = module::prepare(&engines, &linker, &limits, &wasm, false).unwrap();
         assert!(snap.preinitialized && !plain.preinitialized, "{fixture}");
-        let a = super::invoke::invoke(&engines.execution, &limits, &snap, input, &Default::default()).unwrap();
-        let b = super::invoke::invoke(&engines.execution, &limits, &plain, input, &Default::default()).unwrap();
+        let a = super::invoke::invoke(
+            &engines.execution,
+            &limits,
+            &snap,
+            input,
+            &Default::default(),
+        )
+        .unwrap();
+        let b = super::invoke::invoke(
+            &engines.execution,
+            &limits,
+            &plain,
+            input,
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(a.outcome, b.outcome, "{fixture}");
         assert_eq!(a.logs, b.logs, "{fixture}");
     }

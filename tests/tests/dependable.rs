@@ -1,0 +1,630 @@
+//! Dependable executions against real processes: admission under overload,
+//! background executions that survive a killed worker, several replicas and
+//! workers sharing one queue, cancellation wherever an execution runs, and
+//! final statuses that a slow (stopped) owner cannot overwrite.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::future::join_all;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+use tests::fixtures::{ADD, source};
+use tests::ws::{TRANSPORT_WS, WsClient};
+use tests::{Client, ServerOptions, TestApp, TestDb, TestServer, TestWorker, eventually, signal};
+
+/// Rounds of `burn.ts` that take a few tens of milliseconds of CPU.
+const SHORT_BURN: i32 = 30_000_000;
+/// Rounds that take a couple of seconds: long enough to act on a run in flight.
+const LONG_BURN: i32 = 600_000_000;
+
+/// What `burn.ts` returns for `rounds`.
+fn burn_output(rounds: i32) -> Value {
+    let mut hash: i32 = 17;
+    for i in 0..rounds {
+        hash = hash
+            .wrapping_mul(1_103_515_245)
+            .wrapping_add(12345)
+            .wrapping_add(i);
+        hash ^= ((hash as u32) >> 13) as i32;
+    }
+    json!({ "rounds": rounds, "hash": hash })
+}
+
+const START: &str = "mutation($id: UUID!, $input: JSON) { startExecution(id: $id, input: $input) { id status attempt } }";
+const EXECUTE: &str = "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { id status output errorMessage attempt } }";
+const CANCEL: &str = "mutation($id: UUID!) { cancelExecution(id: $id) { id status errorMessage completedAt attempt } }";
+const EXECUTION: &str = "query($id: UUID!) { execution(id: $id) { id status output errorMessage attempt startedAt completedAt } }";
+
+async fn start(client: &Client, function: &str, input: Value) -> String {
+    let started = client
+        .data(START, json!({ "id": function, "input": input }))
+        .await
+        .unwrap();
+    started["startExecution"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn execution(client: &Client, id: &str) -> Value {
+    client.data(EXECUTION, json!({ "id": id })).await.unwrap()["execution"].clone()
+}
+
+async fn finished(client: &Client, id: &str) -> Value {
+    eventually!(format!("execution {id} to finish"), async {
+        let now = execution(client, id).await;
+        matches!(now["status"].as_str(), Some("COMPLETED" | "FAILED")).then_some(now)
+    })
+}
+
+async fn owner_of(db: &TestDb, id: &str) -> Option<String> {
+    let conn = db.connect().await.unwrap();
+    let row = conn
+        .query_one(Statement::from_string(
+            conn.get_database_backend(),
+            format!("SELECT owner::text AS owner FROM executions WHERE id = '{id}'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "owner").unwrap()
+}
+
+async fn scalar(db: &TestDb, sql: &str) -> i64 {
+    let conn = db.connect().await.unwrap();
+    let row = conn
+        .query_one(Statement::from_string(conn.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// A `serve` that leaves background executions to workers.
+fn api_only() -> ServerOptions {
+    ServerOptions::default().arg("--no-execution-worker")
+}
+
+fn executions_worker(lease_ms: u64) -> ServerOptions {
+    ServerOptions::default()
+        .arg("--only")
+        .arg("executions")
+        .env("PROJECTNIL_EXEC_LEASE_MS", lease_ms)
+        .env("PROJECTNIL_EXEC_TIMEOUT_MS", 60_000)
+}
+
+/// Every status an execution went through, as a subscription saw them.
+struct Transitions(HashMap<String, Vec<String>>);
+
+impl Transitions {
+    /// Reads `executionStatusChanged(functionId)` events until every id in
+    /// `ids` has reached a final status.
+    async fn collect(ws: &mut WsClient, ids: &HashSet<String>) -> Self {
+        let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+        let done = |seen: &HashMap<String, Vec<String>>| {
+            ids.iter().all(|id| {
+                seen.get(id).is_some_and(|statuses| {
+                    statuses
+                        .last()
+                        .is_some_and(|s| s == "COMPLETED" || s == "FAILED")
+                })
+            })
+        };
+        while !done(&seen) {
+            let payload = ws
+                .next_payload("all", Duration::from_secs(120))
+                .await
+                .unwrap();
+            let event = &payload["data"]["executionStatusChanged"];
+            let id = event["execution"]["id"].as_str().unwrap().to_string();
+            seen.entry(id)
+                .or_default()
+                .push(event["status"].as_str().unwrap().to_string());
+        }
+        Self(seen)
+    }
+}
+
+/// Subscribes to the transitions of `function`'s executions. Nothing says
+/// when the server has registered a subscription without an id, so probe
+/// executions are started until one is heard of; returns how many were.
+async fn subscribe_to_function(server: &TestServer, function: &str) -> (WsClient, usize) {
+    let mut ws = WsClient::connect(&server.ws_url(), TRANSPORT_WS)
+        .await
+        .unwrap();
+    ws.subscribe(
+        "all",
+        "subscription($f: UUID) { executionStatusChanged(functionId: $f) { status execution { id } } }",
+        json!({ "f": function }),
+    )
+    .await
+    .unwrap();
+    let client = server.client();
+    for probes in 1..=60 {
+        let probe = start(&client, function, json!({ "rounds": 1 })).await;
+        if ws.next_payload("all", Duration::from_secs(1)).await.is_ok() {
+            // Whatever is left of the probes' transitions is ignored later.
+            finished(&client, &probe).await;
+            return (ws, probes);
+        }
+    }
+    panic!("the subscription never delivered a transition");
+}
+
+#[tokio::test]
+async fn overload_refuses_clearly_and_every_accepted_execution_completes() {
+    const THREADS: usize = 2;
+    const QUEUE: usize = 4;
+    const CALLS: usize = 10 * (THREADS + QUEUE);
+    let app = TestApp::start_with(
+        ServerOptions::default()
+            .env("PROJECTNIL_EXEC_CONCURRENCY", THREADS)
+            .env("PROJECTNIL_EXEC_QUEUE", QUEUE)
+            .env("PROJECTNIL_EXEC_TIMEOUT_MS", 1000),
+    )
+    .await
+    .unwrap();
+    let client = app.client();
+    let burn = client
+        .ready_function("burn", &source("burn"))
+        .await
+        .unwrap();
+    let (mut ws, probes) = subscribe_to_function(&app.server, &burn).await;
+
+    let input = json!({ "rounds": SHORT_BURN });
+    let synchronous = (0..CALLS).map(|_| {
+        let client = client.clone();
+        let burn = burn.clone();
+        let input = input.clone();
+        async move {
+            client
+                .raw(EXECUTE, json!({ "id": burn, "input": input }))
+                .await
+                .unwrap()
+        }
+    });
+    let background = (0..CALLS).map(|_| {
+        let client = client.clone();
+        let burn = burn.clone();
+        let input = input.clone();
+        async move {
+            client
+                .raw(START, json!({ "id": burn, "input": input }))
+                .await
+                .unwrap()
+        }
+    });
+    let (synchronous, background) = tokio::join!(join_all(synchronous), join_all(background));
+
+    let mut accepted = HashSet::new();
+    let mut refused = 0;
+    let expected = burn_output(SHORT_BURN);
+    for answer in &synchronous {
+        match answer["errors"].as_array() {
+            Some(errors) => {
+                assert_eq!(
+                    errors[0]["extensions"]["code"], "TOO_MANY_REQUESTS",
+                    "{answer}"
+                );
+                let message = errors[0]["message"].as_str().unwrap();
+                assert!(message.contains("at capacity"), "{message}");
+                assert!(message.contains("nothing was recorded"), "{message}");
+                refused += 1;
+            }
+            None => {
+                let execution = &answer["data"]["executeFunction"];
+                assert_eq!(execution["status"], "COMPLETED", "{execution}");
+                assert_eq!(execution["output"], expected);
+                assert_eq!(execution["attempt"], 1);
+                accepted.insert(execution["id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert!(
+        refused > 0,
+        "{CALLS} calls at once never filled a queue of {QUEUE}"
+    );
+    assert!(
+        accepted.len() >= THREADS,
+        "accepted only {}",
+        accepted.len()
+    );
+    for answer in &background {
+        assert!(
+            answer["errors"].is_null(),
+            "background executions are not refused: {answer}"
+        );
+        accepted.insert(
+            answer["data"]["startExecution"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(accepted.len(), (CALLS - refused) + CALLS);
+
+    // Each transition exactly once, in order; every outcome the real one.
+    let transitions = Transitions::collect(&mut ws, &accepted).await;
+    for id in &accepted {
+        assert_eq!(
+            transitions.0[id],
+            ["PENDING", "RUNNING", "COMPLETED"],
+            "{id}"
+        );
+        let now = execution(&client, id).await;
+        assert_eq!(now["output"], expected, "{now}");
+        assert_eq!(now["attempt"], 1);
+    }
+    // The refused calls left no row: only the accepted ones and the probes exist.
+    assert_eq!(
+        scalar(&app.db, "SELECT count(*) FROM executions").await,
+        (accepted.len() + probes) as i64
+    );
+    assert_eq!(
+        scalar(
+            &app.db,
+            "SELECT count(*) FROM executions WHERE status <> 'COMPLETED'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_killed_worker_s_executions_run_again_elsewhere_and_give_up_after_the_attempt_limit() {
+    const LEASE_MS: u64 = 1000;
+    let app = TestApp::start_with(api_only()).await.unwrap();
+    let client = app.client();
+    let burn = client
+        .ready_function("burn", &source("burn"))
+        .await
+        .unwrap();
+    let input = json!({ "rounds": LONG_BURN });
+
+    // Attempt 1 on worker A, killed mid-run; worker B runs both again.
+    let mut first = TestWorker::start(&app.db.url, executions_worker(LEASE_MS))
+        .await
+        .unwrap();
+    let ids = [
+        start(&client, &burn, input.clone()).await,
+        start(&client, &burn, input.clone()).await,
+    ];
+    for id in &ids {
+        eventually!("both executions to be RUNNING on worker A", async {
+            (execution(&client, id).await["status"] == "RUNNING").then_some(())
+        });
+    }
+    let first_owner = owner_of(&app.db, &ids[0]).await;
+    first.kill().await.unwrap();
+    let second = TestWorker::start(&app.db.url, executions_worker(LEASE_MS))
+        .await
+        .unwrap();
+    let expected = burn_output(LONG_BURN);
+    for id in &ids {
+        let done = finished(&client, id).await;
+        assert_eq!(done["status"], "COMPLETED", "{done}");
+        assert_eq!(done["output"], expected);
+        assert_eq!(done["attempt"], 2, "{done}");
+        assert_ne!(owner_of(&app.db, id).await, first_owner);
+    }
+
+    // With one attempt allowed, the run the crash interrupted is not run again.
+    let mut third = TestWorker::start(&app.db.url, executions_worker(LEASE_MS))
+        .await
+        .unwrap();
+    drop(second);
+    let doomed = start(&client, &burn, input.clone()).await;
+    eventually!("the execution to be RUNNING", async {
+        (execution(&client, &doomed).await["status"] == "RUNNING").then_some(())
+    });
+    third.kill().await.unwrap();
+    let _strict = TestWorker::start(
+        &app.db.url,
+        executions_worker(LEASE_MS).env("PROJECTNIL_EXEC_MAX_ATTEMPTS", 1),
+    )
+    .await
+    .unwrap();
+    let done = finished(&client, &doomed).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["attempt"], 1);
+    let message = done["errorMessage"].as_str().unwrap();
+    assert!(
+        message.starts_with("interrupted 1 time: gave up after 1 run"),
+        "{message}"
+    );
+    eventually!("the settled message to leave the queue", async {
+        (scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await == 0).then_some(())
+    });
+}
+
+#[tokio::test]
+async fn two_replicas_and_two_workers_run_every_background_execution_exactly_once() {
+    const EXECUTIONS: usize = 40;
+    let app = TestApp::start().await.unwrap();
+    let replica = TestServer::start(&app.db.url, ServerOptions::default())
+        .await
+        .unwrap();
+    let _workers = [
+        TestWorker::start(&app.db.url, executions_worker(10_000))
+            .await
+            .unwrap(),
+        TestWorker::start(&app.db.url, executions_worker(10_000))
+            .await
+            .unwrap(),
+    ];
+    let clients = [app.client(), replica.client()];
+    let burn = clients[0]
+        .ready_function("burn", &source("burn"))
+        .await
+        .unwrap();
+    let (mut ws, _) = subscribe_to_function(&replica, &burn).await;
+
+    let input = json!({ "rounds": SHORT_BURN });
+    let ids: HashSet<String> = join_all((0..EXECUTIONS).map(|i| {
+        let client = clients[i % 2].clone();
+        let burn = burn.clone();
+        let input = input.clone();
+        async move { start(&client, &burn, input).await }
+    }))
+    .await
+    .into_iter()
+    .collect();
+    assert_eq!(ids.len(), EXECUTIONS);
+    let transitions = Transitions::collect(&mut ws, &ids).await;
+    let expected = burn_output(SHORT_BURN);
+    for id in &ids {
+        assert_eq!(
+            transitions.0[id],
+            ["PENDING", "RUNNING", "COMPLETED"],
+            "{id}"
+        );
+        let done = execution(&clients[0], id).await;
+        assert_eq!(done["output"], expected);
+        assert_eq!(done["attempt"], 1, "run more than once: {done}");
+    }
+    let owners = scalar(
+        &app.db,
+        &format!(
+            "SELECT count(DISTINCT owner) FROM executions WHERE input->>'rounds' = '{SHORT_BURN}'"
+        ),
+    )
+    .await;
+    assert!(
+        owners >= 2,
+        "{EXECUTIONS} executions all ran in one process"
+    );
+    assert_eq!(
+        scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn cancel_pending_running_finished_unknown_and_across_replicas() {
+    // Replica A runs executions on two threads; replica B only takes requests.
+    let options = ServerOptions::default()
+        .env("PROJECTNIL_EXEC_CONCURRENCY", 2)
+        .env("PROJECTNIL_EXEC_TIMEOUT_MS", 600_000);
+    let app = TestApp::start_with(options.clone()).await.unwrap();
+    let other = TestServer::start(&app.db.url, options.arg("--no-execution-worker"))
+        .await
+        .unwrap();
+    let (a, b) = (app.client(), other.client());
+    let spin = a.ready_function("loop", &source("loop")).await.unwrap();
+    let add = a.ready_function("add", ADD).await.unwrap();
+
+    let unknown = b
+        .error(CANCEL, json!({ "id": uuid::Uuid::new_v4() }))
+        .await
+        .unwrap();
+    assert_eq!(unknown.code, "NOT_FOUND", "{unknown:?}");
+
+    let done = a.execute(&add, json!({ "a": 1, "b": 2 })).await.unwrap();
+    let unchanged =
+        b.data(CANCEL, json!({ "id": done["id"] })).await.unwrap()["cancelExecution"].clone();
+    assert_eq!(unchanged["status"], "COMPLETED");
+    assert_eq!(unchanged["errorMessage"], Value::Null);
+
+    // Running, synchronous, on A, cancelled through B: its caller gets the
+    // cancelled execution back.
+    let caller = {
+        let a = a.clone();
+        let spin = spin.clone();
+        tokio::spawn(async move {
+            a.raw(EXECUTE, json!({ "id": spin, "input": {} }))
+                .await
+                .unwrap()
+        })
+    };
+    let running_sync = eventually!("the synchronous loop to be RUNNING", async {
+        let conn = app.db.connect().await.unwrap();
+        let row = conn
+            .query_one(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT id::text AS id FROM executions WHERE status = 'RUNNING' AND NOT background",
+            ))
+            .await
+            .unwrap();
+        row.map(|r| r.try_get::<String>("", "id").unwrap())
+    });
+    // Running, background, on A (B does not take background executions).
+    let running_background = start(&b, &spin, json!({})).await;
+    eventually!("the background loop to be RUNNING", async {
+        (execution(&b, &running_background).await["status"] == "RUNNING").then_some(())
+    });
+    // Both threads of A are busy: these two wait, PENDING.
+    let pending_background = start(&b, &spin, json!({})).await;
+    let queued_caller = {
+        let a = a.clone();
+        let spin = spin.clone();
+        tokio::spawn(async move {
+            a.raw(EXECUTE, json!({ "id": spin, "input": {} }))
+                .await
+                .unwrap()
+        })
+    };
+    let pending_sync = eventually!("the queued synchronous execution to be recorded", async {
+        let conn = app.db.connect().await.unwrap();
+        let row = conn
+            .query_one(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT id::text AS id FROM executions WHERE status = 'PENDING' AND NOT background",
+            ))
+            .await
+            .unwrap();
+        row.map(|r| r.try_get::<String>("", "id").unwrap())
+    });
+    assert_eq!(
+        execution(&b, &pending_background).await["status"],
+        "PENDING"
+    );
+
+    for id in [
+        &pending_sync,
+        &pending_background,
+        &running_sync,
+        &running_background,
+    ] {
+        let cancelled =
+            b.data(CANCEL, json!({ "id": id })).await.unwrap()["cancelExecution"].clone();
+        assert_eq!(cancelled["status"], "FAILED", "{cancelled}");
+        let message = cancelled["errorMessage"].as_str().unwrap();
+        assert!(message.starts_with("cancelled"), "{message}");
+        assert!(cancelled["completedAt"].is_string());
+        // Cancelling again returns it unchanged.
+        let again = a.data(CANCEL, json!({ "id": id })).await.unwrap()["cancelExecution"].clone();
+        assert_eq!(again, cancelled);
+    }
+    for caller in [caller, queued_caller] {
+        let answer = caller.await.unwrap();
+        let execution = &answer["data"]["executeFunction"];
+        assert_eq!(execution["status"], "FAILED", "{answer}");
+        assert!(
+            execution["errorMessage"]
+                .as_str()
+                .unwrap()
+                .starts_with("cancelled")
+        );
+    }
+    // The interrupted loops freed A's threads, and the settled messages left the queue.
+    let after = a.execute(&add, json!({ "a": 2, "b": 2 })).await.unwrap();
+    assert_eq!(after["output"], json!({ "sum": 4 }));
+    let later = start(&b, &add, json!({ "a": 3, "b": 3 })).await;
+    assert_eq!(finished(&b, &later).await["output"], json!({ "sum": 6 }));
+    eventually!("the execution queue to be empty", async {
+        (scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await == 0).then_some(())
+    });
+    for id in [
+        &pending_sync,
+        &pending_background,
+        &running_sync,
+        &running_background,
+    ] {
+        let now = execution(&a, id).await;
+        assert!(
+            now["errorMessage"]
+                .as_str()
+                .unwrap()
+                .starts_with("cancelled"),
+            "{now}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_final_status_is_never_overwritten_by_an_owner_that_lost_its_lease() {
+    const LEASE_MS: u64 = 500;
+    let app = TestApp::start_with(
+        api_only()
+            .env("PROJECTNIL_EXEC_LEASE_MS", LEASE_MS)
+            .env("PROJECTNIL_EXEC_TIMEOUT_MS", 60_000),
+    )
+    .await
+    .unwrap();
+    let client = app.client();
+    let burn = client
+        .ready_function("burn", &source("burn"))
+        .await
+        .unwrap();
+    let input = json!({ "rounds": LONG_BURN });
+    let expected = burn_output(LONG_BURN);
+
+    // Background: worker A is stopped mid-run, B takes over and finishes; A
+    // resumes, finishes its own run, and its write changes nothing.
+    let slow = TestWorker::start(&app.db.url, executions_worker(LEASE_MS))
+        .await
+        .unwrap();
+    let id = start(&client, &burn, input.clone()).await;
+    eventually!("the execution to be RUNNING on worker A", async {
+        (execution(&client, &id).await["status"] == "RUNNING").then_some(())
+    });
+    signal(slow.child.id().unwrap(), "STOP").unwrap();
+    let fast = TestWorker::start(&app.db.url, executions_worker(LEASE_MS))
+        .await
+        .unwrap();
+    let done = finished(&client, &id).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["attempt"], 2);
+    assert_eq!(done["output"], expected);
+    drop(fast);
+    signal(slow.child.id().unwrap(), "CONT").unwrap();
+    eventually!("worker A to find its run lost", async {
+        (slow.logs.count("execution.lease_lost") + slow.logs.count("execution.final_write_lost")
+            > 0)
+        .then_some(())
+    });
+    assert_eq!(execution(&client, &id).await, done);
+
+    // Synchronous: replica A holds it and is stopped; replica B's sweep ends
+    // it "interrupted"; A resumes and cannot overwrite that.
+    let holder = TestServer::start(
+        &app.db.url,
+        ServerOptions::default()
+            .env("PROJECTNIL_EXEC_LEASE_MS", LEASE_MS)
+            .env("PROJECTNIL_EXEC_TIMEOUT_MS", 60_000),
+    )
+    .await
+    .unwrap();
+    let caller = {
+        let holder = holder.client();
+        let burn = burn.clone();
+        let input = input.clone();
+        tokio::spawn(async move {
+            holder
+                .raw(EXECUTE, json!({ "id": burn, "input": input }))
+                .await
+        })
+    };
+    let sync_id = eventually!("the synchronous execution to be RUNNING", async {
+        let conn = app.db.connect().await.unwrap();
+        let row = conn
+            .query_one(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT id::text AS id FROM executions WHERE status = 'RUNNING' AND NOT background",
+            ))
+            .await
+            .unwrap();
+        row.map(|r| r.try_get::<String>("", "id").unwrap())
+    });
+    signal(holder.child.id().unwrap(), "STOP").unwrap();
+    let swept = finished(&client, &sync_id).await;
+    assert_eq!(swept["status"], "FAILED");
+    assert!(
+        swept["errorMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted"),
+        "{swept}"
+    );
+    signal(holder.child.id().unwrap(), "CONT").unwrap();
+    let answer = caller.await.unwrap().unwrap();
+    let returned = &answer["data"]["executeFunction"];
+    assert_eq!(returned["status"], "FAILED", "{answer}");
+    assert_eq!(returned["errorMessage"], swept["errorMessage"]);
+    assert_eq!(execution(&client, &sync_id).await, swept);
+}
