@@ -1,16 +1,24 @@
--- The floor of "execute over HTTP": the three statements of
--- Executor::execute (server/src/executions/mod.rs) as the server sends them
--- (text captured with log_statement = 'all'), each in its own transaction as
--- on the server's pool. Timestamps the server passes as parameters are now()
--- here. Variables: fid (a READY function), input, output (JSON text).
-WITH f AS (SELECT id, revision FROM functions WHERE id = :fid AND status = 'READY'),
-     e AS (INSERT INTO executions (function_id, input, status)
-           SELECT id, CAST(:input AS jsonb), 'PENDING' FROM f
-           RETURNING id, function_id, input, status, created_at)
-SELECT e.id, e.function_id, e.input, e.status::text AS status, e.created_at, f.revision FROM e, f \gset e_
-UPDATE "executions" SET "status" = CAST('RUNNING' AS "execution_status"), "started_at" = now()
-  WHERE "executions"."id" = :e_id
-  RETURNING "id", "function_id", "input", "output", CAST("status" AS "text"), "error_message", "logs", "started_at", "completed_at", "created_at";
-UPDATE "executions" SET "output" = :output, "status" = CAST('COMPLETED' AS "execution_status"), "logs" = NULL, "completed_at" = now()
-  WHERE "executions"."id" = :e_id
-  RETURNING "id", "function_id", "input", "output", CAST("status" AS "text"), "error_message", "logs", "started_at", "completed_at", "created_at";
+-- The floor of "execute over HTTP": the three statements of a synchronous
+-- execution (server/src/executions/store.rs: accept, start_held, finish) as
+-- the server sends them, each in its own transaction as on the server's pool.
+-- The owner is a fixed runner id; leases are the default 10 s. Variables: fid
+-- (a READY function), input, output (JSON text).
+WITH f AS (SELECT id AS accepted_function, revision AS accepted_revision
+             FROM functions WHERE id = :fid AND status = 'READY'),
+     e AS (INSERT INTO executions (function_id, input, status, background, owner, lease_expires_at)
+           SELECT accepted_function, CAST(:input AS jsonb), 'PENDING', false,
+                  'a0a0a0a0-0000-4000-8000-000000000001', clock_timestamp() + CAST('10000 milliseconds' AS interval) FROM f
+           RETURNING *)
+SELECT id, function_id, input, output, status::text AS status, error_message, logs,
+       started_at, completed_at, created_at, attempt, background, owner, lease_expires_at, accepted_revision
+  FROM e, f \gset e_
+UPDATE executions SET status = 'RUNNING', started_at = clock_timestamp(),
+       lease_expires_at = clock_timestamp() + CAST('10000 milliseconds' AS interval)
+ WHERE id = :e_id AND status = 'PENDING' AND owner = 'a0a0a0a0-0000-4000-8000-000000000001'
+ RETURNING id, function_id, input, output, status::text AS status, error_message, logs,
+           started_at, completed_at, created_at, attempt, background, owner, lease_expires_at;
+UPDATE executions SET status = CAST('COMPLETED' AS execution_status), output = CAST(:output AS jsonb),
+       error_message = NULL, logs = NULL, completed_at = clock_timestamp(), lease_expires_at = NULL
+ WHERE id = :e_id AND status = 'RUNNING' AND owner = 'a0a0a0a0-0000-4000-8000-000000000001' AND attempt = 1
+ RETURNING id, function_id, input, output, status::text AS status, error_message, logs,
+           started_at, completed_at, created_at, attempt, background, owner, lease_expires_at;

@@ -57,9 +57,21 @@ pub struct Server {
 
 impl Server {
     pub async fn start(bin: &Path, db_url: &str, paths: &Paths) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(paths.dir.join("server.log"))?;
+        Self::start_with(bin, db_url, paths, &[], "server.log").await
+    }
+
+    /// `projectnil serve <args>`, its log in `DIR/<log>`.
+    pub async fn start_with(
+        bin: &Path,
+        db_url: &str,
+        paths: &Paths,
+        args: &[&str],
+        log: &str,
+    ) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(paths.dir.join(log))?;
         let mut child = Command::new(bin)
             .arg("serve")
+            .args(args)
             .current_dir(&paths.repo)
             .env("DATABASE_URL", db_url)
             .env("PROJECTNIL_LISTEN", "127.0.0.1:0")
@@ -107,6 +119,57 @@ impl Server {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status();
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// `projectnil worker --only executions`, its log in `DIR/<log>`.
+pub struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    pub async fn start(bin: &Path, db_url: &str, paths: &Paths, log: &str) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(paths.dir.join(log))?;
+        let mut child = Command::new(bin)
+            .args(["worker", "--only", "executions"])
+            .current_dir(&paths.repo)
+            .env("DATABASE_URL", db_url)
+            .env(
+                "RUST_LOG",
+                std::env::var("PROJECTNIL_BENCH_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} worker", bin.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                if line.trim() == "worker ready" {
+                    return Ok(());
+                }
+            }
+            bail!("projectnil worker exited before it was ready")
+        })
+        .await
+        .context("projectnil worker was not ready within 120 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
         if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
             .is_err()

@@ -13,7 +13,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const CREATE_FUNCTION: &str =
     "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id status } }";
-pub const EXECUTE: &str = "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { id status output errorMessage } }";
+pub const EXECUTE: &str = "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { id status output errorMessage durationMs } }";
+pub const START_EXECUTION: &str =
+    "mutation($id: UUID!, $input: JSON) { startExecution(id: $id, input: $input) { id status } }";
 
 /// One HTTP client: its own connection pool, so one client per load task
 /// means one keep-alive connection per task.
@@ -47,9 +49,9 @@ impl Client {
         }
     }
 
-    /// `data` of an operation that must succeed.
-    pub async fn data(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
-        let body: Value = self
+    /// The whole GraphQL response (`data` and `errors`) of an operation.
+    pub async fn raw(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        Ok(self
             .http
             .post(&self.url)
             .json(&json!({ "query": query, "variables": variables }))
@@ -57,7 +59,12 @@ impl Client {
             .await?
             .error_for_status()?
             .json()
-            .await?;
+            .await?)
+    }
+
+    /// `data` of an operation that must succeed.
+    pub async fn data(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        let body = self.raw(query, variables).await?;
         if let Some(errors) = body.get("errors") {
             bail!("GraphQL errors: {errors}");
         }

@@ -12,6 +12,7 @@
 //!
 //! All traffic goes to 127.0.0.1; every loop is bounded in time and count.
 
+mod background;
 mod callcost;
 mod compile;
 mod env;
@@ -57,7 +58,7 @@ enum Command {
         /// Small counts and short durations (a CI smoke run).
         #[arg(long)]
         quick: bool,
-        /// Comma-separated subset of: callcost, execute, compile, fanout, list.
+        /// Comma-separated subset of: callcost, execute, compile, fanout, list, background.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// The `projectnil` binary (default: next to this one).
@@ -89,7 +90,14 @@ enum Command {
     },
 }
 
-pub const FIGURES: &[&str] = &["callcost", "execute", "compile", "fanout", "list"];
+pub const FIGURES: &[&str] = &[
+    "callcost",
+    "execute",
+    "compile",
+    "fanout",
+    "list",
+    "background",
+];
 
 /// Durations and counts of one mode.
 #[derive(Debug, Clone, Copy)]
@@ -326,6 +334,11 @@ async fn run(
                         Some(fanout::run(paths, plan, &client, &server, &db_url).await?)
                 }
                 "list" => results.list = Some(list::run(paths, plan, &client, &db_url).await?),
+                "background" => {
+                    results.background = Some(
+                        background::run(paths, plan, &client, &server, server_bin, db_name).await?,
+                    )
+                }
                 _ => unreachable!(),
             }
             results.save(&paths.results())?;

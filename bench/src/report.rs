@@ -191,6 +191,53 @@ pub fn render(r: &Results) -> String {
         );
         taken.push(("list", &l.taken));
     }
+    if let Some(b) = &r.background {
+        let _ = writeln!(
+            out,
+            "| background execution, startExecution → COMPLETED event (echo, one at a time, n={}) | {} | pgmq send + NOTIFY → LISTEN wake → read {} | p50 {:.1}× the floor | — | |",
+            b.latency.count,
+            p50_p99(&b.latency),
+            p50_p99(&b.floor),
+            b.latency.p50_ms / b.floor.p50_ms.max(0.001)
+        );
+        for level in &b.overload {
+            let _ = writeln!(
+                out,
+                "| overload, {}× capacity: {} `executeFunction` at once of a {:.0} ms CPU-bound function (capacity {} = wasm threads + queue) | {} accepted, all COMPLETED, {}; {} refused TOO_MANY_REQUESTS{} | accepted ≈ capacity ({}) | {:.2}× | all accepted complete, the rest refused | {} |",
+                level.factor,
+                level.calls,
+                b.burn_ms,
+                b.capacity,
+                level.accepted,
+                p50_p99(&level.latency),
+                level.refused,
+                if level.errors > 0 {
+                    format!(", **{} other errors**", level.errors)
+                } else {
+                    String::new()
+                },
+                b.capacity,
+                level.accepted as f64 / b.capacity as f64,
+                verdict(level.errors == 0 && level.accepted + level.refused == level.calls)
+            );
+        }
+        for level in &b.throughput {
+            let _ = writeln!(
+                out,
+                "| background throughput, {} `projectnil worker` process{} draining {} queued executions of {:.1} ms CPU | {:.1}/s | the machine's ceiling: {} cores / {:.1} ms = {:.1}/s | {:.2}× | — (2 cores: overhead, not scale) | |",
+                level.workers,
+                if level.workers == 1 { "" } else { "es" },
+                level.executions,
+                b.burn_ms,
+                level.per_second,
+                r.machine.cores,
+                b.burn_ms,
+                b.ideal_per_second,
+                level.per_second / b.ideal_per_second.max(0.001)
+            );
+        }
+        taken.push(("background", &b.taken));
+    }
     out.push_str(
         "\nWhen each figure was taken, and the machine's 1-minute load average before and after it (2 cores, shared with other work; the benchmark's own load counts too):\n\n| figure | taken | load before | load after |\n|---|---|---|---|\n",
     );

@@ -18,6 +18,7 @@ pub struct Results {
     pub compile: Option<Compile>,
     pub fanout: Option<Fanout>,
     pub list: Option<List>,
+    pub background: Option<Background>,
 }
 
 impl Results {
@@ -213,4 +214,39 @@ pub struct List {
     pub clients: usize,
     pub http: Throughput,
     pub pgbench: Throughput,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Background {
+    pub taken: Taken,
+    /// startExecution → COMPLETED event, one at a time.
+    pub latency: Latency,
+    /// pgmq send + NOTIFY → LISTEN wake → read.
+    pub floor: Latency,
+    /// Wasm threads + the synchronous queue of one server.
+    pub capacity: usize,
+    pub overload: Vec<Overload>,
+    /// Median run time of one burn execution, idle server.
+    pub burn_ms: f64,
+    /// cores / burn_ms: what the machine could do with no overhead at all.
+    pub ideal_per_second: f64,
+    pub throughput: Vec<WorkerThroughput>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Overload {
+    pub factor: usize,
+    pub calls: usize,
+    pub accepted: usize,
+    pub refused: usize,
+    pub errors: usize,
+    pub latency: Latency,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct WorkerThroughput {
+    pub workers: usize,
+    pub executions: usize,
+    pub seconds: f64,
+    pub per_second: f64,
 }

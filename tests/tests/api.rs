@@ -396,6 +396,8 @@ async fn languages_and_queue_stats() {
     assert_eq!(results["queueName"], "compilation_results");
     assert_eq!(results["length"], 0);
     assert_eq!(results["oldestMessageAgeSeconds"], Value::Null);
+    assert_eq!(data["queueStats"][2]["queueName"], "execution_jobs");
+    assert_eq!(data["queueStats"].as_array().unwrap().len(), 3);
 }
 
 /// Every validation error of the API, with its code.

@@ -628,3 +628,74 @@ async fn a_final_status_is_never_overwritten_by_an_owner_that_lost_its_lease() {
     assert_eq!(returned["errorMessage"], swept["errorMessage"]);
     assert_eq!(execution(&client, &sync_id).await, swept);
 }
+
+#[tokio::test]
+async fn the_backlog_waits_in_postgres_visible_to_operators_and_is_bounded() {
+    const BACKLOG: usize = 3;
+    let app = TestApp::start_with(api_only().env("PROJECTNIL_EXEC_BACKLOG", BACKLOG))
+        .await
+        .unwrap();
+    let client = app.client();
+    let add = client.ready_function("add", ADD).await.unwrap();
+    let ids: Vec<String> = join_all((0..BACKLOG).map(|i| {
+        let client = client.clone();
+        let add = add.clone();
+        async move { start(&client, &add, json!({ "a": i, "b": 1 })).await }
+    }))
+    .await;
+    let stats = client
+        .data("{ queueStats { queueName length } }", json!({}))
+        .await
+        .unwrap();
+    let execution_jobs = stats["queueStats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queueName"] == "execution_jobs")
+        .cloned()
+        .unwrap();
+    assert_eq!(execution_jobs["length"], BACKLOG);
+    let metrics = client
+        .http()
+        .get(format!("{}/metrics", app.server.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "projectnil_queue_length{{queue=\"execution_jobs\"}} {BACKLOG}"
+        )),
+        "{metrics}"
+    );
+
+    // Full: refused at once, nothing recorded.
+    let refused = client
+        .error(START, json!({ "id": add, "input": { "a": 1, "b": 1 } }))
+        .await
+        .unwrap();
+    assert_eq!(refused.code, "TOO_MANY_REQUESTS", "{refused:?}");
+    assert!(
+        refused.message.contains("PROJECTNIL_EXEC_BACKLOG"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        scalar(&app.db, "SELECT count(*) FROM executions").await,
+        BACKLOG as i64
+    );
+
+    // A worker drains it.
+    let _worker = TestWorker::start(&app.db.url, executions_worker(10_000))
+        .await
+        .unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let done = finished(&client, id).await;
+        assert_eq!(done["output"], json!({ "sum": i + 1 }), "{done}");
+    }
+    assert_eq!(
+        scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await,
+        0
+    );
+}

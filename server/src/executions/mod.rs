@@ -420,9 +420,12 @@ impl Executor {
         let outcome = Outcome::from(outcome);
         let db = &self.inner.db;
         let written = retry::transient("final status", || async {
+            let Some(msg_id) = message else {
+                return store::finish(db, running, &outcome).await;
+            };
             let txn = db.begin().await?;
             let written = store::finish(&txn, running, &outcome).await?;
-            if let (Some(_), Some(msg_id)) = (&written, message) {
+            if written.is_some() {
                 queue::delete(&txn, queue::EXECUTION_JOBS_QUEUE, msg_id)
                     .await
                     .map_err(into_db_error)?;

@@ -10,7 +10,9 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable as _};
 use sea_orm::{DbErr, RuntimeErr};
 
-/// How long a write keeps being retried: 100 ms doubling to 2 s between tries.
+/// How long a write keeps being retried, tries included (each may wait for a
+/// connection up to the pool's acquire timeout): 100 ms doubling to 2 s
+/// between tries.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Runs `write` until it succeeds, fails for good, or [`PATIENCE`] runs out.
@@ -22,11 +24,11 @@ where
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(2))
-        .with_total_delay(Some(PATIENCE))
         .without_max_times();
+    let give_up = tokio::time::Instant::now() + PATIENCE;
     write
         .retry(backoff)
-        .when(is_transient)
+        .when(|error| is_transient(error) && tokio::time::Instant::now() < give_up)
         .notify(|error, delay| tracing::warn!(%error, ?delay, what, "execution.write_retry"))
         .await
 }
