@@ -264,14 +264,15 @@ describe('dashboard', () => {
     let release;
     const held = new Promise((r) => (release = r));
     let cancelSent = false;
-    const hold = async (route) => {
+    // Left installed afterwards as a pass-through: unrouting while a request is
+    // still in the handler would make Playwright handle it a second time.
+    await page.route('**/graphql', async (route) => {
       if (route.request().postData()?.includes('cancelExecution')) {
         cancelSent = true;
         await held;
       }
       await route.continue();
-    };
-    await page.route('**/graphql', hold);
+    });
     try {
       await cancel.click();
       await waitUntil(() => cancelSent, { timeout: 10_000, message: 'the cancelExecution request' });
@@ -279,7 +280,6 @@ describe('dashboard', () => {
       assert.equal((await cancel.innerText()).trim(), 'Cancelling…');
     } finally {
       release();
-      await page.unroute('**/graphql', hold);
     }
 
     await item.locator('[data-testid="execution-status"][data-status="FAILED"]').waitFor({ timeout: 20_000 });

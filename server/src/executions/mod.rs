@@ -35,7 +35,7 @@ use uuid::Uuid;
 use entity::execution::{self, ExecutionStatus};
 use entity::function::{self, FunctionStatus};
 pub use recovery::{INTERRUPTED_MESSAGE, recover_interrupted, spawn_sweeper};
-pub use store::{COLUMNS as EXECUTION_COLUMNS, RunnerId};
+pub use store::COLUMNS as EXECUTION_COLUMNS;
 pub use warmup::spawn_cache_warmer;
 
 use crate::events::EventBus;
@@ -43,7 +43,7 @@ use crate::pagination::{Page, PageRequest};
 use crate::queue::{self, ExecutionJob, QueueError};
 use crate::runtime::{LoadedModule, ModuleKey, Runtime, RuntimeError, Slot, UserCodeError};
 use lease::{Held, HeldRuns};
-use store::{Acceptance, Outcome};
+use store::{Acceptance, Outcome, RunnerId};
 
 /// The message of an execution ended by `cancelExecution`.
 pub const CANCELLED_MESSAGE: &str = "cancelled: cancelExecution was called before it finished";
@@ -185,11 +185,6 @@ impl Executor {
 
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
-    }
-
-    /// This process's id as the `owner` of the executions it runs.
-    pub fn runner_id(&self) -> RunnerId {
-        self.inner.runner
     }
 
     /// Consumes `execution_jobs` until `shutdown` (see [`jobs`]).
