@@ -68,36 +68,14 @@ impl Server {
         args: &[&str],
         log: &str,
     ) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(paths.dir.join(log))?;
-        let mut child = Command::new(bin)
-            .arg("serve")
-            .args(args)
-            .current_dir(&paths.repo)
-            .env("DATABASE_URL", db_url)
-            .env("PROJECTNIL_LISTEN", "127.0.0.1:0")
-            .env("PROJECTNIL_COMPILER_DIR", paths.compiler_dir())
-            .env(
-                "RUST_LOG",
-                std::env::var("PROJECTNIL_BENCH_SERVER_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let pid = child.id().context("server exited at once")?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let base_url = tokio::time::timeout(Duration::from_secs(120), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    return Ok(url.trim().to_string());
-                }
-            }
-            bail!("projectnil exited before listening (see server.log)")
+        let mut command = vec!["serve"];
+        command.extend_from_slice(args);
+        let (child, base_url) = spawn(bin, &command, db_url, paths, log, |line| {
+            line.strip_prefix("listening on ")
+                .map(|url| url.trim().to_string())
         })
-        .await
-        .context("projectnil did not listen within 120 s")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .await?;
+        let pid = child.id().context("server exited at once")?;
         Ok(Self {
             child,
             pid,
@@ -135,32 +113,15 @@ pub struct Worker {
 
 impl Worker {
     pub async fn start(bin: &Path, db_url: &str, paths: &Paths, log: &str) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(paths.dir.join(log))?;
-        let mut child = Command::new(bin)
-            .args(["worker", "--only", "executions"])
-            .current_dir(&paths.repo)
-            .env("DATABASE_URL", db_url)
-            .env(
-                "RUST_LOG",
-                std::env::var("PROJECTNIL_BENCH_SERVER_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {} worker", bin.display()))?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        tokio::time::timeout(Duration::from_secs(120), async {
-            while let Some(line) = lines.next_line().await? {
-                if line.trim() == "worker ready" {
-                    return Ok(());
-                }
-            }
-            bail!("projectnil worker exited before it was ready")
-        })
-        .await
-        .context("projectnil worker was not ready within 120 s")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, ()) = spawn(
+            bin,
+            &["worker", "--only", "executions"],
+            db_url,
+            paths,
+            log,
+            |line| (line.trim() == "worker ready").then_some(()),
+        )
+        .await?;
         Ok(Self { child })
     }
 
@@ -177,6 +138,50 @@ impl Worker {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// `projectnil <args>` on `db_url`, its stderr in `DIR/<log>`, once it printed
+/// the stdout line `ready` picks out (within 120 s); stdout is drained after.
+async fn spawn<T>(
+    bin: &Path,
+    args: &[&str],
+    db_url: &str,
+    paths: &Paths,
+    log: &str,
+    ready: impl Fn(&str) -> Option<T>,
+) -> anyhow::Result<(Child, T)> {
+    let log_file = std::fs::File::create(paths.dir.join(log))?;
+    let mut child = Command::new(bin)
+        .args(args)
+        .current_dir(&paths.repo)
+        .env("DATABASE_URL", db_url)
+        .env("PROJECTNIL_LISTEN", "127.0.0.1:0")
+        .env("PROJECTNIL_COMPILER_DIR", paths.compiler_dir())
+        .env(
+            "RUST_LOG",
+            std::env::var("PROJECTNIL_BENCH_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} {}", bin.display(), args.join(" ")))?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let found = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(found) = ready(&line) {
+                return Ok(found);
+            }
+        }
+        bail!(
+            "projectnil {} exited before it was ready (see {log})",
+            args[0]
+        )
+    })
+    .await
+    .with_context(|| format!("projectnil {} was not ready within 120 s", args[0]))??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, found))
 }
 
 /// Resident set size of a process, from /proc/<pid>/status.

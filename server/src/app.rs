@@ -41,14 +41,10 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
     let shutdown = CancellationToken::new();
     crate::metrics::install(shutdown.clone()).context("installing the metrics recorder")?;
 
-    let events = EventBus::start(db.get_postgres_connection_pool().clone(), shutdown.clone())
-        .await
-        .context("listening for status changes")?;
-    let executor = start_executor(
+    let (executor, events) = start_executor(
         &db,
         &settings.execution,
         settings.api.max_input_bytes,
-        &events,
         shutdown.clone(),
     )
     .await?;
@@ -139,18 +135,10 @@ pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> an
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
     }
     let executor = if settings.executes() {
-        let events = EventBus::start(db.get_postgres_connection_pool().clone(), shutdown.clone())
-            .await
-            .context("listening for status changes")?;
-        // A worker never validates input: what it runs was validated when accepted.
-        let executor = start_executor(
-            &db,
-            &settings.execution,
-            usize::MAX,
-            &events,
-            shutdown.clone(),
-        )
-        .await?;
+        // A worker never validates input: what it runs was validated when
+        // accepted. Its event bus runs on by itself until shutdown.
+        let (executor, _events) =
+            start_executor(&db, &settings.execution, usize::MAX, shutdown.clone()).await?;
         tasks.push(executor.spawn_job_consumer(shutdown.clone()));
         Some(executor)
     } else {
@@ -175,15 +163,17 @@ pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> an
     Ok(())
 }
 
-/// The wasm runtime and the executor on it, with the sweeper that ends the
-/// synchronous executions of vanished processes.
+/// The status-change bus, the wasm runtime and the executor on them, with the
+/// sweeper that ends the synchronous executions of vanished processes.
 async fn start_executor(
     db: &sea_orm::DatabaseConnection,
     settings: &ExecutionSettings,
     max_input_bytes: usize,
-    events: &EventBus,
     shutdown: CancellationToken,
-) -> anyhow::Result<Executor> {
+) -> anyhow::Result<(Executor, EventBus)> {
+    let events = EventBus::start(db.get_postgres_connection_pool().clone(), shutdown.clone())
+        .await
+        .context("listening for status changes")?;
     let limits = ExecutionLimits {
         timeout: settings.timeout(),
         memory_bytes: settings.exec_memory_mb * 1024 * 1024,
@@ -209,12 +199,8 @@ async fn start_executor(
         lease_ms = settings.exec_lease_ms,
         "executions.ready"
     );
-    Ok(Executor::start(
-        db.clone(),
-        runtime,
-        executor_settings,
-        events,
-    ))
+    let executor = Executor::start(db.clone(), runtime, executor_settings, &events);
+    Ok((executor, events))
 }
 
 /// The compiler directory, checked before anything else starts so that a

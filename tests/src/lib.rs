@@ -211,44 +211,60 @@ pub struct TestServer {
     pub logs: Logs,
 }
 
+/// Starts `projectnil <subcommand>` against `db_url` with `options`, keeps
+/// its stderr ([`Logs`]) and waits (up to 120 s) for the stdout line `ready`
+/// picks out; stdout is drained afterwards so the child never blocks on it.
+async fn spawn_projectnil<T>(
+    subcommand: &str,
+    db_url: &str,
+    options: &ServerOptions,
+    ready: impl Fn(&str) -> Option<T>,
+) -> anyhow::Result<(Child, Logs, T)> {
+    let mut command = Command::new(binary());
+    command
+        .arg(subcommand)
+        .args(&options.args)
+        .env("DATABASE_URL", db_url)
+        .env("PROJECTNIL_LISTEN", "127.0.0.1:0")
+        .env("PROJECTNIL_DB_POOL_SIZE", "8")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,server=info".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in &options.env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().with_context(|| {
+        format!("starting projectnil {subcommand} (build it with `cargo build --bin projectnil`)")
+    })?;
+    let logs = Logs::capture(&mut child);
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let found = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(found) = ready(&line) {
+                return Ok(found);
+            }
+        }
+        bail!("projectnil {subcommand} exited before it was ready")
+    })
+    .await
+    .with_context(|| format!("projectnil {subcommand} was not ready within 120 s"))??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, logs, found))
+}
+
 impl TestServer {
     /// Starts `projectnil serve` on a free port against `db_url`.
     pub async fn start(db_url: &str, options: ServerOptions) -> anyhow::Result<Self> {
-        let mut command = Command::new(binary());
-        command
-            .arg("serve")
-            .args(&options.args)
-            .env("DATABASE_URL", db_url)
-            .env("PROJECTNIL_LISTEN", "127.0.0.1:0")
-            .env("PROJECTNIL_DB_POOL_SIZE", "8")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,server=info".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (key, value) in &options.env {
-            command.env(key, value);
-        }
-        let mut child = command
-            .spawn()
-            .context("starting projectnil (build it with `cargo build --bin projectnil`)")?;
-        let logs = Logs::capture(&mut child);
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let base_url = tokio::time::timeout(Duration::from_secs(120), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    return Ok(url.trim().to_string());
-                }
-            }
-            bail!("projectnil exited before listening")
+        let (child, logs, base_url) = spawn_projectnil("serve", db_url, &options, |line| {
+            line.strip_prefix("listening on ")
+                .map(|url| url.trim().to_string())
         })
-        .await
-        .context("projectnil did not start listening within 120 s")??;
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .await?;
         Ok(Self {
             base_url,
             child,
@@ -295,39 +311,10 @@ impl TestWorker {
     /// Starts `projectnil worker <args>` against `db_url` and waits until it
     /// says it is ready.
     pub async fn start(db_url: &str, options: ServerOptions) -> anyhow::Result<Self> {
-        let mut command = Command::new(binary());
-        command
-            .arg("worker")
-            .args(&options.args)
-            .env("DATABASE_URL", db_url)
-            .env("PROJECTNIL_DB_POOL_SIZE", "8")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,server=info".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (key, value) in &options.env {
-            command.env(key, value);
-        }
-        let mut child = command
-            .spawn()
-            .context("starting projectnil worker (build it with `cargo build --bin projectnil`)")?;
-        let logs = Logs::capture(&mut child);
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        tokio::time::timeout(Duration::from_secs(120), async {
-            while let Some(line) = lines.next_line().await? {
-                if line.trim() == "worker ready" {
-                    return Ok(());
-                }
-            }
-            bail!("projectnil worker exited before it was ready")
+        let (child, logs, ()) = spawn_projectnil("worker", db_url, &options, |line| {
+            (line.trim() == "worker ready").then_some(())
         })
-        .await
-        .context("projectnil worker was not ready within 120 s")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .await?;
         Ok(Self { child, logs })
     }
 

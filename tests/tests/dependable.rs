@@ -81,6 +81,32 @@ async fn scalar(db: &TestDb, sql: &str) -> i64 {
     row.try_get_by_index::<i64>(0).unwrap()
 }
 
+/// `executeFunction` from a task of its own: the whole answer, once it comes.
+fn execute_in_background(
+    client: &Client,
+    function: &str,
+    input: Value,
+) -> tokio::task::JoinHandle<Value> {
+    let client = client.clone();
+    let variables = json!({ "id": function, "input": input });
+    tokio::spawn(async move { client.raw(EXECUTE, variables).await.unwrap() })
+}
+
+/// The id of a synchronous execution that is `status`, if there is one.
+async fn synchronous_execution(db: &TestDb, status: &str) -> Option<String> {
+    let conn = db.connect().await.unwrap();
+    let row = conn
+        .query_one(Statement::from_string(
+            conn.get_database_backend(),
+            format!(
+                "SELECT id::text AS id FROM executions WHERE status = '{status}' AND NOT background"
+            ),
+        ))
+        .await
+        .unwrap();
+    row.map(|r| r.try_get::<String>("", "id").unwrap())
+}
+
 /// A `serve` that leaves background executions to workers.
 fn api_only() -> ServerOptions {
     ServerOptions::default().arg("--no-execution-worker")
@@ -432,25 +458,9 @@ async fn cancel_pending_running_finished_unknown_and_across_replicas() {
 
     // Running, synchronous, on A, cancelled through B: its caller gets the
     // cancelled execution back.
-    let caller = {
-        let a = a.clone();
-        let spin = spin.clone();
-        tokio::spawn(async move {
-            a.raw(EXECUTE, json!({ "id": spin, "input": {} }))
-                .await
-                .unwrap()
-        })
-    };
+    let caller = execute_in_background(&a, &spin, json!({}));
     let running_sync = eventually!("the synchronous loop to be RUNNING", async {
-        let conn = app.db.connect().await.unwrap();
-        let row = conn
-            .query_one(Statement::from_string(
-                conn.get_database_backend(),
-                "SELECT id::text AS id FROM executions WHERE status = 'RUNNING' AND NOT background",
-            ))
-            .await
-            .unwrap();
-        row.map(|r| r.try_get::<String>("", "id").unwrap())
+        synchronous_execution(&app.db, "RUNNING").await
     });
     // Running, background, on A (B does not take background executions).
     let running_background = start(&b, &spin, json!({})).await;
@@ -459,25 +469,9 @@ async fn cancel_pending_running_finished_unknown_and_across_replicas() {
     });
     // Both threads of A are busy: these two wait, PENDING.
     let pending_background = start(&b, &spin, json!({})).await;
-    let queued_caller = {
-        let a = a.clone();
-        let spin = spin.clone();
-        tokio::spawn(async move {
-            a.raw(EXECUTE, json!({ "id": spin, "input": {} }))
-                .await
-                .unwrap()
-        })
-    };
+    let queued_caller = execute_in_background(&a, &spin, json!({}));
     let pending_sync = eventually!("the queued synchronous execution to be recorded", async {
-        let conn = app.db.connect().await.unwrap();
-        let row = conn
-            .query_one(Statement::from_string(
-                conn.get_database_backend(),
-                "SELECT id::text AS id FROM executions WHERE status = 'PENDING' AND NOT background",
-            ))
-            .await
-            .unwrap();
-        row.map(|r| r.try_get::<String>("", "id").unwrap())
+        synchronous_execution(&app.db, "PENDING").await
     });
     assert_eq!(
         execution(&b, &pending_background).await["status"],
@@ -590,26 +584,9 @@ async fn a_final_status_is_never_overwritten_by_an_owner_that_lost_its_lease() {
     )
     .await
     .unwrap();
-    let caller = {
-        let holder = holder.client();
-        let burn = burn.clone();
-        let input = input.clone();
-        tokio::spawn(async move {
-            holder
-                .raw(EXECUTE, json!({ "id": burn, "input": input }))
-                .await
-        })
-    };
+    let caller = execute_in_background(&holder.client(), &burn, input.clone());
     let sync_id = eventually!("the synchronous execution to be RUNNING", async {
-        let conn = app.db.connect().await.unwrap();
-        let row = conn
-            .query_one(Statement::from_string(
-                conn.get_database_backend(),
-                "SELECT id::text AS id FROM executions WHERE status = 'RUNNING' AND NOT background",
-            ))
-            .await
-            .unwrap();
-        row.map(|r| r.try_get::<String>("", "id").unwrap())
+        synchronous_execution(&app.db, "RUNNING").await
     });
     signal(holder.child.id().unwrap(), "STOP").unwrap();
     let swept = finished(&client, &sync_id).await;
@@ -622,7 +599,7 @@ async fn a_final_status_is_never_overwritten_by_an_owner_that_lost_its_lease() {
         "{swept}"
     );
     signal(holder.child.id().unwrap(), "CONT").unwrap();
-    let answer = caller.await.unwrap().unwrap();
+    let answer = caller.await.unwrap();
     let returned = &answer["data"]["executeFunction"];
     assert_eq!(returned["status"], "FAILED", "{answer}");
     assert_eq!(returned["errorMessage"], swept["errorMessage"]);
