@@ -183,7 +183,8 @@ async fn start_executor(
     };
     let runtime = Runtime::new(limits, settings.module_cache_mb * 1024 * 1024)
         .context("starting the wasm runtime")?;
-    // What a previous run of this process left behind is ended before serving.
+    // Synchronous executions whose holder is already gone end before serving;
+    // the sweeper ends the rest as their leases lapse.
     executions::recover_interrupted(db).await?;
     executions::spawn_sweeper(db.clone(), settings.lease(), shutdown);
     let executor_settings = ExecutorSettings {
