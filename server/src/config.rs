@@ -206,8 +206,8 @@ pub struct ExecutionSettings {
     #[arg(long, env = "PROJECTNIL_EXEC_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub exec_concurrency: Option<u32>,
 
-    /// Synchronous executions that may wait for a wasm thread in this process;
-    /// beyond that, executeFunction answers TOO_MANY_REQUESTS.
+    /// Synchronous executions that may wait in this process beyond one per wasm
+    /// thread; beyond that, executeFunction answers TOO_MANY_REQUESTS.
     #[arg(long, env = "PROJECTNIL_EXEC_QUEUE", default_value_t = 64)]
     pub exec_queue: usize,
 

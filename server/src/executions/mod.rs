@@ -5,8 +5,8 @@
 //! RUNNING.
 //!
 //! PENDING means accepted and waiting: a synchronous execution for a wasm thread
-//! of this process (at most `queue_capacity` wait; beyond that the call is
-//! refused before anything is recorded), a background one in `execution_jobs`
+//! of this process (one per thread plus `queue_capacity` are taken; beyond that
+//! the call is refused before anything is recorded), a background one in `execution_jobs`
 //! for any process ([`jobs`]). RUNNING is written when a wasm thread is free to
 //! start it. Every status write is guarded ([`store`]), every run holds a lease
 //! ([`lease`]), and recovery reclaims only lapsed leases ([`recovery`]).
@@ -130,20 +130,13 @@ struct Inner {
     runtime: Runtime,
     settings: ExecutorSettings,
     runner: RunnerId,
-    /// Tickets of synchronous executions waiting for a wasm thread.
-    waiting: Arc<Semaphore>,
+    /// One permit per synchronous execution in flight in this process
+    /// (running or waiting): wasm threads + `queue_capacity`.
+    admitted: Arc<Semaphore>,
     held: Arc<HeldRuns>,
     /// Every run in flight, awaited on shutdown so none is left behind.
     tasks: TaskTracker,
     keeper_stop: CancellationToken,
-}
-
-/// How a synchronous execution will get its wasm thread.
-enum Admitted {
-    /// A thread was free.
-    Now(Slot),
-    /// It waits its turn, holding one of the queue's tickets.
-    Queued(OwnedSemaphorePermit),
 }
 
 /// Why the function could not be run; recorded as the execution's failure.
@@ -169,11 +162,12 @@ impl Executor {
             keeper_stop.clone(),
         );
         tracing::info!(runner = %runner, "executions.runner");
+        let admitted = runtime.limits().max_concurrency + settings.queue_capacity;
         Self {
             inner: Arc::new(Inner {
                 db,
                 runtime,
-                waiting: Arc::new(Semaphore::new(settings.queue_capacity)),
+                admitted: Arc::new(Semaphore::new(admitted)),
                 settings,
                 runner,
                 held,
@@ -211,17 +205,12 @@ impl Executor {
         function_id: Uuid,
         input: Value,
     ) -> Result<execution::Model, ExecutionError> {
-        let admitted = match self.inner.runtime.try_reserve() {
-            Some(slot) => Admitted::Now(slot),
-            None => match Arc::clone(&self.inner.waiting).try_acquire_owned() {
-                Ok(ticket) => Admitted::Queued(ticket),
-                Err(_) => {
-                    crate::metrics::execution_refused("queue");
-                    return Err(ExecutionError::QueueFull {
-                        waiting: self.inner.settings.queue_capacity,
-                    });
-                }
-            },
+        // Checked before anything is recorded; held until the execution ends.
+        let Ok(admitted) = Arc::clone(&self.inner.admitted).try_acquire_owned() else {
+            crate::metrics::execution_refused("queue");
+            return Err(ExecutionError::QueueFull {
+                waiting: self.inner.settings.queue_capacity,
+            });
         };
         let how = Acceptance::Synchronous {
             owner: self.inner.runner,
@@ -325,40 +314,43 @@ impl Executor {
     }
 
     /// A synchronous execution this process holds: waits for its wasm thread
-    /// (or its cancellation), records RUNNING, runs, records the outcome.
+    /// (or its cancellation), then records RUNNING while the thread starts
+    /// it, so the thread never idles through that round trip; the outcome is
+    /// written only once RUNNING is, and only if RUNNING was.
     async fn run_held(
         &self,
         pending: execution::Model,
         key: ModuleKey,
-        admitted: Admitted,
+        admitted: OwnedSemaphorePermit,
         held: Held,
     ) -> Result<execution::Model, ExecutionError> {
         let db = &self.inner.db;
-        let slot = match admitted {
-            Admitted::Now(slot) => slot,
-            Admitted::Queued(ticket) => {
-                let slot = tokio::select! {
-                    slot = self.inner.runtime.reserve() => slot,
-                    _ = held.token().cancelled() => return self.current(pending.id).await,
-                };
-                drop(ticket);
-                slot
-            }
+        let slot = tokio::select! {
+            slot = self.inner.runtime.reserve() => slot,
+            _ = held.token().cancelled() => return self.current(pending.id).await,
         };
         let module = self.load(key).await;
         let (runner, lease) = (self.inner.runner, self.inner.settings.lease);
-        let started = retry::transient("RUNNING", || {
-            store::start_held(db, pending.id, runner, lease)
-        })
-        .await?;
-        let Some(running) = started else {
+        let start = async {
+            let started = retry::transient("RUNNING", || {
+                store::start_held(db, pending.id, runner, lease)
+            })
+            .await;
+            match &started {
+                Ok(Some(_)) => tracing::info!("execution.started"),
+                // Not ours to run after all: stop the run already under way.
+                _ => held.token().cancel(),
+            }
+            started
+        };
+        let (started, outcome) = tokio::join!(start, self.invoke(slot, module, &pending, &held));
+        drop(admitted);
+        let Some(running) = started? else {
             // Cancelled or ended by recovery while it waited.
             crate::metrics::execution_write_lost();
             tracing::warn!("execution.start_lost");
             return self.current(pending.id).await;
         };
-        tracing::info!("execution.started");
-        let outcome = self.invoke(slot, module, &running, &held).await;
         self.finish(&running, outcome, None).await
     }
 
@@ -385,11 +377,11 @@ impl Executor {
         &self,
         slot: Slot,
         module: Result<LoadedModule, PlatformFailure>,
-        running: &execution::Model,
+        execution: &execution::Model,
         held: &Held,
     ) -> Result<crate::runtime::Invocation, PlatformFailure> {
         let module = module?;
-        let input = running
+        let input = execution
             .input
             .as_ref()
             .map_or_else(|| "{}".to_owned(), Value::to_string);
