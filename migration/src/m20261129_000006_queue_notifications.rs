@@ -17,6 +17,17 @@ use crate::{COMPILATION_JOBS_QUEUE, COMPILATION_RESULTS_QUEUE, queue_channel};
 
 pub struct Migration;
 
+/// The statement that announces every insert into `queue` on its channel
+/// (used again by the migrations that add queues).
+pub(crate) fn notify_insert_trigger(queue: &str) -> String {
+    format!(
+        "CREATE TRIGGER projectnil_notify_insert \
+             AFTER INSERT ON pgmq.q_{queue} \
+             FOR EACH STATEMENT EXECUTE FUNCTION projectnil_notify_queue('{}')",
+        queue_channel(queue)
+    )
+}
+
 impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261129_000006_queue_notifications"
@@ -40,13 +51,7 @@ $$;
         )
         .await?;
         for queue in [COMPILATION_JOBS_QUEUE, COMPILATION_RESULTS_QUEUE] {
-            db.execute_unprepared(&format!(
-                "CREATE TRIGGER projectnil_notify_insert \
-                     AFTER INSERT ON pgmq.q_{queue} \
-                     FOR EACH STATEMENT EXECUTE FUNCTION projectnil_notify_queue('{}')",
-                queue_channel(queue)
-            ))
-            .await?;
+            db.execute_unprepared(&notify_insert_trigger(queue)).await?;
         }
         Ok(())
     }

@@ -15,7 +15,8 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::{EXECUTION_JOBS_QUEUE, queue_channel};
+use crate::EXECUTION_JOBS_QUEUE;
+use crate::m20261129_000006_queue_notifications::notify_insert_trigger;
 
 pub struct Migration;
 
@@ -65,13 +66,8 @@ CREATE TRIGGER executions_final_never_change
         .await?;
         db.execute_unprepared(&format!("SELECT pgmq.create('{EXECUTION_JOBS_QUEUE}')"))
             .await?;
-        db.execute_unprepared(&format!(
-            "CREATE TRIGGER projectnil_notify_insert \
-                 AFTER INSERT ON pgmq.q_{EXECUTION_JOBS_QUEUE} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION projectnil_notify_queue('{}')",
-            queue_channel(EXECUTION_JOBS_QUEUE)
-        ))
-        .await?;
+        db.execute_unprepared(&notify_insert_trigger(EXECUTION_JOBS_QUEUE))
+            .await?;
         Ok(())
     }
 

@@ -174,11 +174,12 @@ async fn start_executor(
     let events = EventBus::start(db.get_postgres_connection_pool().clone(), shutdown.clone())
         .await
         .context("listening for status changes")?;
+    let threads = settings.concurrency();
     let limits = ExecutionLimits {
         timeout: settings.timeout(),
         memory_bytes: settings.exec_memory_mb * 1024 * 1024,
         max_output_bytes: settings.max_output_bytes,
-        max_concurrency: settings.concurrency(),
+        max_concurrency: threads,
         ..ExecutionLimits::default()
     };
     let runtime = Runtime::new(limits, settings.module_cache_mb * 1024 * 1024)
@@ -195,7 +196,7 @@ async fn start_executor(
         lease: settings.lease(),
     };
     tracing::info!(
-        threads = settings.concurrency(),
+        threads,
         queue = settings.exec_queue,
         lease_ms = settings.exec_lease_ms,
         "executions.ready"

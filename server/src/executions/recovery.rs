@@ -27,10 +27,12 @@ pub async fn recover_interrupted(db: &DatabaseConnection) -> Result<u64, DbErr> 
 }
 
 /// Sweeps every half `lease` until `shutdown`, so an execution orphaned by
-/// another replica's crash is ended soon after its lease lapses.
+/// another replica's crash is ended soon after its lease lapses. The first
+/// sweep is half a lease from now: start-up has just swept.
 pub fn spawn_sweeper(db: DatabaseConnection, lease: Duration, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(lease / 2);
+        let period = lease / 2;
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -45,6 +45,15 @@ struct AcceptedRow {
     accepted_revision: i64,
 }
 
+/// How every write that ends an execution FAILED with the message in
+/// parameter `$n` sets it: no output, finished now, no lease left.
+fn failed_with_message(n: usize) -> String {
+    format!(
+        "status = 'FAILED', output = NULL, error_message = ${n},
+         completed_at = clock_timestamp(), lease_expires_at = NULL"
+    )
+}
+
 fn statement(sql: String, values: Vec<SqlValue>) -> Statement {
     Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, values)
 }
@@ -196,11 +205,11 @@ pub async fn cancel<C: ConnectionTrait>(
     id: Uuid,
     message: &str,
 ) -> Result<Option<execution::Model>, DbErr> {
+    let failed = failed_with_message(2);
     one(
         db,
         format!(
-            "UPDATE executions SET status = 'FAILED', output = NULL, error_message = $2,
-                    completed_at = clock_timestamp(), lease_expires_at = NULL
+            "UPDATE executions SET {failed}
              WHERE id = $1 AND status IN ('PENDING', 'RUNNING')
              RETURNING {COLUMNS}"
         ),
@@ -217,11 +226,11 @@ pub async fn give_up<C: ConnectionTrait>(
     attempt: i32,
     message: &str,
 ) -> Result<Option<execution::Model>, DbErr> {
+    let failed = failed_with_message(3);
     one(
         db,
         format!(
-            "UPDATE executions SET status = 'FAILED', output = NULL, error_message = $3,
-                    completed_at = clock_timestamp(), lease_expires_at = NULL
+            "UPDATE executions SET {failed}
              WHERE id = $1 AND status = 'RUNNING' AND attempt = $2
                AND lease_expires_at < clock_timestamp()
              RETURNING {COLUMNS}"
@@ -236,11 +245,12 @@ pub async fn give_up<C: ConnectionTrait>(
 pub async fn fail_abandoned<C: ConnectionTrait>(db: &C, message: &str) -> Result<u64, DbErr> {
     let result = db
         .execute(statement(
-            "UPDATE executions SET status = 'FAILED', output = NULL, error_message = $1,
-                    completed_at = clock_timestamp(), lease_expires_at = NULL
-             WHERE status IN ('PENDING', 'RUNNING') AND NOT background
-               AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())"
-                .into(),
+            format!(
+                "UPDATE executions SET {}
+                 WHERE status IN ('PENDING', 'RUNNING') AND NOT background
+                   AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())",
+                failed_with_message(1)
+            ),
             vec![message.into()],
         ))
         .await?;
