@@ -3,22 +3,19 @@
 -- the server sends them, each in its own transaction as on the server's pool.
 -- The owner is a fixed runner id; leases are the default 10 s. Variables: fid
 -- (a READY function), input, output (JSON text).
-WITH f AS (SELECT id AS accepted_function, revision AS accepted_revision
-             FROM functions WHERE id = :fid AND status = 'READY'),
-     e AS (INSERT INTO executions (function_id, input, status, background, owner, lease_expires_at)
-           SELECT accepted_function, CAST(:input AS jsonb), 'PENDING', false,
-                  'a0a0a0a0-0000-4000-8000-000000000001', clock_timestamp() + CAST('10000 milliseconds' AS interval) FROM f
-           RETURNING *)
-SELECT id, function_id, input, output, status::text AS status, error_message, logs,
-       started_at, completed_at, created_at, attempt, background, owner, lease_expires_at, accepted_revision
-  FROM e, f \gset e_
+INSERT INTO executions (function_id, revision, input, status, background, owner, lease_expires_at)
+SELECT id, deployed_revision, CAST(:input AS jsonb), 'PENDING', false,
+       'a0a0a0a0-0000-4000-8000-000000000001', clock_timestamp() + CAST('10000 milliseconds' AS interval)
+  FROM functions WHERE id = :fid AND deployed_revision IS NOT NULL
+RETURNING id, function_id, input, output, status::text AS status, error_message, logs,
+          started_at, completed_at, created_at, attempt, background, owner, lease_expires_at, revision \gset e_
 UPDATE executions SET status = 'RUNNING', started_at = clock_timestamp(),
        lease_expires_at = clock_timestamp() + CAST('10000 milliseconds' AS interval)
  WHERE id = :e_id AND status = 'PENDING' AND owner = 'a0a0a0a0-0000-4000-8000-000000000001'
  RETURNING id, function_id, input, output, status::text AS status, error_message, logs,
-           started_at, completed_at, created_at, attempt, background, owner, lease_expires_at;
+           started_at, completed_at, created_at, attempt, background, owner, lease_expires_at, revision;
 UPDATE executions SET status = CAST('COMPLETED' AS execution_status), output = CAST(:output AS jsonb),
        error_message = NULL, logs = NULL, completed_at = clock_timestamp(), lease_expires_at = NULL
  WHERE id = :e_id AND status = 'RUNNING' AND owner = 'a0a0a0a0-0000-4000-8000-000000000001' AND attempt = 1
  RETURNING id, function_id, input, output, status::text AS status, error_message, logs,
-           started_at, completed_at, created_at, attempt, background, owner, lease_expires_at;
+           started_at, completed_at, created_at, attempt, background, owner, lease_expires_at, revision;

@@ -33,11 +33,22 @@ async fn seed(paths: &Paths, db_url: &str, total: i64) -> anyhow::Result<i64> {
         sqlx::query("SET LOCAL session_replication_role = replica")
             .execute(&mut *tx)
             .await?;
+        // Each function READY at revision 1, deployed, sharing one module.
         sqlx::query(
-            "INSERT INTO functions (name, language, source, status, wasm_binary, created_at, updated_at)
-             SELECT 'bench-list-' || g, 'assemblyscript', $1, 'READY', $2,
-                    now() - make_interval(secs => g), now()
-             FROM generate_series(1, $3::bigint) g",
+            "WITH m AS (INSERT INTO modules (digest, wasm_binary)
+                        VALUES (encode(sha256($2), 'hex'), $2)
+                        ON CONFLICT (digest) DO UPDATE SET digest = EXCLUDED.digest
+                        RETURNING digest),
+                  f AS (INSERT INTO functions (name, language, source, status, revision,
+                                               deployed_revision, created_at, updated_at)
+                        SELECT 'bench-list-' || g, 'assemblyscript', $1, 'READY', 1, 1,
+                               now() - make_interval(secs => g), now()
+                        FROM generate_series(1, $3::bigint) g
+                        RETURNING id, language, source)
+             INSERT INTO function_versions (function_id, revision, language, source, status,
+                                            module_digest, wasm_size, compiled_at)
+             SELECT f.id, 1, f.language, f.source, 'READY', m.digest, octet_length($2), now()
+               FROM f, m",
         )
         .bind(&source)
         .bind(&wasm)
@@ -46,7 +57,9 @@ async fn seed(paths: &Paths, db_url: &str, total: i64) -> anyhow::Result<i64> {
         .await?;
         tx.commit().await?;
     }
-    sqlx::query("ANALYZE functions").execute(&pool).await?;
+    sqlx::query("ANALYZE functions, function_versions")
+        .execute(&pool)
+        .await?;
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM functions")
         .fetch_one(&pool)
         .await?;

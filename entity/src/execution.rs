@@ -48,6 +48,8 @@ pub struct Model {
     /// The owner renews this while it lives; recovery reclaims only executions
     /// whose lease lapsed.
     pub lease_expires_at: Option<DateTimeUtc>,
+    /// The function revision it runs (the deployed one when it was accepted).
+    pub revision: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

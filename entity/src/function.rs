@@ -1,4 +1,5 @@
-//! A user's function: source, compile state and, once READY, its module.
+//! A user's function: its latest revision's source and compile state, and the
+//! revision that is deployed. Each revision is a [`super::function_version`].
 
 use sea_orm::entity::prelude::*;
 
@@ -25,13 +26,14 @@ pub struct Model {
     pub language: String,
     #[sea_orm(column_type = "Text")]
     pub source: String,
-    pub wasm_binary: Option<Vec<u8>>,
     pub status: FunctionStatus,
     #[sea_orm(column_type = "Text", nullable)]
     pub compile_error: Option<String>,
-    /// Goes up whenever source or language change; stale compilations carry an
-    /// older revision and are dropped.
+    /// The latest revision: goes up whenever source or language change (and
+    /// on rollback).
     pub revision: i64,
+    /// The newest READY revision, which executions run; `None` until one compiled.
+    pub deployed_revision: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
@@ -40,6 +42,8 @@ pub struct Model {
 pub enum Relation {
     #[sea_orm(has_many = "super::execution::Entity")]
     Executions,
+    #[sea_orm(has_many = "super::function_version::Entity")]
+    Versions,
 }
 
 impl Related<super::execution::Entity> for Entity {

@@ -18,6 +18,7 @@ mod m20261129_000004_compilation_queues;
 mod m20261129_000005_compiled_modules;
 mod m20261129_000006_queue_notifications;
 mod m20261201_000007_dependable_executions;
+mod m20261201_000008_function_versions;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_compiled_modules::Migration),
             Box::new(m20261129_000006_queue_notifications::Migration),
             Box::new(m20261201_000007_dependable_executions::Migration),
+            Box::new(m20261201_000008_function_versions::Migration),
         ]
     }
 }

@@ -20,6 +20,37 @@ use crate::m20261129_000006_queue_notifications::notify_insert_trigger;
 
 pub struct Migration;
 
+/// The columns of a finished execution this migration guards.
+pub(crate) const GUARDED_COLUMNS: &[&str] = &[
+    "status",
+    "output",
+    "error_message",
+    "completed_at",
+    "attempt",
+];
+
+/// (Re)defines the trigger function that refuses any change of `columns` of a
+/// COMPLETED or FAILED execution.
+pub(crate) fn final_executions_never_change(columns: &[&str]) -> String {
+    let changed = columns
+        .iter()
+        .map(|c| format!("NEW.{c} IS DISTINCT FROM OLD.{c}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    format!(
+        "CREATE OR REPLACE FUNCTION projectnil_final_executions_never_change() RETURNS trigger
+         LANGUAGE plpgsql AS $$
+         BEGIN
+             IF OLD.status IN ('COMPLETED', 'FAILED') AND ({changed}) THEN
+                 RAISE EXCEPTION 'execution % is % and can no longer change', OLD.id, OLD.status
+                     USING ERRCODE = 'check_violation';
+             END IF;
+             RETURN NEW;
+         END;
+         $$;"
+    )
+}
+
 impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261201_000007_dependable_executions"
@@ -43,25 +74,15 @@ ALTER TABLE executions
 CREATE INDEX executions_unfinished_lease_idx ON executions (lease_expires_at)
     WHERE status IN ('PENDING', 'RUNNING');
 
-CREATE FUNCTION projectnil_final_executions_never_change() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF OLD.status IN ('COMPLETED', 'FAILED') AND (
-           NEW.status IS DISTINCT FROM OLD.status
-        OR NEW.output IS DISTINCT FROM OLD.output
-        OR NEW.error_message IS DISTINCT FROM OLD.error_message
-        OR NEW.completed_at IS DISTINCT FROM OLD.completed_at
-        OR NEW.attempt IS DISTINCT FROM OLD.attempt) THEN
-        RAISE EXCEPTION 'execution % is % and can no longer change', OLD.id, OLD.status
-            USING ERRCODE = 'check_violation';
-    END IF;
-    RETURN NEW;
-END;
-$$;
-CREATE TRIGGER executions_final_never_change
-    BEFORE UPDATE ON executions
-    FOR EACH ROW EXECUTE FUNCTION projectnil_final_executions_never_change();
 "#,
+        )
+        .await?;
+        db.execute_unprepared(&final_executions_never_change(GUARDED_COLUMNS))
+            .await?;
+        db.execute_unprepared(
+            "CREATE TRIGGER executions_final_never_change
+                 BEFORE UPDATE ON executions
+                 FOR EACH ROW EXECUTE FUNCTION projectnil_final_executions_never_change();",
         )
         .await?;
         db.execute_unprepared(&format!("SELECT pgmq.create('{EXECUTION_JOBS_QUEUE}')"))

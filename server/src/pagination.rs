@@ -1,7 +1,8 @@
 //! Keyset pagination, newest first, shared by every list: the cursor is the
-//! position `(created_at, id)` of the last item seen, so pages stay stable while
-//! rows are inserted concurrently. Cursors are opaque to clients (base64 of a
-//! versioned string) and validated on the way in.
+//! position of the last item seen — `(created_at, id)` for functions and
+//! executions, the revision for a function's versions — so pages stay stable
+//! while rows are inserted concurrently. Cursors are opaque to clients (base64
+//! of a versioned string) and validated on the way in.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,8 +28,21 @@ pub enum PageError {
     BadCursor,
 }
 
-impl PageCursor {
-    pub fn encode(&self) -> String {
+/// A position in a list, as clients see it: an opaque string.
+pub trait Cursor: Sized + Copy {
+    fn encode(&self) -> String;
+    fn decode(cursor: &str) -> Result<Self, PageError>;
+}
+
+fn decode_text(cursor: &str) -> Result<String, PageError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| PageError::BadCursor)?;
+    String::from_utf8(bytes).map_err(|_| PageError::BadCursor)
+}
+
+impl Cursor for PageCursor {
+    fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(format!(
             "v1:{}:{}",
             self.created_at.timestamp_micros(),
@@ -36,11 +50,8 @@ impl PageCursor {
         ))
     }
 
-    pub fn decode(cursor: &str) -> Result<Self, PageError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(cursor)
-            .map_err(|_| PageError::BadCursor)?;
-        let text = String::from_utf8(bytes).map_err(|_| PageError::BadCursor)?;
+    fn decode(cursor: &str) -> Result<Self, PageError> {
+        let text = decode_text(cursor)?;
         let mut parts = text.splitn(3, ':');
         let (Some("v1"), Some(micros), Some(id)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -67,19 +78,35 @@ impl PageCursor {
     }
 }
 
-/// A validated request for one page.
+/// The position of a function version: its revision (listed newest first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PageRequest {
-    pub first: u64,
-    pub after: Option<PageCursor>,
+pub struct RevisionCursor(pub i64);
+
+impl Cursor for RevisionCursor {
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("r1:{}", self.0))
+    }
+
+    fn decode(cursor: &str) -> Result<Self, PageError> {
+        let text = decode_text(cursor)?;
+        let revision = text.strip_prefix("r1:").ok_or(PageError::BadCursor)?;
+        revision.parse().map(Self).map_err(|_| PageError::BadCursor)
+    }
 }
 
-impl PageRequest {
+/// A validated request for one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageRequest<C = PageCursor> {
+    pub first: u64,
+    pub after: Option<C>,
+}
+
+impl<C: Cursor> PageRequest<C> {
     pub fn new(first: i32, after: Option<&str>) -> Result<Self, PageError> {
         if !(1..=MAX_PAGE_SIZE).contains(&first) {
             return Err(PageError::FirstOutOfRange(first));
         }
-        let after = after.map(PageCursor::decode).transpose()?;
+        let after = after.map(C::decode).transpose()?;
         Ok(Self {
             first: first as u64,
             after,
@@ -103,7 +130,7 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// Builds a page from `fetch_limit()` rows at most.
-    pub fn from_rows(mut rows: Vec<T>, request: &PageRequest, total_count: i64) -> Self {
+    pub fn from_rows<C>(mut rows: Vec<T>, request: &PageRequest<C>, total_count: i64) -> Self {
         let has_next_page = rows.len() as u64 > request.first;
         rows.truncate(request.first as usize);
         Self {
@@ -126,6 +153,24 @@ mod tests {
             id: Uuid::new_v4(),
         };
         assert_eq!(PageCursor::decode(&cursor.encode()), Ok(cursor));
+    }
+
+    #[test]
+    fn revision_cursors_round_trip_and_are_not_page_cursors() {
+        let cursor = RevisionCursor(42);
+        assert_eq!(RevisionCursor::decode(&cursor.encode()), Ok(cursor));
+        let page_cursor = PageCursor {
+            created_at: Utc::now(),
+            id: Uuid::nil(),
+        };
+        assert_eq!(
+            RevisionCursor::decode(&page_cursor.encode()),
+            Err(PageError::BadCursor)
+        );
+        assert_eq!(
+            PageCursor::decode(&cursor.encode()),
+            Err(PageError::BadCursor)
+        );
     }
 
     #[test]
@@ -166,9 +211,10 @@ mod tests {
 
         #[test]
         fn page_requests_validate_any_first(first in proptest::prelude::any::<i32>(), after in proptest::option::of(".{0,40}")) {
-            let _ = PageRequest::new(first, after.as_deref());
+            let _ = PageRequest::<PageCursor>::new(first, after.as_deref());
+            let _ = PageRequest::<RevisionCursor>::new(first, after.as_deref());
             if !(1..=MAX_PAGE_SIZE).contains(&first) {
-                proptest::prop_assert_eq!(PageRequest::new(first, None), Err(PageError::FirstOutOfRange(first)));
+                proptest::prop_assert_eq!(PageRequest::<PageCursor>::new(first, None), Err(PageError::FirstOutOfRange(first)));
             }
         }
     }
@@ -176,13 +222,13 @@ mod tests {
     #[test]
     fn first_is_bounded() {
         assert_eq!(
-            PageRequest::new(0, None),
+            PageRequest::<PageCursor>::new(0, None),
             Err(PageError::FirstOutOfRange(0))
         );
         assert_eq!(
-            PageRequest::new(101, None),
+            PageRequest::<PageCursor>::new(101, None),
             Err(PageError::FirstOutOfRange(101))
         );
-        assert!(PageRequest::new(100, None).is_ok());
+        assert!(PageRequest::<PageCursor>::new(100, None).is_ok());
     }
 }

@@ -2,7 +2,7 @@
 //! binary and database. These servers run without a compiler worker, so
 //! functions stay PENDING unless a test moves them on in the database.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde_json::{Value, json};
 use tests::fixtures::ADD;
 use tests::{ServerOptions, TestApp};
@@ -111,12 +111,13 @@ async fn rename_keeps_the_module_and_a_new_source_recompiles() {
         .unwrap()
         .to_string();
     let db = db(&app).await;
-    // Pretend it compiled.
-    db.execute_unprepared(&format!(
-        "UPDATE functions SET status = 'READY', wasm_binary = '\\x0061736d' WHERE id = '{id}'"
-    ))
-    .await
-    .unwrap();
+    // Pretend it compiled, as the result consumer would record it.
+    let pretend = db.begin().await.unwrap();
+    let outcome = server::functions::CompileOutcome::Ready(b"\0asm".to_vec());
+    server::functions::record_outcome(&pretend, id.parse().unwrap(), Some(1), &outcome)
+        .await
+        .unwrap();
+    pretend.commit().await.unwrap();
 
     let update = "mutation($id: UUID!, $input: UpdateFunctionInput!) { updateFunction(id: $id, input: $input) { name description status revision wasmSize compileError } }";
     let renamed = client
@@ -317,7 +318,7 @@ async fn executions_are_listed_filtered_and_joined_without_n_plus_one() {
         (&a, "COMPLETED", "NULL"),
         (&b, "RUNNING", "NULL"),
     ] {
-        db.execute_unprepared(&format!("INSERT INTO executions (function_id, status, error_message, input) VALUES ('{function}', '{status}', {error}, '{{\"x\": 1}}')"))
+        db.execute_unprepared(&format!("INSERT INTO executions (function_id, revision, status, error_message, input) VALUES ('{function}', 1, '{status}', {error}, '{{\"x\": 1}}')"))
             .await
             .unwrap();
     }

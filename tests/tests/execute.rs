@@ -254,7 +254,7 @@ async fn concurrent_executions_of_one_function_are_isolated() {
 }
 
 #[tokio::test]
-async fn an_update_replaces_the_cached_module() {
+async fn an_update_replaces_the_cached_module_once_it_is_deployed() {
     let app = TestApp::start().await.unwrap();
     let client = app.client();
     let id = client
@@ -275,14 +275,14 @@ async fn an_update_replaces_the_cached_module() {
         )
         .await
         .unwrap();
-    let error = client
-        .error(
-            "mutation($id: UUID!) { executeFunction(id: $id) { id } }",
-            json!({ "id": id }),
-        )
-        .await
-        .unwrap();
-    assert_eq!(error.code, "FUNCTION_NOT_READY", "{error:?}");
+    // Revision 1 keeps serving while revision 2 compiles (or once it has,
+    // revision 2 serves): never FUNCTION_NOT_READY, never a mix.
+    let meanwhile = client.execute(&id, json!({})).await.unwrap();
+    assert_eq!(meanwhile["status"], "COMPLETED", "{meanwhile}");
+    assert!(
+        [json!(1), json!(2)].contains(&meanwhile["output"]),
+        "{meanwhile}"
+    );
     client
         .wait_compiled(&id, Duration::from_secs(120))
         .await
@@ -357,10 +357,10 @@ async fn executions_interrupted_by_a_crash_end_failed_on_restart() {
     // minute ago), and one that is old but still held: its lease is live, as
     // a long wait in a queue would be. Age alone never counts as a crash.
     db.execute_unprepared(&format!(
-        "INSERT INTO executions (function_id, status, started_at, created_at, owner, lease_expires_at) VALUES
-           ('{id}', 'RUNNING', now() - interval '1 minute', now() - interval '1 minute', gen_random_uuid(), now() - interval '1 minute'),
-           ('{id}', 'PENDING', NULL, now() - interval '1 minute', gen_random_uuid(), now() - interval '1 minute'),
-           ('{id}', 'PENDING', NULL, now() - interval '1 hour', gen_random_uuid(), now() + interval '1 hour')"
+        "INSERT INTO executions (function_id, revision, status, started_at, created_at, owner, lease_expires_at) VALUES
+           ('{id}', 1, 'RUNNING', now() - interval '1 minute', now() - interval '1 minute', gen_random_uuid(), now() - interval '1 minute'),
+           ('{id}', 1, 'PENDING', NULL, now() - interval '1 minute', gen_random_uuid(), now() - interval '1 minute'),
+           ('{id}', 1, 'PENDING', NULL, now() - interval '1 hour', gen_random_uuid(), now() + interval '1 hour')"
     ))
     .await
     .unwrap();

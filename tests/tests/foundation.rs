@@ -48,13 +48,29 @@ async fn migrations_apply_roll_back_and_apply_again() {
          WHERE table_name = 'executions' AND column_name IN ('attempt', 'background', 'owner', 'lease_expires_at')";
     assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 4);
 
-    // The last migration alone: the execution queue and the leases go.
+    const VERSIONS: &str =
+        "SELECT count(*) FROM pg_tables WHERE tablename IN ('function_versions', 'modules')";
+    assert_eq!(scalar_i64(&db, VERSIONS).await, 2);
+    let id = insert_function(&db).await;
+    exec(
+        &db,
+        &format!("INSERT INTO executions (function_id, revision) VALUES ('{id}', 1)"),
+    )
+    .await
+    .unwrap();
+
+    // The last migration alone: versions go, the function keeps its row.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(scalar_i64(&db, VERSIONS).await, 0);
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM executions").await, 1);
+
+    // The one before: the execution queue and the leases go.
     Migrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 0);
     assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta").await, 2);
     assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 2);
 
-    // The one before: the queues stay, their triggers go.
+    // And the one before that: the queues stay, their triggers go.
     Migrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 0);
     assert_eq!(
@@ -69,6 +85,12 @@ async fn migrations_apply_roll_back_and_apply_again() {
     migration::apply(&db).await.unwrap();
     assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 3);
     assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 4);
+    assert_eq!(scalar_i64(&db, VERSIONS).await, 2);
+    // Applied again over existing data, every function has its revision.
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM function_versions").await,
+        1
+    );
 
     Migrator::down(&db, None).await.unwrap();
     assert_eq!(
@@ -134,17 +156,6 @@ async fn database_enforces_the_invariants() {
     let db = test_db.connect().await.unwrap();
     let id = insert_function(&db).await;
 
-    let ready_without_wasm = exec(
-        &db,
-        &format!("UPDATE functions SET status = 'READY' WHERE id = '{id}'"),
-    )
-    .await;
-    assert!(
-        ready_without_wasm
-            .unwrap_err()
-            .to_string()
-            .contains("functions_ready_has_wasm")
-    );
     let failed_without_error = exec(
         &db,
         &format!("UPDATE functions SET status = 'FAILED' WHERE id = '{id}'"),
@@ -156,16 +167,73 @@ async fn database_enforces_the_invariants() {
             .to_string()
             .contains("functions_failed_has_error")
     );
+    // A revision is READY exactly when it has a module, the module is stored
+    // under its own digest, and a revision's source never changes.
+    let version = |status: &str, digest: &str| {
+        format!(
+            "INSERT INTO function_versions (function_id, revision, language, source, status, module_digest)
+             VALUES ('{id}', 1, 'assemblyscript', 'x', '{status}', {digest})"
+        )
+    };
+    let ready_without_module = exec(&db, &version("READY", "NULL")).await;
+    assert!(
+        ready_without_module
+            .unwrap_err()
+            .to_string()
+            .contains("function_versions_ready_has_module")
+    );
+    let wrong_digest = exec(
+        &db,
+        "INSERT INTO modules (digest, wasm_binary) VALUES ('abc', '\\x00')",
+    )
+    .await;
+    assert!(
+        wrong_digest
+            .unwrap_err()
+            .to_string()
+            .contains("modules_digest_is_sha256")
+    );
     exec(
         &db,
-        &format!("UPDATE functions SET status = 'READY', wasm_binary = '\\x00' WHERE id = '{id}'"),
+        "INSERT INTO modules (digest, wasm_binary) VALUES (encode(sha256('\\x00'), 'hex'), '\\x00')",
+    )
+    .await
+    .unwrap();
+    exec(&db, &version("READY", "encode(sha256('\\x00'), 'hex')"))
+        .await
+        .unwrap();
+    for change in ["source = 'y'", "status = 'FAILED', compile_error = 'late'"] {
+        let rewritten = exec(
+            &db,
+            &format!("UPDATE function_versions SET {change} WHERE function_id = '{id}'"),
+        )
+        .await;
+        let error = rewritten.unwrap_err().to_string();
+        assert!(error.contains("can no longer change"), "{change}: {error}");
+    }
+    let deployed_unknown = exec(
+        &db,
+        &format!("UPDATE functions SET deployed_revision = 7 WHERE id = '{id}'"),
+    )
+    .await;
+    assert!(
+        deployed_unknown
+            .unwrap_err()
+            .to_string()
+            .contains("functions_deployed_version_fk")
+    );
+    exec(
+        &db,
+        &format!("UPDATE functions SET status = 'READY', deployed_revision = 1 WHERE id = '{id}'"),
     )
     .await
     .unwrap();
 
     let failed_without_message = exec(
         &db,
-        &format!("INSERT INTO executions (function_id, status) VALUES ('{id}', 'FAILED')"),
+        &format!(
+            "INSERT INTO executions (function_id, revision, status) VALUES ('{id}', 1, 'FAILED')"
+        ),
     )
     .await;
     assert!(
@@ -176,7 +244,7 @@ async fn database_enforces_the_invariants() {
     );
     let completed_with_error = exec(
         &db,
-        &format!("INSERT INTO executions (function_id, status, error_message) VALUES ('{id}', 'COMPLETED', 'boom')"),
+        &format!("INSERT INTO executions (function_id, revision, status, error_message) VALUES ('{id}', 1, 'COMPLETED', 'boom')"),
     )
     .await;
     assert!(
@@ -188,7 +256,7 @@ async fn database_enforces_the_invariants() {
     // A finished execution never changes again, whoever writes.
     exec(
         &db,
-        &format!("INSERT INTO executions (id, function_id, status, error_message) VALUES ('00000000-0000-0000-0000-0000000000f1', '{id}', 'FAILED', 'cancelled')"),
+        &format!("INSERT INTO executions (id, function_id, revision, status, error_message) VALUES ('00000000-0000-0000-0000-0000000000f1', '{id}', 1, 'FAILED', 'cancelled')"),
     )
     .await
     .unwrap();
@@ -197,6 +265,7 @@ async fn database_enforces_the_invariants() {
         "error_message = 'something else'",
         "attempt = 2",
         "completed_at = now()",
+        "revision = 2",
     ] {
         let rewritten = exec(
             &db,
@@ -211,7 +280,7 @@ async fn database_enforces_the_invariants() {
     let orphan = exec(
         &db,
         &format!(
-            "INSERT INTO executions (function_id) VALUES ('{}')",
+            "INSERT INTO executions (function_id, revision) VALUES ('{}', 1)",
             uuid::Uuid::new_v4()
         ),
     )
@@ -243,7 +312,7 @@ async fn deleting_a_function_deletes_its_executions() {
     for function in [&id, &id, &other] {
         exec(
             &db,
-            &format!("INSERT INTO executions (function_id) VALUES ('{function}')"),
+            &format!("INSERT INTO executions (function_id, revision) VALUES ('{function}', 1)"),
         )
         .await
         .unwrap();

@@ -3,26 +3,34 @@ import { Header } from '../shared/Header';
 import { FunctionList } from './FunctionList';
 import { FunctionView, NewFunction } from './FunctionDetail';
 import { QueuePanel } from './QueuePanel';
-import { useConnection, useRoute } from './hooks';
+import { ConfirmDialog, type Notify } from './bits';
+import { useConnection } from './hooks';
+import { useGuardedRoute } from './navigation';
 
 interface Notice {
   id: number;
   message: string;
   kind: 'ok' | 'error';
+  tag?: string;
 }
 
+/** A tagged notice waits for its dismissal, but not forever. */
+const TAGGED_MAX_MS = 60_000;
+
 export function App() {
-  const route = useRoute();
+  const { route, pending, proceed, stay } = useGuardedRoute();
   const [refreshToken, setRefreshToken] = useState(0);
   const [notice, setNotice] = useState<Notice | null>(null);
   const timer = useRef<ReturnType<typeof setTimeout>>(undefined);
   const conn = useConnection();
 
-  const notify = useCallback((message: string, kind: 'ok' | 'error' = 'ok') => {
+  const notify: Notify = useCallback((message, kind = 'ok', opts) => {
     clearTimeout(timer.current);
-    setNotice({ id: Date.now(), message, kind });
-    timer.current = setTimeout(() => setNotice(null), kind === 'error' ? 8000 : 3500);
+    setNotice({ id: Date.now(), message, kind, tag: opts?.tag });
+    const ms = opts?.tag ? TAGGED_MAX_MS : kind === 'error' ? 8000 : 3500;
+    timer.current = setTimeout(() => setNotice(null), ms);
   }, []);
+  const dismiss = useCallback((tag: string) => setNotice((n) => (n?.tag === tag ? null : n)), []);
   const changed = useCallback(() => setRefreshToken((n) => n + 1), []);
 
   return (
@@ -44,18 +52,42 @@ export function App() {
           <QueuePanel refreshToken={refreshToken} />
         </aside>
         <main id="main" className="main" tabIndex={-1}>
+          {/* In the flow, above the page: a notice never covers a panel. */}
+          <div className="notice-area" aria-live="polite">
+            {notice && (
+              <div key={notice.id} className={`toast toast-${notice.kind}`} data-testid="toast" data-tag={notice.tag}>
+                <span>{notice.message}</span>
+                <button type="button" className="toast-close" aria-label="Dismiss" onClick={() => setNotice(null)}>
+                  ×
+                </button>
+              </div>
+            )}
+          </div>
           {route.page === 'new' && <NewFunction onChanged={changed} notify={notify} />}
-          {route.page === 'function' && <FunctionView key={route.id} id={route.id} onChanged={changed} notify={notify} />}
+          {route.page === 'function' && (
+            <FunctionView
+              key={route.id}
+              id={route.id}
+              revision={route.revision}
+              onChanged={changed}
+              notify={notify}
+              dismiss={dismiss}
+            />
+          )}
           {route.page === 'home' && <Home />}
         </main>
       </div>
-      <div className="toast-area" aria-live="polite">
-        {notice && (
-          <div key={notice.id} className={`toast toast-${notice.kind}`} data-testid="toast">
-            {notice.message}
-          </div>
-        )}
-      </div>
+      <ConfirmDialog
+        open={pending != null}
+        title="Leave with unsaved changes?"
+        confirmLabel="Discard changes and leave"
+        cancelLabel="Stay"
+        testId="leave-dialog"
+        onConfirm={proceed}
+        onCancel={stay}
+      >
+        {pending?.message}
+      </ConfirmDialog>
     </div>
   );
 }
@@ -73,7 +105,10 @@ function Home() {
           <a href="#/new">Create a function</a> — it starts from the contract's example (<code>json-as</code>, adds{' '}
           <code>a</code> and <code>b</code>).
         </li>
-        <li>Pick a function on the left to edit it, see its compile errors, run it and browse its executions.</li>
+        <li>
+          Pick a function on the left to edit it, see its compile errors, run it, browse its executions and its versions
+          (diff any two, roll back).
+        </li>
         <li>
           Explore the API in <a href="/graphiql">GraphiQL</a>.
         </li>

@@ -1,5 +1,6 @@
 // A function's executions, newest first, kept live by
-// executionStatusChanged(functionId); a row opens its input/output/error/logs.
+// executionStatusChanged(functionId); a row opens its input/output/error/logs,
+// and its revision links to that revision in the Versions panel.
 // Unfinished rows tick a live timer and can be cancelled.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { request, subscribe } from '../shared/client';
@@ -12,6 +13,7 @@ import {
 import { Empty, ErrorBox, StatusBadge } from './bits';
 import { Attempt, CancelButton, Elapsed, isActive, latest, useCancel } from './ExecutionControls';
 import { formatDuration, formatTime, useConnection } from './hooks';
+import { functionHash } from './navigation';
 import { ExecutionBody } from './RunPanel';
 
 const PAGE = 20;
@@ -23,7 +25,13 @@ function preview(e: Execution): string {
   return s.length > 60 ? `${s.slice(0, 57)}…` : s;
 }
 
-export function Executions({ functionId }: { functionId: string }) {
+export function Executions({
+  functionId,
+  onShowRevision,
+}: {
+  functionId: string;
+  onShowRevision: (revision: number) => void;
+}) {
   const [items, setItems] = useState<Execution[]>([]);
   const [total, setTotal] = useState(0);
   const [next, setNext] = useState<string | null>(null);
@@ -125,6 +133,7 @@ export function Executions({ functionId }: { functionId: string }) {
               open={open === e.id}
               onToggle={() => setOpen(open === e.id ? null : e.id)}
               onUpdate={update}
+              onShowRevision={onShowRevision}
             />
           ))}
         </ul>
@@ -143,11 +152,13 @@ function ExecutionItem({
   open,
   onToggle,
   onUpdate,
+  onShowRevision,
 }: {
   execution: Execution;
   open: boolean;
   onToggle: () => void;
   onUpdate: (e: Execution) => void;
+  onShowRevision: (revision: number) => void;
 }) {
   const { cancel, busy, error } = useCancel(onUpdate);
   const active = isActive(e.status);
@@ -166,7 +177,9 @@ function ExecutionItem({
             <StatusBadge status={e.status} testId="execution-status" />
             <Attempt attempt={e.attempt} />
           </span>
-          <span className="exec-time">{formatTime(e.createdAt)}</span>
+          <span className="exec-time" title={e.createdAt} data-testid="execution-time">
+            {formatTime(e.createdAt)}
+          </span>
           <span className="exec-duration">
             {active ? <Elapsed execution={e} testId="execution-elapsed" /> : formatDuration(e.durationMs)}
           </span>
@@ -174,6 +187,16 @@ function ExecutionItem({
             {preview(e)}
           </span>
         </button>
+        <a
+          className="exec-rev"
+          href={functionHash(e.functionId, e.revision)}
+          onClick={() => onShowRevision(e.revision)}
+          title={`Ran revision ${e.revision}: show it in Versions`}
+          data-testid="execution-revision"
+          data-revision={e.revision}
+        >
+          r{e.revision}
+        </a>
         {active && <CancelButton busy={busy} onClick={() => void cancel(e.id)} />}
       </div>
       {error != null && active && (

@@ -1,26 +1,34 @@
 // One function: metadata and source in a CodeMirror editor (create or edit),
-// compile errors next to the source, the run panel and the executions history.
+// compile errors next to the source, the run panel, the executions history and
+// the versions. Every change by anyone arrives live (functionChanged); unsaved
+// edits are never lost: leaving asks first, a save sends the revision the edits
+// started from, and a newer revision saved elsewhere shows both to choose from.
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { request, subscribe } from '../shared/client';
 import {
   CREATE_FUNCTION,
   DELETE_FUNCTION,
+  FUNCTION_CHANGED_SUBSCRIPTION,
   FUNCTION_QUERY,
-  FUNCTION_STATUS_SUBSCRIPTION,
   TEMPLATE_SOURCE,
   UPDATE_FUNCTION,
+  type FunctionChange,
   type FunctionDetail as Fn,
 } from './api';
 import { CodeEditor, type EditorHandle } from './CodeEditor';
 import { parseCompileError, type CompileDiagnostic } from './compileErrors';
-import { ConfirmDialog, Empty, ErrorBox, StatusBadge, describeError } from './bits';
-import { formatBytes, formatTime, navigate, useConnection } from './hooks';
-import { RunPanel } from './RunPanel';
+import { ConfirmDialog, Empty, ErrorBox, StatusBadge, describeError, type Notify } from './bits';
+import { formatBytes, formatTime, useConnection, useScrollIntoViewWhenNarrow } from './hooks';
+import { navigate, useLeaveGuard, type LeaveGuard } from './navigation';
+import { RunPanel, forgetInput, type RunControls, type SaveRunPhase } from './RunPanel';
 import { Executions } from './Executions';
+import { settled, useFunctionDraft } from './draft';
+import { ConflictPanel } from './ConflictPanel';
+import { Serving } from './Serving';
+import { VersionsPanel, type RevisionFocus } from './Versions';
 
-interface Notify {
-  (message: string, kind?: 'ok' | 'error'): void;
-}
+/** The tag of the "compiling…" notice of a function: dismissed once its compile settles. */
+const compileTag = (id: string) => `compile:${id}`;
 
 export function NewFunction({ onChanged, notify }: { onChanged: () => void; notify: Notify }) {
   const [name, setName] = useState('');
@@ -28,6 +36,14 @@ export function NewFunction({ onChanged, notify }: { onChanged: () => void; noti
   const [source, setSource] = useState(TEMPLATE_SOURCE);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
+  const dirty = !!(name.trim() || description.trim() || source !== TEMPLATE_SOURCE);
+  const page = useRef<HTMLDivElement>(null);
+  useScrollIntoViewWhenNarrow(page, true);
+  const guard: LeaveGuard | null = useMemo(
+    () => (dirty ? (to) => (to.page === 'new' ? null : 'The new function has not been created yet; its source would be lost.') : null),
+    [dirty],
+  );
+  useLeaveGuard(busy ? null : guard);
 
   const create = async () => {
     if (busy) return;
@@ -41,9 +57,10 @@ export function NewFunction({ onChanged, notify }: { onChanged: () => void; noti
       const res = await request<{ createFunction: Fn }>(CREATE_FUNCTION, {
         input: { name: name.trim(), description: description.trim() || null, language: 'assemblyscript', source },
       });
-      notify(`Created “${res.createFunction.name}”; compiling…`);
+      const f = res.createFunction;
+      notify(`Created “${f.name}”; compiling…`, 'ok', { tag: compileTag(f.id) });
       onChanged();
-      navigate(`#/functions/${res.createFunction.id}`);
+      navigate(`#/functions/${f.id}`, { force: true });
     } catch (err) {
       setError(err);
     } finally {
@@ -52,7 +69,7 @@ export function NewFunction({ onChanged, notify }: { onChanged: () => void; noti
   };
 
   return (
-    <div className="detail">
+    <div ref={page} className="detail">
       <form
         className="meta-form"
         onSubmit={(e) => {
@@ -107,46 +124,62 @@ export function NewFunction({ onChanged, notify }: { onChanged: () => void; noti
   );
 }
 
-export function FunctionView({ id, onChanged, notify }: { id: string; onChanged: () => void; notify: Notify }) {
-  const [fn, setFn] = useState<Fn | null | undefined>(undefined);
+export function FunctionView({
+  id,
+  revision,
+  onChanged,
+  notify,
+  dismiss,
+}: {
+  id: string;
+  /** A revision to show in the Versions panel (from the URL). */
+  revision: number | null;
+  onChanged: () => void;
+  notify: Notify;
+  dismiss: (tag: string) => void;
+}) {
+  const { state, dispatch, sourceDirty, dirty, conflict } = useFunctionDraft();
+  const { fn, draft, base, deleted } = state;
   const [loadError, setLoadError] = useState<unknown>(null);
-  const [draft, setDraft] = useState<{ name: string; description: string; source: string } | null>(null);
   const [saving, setSaving] = useState(false);
   const [saveError, setSaveError] = useState<unknown>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [deleting, setDeleting] = useState(false);
+  const [saveRun, setSaveRun] = useState<SaveRunPhase>(null);
+  const [focus, setFocus] = useState<RevisionFocus>({ revision, n: 0 });
   const editor = useRef<EditorHandle | null>(null);
+  const runControls = useRef<RunControls | null>(null);
+  /** The source of a save in flight: its own events are not someone else's change. */
+  const savingSource = useRef<string | null>(null);
+  /** The newest state the server told us about, read synchronously after a save. */
+  const lastSeen = useRef<Fn | null>(null);
   const { generation } = useConnection();
+  const page = useRef<HTMLDivElement>(null);
+  useScrollIntoViewWhenNarrow(page, fn !== undefined);
 
-  // Keep the user's edits; follow the server for fields nobody edited.
-  const current = useRef<Fn | null>(null);
-  const apply = useCallback((next: Fn) => {
-    const prev = current.current;
-    current.current = next;
-    setFn(next);
-    setDraft((d) => {
-      if (!d || !prev) return { name: next.name, description: next.description ?? '', source: next.source };
-      return {
-        name: d.name === prev.name ? next.name : d.name,
-        description: d.description === (prev.description ?? '') ? (next.description ?? '') : d.description,
-        source: d.source === prev.source ? next.source : d.source,
-      };
-    });
-  }, []);
+  const seen = useCallback(
+    (next: Fn) => {
+      const prev = lastSeen.current;
+      if (!prev || next.revision > prev.revision || (next.revision === prev.revision && settled(next.status))) {
+        lastSeen.current = next;
+      }
+      dispatch({ type: 'server', fn: next, ownSource: savingSource.current });
+    },
+    [dispatch],
+  );
 
   const load = useCallback(async () => {
     try {
       const res = await request<{ function: Fn | null }>(FUNCTION_QUERY, { id });
-      if (res.function) apply(res.function);
-      else {
-        current.current = null;
-        setFn(null);
-      }
+      if (res.function) seen(res.function);
+      else dispatch({ type: 'missing' });
       setLoadError(null);
+      return res.function;
     } catch (err) {
       setLoadError(err);
+      return null;
     }
-  }, [id, apply]);
+  }, [id, seen, dispatch]);
 
   useEffect(() => {
     void load();
@@ -154,49 +187,125 @@ export function FunctionView({ id, onChanged, notify }: { id: string; onChanged:
 
   useEffect(
     () =>
-      subscribe<{ functionStatusChanged: { status: Fn['status']; function: Fn } }>(
-        FUNCTION_STATUS_SUBSCRIPTION,
-        { id },
-        { next: ({ functionStatusChanged: ev }) => apply({ ...ev.function, status: ev.status }) },
-      ),
-    [id, apply],
+      subscribe<{ functionChanged: FunctionChange<Fn> }>(FUNCTION_CHANGED_SUBSCRIPTION, { id }, {
+        next: ({ functionChanged: ev }) => {
+          if (ev.kind === 'DELETED' || !ev.function) dispatch({ type: 'deleted' });
+          else seen(ev.function);
+        },
+      }),
+    [id, seen, dispatch],
   );
 
-  const dirty = !!(
-    fn &&
-    draft &&
-    (draft.name !== fn.name || draft.description !== (fn.description ?? '') || draft.source !== fn.source)
-  );
+  // The "compiling…" notice goes once the compile settled (or this page closes).
+  useEffect(() => {
+    if (fn && settled(fn.status)) dismiss(compileTag(id));
+  }, [fn, id, dismiss]);
+  useEffect(() => () => dismiss(compileTag(id)), [id, dismiss]);
 
-  const save = async () => {
-    if (!fn || !draft || saving) return;
+  // A revision link (or the URL) asks the Versions panel to show a revision.
+  const firstRevision = useRef(true);
+  useEffect(() => {
+    if (firstRevision.current) {
+      firstRevision.current = false;
+      return;
+    }
+    setFocus((f) => ({ revision, n: f.n + 1 }));
+  }, [revision]);
+  const showRevision = useCallback((r: number) => setFocus((f) => ({ revision: r, n: f.n + 1 })), []);
+
+  // Unsaved edits: switching away asks first, closing the tab warns.
+  const name = fn?.name ?? '';
+  const guard: LeaveGuard | null = useMemo(
+    () =>
+      dirty
+        ? (to) =>
+            to.page === 'function' && to.id === id
+              ? null
+              : `Your unsaved changes to “${name}” will be lost if you leave this function.`
+        : null,
+    [dirty, id, name],
+  );
+  useLeaveGuard(guard);
+
+  /**
+   * Saves the draft over revision `over` (by default the one the edits started from).
+   * Returns the saved function, or null when nothing was saved.
+   */
+  const save = async ({ over }: { over?: number } = {}): Promise<Fn | null> => {
+    if (!fn || !draft || !base || saving || deleted) return null;
     if (!dirty) {
       notify('No changes to save.');
-      return;
+      return fn;
     }
     if (!draft.name.trim()) {
       setSaveError(new Error('The name cannot be empty.'));
-      return;
+      return null;
     }
     setSaving(true);
     setSaveError(null);
     const input: Record<string, string | null> = {};
     if (draft.name !== fn.name) input.name = draft.name.trim();
     if (draft.description !== (fn.description ?? '')) input.description = draft.description.trim() || null;
-    if (draft.source !== fn.source) input.source = draft.source;
+    if (sourceDirty) input.source = draft.source;
+    const expectedRevision = over ?? base.revision;
+    savingSource.current = sourceDirty ? draft.source : null;
     try {
-      const res = await request<{ updateFunction: Fn }>(UPDATE_FUNCTION, { id: fn.id, input });
-      current.current = null;
-      setDraft(null);
-      apply(res.updateFunction);
-      notify(input.source !== undefined ? 'Saved; recompiling…' : 'Saved.');
+      const res = await request<{ updateFunction: Fn }>(UPDATE_FUNCTION, { id: fn.id, input, expectedRevision });
+      const saved = res.updateFunction;
+      lastSeen.current =
+        lastSeen.current && lastSeen.current.revision === saved.revision && settled(lastSeen.current.status)
+          ? lastSeen.current
+          : saved;
+      dispatch({ type: 'saved', fn: saved, source: input.source ?? saved.source });
+      const compiling = input.source !== undefined && !settled(lastSeen.current.status);
+      if (compiling) notify(`Saved revision ${saved.revision}; compiling…`, 'ok', { tag: compileTag(id) });
+      else notify(input.source !== undefined ? `Saved revision ${saved.revision}.` : 'Saved.');
       onChanged();
+      return saved;
     } catch (err) {
+      const code = describeError(err).code;
+      if (code === 'CONFLICT') {
+        // Someone saved a newer revision: fetch it, and both versions are shown to choose from.
+        const latest = await load();
+        if (latest && latest.revision !== expectedRevision) return null;
+      }
       setSaveError(err);
+      return null;
     } finally {
+      savingSource.current = null;
       setSaving(false);
     }
   };
+
+  const saveAndRun = async () => {
+    setSaveRun({ phase: 'saving' });
+    const before = fn?.revision;
+    const saved = await save();
+    if (!saved) return setSaveRun(null);
+    if (saved.revision === before) {
+      // Only the name or description changed: the deployed revision is the same.
+      setSaveRun(null);
+      runControls.current?.run();
+      return;
+    }
+    setSaveRun({ phase: 'compiling', revision: saved.revision });
+  };
+
+  // Save & Run: run once the saved revision is READY (or say why not).
+  useEffect(() => {
+    if (saveRun?.phase !== 'compiling' || !fn) return;
+    const r = saveRun.revision;
+    const failed = fn.revision === r && fn.status === 'FAILED';
+    const ready = (fn.deployedRevision ?? 0) >= r || (fn.revision === r && fn.status === 'READY');
+    if (deleted) setSaveRun(null);
+    else if (failed) {
+      setSaveRun(null);
+      notify(`Revision ${r} failed to compile; nothing was run.`, 'error');
+    } else if (ready || fn.revision > r) {
+      setSaveRun(null);
+      runControls.current?.run();
+    }
+  }, [fn, saveRun, deleted, notify]);
 
   const remove = async () => {
     if (!fn) return;
@@ -204,9 +313,10 @@ export function FunctionView({ id, onChanged, notify }: { id: string; onChanged:
     try {
       await request(DELETE_FUNCTION, { id: fn.id });
       setConfirmDelete(false);
+      forgetInput(fn.id);
       notify(`Deleted “${fn.name}”.`);
       onChanged();
-      navigate('#/');
+      navigate('#/', { force: true });
     } catch (err) {
       notify(`Delete failed: ${describeError(err).message}`, 'error');
     } finally {
@@ -239,7 +349,13 @@ export function FunctionView({ id, onChanged, notify }: { id: string; onChanged:
   }
 
   return (
-    <div className="detail" data-testid="function-detail" data-id={fn.id}>
+    <div ref={page} className="detail" data-testid="function-detail" data-id={fn.id} data-deleted={deleted}>
+      {deleted && (
+        <div className="banner-deleted" role="alert" data-testid="deleted-banner">
+          <strong>This function was deleted.</strong> It can no longer run or be saved.
+          {dirty && ' Your unsaved edits are still below: copy them before you leave.'} <a href="#/">Back to the list</a>
+        </div>
+      )}
       <form
         className="meta-form"
         onSubmit={(e) => {
@@ -248,18 +364,37 @@ export function FunctionView({ id, onChanged, notify }: { id: string; onChanged:
         }}
       >
         <div className="detail-head">
-          <h1 title={fn.id}>{fn.name}</h1>
-          <StatusBadge status={fn.status} testId="detail-status" />
+          <h1 title={fn.id} data-testid="detail-name">
+            {fn.name}
+          </h1>
+          <StatusBadge status={deleted ? 'DELETED' : fn.status} testId="detail-status" />
+          <Serving fn={fn} deleted={deleted} />
           <span className="muted small">
-            rev {fn.revision} · {fn.language}
+            {fn.language}
             {fn.wasmSize != null && <> · wasm {formatBytes(fn.wasmSize)}</>} · updated {formatTime(fn.updatedAt)}
           </span>
           <div className="spacer" />
-          {dirty && <span className="unsaved">Unsaved changes</span>}
-          <button type="submit" className="btn btn-primary" disabled={saving || !dirty} data-testid="save" title="Save (Ctrl+S)">
+          {dirty && (
+            <span className="unsaved" data-testid="unsaved">
+              Unsaved changes
+            </span>
+          )}
+          <button
+            type="submit"
+            className="btn btn-primary"
+            disabled={saving || !dirty || deleted}
+            data-testid="save"
+            title="Save (Ctrl+S)"
+          >
             {saving ? 'Saving…' : 'Save'}
           </button>
-          <button type="button" className="btn btn-danger-outline" onClick={() => setConfirmDelete(true)} data-testid="delete">
+          <button
+            type="button"
+            className="btn btn-danger-outline"
+            disabled={deleted}
+            onClick={() => setConfirmDelete(true)}
+            data-testid="delete"
+          >
             Delete…
           </button>
         </div>
@@ -269,7 +404,7 @@ export function FunctionView({ id, onChanged, notify }: { id: string; onChanged:
               Name
               <input
                 value={draft.name}
-                onChange={(e) => setDraft({ ...draft, name: e.target.value })}
+                onChange={(e) => dispatch({ type: 'edit', patch: { name: e.target.value } })}
                 required
                 data-testid="fn-name"
               />
@@ -278,14 +413,28 @@ export function FunctionView({ id, onChanged, notify }: { id: string; onChanged:
               Description
               <input
                 value={draft.description}
-                onChange={(e) => setDraft({ ...draft, description: e.target.value })}
+                onChange={(e) => dispatch({ type: 'edit', patch: { description: e.target.value } })}
                 data-testid="fn-description"
               />
             </label>
           </div>
         )}
       </form>
-      {saveError != null && <ErrorBox error={saveError} title="Could not save" />}
+      {saveError != null && <ErrorBox error={saveError} title="Could not save" testId="save-error" />}
+      {conflict && !deleted && draft && base && (
+        <ConflictPanel
+          theirRevision={fn.revision}
+          baseRevision={base.revision}
+          theirs={fn.source}
+          yours={draft.source}
+          busy={saving}
+          onKeepMine={() => void save({ over: fn.revision })}
+          onTakeTheirs={() => {
+            setSaveError(null);
+            dispatch({ type: 'takeTheirs' });
+          }}
+        />
+      )}
 
       <div className="detail-grid">
         <div className="col-source">
@@ -293,7 +442,7 @@ export function FunctionView({ id, onChanged, notify }: { id: string; onChanged:
             <CodeEditor
               key={fn.id}
               value={draft.source}
-              onChange={(source) => setDraft((d) => d && { ...d, source })}
+              onChange={(source) => dispatch({ type: 'edit', patch: { source } })}
               language="typescript"
               ariaLabel="Function source (AssemblyScript)"
               diagnostics={diagnostics}
@@ -303,27 +452,37 @@ export function FunctionView({ id, onChanged, notify }: { id: string; onChanged:
               className="source-editor"
             />
           )}
-          {fn.status !== 'FAILED' && <CompileStatus fn={fn} diagnostics={diagnostics} onJump={() => {}} />}
+          {fn.status !== 'FAILED' && !deleted && <CompileStatus fn={fn} diagnostics={diagnostics} onJump={() => {}} />}
         </div>
         <div className="col-run">
-          {/* Compile errors sit beside the source, where the run panel would be of no use. */}
+          {/* Compile errors sit beside the source. */}
           {fn.status === 'FAILED' && (
             <CompileStatus fn={fn} diagnostics={diagnostics} onJump={(l, c) => editor.current?.focusAt(l, c)} />
           )}
-          <RunPanel fn={fn} />
-          <Executions functionId={fn.id} />
+          <RunPanel
+            fn={fn}
+            deleted={deleted}
+            dirty={dirty}
+            saveRun={saveRun}
+            onSaveAndRun={() => void saveAndRun()}
+            controlsRef={runControls}
+          />
+          <Executions functionId={fn.id} onShowRevision={showRevision} />
         </div>
       </div>
+      {!deleted && <VersionsPanel fn={fn} focus={focus} onRolledBack={seen} notify={notify} />}
 
       <ConfirmDialog
         open={confirmDelete}
         title={`Delete “${fn.name}”?`}
         confirmLabel="Delete"
+        busyLabel="Deleting…"
         busy={deleting}
+        testId="delete-dialog"
         onConfirm={() => void remove()}
         onCancel={() => setConfirmDelete(false)}
       >
-        The function, its compiled module and all of its executions are deleted. This cannot be undone.
+        The function, its compiled module, its versions and all of its executions are deleted. This cannot be undone.
       </ConfirmDialog>
     </div>
   );

@@ -1,28 +1,38 @@
-// The functions list: search by name, filter by status, Relay-cursor paging,
-// and badges kept live by the functionStatusChanged subscription (all functions).
+// The functions list: search by name, filter by status (both kept in the query
+// string), Relay-cursor paging, and rows kept live by the functionChanged
+// subscription (all functions): badges, renames, new and deleted functions.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { request, subscribe } from '../shared/client';
 import {
-  ALL_FUNCTION_STATUS_SUBSCRIPTION,
+  ALL_FUNCTIONS_CHANGED_SUBSCRIPTION,
   FUNCTIONS_QUERY,
   FUNCTION_STATUSES,
   type Connection,
+  type FunctionChange,
   type FunctionStatus,
   type FunctionSummary,
 } from './api';
 import { Empty, ErrorBox, StatusBadge } from './bits';
 import { useConnection, useDebounced } from './hooks';
+import { getQueryParam, setQueryParams } from './navigation';
 
 const PAGE_SIZE = 15;
 
-interface StatusEvent {
-  functionStatusChanged: { status: FunctionStatus; function: FunctionSummary };
+interface ChangeEvent {
+  functionChanged: FunctionChange<FunctionSummary>;
 }
 
+const initialStatus = (): FunctionStatus | '' => {
+  const s = getQueryParam('status').toUpperCase();
+  return (FUNCTION_STATUSES as string[]).includes(s) ? (s as FunctionStatus) : '';
+};
+
 export function FunctionList({ selectedId, refreshToken }: { selectedId: string | null; refreshToken: number }) {
-  const [search, setSearch] = useState('');
-  const [status, setStatus] = useState<FunctionStatus | ''>('');
+  const [search, setSearch] = useState(() => getQueryParam('q'));
+  const [status, setStatus] = useState<FunctionStatus | ''>(initialStatus);
   const nameContains = useDebounced(search.trim(), 250);
+  // A reload (or a shared link) keeps the search and the filter.
+  useEffect(() => setQueryParams({ q: search.trim(), status }), [search, status]);
   // cursors[i] is the `after` cursor of page i (page 0 starts at the beginning).
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const page = cursors.length - 1;
@@ -60,20 +70,23 @@ export function FunctionList({ selectedId, refreshToken }: { selectedId: string 
     void load();
   }, [load, refreshToken, generation]);
 
-  // Live badges: patch the row at once, then refetch (debounced) so that new,
-  // filtered-out or reordered functions land where they belong.
+  // Live rows: patch the row at once (badge, rename) or drop a deleted one, then
+  // refetch (debounced) so that new, filtered-out or reordered functions land where they belong.
   const refetchTimer = useRef<ReturnType<typeof setTimeout>>(undefined);
   const loadRef = useRef(load);
   loadRef.current = load;
   useEffect(() => {
-    const stop = subscribe<StatusEvent>(ALL_FUNCTION_STATUS_SUBSCRIPTION, {}, {
-      next: ({ functionStatusChanged: ev }) => {
-        setData((d) =>
-          d && {
-            ...d,
-            nodes: d.nodes.map((n) => (n.id === ev.function.id ? { ...n, ...ev.function, status: ev.status } : n)),
-          },
-        );
+    const stop = subscribe<ChangeEvent>(ALL_FUNCTIONS_CHANGED_SUBSCRIPTION, {}, {
+      next: ({ functionChanged: ev }) => {
+        setData((d) => {
+          if (!d) return d;
+          if (ev.kind === 'DELETED' || !ev.function) {
+            const nodes = d.nodes.filter((n) => n.id !== ev.functionId);
+            return nodes.length === d.nodes.length ? d : { ...d, nodes, totalCount: Math.max(0, d.totalCount - 1) };
+          }
+          const f = ev.function;
+          return { ...d, nodes: d.nodes.map((n) => (n.id === f.id ? { ...n, ...f } : n)) };
+        });
         clearTimeout(refetchTimer.current);
         refetchTimer.current = setTimeout(() => void loadRef.current(), 400);
       },

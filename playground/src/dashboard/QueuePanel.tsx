@@ -1,8 +1,8 @@
 // Operators: compilation queue backlogs (queueStats), refreshed every 5 s
-// while the page is visible and soon after any compilation status change.
+// while the page is visible and soon after any function change (compiles included).
 import { useCallback, useEffect, useState } from 'react';
 import { request, subscribe } from '../shared/client';
-import { ALL_FUNCTION_STATUS_SUBSCRIPTION, QUEUE_STATS_QUERY, type QueueStats } from './api';
+import { ALL_FUNCTIONS_CHANGED_SUBSCRIPTION, QUEUE_STATS_QUERY, type QueueStats } from './api';
 import { ErrorBox } from './bits';
 
 const STUCK_AFTER_SECONDS = 60;
@@ -31,10 +31,10 @@ export function QueuePanel({ refreshToken }: { refreshToken: number }) {
     return () => clearInterval(t);
   }, [load]);
 
-  // A compilation moved on: the backlog just changed.
+  // A function changed (a save, a compile moving on): the backlog just changed.
   useEffect(() => {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const stop = subscribe(ALL_FUNCTION_STATUS_SUBSCRIPTION, {}, {
+    const stop = subscribe(ALL_FUNCTIONS_CHANGED_SUBSCRIPTION, {}, {
       next: () => {
         clearTimeout(timer);
         timer = setTimeout(() => void load(), 500);

@@ -1,6 +1,8 @@
-// Run a function: JSON input (validated before sending), executeFunction for a
-// run that returns when finished, or startExecution followed live through
-// executionStatusChanged(id), with a live timer and Cancel while it runs.
+// Run a function: JSON input (validated before sending, kept per function in
+// localStorage), executeFunction for a run that returns when finished, or
+// startExecution followed live through executionStatusChanged(id), with a live
+// timer and Cancel while it runs. With unsaved edits, "Save & Run" saves, waits
+// for the new revision to compile, then runs it.
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { request, subscribe } from '../shared/client';
 import {
@@ -35,6 +37,39 @@ export function validateInput(text: string): Validation {
 
 const inputKey = (id: string) => `projectnil.input.${id}`;
 
+function loadInput(id: string): string {
+  try {
+    return localStorage.getItem(inputKey(id)) ?? TEMPLATE_INPUT;
+  } catch {
+    return TEMPLATE_INPUT;
+  }
+}
+
+function storeInput(id: string, text: string) {
+  try {
+    if (text === TEMPLATE_INPUT) localStorage.removeItem(inputKey(id));
+    else localStorage.setItem(inputKey(id), text);
+  } catch {
+    // storage disabled: the input lasts while the page is open
+  }
+}
+
+/** Forgets a function's last input (it was deleted). */
+export function forgetInput(id: string) {
+  try {
+    localStorage.removeItem(inputKey(id));
+  } catch {
+    // nothing stored
+  }
+}
+
+/** What "Save & Run" is waiting for. */
+export type SaveRunPhase = { phase: 'saving' } | { phase: 'compiling'; revision: number } | null;
+
+export interface RunControls {
+  run: () => void;
+}
+
 const finished = (s: Execution['status']) => s === 'COMPLETED' || s === 'FAILED';
 
 /** Admission refused (the server is at capacity): nothing was recorded, so trying again is safe. */
@@ -43,8 +78,23 @@ const atCapacity = (err: unknown) => {
   return code === 'TOO_MANY_REQUESTS' || code === 'HTTP_429';
 };
 
-export function RunPanel({ fn }: { fn: FunctionDetail }) {
-  const [input, setInput] = useState(() => sessionStorage.getItem(inputKey(fn.id)) ?? TEMPLATE_INPUT);
+export function RunPanel({
+  fn,
+  deleted,
+  dirty,
+  saveRun,
+  onSaveAndRun,
+  controlsRef,
+}: {
+  fn: FunctionDetail;
+  deleted: boolean;
+  /** Unsaved edits: Run offers Save & Run. */
+  dirty: boolean;
+  saveRun: SaveRunPhase;
+  onSaveAndRun: () => void;
+  controlsRef: { current: RunControls | null };
+}) {
+  const [input, setInput] = useState(() => loadInput(fn.id));
   const [result, setResult] = useState<Execution | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState<'run' | 'start' | null>(null);
@@ -53,9 +103,10 @@ export function RunPanel({ fn }: { fn: FunctionDetail }) {
   /** The execution the result shows: late answers about an earlier one are dropped. */
   const shown = useRef<string | null>(null);
   const validation = useMemo(() => validateInput(input), [input]);
-  const ready = fn.status === 'READY';
+  // Executions run the deployed revision, even while a newer one compiles or failed.
+  const ready = !deleted && fn.deployedRevision != null;
 
-  useEffect(() => sessionStorage.setItem(inputKey(fn.id), input), [fn.id, input]);
+  useEffect(() => storeInput(fn.id, input), [fn.id, input]);
   useEffect(() => () => follow.current?.(), []);
 
   const stopFollowing = () => {
@@ -116,6 +167,18 @@ export function RunPanel({ fn }: { fn: FunctionDetail }) {
     }
   };
 
+  const runLatest = useRef(run);
+  runLatest.current = run;
+  useEffect(() => {
+    controlsRef.current = { run: () => void runLatest.current('run') };
+    return () => {
+      controlsRef.current = null;
+    };
+  }, [controlsRef]);
+
+  const waiting = saveRun != null;
+  const canSaveAndRun = dirty && !deleted && validation.ok && !busy && !waiting;
+
   return (
     <section className="panel run-panel" aria-labelledby="run-heading" data-testid="run-panel">
       <div className="panel-head">
@@ -137,30 +200,60 @@ export function RunPanel({ fn }: { fn: FunctionDetail }) {
         </div>
       )}
       <div className="run-actions">
+        {(dirty || waiting) && !deleted && (
+          <button
+            type="button"
+            className="btn btn-primary"
+            disabled={!canSaveAndRun}
+            onClick={onSaveAndRun}
+            data-testid="save-and-run"
+            title="Save the edits, wait for the new revision to compile, then run it"
+          >
+            {saveRun?.phase === 'saving'
+              ? 'Saving…'
+              : saveRun?.phase === 'compiling'
+                ? `Compiling revision ${saveRun.revision}…`
+                : 'Save & Run'}
+          </button>
+        )}
         <button
           type="button"
-          className="btn btn-primary"
-          disabled={!ready || !validation.ok || !!busy}
+          className={`btn ${dirty || waiting ? '' : 'btn-primary'}`}
+          disabled={!ready || !validation.ok || !!busy || waiting}
           onClick={() => void run('run')}
           data-testid="run"
-          title="executeFunction: waits for the result (Ctrl+Enter)"
+          title={
+            dirty
+              ? `Runs the deployed revision ${fn.deployedRevision ?? ''}, without your unsaved edits (Ctrl+Enter)`
+              : 'executeFunction: waits for the result (Ctrl+Enter)'
+          }
         >
-          {busy === 'run' ? 'Running…' : '▶ Run'}
+          {busy === 'run' ? 'Running…' : dirty ? `▶ Run revision ${fn.deployedRevision ?? '—'}` : '▶ Run'}
         </button>
         <button
           type="button"
           className="btn"
-          disabled={!ready || !validation.ok || !!busy}
+          disabled={!ready || !validation.ok || !!busy || waiting}
           onClick={() => void run('start')}
           data-testid="start"
           title="startExecution: returns at once, then follows the status live"
         >
           {busy === 'start' ? 'Following…' : 'Start in background'}
         </button>
-        {!ready && (
+        {deleted ? (
+          <span className="muted small" data-testid="not-ready">
+            This function was deleted.
+          </span>
+        ) : !ready ? (
           <span className="muted small" data-testid="not-ready">
             {fn.status === 'FAILED' ? 'Fix the compile error to run it.' : 'Runs once the function is READY.'}
           </span>
+        ) : (
+          fn.deployedRevision !== fn.revision && (
+            <span className="muted small" data-testid="run-revision">
+              Runs revision {fn.deployedRevision}.
+            </span>
+          )
         )}
       </div>
       {error != null &&
@@ -188,6 +281,9 @@ export function ExecutionResult({ execution: e, onUpdate }: { execution: Executi
         <StatusBadge status={e.status} testId="run-status" />
         <span className="muted small" data-testid="run-duration">
           {active ? <Elapsed execution={e} testId="run-elapsed" /> : e.durationMs != null ? formatDuration(e.durationMs) : ''}
+        </span>
+        <span className="muted small" data-testid="run-result-revision">
+          revision {e.revision}
         </span>
         <Attempt attempt={e.attempt} />
         {active && (

@@ -24,6 +24,28 @@ export interface FunctionDetail extends FunctionSummary {
   compileError: string | null;
   wasmSize: number | null;
   createdAt: string;
+  /** The READY revision executions run; null while no revision has compiled. */
+  deployedRevision: number | null;
+}
+
+/** One immutable revision of a function's source and its compile outcome. */
+export interface FunctionVersion {
+  revision: number;
+  language: string;
+  status: FunctionStatus;
+  compileError: string | null;
+  wasmSize: number | null;
+  createdAt: string;
+}
+
+export type FunctionChangeKind = 'CURRENT' | 'CREATED' | 'UPDATED' | 'STATUS_CHANGED' | 'DEPLOYED' | 'DELETED';
+
+export interface FunctionChange<F> {
+  kind: FunctionChangeKind;
+  functionId: string;
+  /** null for DELETED. */
+  function: F | null;
+  at: string;
 }
 
 export interface Execution {
@@ -40,6 +62,8 @@ export interface Execution {
   completedAt: string | null;
   /** 1 for the first run; higher when a run interrupted by a crash was run again. */
   attempt: number;
+  /** The function revision that ran. */
+  revision: number;
 }
 
 export interface Connection<T> {
@@ -56,9 +80,10 @@ export interface QueueStats {
 }
 
 const SUMMARY = 'id name status language revision updatedAt';
-const DETAIL = `${SUMMARY} description source compileError wasmSize createdAt`;
+const DETAIL = `${SUMMARY} description source compileError wasmSize createdAt deployedRevision`;
 const EXECUTION =
-  'id functionId status input output errorMessage logs durationMs createdAt startedAt completedAt attempt';
+  'id functionId status input output errorMessage logs durationMs createdAt startedAt completedAt attempt revision';
+const VERSION = 'revision language status compileError wasmSize createdAt';
 
 export const FUNCTIONS_QUERY = `
   query DashboardFunctions($first: Int!, $after: String, $status: FunctionStatus, $nameContains: String) {
@@ -72,22 +97,49 @@ export const FUNCTIONS_QUERY = `
 export const FUNCTION_QUERY = `
   query DashboardFunction($id: UUID!) { function(id: $id) { ${DETAIL} } }`;
 
-export const ALL_FUNCTION_STATUS_SUBSCRIPTION = `
+/** Every change of every function (no CURRENT snapshot): the list and the queue panel. */
+export const ALL_FUNCTIONS_CHANGED_SUBSCRIPTION = `
   subscription DashboardAllFunctions {
-    functionStatusChanged { status previousStatus function { ${SUMMARY} } }
+    functionChanged { kind functionId function { ${SUMMARY} } }
   }`;
 
-export const FUNCTION_STATUS_SUBSCRIPTION = `
+/** One function: CURRENT first, then every change (renames, saves, compiles, deploys, DELETED). */
+export const FUNCTION_CHANGED_SUBSCRIPTION = `
   subscription DashboardFunction($id: UUID!) {
-    functionStatusChanged(id: $id) { status previousStatus function { ${DETAIL} } }
+    functionChanged(id: $id) { kind functionId at function { ${DETAIL} } }
   }`;
 
 export const CREATE_FUNCTION = `
   mutation DashboardCreate($input: CreateFunctionInput!) { createFunction(input: $input) { ${DETAIL} } }`;
 
+/** CONFLICT when the function's revision is no longer expectedRevision. */
 export const UPDATE_FUNCTION = `
-  mutation DashboardUpdate($id: UUID!, $input: UpdateFunctionInput!) {
-    updateFunction(id: $id, input: $input) { ${DETAIL} }
+  mutation DashboardUpdate($id: UUID!, $input: UpdateFunctionInput!, $expectedRevision: Int) {
+    updateFunction(id: $id, input: $input, expectedRevision: $expectedRevision) { ${DETAIL} }
+  }`;
+
+/** Makes READY revision `revision` live again at once, as a new revision. */
+export const ROLLBACK_FUNCTION = `
+  mutation DashboardRollback($id: UUID!, $revision: Int!) {
+    rollbackFunction(id: $id, revision: $revision) { ${DETAIL} }
+  }`;
+
+/** Newest first; sources are fetched one revision at a time (FUNCTION_VERSION_QUERY). */
+export const FUNCTION_VERSIONS_QUERY = `
+  query DashboardVersions($id: UUID!, $first: Int!, $after: String) {
+    function(id: $id) {
+      id
+      versions(first: $first, after: $after) {
+        totalCount
+        pageInfo { hasNextPage endCursor }
+        nodes { ${VERSION} }
+      }
+    }
+  }`;
+
+export const FUNCTION_VERSION_QUERY = `
+  query DashboardVersion($id: UUID!, $revision: Int!) {
+    function(id: $id) { id version(revision: $revision) { ${VERSION} source } }
   }`;
 
 export const DELETE_FUNCTION = `

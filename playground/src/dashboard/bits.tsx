@@ -1,6 +1,14 @@
-// Small shared pieces: status badges, error boxes, the delete confirmation.
-import { useEffect, useRef, useState, type ReactNode } from 'react';
+// Small shared pieces: status badges, error boxes, the confirmation dialog.
+import { useEffect, useId, useRef, useState, type ReactNode } from 'react';
 import { ApiError } from '../shared/client';
+
+/**
+ * Shows a notice. A tagged one stays until dismissed by its tag (e.g. "compiling…"
+ * until the compile settles), an untagged one for a few seconds.
+ */
+export interface Notify {
+  (message: string, kind?: 'ok' | 'error', opts?: { tag?: string }): void;
+}
 
 export function StatusBadge({ status, testId }: { status: string; testId?: string }) {
   return (
@@ -53,11 +61,18 @@ export function ConfirmDialog(props: {
   title: string;
   children: ReactNode;
   confirmLabel: string;
+  /** Shown on the confirm button while `busy`. */
+  busyLabel?: string;
+  cancelLabel?: string;
+  /** The confirm button's look: a destructive action (the default) or a plain one. */
+  tone?: 'danger' | 'primary';
   busy?: boolean;
+  testId?: string;
   onConfirm: () => void;
   onCancel: () => void;
 }) {
   const ref = useRef<HTMLDialogElement>(null);
+  const titleId = useId();
   useEffect(() => {
     const d = ref.current;
     if (!d) return;
@@ -68,20 +83,27 @@ export function ConfirmDialog(props: {
     <dialog
       ref={ref}
       className="dialog"
-      aria-labelledby="confirm-title"
+      aria-labelledby={titleId}
+      data-testid={props.testId}
       onCancel={(e) => {
         e.preventDefault();
         props.onCancel();
       }}
     >
-      <h2 id="confirm-title">{props.title}</h2>
+      <h2 id={titleId}>{props.title}</h2>
       <div className="dialog-body">{props.children}</div>
       <div className="dialog-actions">
-        <button type="button" className="btn" autoFocus onClick={props.onCancel}>
-          Cancel
+        <button type="button" className="btn" autoFocus onClick={props.onCancel} data-testid="dialog-cancel">
+          {props.cancelLabel ?? 'Cancel'}
         </button>
-        <button type="button" className="btn btn-danger" disabled={props.busy} onClick={props.onConfirm}>
-          {props.busy ? 'Deleting…' : props.confirmLabel}
+        <button
+          type="button"
+          className={`btn ${props.tone === 'primary' ? 'btn-primary' : 'btn-danger'}`}
+          disabled={props.busy}
+          onClick={props.onConfirm}
+          data-testid="dialog-confirm"
+        >
+          {props.busy ? (props.busyLabel ?? 'Working…') : props.confirmLabel}
         </button>
       </div>
     </dialog>

@@ -5,28 +5,14 @@ export function useConnection() {
   return useSyncExternalStore(onConnectionState, getConnectionState);
 }
 
-export type Route = { page: 'home' } | { page: 'new' } | { page: 'function'; id: string };
-
-function parseHash(): Route {
-  const hash = location.hash.replace(/^#\/?/, '');
-  if (hash === 'new') return { page: 'new' };
-  const m = hash.match(/^functions\/([0-9a-fA-F-]{36})$/);
-  if (m) return { page: 'function', id: m[1].toLowerCase() };
-  return { page: 'home' };
-}
-
-export function navigate(hash: string) {
-  if (location.hash !== hash) location.hash = hash;
-}
-
-export function useRoute(): Route {
-  const [route, setRoute] = useState(parseHash);
+/**
+ * On a one-column (narrow) screen the page sits below the functions list:
+ * once `ready`, bring `ref` into view so that choosing a function shows it.
+ */
+export function useScrollIntoViewWhenNarrow(ref: { current: HTMLElement | null }, ready: boolean) {
   useEffect(() => {
-    const onChange = () => setRoute(parseHash());
-    window.addEventListener('hashchange', onChange);
-    return () => window.removeEventListener('hashchange', onChange);
-  }, []);
-  return route;
+    if (ready && window.matchMedia('(max-width: 760px)').matches) ref.current?.scrollIntoView({ block: 'start' });
+  }, [ref, ready]);
 }
 
 export function useDebounced<T>(value: T, ms: number): T {
@@ -38,12 +24,20 @@ export function useDebounced<T>(value: T, ms: number): T {
   return debounced;
 }
 
+/** Date and time, e.g. "Dec 1, 14:38:05" (the year too when it is not this year's). */
 export function formatTime(iso: string | null | undefined): string {
   if (!iso) return '—';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
-  const sameDay = d.toDateString() === new Date().toDateString();
-  return sameDay ? d.toLocaleTimeString() : d.toLocaleString();
+  return d.toLocaleString(undefined, {
+    year: d.getFullYear() === new Date().getFullYear() ? undefined : 'numeric',
+    month: 'short',
+    day: 'numeric',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    hourCycle: 'h23',
+  });
 }
 
 export function formatDuration(ms: number | null | undefined): string {

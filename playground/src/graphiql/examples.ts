@@ -65,6 +65,24 @@ mutation ExecuteFunction($id: UUID!, $input: JSON) {
     errorMessage
     logs
     durationMs
+    revision
+  }
+}
+`;
+
+const functionVersions = `# Every revision of a function, newest first.
+# Executions run deployedRevision: a newer revision
+# that is PENDING or FAILED does not stop them.
+# Make a READY one live again with
+#   mutation { rollbackFunction(id: "…", revision: 1) { revision deployedRevision } }
+query FunctionVersions($id: UUID!) {
+  function(id: $id) {
+    revision
+    deployedRevision
+    status
+    versions(first: 10) {
+      nodes { revision status compileError wasmSize createdAt }
+    }
   }
 }
 `;
@@ -96,6 +114,10 @@ export const EXAMPLE_TABS = [
   {
     query: executeFunction,
     variables: JSON.stringify({ id: '00000000-0000-0000-0000-000000000000', input: { a: 5, b: 3 } }, null, 2),
+  },
+  {
+    query: functionVersions,
+    variables: JSON.stringify({ id: '00000000-0000-0000-0000-000000000000' }, null, 2),
   },
   { query: subscription },
   { query: queueStats },

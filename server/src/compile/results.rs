@@ -1,23 +1,20 @@
-//! Applies `compilation_results` to the functions, idempotently: a result only
-//! moves a function that is still PENDING or COMPILING at the result's revision,
-//! so a duplicate delivery, a result for an outdated revision or for a deleted
-//! function changes nothing. The message is deleted in the transaction of the
-//! update, so it is gone exactly when the update committed.
+//! Applies `compilation_results` to the functions' revisions, idempotently
+//! (see [`functions::record_outcome`]): a result only moves a revision that is
+//! still PENDING or COMPILING, so a duplicate delivery or a result for a
+//! deleted function changes nothing, and one for an older revision deploys it
+//! only if nothing newer is deployed. The message is deleted in the
+//! transaction of the update, so it is gone exactly when the update committed.
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveEnum, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use entity::function::{self, FunctionStatus};
-
 use super::validate;
+use crate::functions::{self, CompileOutcome};
 use crate::queue::{self, CompilationResult, Delivery};
 
 const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,13 +22,6 @@ const BATCH: i32 = 16;
 
 pub struct ResultConsumer {
     db: DatabaseConnection,
-}
-
-/// What a result does to its function.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Ready(Vec<u8>),
-    Failed(String),
 }
 
 impl ResultConsumer {
@@ -78,39 +68,13 @@ impl ResultConsumer {
         delivery: &Delivery,
         result: CompilationResult,
     ) -> Result<(), ResultError> {
-        let function_id = result.function_id;
         let verdict = verdict(&result);
         let txn = self.db.begin().await?;
-        let mut update = function::Entity::update_many()
-            .col_expr(function::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
-            .filter(function::Column::Id.eq(function_id))
-            .filter(
-                function::Column::Status
-                    .is_in([FunctionStatus::Pending, FunctionStatus::Compiling]),
-            );
-        if let Some(revision) = result.revision {
-            update = update.filter(function::Column::Revision.eq(revision));
-        }
-        update = match &verdict {
-            Verdict::Ready(wasm) => update
-                .col_expr(function::Column::Status, FunctionStatus::Ready.as_enum())
-                .col_expr(function::Column::WasmBinary, Expr::value(wasm.clone()))
-                .col_expr(
-                    function::Column::CompileError,
-                    Expr::value(Option::<String>::None),
-                ),
-            Verdict::Failed(error) => update
-                .col_expr(function::Column::Status, FunctionStatus::Failed.as_enum())
-                .col_expr(function::Column::CompileError, Expr::value(error.clone()))
-                .col_expr(
-                    function::Column::WasmBinary,
-                    Expr::value(Option::<Vec<u8>>::None),
-                ),
-        };
-        let applied = update.exec(&txn).await?.rows_affected == 1;
+        let applied =
+            functions::record_outcome(&txn, result.function_id, result.revision, &verdict).await?;
         queue::delete(&txn, queue::COMPILATION_RESULTS_QUEUE, delivery.msg_id).await?;
         txn.commit().await?;
-        let ready = matches!(verdict, Verdict::Ready(_));
+        let ready = matches!(verdict, CompileOutcome::Ready(_));
         if applied {
             tracing::info!(ready, "compilation.result.applied");
         } else {
@@ -122,27 +86,29 @@ impl ResultConsumer {
 
 /// Checks a result as if it came from any compiler: a success must carry a valid
 /// module that honours the function ABI.
-pub fn verdict(result: &CompilationResult) -> Verdict {
+pub fn verdict(result: &CompilationResult) -> CompileOutcome {
     if !result.success {
         let error = result
             .error
             .clone()
             .filter(|e| !e.trim().is_empty())
             .unwrap_or_else(|| "compilation failed without a message".into());
-        return Verdict::Failed(error);
+        return CompileOutcome::Failed(error);
     }
     let Some(encoded) = result.wasm_binary.as_deref() else {
-        return Verdict::Failed("the compiler reported success but sent no module".into());
+        return CompileOutcome::Failed("the compiler reported success but sent no module".into());
     };
     let wasm = match BASE64.decode(encoded) {
         Ok(wasm) => wasm,
         Err(_) => {
-            return Verdict::Failed("the compiler sent a module that is not valid base64".into());
+            return CompileOutcome::Failed(
+                "the compiler sent a module that is not valid base64".into(),
+            );
         }
     };
     match validate::validate_module(&wasm) {
-        Ok(_) => Verdict::Ready(wasm),
-        Err(violation) => Verdict::Failed(violation.to_string()),
+        Ok(_) => CompileOutcome::Ready(wasm),
+        Err(violation) => CompileOutcome::Failed(violation.to_string()),
     }
 }
 

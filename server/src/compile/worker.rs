@@ -9,18 +9,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveEnum, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
-
-use entity::function::{self, FunctionStatus};
 
 use super::asc::{AscCompiler, CompileError};
 use super::{ASC_FLAGS, content_cache, validate};
 use crate::config::CompilerSettings;
+use crate::functions;
 use crate::queue::{self, CompilationJob, CompilationResult, Delivery, QueueError};
 
 /// A job whose compile failed for a platform reason is retried this soon.
@@ -105,7 +101,7 @@ impl CompilerWorker {
                 .publish(delivery, job, JobOutcome::Rejected(message), Duration::ZERO)
                 .await;
         }
-        if !self.mark_compiling(job).await? {
+        if !functions::mark_compiling(&self.db, job.function_id, job.revision).await? {
             tracing::info!("job.stale");
             queue::archive(&self.db, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
             return Ok(());
@@ -129,27 +125,6 @@ impl CompilerWorker {
         }
         self.publish(delivery, job, outcome, started.elapsed())
             .await
-    }
-
-    /// Moves the function to COMPILING if this job's revision is still the
-    /// function's; false when the job is stale (function deleted, source changed
-    /// since, or this revision already compiled).
-    async fn mark_compiling(&self, job: &CompilationJob) -> Result<bool, DbErr> {
-        let result = function::Entity::update_many()
-            .col_expr(
-                function::Column::Status,
-                FunctionStatus::Compiling.as_enum(),
-            )
-            .col_expr(function::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
-            .filter(function::Column::Id.eq(job.function_id))
-            .filter(function::Column::Revision.eq(job.revision))
-            .filter(
-                function::Column::Status
-                    .is_in([FunctionStatus::Pending, FunctionStatus::Compiling]),
-            )
-            .exec(&self.db)
-            .await?;
-        Ok(result.rows_affected == 1)
     }
 
     async fn compile(&self, job: &CompilationJob) -> Result<JobOutcome, WorkerError> {

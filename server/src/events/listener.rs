@@ -7,7 +7,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::{Announcement, BusMessage, BusReceiver, EntityKind, StatusChange};
+use super::{Announcement, BusMessage, BusReceiver, Notification};
 
 /// Subscribers that fall further behind than this are told they lagged (they
 /// then re-read current state instead of replaying a stale backlog).
@@ -54,13 +54,16 @@ async fn run(
         };
         match received {
             Ok(Some(notification)) => {
-                match serde_json::from_str::<StatusChange>(notification.payload()) {
+                match serde_json::from_str::<Notification>(notification.payload()) {
                     Ok(change) => {
-                        let message = match change.kind {
-                            EntityKind::Function => {
+                        let message = match change {
+                            Notification::Function(change) => {
                                 BusMessage::Function(Arc::new(Announcement::new(change)))
                             }
-                            EntityKind::Execution => {
+                            Notification::FunctionChange(change) => {
+                                BusMessage::FunctionChanged(Arc::new(Announcement::new(change)))
+                            }
+                            Notification::Execution(change) => {
                                 BusMessage::Execution(Arc::new(Announcement::new(change)))
                             }
                         };

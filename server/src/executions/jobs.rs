@@ -18,11 +18,11 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use entity::execution::{self, ExecutionStatus};
+use entity::execution::ExecutionStatus;
 
-use super::{Executor, ModuleKey, PlatformFailure, into_db_error, retry, store};
+use super::{Executor, ModuleKey, into_db_error, retry, store};
 use crate::queue::{self, Delivery, ExecutionJob, FALLBACK_POLL, QueueListener};
-use crate::runtime::{LoadedModule, Slot};
+use crate::runtime::Slot;
 
 /// Reads `execution_jobs` whenever this process has a free wasm thread, until
 /// `shutdown`; runs already started finish (awaited by [`Executor::drain`]).
@@ -127,7 +127,7 @@ impl Executor {
                 function_id,
                 revision,
             });
-        let mut module = match named {
+        let preloaded = match named {
             Some(key) => Some(self.load(key).await),
             None => None,
         };
@@ -148,39 +148,20 @@ impl Executor {
         }
         tracing::info!("execution.started");
         let held = self.inner.held.hold(running.id, running.attempt);
-        let module = match module.take() {
-            Some(module) => module,
-            None => self.load_current(&running).await,
+        // The revision recorded at acceptance is the one to run, whatever
+        // the message named.
+        let key = ModuleKey {
+            function_id: running.function_id,
+            revision: running.revision,
+        };
+        let module = match preloaded {
+            Some(module) if named == Some(key) => module,
+            _ => self.load(key).await,
         };
         let outcome = self.invoke(slot, module, &running, &held).await;
         self.finish(&running, outcome, Some(delivery.msg_id))
             .await
             .map(drop)
-    }
-
-    /// The module of the function's current revision, for a job that did not
-    /// name one.
-    async fn load_current(
-        &self,
-        running: &execution::Model,
-    ) -> Result<LoadedModule, PlatformFailure> {
-        match crate::functions::wasm(&self.inner.db, running.function_id).await {
-            Ok(Some((revision, wasm))) => {
-                let key = ModuleKey {
-                    function_id: running.function_id,
-                    revision,
-                };
-                self.inner
-                    .runtime
-                    .load(key, || async { Ok::<_, std::convert::Infallible>(wasm) })
-                    .await
-                    .map_err(super::platform_failure)
-            }
-            Ok(None) => Err(super::ModuleUnavailable::Changed.to_string()),
-            Err(error) => Err(super::platform_failure(crate::runtime::RuntimeError::Load(
-                Box::new(error),
-            ))),
-        }
     }
 
     /// The message's execution could not be claimed: it is gone or finished

@@ -56,7 +56,9 @@ pub enum ExecutionError {
     InputTooLarge { size: usize, limit: usize },
     #[error("no function with id {0}")]
     FunctionNotFound(Uuid),
-    #[error("function {id} is {status} and cannot run until it is READY")]
+    #[error(
+        "function {id} has no READY revision yet (its latest is {status}); it can run once one compiles"
+    )]
     FunctionNotReady { id: Uuid, status: &'static str },
     #[error("no execution with id {0}")]
     NotFound(Uuid),
@@ -217,14 +219,13 @@ impl Executor {
             lease: self.inner.settings.lease,
         };
         let accepted = store::accept(&self.inner.db, function_id, &input, how).await?;
-        let Some(accepted) = accepted else {
+        let Some(execution) = accepted else {
             return Err(self.not_runnable(function_id).await);
         };
-        let execution = accepted.execution;
         let held = self.inner.held.hold(execution.id, execution.attempt);
         let key = ModuleKey {
             function_id,
-            revision: accepted.revision,
+            revision: execution.revision,
         };
         let span = execution_span(&execution);
         span.in_scope(|| tracing::info!("execution.accepted"));
@@ -257,14 +258,14 @@ impl Executor {
             return Err(self.not_runnable(function_id).await);
         };
         let job = ExecutionJob {
-            execution_id: accepted.execution.id,
+            execution_id: accepted.id,
             function_id: Some(function_id),
             revision: Some(accepted.revision),
         };
         queue::send(&txn, queue::EXECUTION_JOBS_QUEUE, &job).await?;
         txn.commit().await?;
-        execution_span(&accepted.execution).in_scope(|| tracing::info!("execution.accepted"));
-        Ok(accepted.execution)
+        execution_span(&accepted).in_scope(|| tracing::info!("execution.accepted"));
+        Ok(accepted)
     }
 
     /// Ends a PENDING or RUNNING execution FAILED "cancelled", wherever it
@@ -294,7 +295,7 @@ impl Executor {
         store::get(&self.inner.db, id).await
     }
 
-    /// Why `function_id` could not be run: missing or not READY.
+    /// Why `function_id` could not be run: missing, or no revision deployed.
     async fn not_runnable(&self, function_id: Uuid) -> ExecutionError {
         let status: Result<Option<FunctionStatus>, DbErr> =
             function::Entity::find_by_id(function_id)
@@ -359,9 +360,9 @@ impl Executor {
         let db = &self.inner.db;
         // Read from the database only when the module is not cached yet.
         let load = || async move {
-            match crate::functions::wasm(db, key.function_id).await {
-                Ok(Some((revision, wasm))) if revision == key.revision => Ok(wasm),
-                Ok(_) => Err(ModuleUnavailable::Changed),
+            match crate::functions::module(db, key.function_id, key.revision).await {
+                Ok(Some(wasm)) => Ok(wasm),
+                Ok(None) => Err(ModuleUnavailable::Deleted),
                 Err(error) => Err(ModuleUnavailable::Db(error)),
             }
         };
@@ -506,10 +507,10 @@ fn platform_failure(error: RuntimeError) -> PlatformFailure {
         RuntimeError::Load(cause)
             if matches!(
                 cause.downcast_ref::<ModuleUnavailable>(),
-                Some(ModuleUnavailable::Changed)
+                Some(ModuleUnavailable::Deleted)
             ) =>
         {
-            ModuleUnavailable::Changed.to_string()
+            ModuleUnavailable::Deleted.to_string()
         }
         error => {
             tracing::error!(%error, "execution.runtime_failed");
@@ -552,8 +553,8 @@ fn validate_input(input: Option<Value>, max_bytes: usize) -> Result<Value, Execu
 /// Why the module of an accepted execution could not be loaded.
 #[derive(Debug, thiserror::Error)]
 enum ModuleUnavailable {
-    #[error("the function was changed or deleted while this execution started; run it again")]
-    Changed,
+    #[error("the function was deleted while this execution started")]
+    Deleted,
     #[error(transparent)]
     Db(DbErr),
 }

@@ -18,7 +18,7 @@ use entity::execution::{self, ExecutionStatus};
 /// The columns of an execution as [`execution::Model`] reads them (the status
 /// enum as text, which is how the model decodes it).
 pub const COLUMNS: &str = "id, function_id, input, output, status::text AS status, error_message, logs, \
-     started_at, completed_at, created_at, attempt, background, owner, lease_expires_at";
+     started_at, completed_at, created_at, attempt, background, owner, lease_expires_at, revision";
 
 /// The process (one per `serve` or `worker`) that runs or holds executions;
 /// written as their `owner`.
@@ -31,18 +31,6 @@ pub enum Acceptance {
     Synchronous { owner: RunnerId, lease: Duration },
     /// It waits in `execution_jobs` for any runner.
     Background,
-}
-
-/// An execution just recorded PENDING, with the function revision it will run.
-#[derive(Debug)]
-pub struct Accepted {
-    pub execution: execution::Model,
-    pub revision: i64,
-}
-
-#[derive(FromQueryResult)]
-struct AcceptedRow {
-    accepted_revision: i64,
 }
 
 /// How every write that ends an execution FAILED with the message in
@@ -72,40 +60,36 @@ async fn one<C: ConnectionTrait>(
         .await
 }
 
-/// Records a PENDING execution of `function_id` if the function is READY, in
-/// one statement; `None` when it is not (missing or not READY).
+/// Records a PENDING execution of the deployed revision of `function_id`, in
+/// one statement; `None` when there is none (no such function, or no revision
+/// of it compiled yet).
 pub async fn accept<C: ConnectionTrait>(
     db: &C,
     function_id: Uuid,
     input: &Value,
     how: Acceptance,
-) -> Result<Option<Accepted>, DbErr> {
+) -> Result<Option<execution::Model>, DbErr> {
     let (background, owner, lease) = match how {
         Acceptance::Synchronous { owner, lease } => (false, Some(owner), Some(interval(lease))),
         Acceptance::Background => (true, None, None),
     };
-    let sql = format!(
-        "WITH f AS (SELECT id AS accepted_function, revision AS accepted_revision
-                      FROM functions WHERE id = $1 AND status = 'READY'),
-              e AS (INSERT INTO executions (function_id, input, status, background, owner, lease_expires_at)
-                    SELECT accepted_function, $2::jsonb, 'PENDING', $3, $4, clock_timestamp() + $5::interval FROM f
-                    RETURNING *)
-         SELECT {COLUMNS}, accepted_revision FROM e, f"
-    );
-    let values = vec![
-        function_id.into(),
-        input.clone().into(),
-        background.into(),
-        owner.into(),
-        lease.into(),
-    ];
-    let Some(row) = db.query_one(statement(sql, values)).await? else {
-        return Ok(None);
-    };
-    Ok(Some(Accepted {
-        execution: execution::Model::from_query_result(&row, "")?,
-        revision: AcceptedRow::from_query_result(&row, "")?.accepted_revision,
-    }))
+    one(
+        db,
+        format!(
+            "INSERT INTO executions (function_id, revision, input, status, background, owner, lease_expires_at)
+             SELECT id, deployed_revision, $2::jsonb, 'PENDING', $3, $4, clock_timestamp() + $5::interval
+               FROM functions WHERE id = $1 AND deployed_revision IS NOT NULL
+             RETURNING {COLUMNS}"
+        ),
+        vec![
+            function_id.into(),
+            input.clone().into(),
+            background.into(),
+            owner.into(),
+            lease.into(),
+        ],
+    )
+    .await
 }
 
 /// PENDING → RUNNING for the synchronous execution `owner` holds, as its wasm

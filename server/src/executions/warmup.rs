@@ -1,12 +1,12 @@
-//! Compiles a function's module into the runtime's cache as soon as the function
-//! turns READY (announced by any worker, seen by every replica), so its first
-//! execution does not pay for the compile.
+//! Compiles a function's module into the runtime's cache as soon as a revision
+//! of it is deployed (announced by any worker or replica, seen by every
+//! replica), so its first execution does not pay for the compile.
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{BusMessage, EventBus};
+use crate::events::{BusMessage, EventBus, FunctionChangeKind};
 use crate::runtime::{ModuleKey, Runtime};
 
 pub fn spawn_cache_warmer(
@@ -23,18 +23,20 @@ pub fn spawn_cache_warmer(
                 message = receiver.recv() => message,
             };
             let change = match message {
-                Ok(BusMessage::Function(announcement)) if announcement.change.status == "READY" => {
+                Ok(BusMessage::FunctionChanged(announcement))
+                    if announcement.change.change == FunctionChangeKind::Deployed =>
+                {
                     announcement.change.clone()
                 }
                 Ok(_) | Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return,
             };
-            match crate::functions::wasm(&db, change.id).await {
-                Ok(Some((revision, wasm))) => {
-                    let key = ModuleKey {
-                        function_id: change.id,
-                        revision,
-                    };
+            let key = ModuleKey {
+                function_id: change.id,
+                revision: change.revision,
+            };
+            match crate::functions::module(&db, key.function_id, key.revision).await {
+                Ok(Some(wasm)) => {
                     if let Err(error) = runtime.prepare(key, &wasm).await {
                         tracing::warn!(function_id = %change.id, %error, "runtime.warmup_failed");
                     }

@@ -1,20 +1,28 @@
 //! Functions: validation of what users submit, and the writes that must happen
-//! together with an enqueued compilation (create, recompiling update) or with
-//! their executions (cascading delete). Reads never load the wasm unless asked.
+//! together: a new revision with its enqueued compilation (create, an update
+//! of the source), a compile outcome with its deploy ([`deploy`]), a delete
+//! with its versions and executions. Every revision is kept ([`versions`]).
+//! Reads never load the wasm unless asked.
 
+mod deploy;
 mod record;
 mod validate;
+mod versions;
 
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
+pub use deploy::{CompileOutcome, mark_compiling, record_outcome, rollback};
 use entity::function::{self, FunctionStatus};
-pub use record::FunctionRecord;
+use entity::function_version;
+use entity::module as stored_module;
+pub use record::{FunctionRecord, VersionRecord};
 pub use validate::{FunctionLimits, SUPPORTED_LANGUAGES};
+pub use versions::{list_versions, module, version};
 
 use crate::pagination::{Page, PageRequest};
 use crate::queue::{self, CompilationJob, QueueError};
@@ -29,6 +37,20 @@ pub enum FunctionError {
     SourceTooLarge { size: usize, limit: usize },
     #[error("no function with id {0}")]
     NotFound(Uuid),
+    #[error("function {id} has no revision {revision}")]
+    VersionNotFound { id: Uuid, revision: i64 },
+    #[error(
+        "function {id} is at revision {current}, not {expected}: it was changed since you loaded it; load revision {current} and apply your change again"
+    )]
+    Conflict {
+        id: Uuid,
+        current: i64,
+        expected: i64,
+    },
+    #[error(
+        "revision {revision} is {status} and cannot be deployed: only a READY revision can be rolled back to"
+    )]
+    NotDeployable { revision: i64, status: String },
     #[error(transparent)]
     Db(#[from] DbErr),
     #[error(transparent)]
@@ -84,28 +106,50 @@ pub async fn create(
     }
     .insert(&txn)
     .await?;
-    let job = CompilationJob {
-        function_id: model.id,
-        language: model.language.clone(),
-        source: model.source.clone(),
-        revision: model.revision,
-    };
-    queue::send(&txn, queue::COMPILATION_JOBS_QUEUE, &job).await?;
+    publish_revision(&txn, &model).await?;
     txn.commit().await?;
     tracing::info!(function_id = %model.id, revision = model.revision, "function.created");
     tracing::info!(function_id = %model.id, revision = model.revision, "compilation.job.published");
-    Ok(FunctionRecord::from(model))
+    Ok(FunctionRecord::from_model(model, None))
 }
 
-/// Applies changes. A changed source or language sends the function back to
-/// PENDING with a new revision and enqueues its compilation, in one transaction.
-/// Returns the function and whether it is being recompiled.
+/// Records the function's latest revision as a PENDING version and enqueues
+/// its compilation (in the caller's transaction).
+async fn publish_revision(
+    txn: &DatabaseTransaction,
+    function: &function::Model,
+) -> Result<(), FunctionError> {
+    function_version::ActiveModel {
+        function_id: Set(function.id),
+        revision: Set(function.revision),
+        language: Set(function.language.clone()),
+        source: Set(function.source.clone()),
+        status: Set(FunctionStatus::Pending),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    let job = CompilationJob {
+        function_id: function.id,
+        language: function.language.clone(),
+        source: function.source.clone(),
+        revision: function.revision,
+    };
+    queue::send(txn, queue::COMPILATION_JOBS_QUEUE, &job).await?;
+    Ok(())
+}
+
+/// Applies changes. A changed source or language records a new revision,
+/// PENDING, and enqueues its compilation, in one transaction; the deployed
+/// revision keeps serving meanwhile. With `expected_revision`, the update is
+/// refused (nothing changes) unless the function is still at that revision.
 pub async fn update(
     db: &DatabaseConnection,
     limits: &FunctionLimits,
     id: Uuid,
     changes: FunctionChanges,
-) -> Result<(FunctionRecord, bool), FunctionError> {
+    expected_revision: Option<i64>,
+) -> Result<FunctionRecord, FunctionError> {
     let name = changes
         .name
         .as_deref()
@@ -123,6 +167,13 @@ pub async fn update(
         .one(&txn)
         .await?
         .ok_or(FunctionError::NotFound(id))?;
+    if let Some(expected) = expected_revision.filter(|e| *e != current.revision) {
+        return Err(FunctionError::Conflict {
+            id,
+            current: current.revision,
+            expected,
+        });
+    }
     let recompile = changes
         .source
         .as_ref()
@@ -147,34 +198,61 @@ pub async fn update(
     if recompile {
         active.status = Set(FunctionStatus::Pending);
         active.compile_error = Set(None);
-        active.wasm_binary = Set(None);
         active.revision = Set(current.revision + 1);
     }
     active.updated_at = Set(chrono::Utc::now());
     let model = active.update(&txn).await?;
-    if recompile {
-        let job = CompilationJob {
-            function_id: id,
-            language: model.language.clone(),
-            source: model.source.clone(),
-            revision: model.revision,
-        };
-        queue::send(&txn, queue::COMPILATION_JOBS_QUEUE, &job).await?;
-    }
+    let wasm_size = if recompile {
+        publish_revision(&txn, &model).await?;
+        None
+    } else {
+        versions::wasm_size(&txn, id, model.revision).await?
+    };
     txn.commit().await?;
     tracing::info!(function_id = %id, revision = model.revision, recompile, "function.updated");
     if recompile {
         tracing::info!(function_id = %id, revision = model.revision, "compilation.job.published");
     }
-    Ok((FunctionRecord::from(model), recompile))
+    Ok(FunctionRecord::from_model(model, wasm_size))
 }
 
-/// Deletes the function; its executions go with it (ON DELETE CASCADE).
+/// Deletes the function; its versions and executions go with it (ON DELETE
+/// CASCADE), and so do the modules no other function's revision uses.
 pub async fn delete(db: &DatabaseConnection, id: Uuid) -> Result<(), FunctionError> {
-    let result = function::Entity::delete_by_id(id).exec(db).await?;
+    let txn = db.begin().await?;
+    let digests: Vec<String> = function_version::Entity::find()
+        .select_only()
+        .column(function_version::Column::ModuleDigest)
+        .distinct()
+        .filter(function_version::Column::FunctionId.eq(id))
+        .filter(function_version::Column::ModuleDigest.is_not_null())
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    let result = function::Entity::delete_by_id(id).exec(&txn).await?;
     if result.rows_affected == 0 {
         return Err(FunctionError::NotFound(id));
     }
+    let unused = Expr::exists(
+        sea_orm::sea_query::Query::select()
+            .expr(Expr::val(1))
+            .from(function_version::Entity)
+            .and_where(
+                Expr::col((
+                    function_version::Entity,
+                    function_version::Column::ModuleDigest,
+                ))
+                .equals((stored_module::Entity, stored_module::Column::Digest)),
+            )
+            .to_owned(),
+    )
+    .not();
+    stored_module::Entity::delete_many()
+        .filter(stored_module::Column::Digest.is_in(digests))
+        .filter(unused)
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
     tracing::info!(function_id = %id, "function.deleted");
     Ok(())
 }
@@ -193,18 +271,6 @@ pub async fn get_many(db: &DatabaseConnection, ids: &[Uuid]) -> Result<Vec<Funct
         .into_model()
         .all(db)
         .await
-}
-
-/// The compiled module of a READY function, with the revision it belongs to.
-pub async fn wasm(db: &DatabaseConnection, id: Uuid) -> Result<Option<(i64, Vec<u8>)>, DbErr> {
-    let row: Option<(i64, Option<Vec<u8>>)> = function::Entity::find_by_id(id)
-        .select_only()
-        .column(function::Column::Revision)
-        .column(function::Column::WasmBinary)
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(row.and_then(|(revision, wasm)| wasm.map(|w| (revision, w))))
 }
 
 pub async fn list(

@@ -1,5 +1,6 @@
 //! [`FunctionRecord`]: a function as the API shows it, without its wasm (which
-//! can be large and is loaded only when a client selects it).
+//! can be large and is loaded only when a client selects it); and
+//! [`VersionRecord`]: one of its revisions.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -7,6 +8,7 @@ use sea_orm::{EntityTrait, FromQueryResult, QuerySelect, Select};
 use uuid::Uuid;
 
 use entity::function::{self, FunctionStatus};
+use entity::function_version;
 
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct FunctionRecord {
@@ -18,13 +20,15 @@ pub struct FunctionRecord {
     pub status: FunctionStatus,
     pub compile_error: Option<String>,
     pub revision: i64,
+    pub deployed_revision: Option<i64>,
+    /// The latest revision's module size; `None` unless that revision is READY.
     pub wasm_size: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl FunctionRecord {
-    /// Every column but the wasm, plus its size.
+    /// Every column, plus the latest revision's module size.
     pub fn select() -> Select<function::Entity> {
         use function::Column as C;
         function::Entity::find()
@@ -38,17 +42,16 @@ impl FunctionRecord {
                 C::Status,
                 C::CompileError,
                 C::Revision,
+                C::DeployedRevision,
                 C::CreatedAt,
                 C::UpdatedAt,
             ])
-            .column_as(Expr::cust("octet_length(wasm_binary)"), "wasm_size")
+            .column_as(Expr::cust(LATEST_WASM_SIZE), "wasm_size")
     }
-}
 
-impl From<function::Model> for FunctionRecord {
-    fn from(m: function::Model) -> Self {
+    pub(super) fn from_model(m: function::Model, wasm_size: Option<i32>) -> Self {
         Self {
-            wasm_size: m.wasm_binary.as_ref().map(|w| w.len() as i32),
+            wasm_size,
             id: m.id,
             name: m.name,
             description: m.description,
@@ -57,8 +60,40 @@ impl From<function::Model> for FunctionRecord {
             status: m.status,
             compile_error: m.compile_error,
             revision: m.revision,
+            deployed_revision: m.deployed_revision,
             created_at: m.created_at,
             updated_at: m.updated_at,
+        }
+    }
+}
+
+const LATEST_WASM_SIZE: &str = "(SELECT v.wasm_size FROM function_versions v \
+     WHERE v.function_id = functions.id AND v.revision = functions.revision)";
+
+/// One immutable revision of a function, without its module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    pub function_id: Uuid,
+    pub revision: i64,
+    pub language: String,
+    pub source: String,
+    pub status: FunctionStatus,
+    pub compile_error: Option<String>,
+    pub wasm_size: Option<i32>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<function_version::Model> for VersionRecord {
+    fn from(m: function_version::Model) -> Self {
+        Self {
+            function_id: m.function_id,
+            revision: m.revision,
+            language: m.language,
+            source: m.source,
+            status: m.status,
+            compile_error: m.compile_error,
+            wasm_size: m.wasm_size,
+            created_at: m.created_at,
         }
     }
 }

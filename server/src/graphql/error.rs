@@ -23,6 +23,7 @@ pub enum ErrorCode {
     UnsupportedLanguage,
     PayloadTooLarge,
     Unauthenticated,
+    Conflict,
     TooManyRequests,
     InternalServerError,
 }
@@ -36,6 +37,7 @@ impl ErrorCode {
             Self::UnsupportedLanguage => "UNSUPPORTED_LANGUAGE",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Conflict => "CONFLICT",
             Self::TooManyRequests => "TOO_MANY_REQUESTS",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
@@ -120,7 +122,11 @@ impl From<FunctionError> for ApiError {
             FunctionError::Invalid(_) => ErrorCode::BadUserInput,
             FunctionError::UnsupportedLanguage(_) => ErrorCode::UnsupportedLanguage,
             FunctionError::SourceTooLarge { .. } => ErrorCode::PayloadTooLarge,
-            FunctionError::NotFound(_) => ErrorCode::NotFound,
+            FunctionError::NotFound(_) | FunctionError::VersionNotFound { .. } => {
+                ErrorCode::NotFound
+            }
+            FunctionError::Conflict { .. } => ErrorCode::Conflict,
+            FunctionError::NotDeployable { .. } => ErrorCode::BadUserInput,
             FunctionError::Db(db) => return Self::internal_db(db),
             FunctionError::Queue(q) => return Self::internal(q),
         };

@@ -20,7 +20,7 @@ pub struct CreateFunctionInput {
     pub source: String,
 }
 
-/// Omitted fields stay as they are. A changed source or language recompiles (status back to PENDING).
+/// Omitted fields stay as they are. A changed source or language records a new revision and compiles it (status back to PENDING); the deployed revision keeps serving meanwhile.
 #[derive(InputObject)]
 pub struct UpdateFunctionInput {
     pub name: Option<String>,
@@ -51,11 +51,13 @@ impl MutationRoot {
             .into())
     }
 
+    /// CONFLICT when expectedRevision is given and the function is no longer at that revision; nothing changes then.
     async fn update_function(
         &self,
         ctx: &Context<'_>,
         id: Uuid,
         input: UpdateFunctionInput,
+        expected_revision: Option<i64>,
     ) -> Result<Function> {
         let state = ctx.data_unchecked::<AppState>();
         let changes = FunctionChanges {
@@ -68,16 +70,30 @@ impl MutationRoot {
             language: input.language,
             source: input.source,
         };
-        let (record, recompile) = functions::update(&state.db, &state.function_limits, id, changes)
-            .await
-            .api()?;
-        if recompile {
-            state.executor.runtime().invalidate(id);
-        }
-        Ok(record.into())
+        let limits = &state.function_limits;
+        Ok(
+            functions::update(&state.db, limits, id, changes, expected_revision)
+                .await
+                .api()?
+                .into(),
+        )
     }
 
-    /// Deletes the function and its executions; returns the deleted id.
+    /// Makes a READY revision live again without compiling: records it as a new revision, deployed at once.
+    async fn rollback_function(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        revision: i64,
+    ) -> Result<Function> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(functions::rollback(&state.db, id, revision)
+            .await
+            .api()?
+            .into())
+    }
+
+    /// Deletes the function, its versions and its executions; returns the deleted id.
     async fn delete_function(&self, ctx: &Context<'_>, id: Uuid) -> Result<Uuid> {
         let state = ctx.data_unchecked::<AppState>();
         functions::delete(&state.db, id).await.api()?;

@@ -1,4 +1,4 @@
-//! Live status streams. The subscriber registers on the process's event bus
+//! Live status and change streams. The subscriber registers on the process's event bus
 //! before reading the current state, so no transition between a mutation's
 //! response and the subscribe is lost; with an id, the first event is that
 //! current state (previousStatus null). Afterwards an event is passed on only if
@@ -17,9 +17,10 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::types::{
-    Execution, ExecutionStatus, ExecutionStatusEvent, Function, FunctionStatus, FunctionStatusEvent,
+    Execution, ExecutionStatus, ExecutionStatusEvent, Function, FunctionChangeEvent,
+    FunctionChangeKind, FunctionStatus, FunctionStatusEvent,
 };
-use crate::events::{Announcement, BusMessage};
+use crate::events::{self, Announcement, BusMessage, ExecutionAnnouncement};
 use crate::functions::{self, FunctionRecord};
 
 pub struct SubscriptionRoot;
@@ -60,7 +61,7 @@ impl SubscriptionRoot {
                         if id.is_some() && previous != last {
                             continue;
                         }
-                        match load_function(&state, &announcement).await {
+                        match load_function(&state, &announcement, change.id).await {
                             Ok(Some(function)) => {
                                 last = Some(status);
                                 last_revision = Some(function.revision);
@@ -71,7 +72,7 @@ impl SubscriptionRoot {
                             Err(error) => yield Err(error.into()),
                         }
                     }
-                    Ok(BusMessage::Execution(_)) => {}
+                    Ok(BusMessage::Execution(_) | BusMessage::FunctionChanged(_)) => {}
                     Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) if id.is_some() => {
                         let Some(id) = id else { continue };
                         match snapshot_function(&state, id, last).await {
@@ -136,7 +137,7 @@ impl SubscriptionRoot {
                             Err(error) => yield Err(error.into()),
                         }
                     }
-                    Ok(BusMessage::Function(_)) => {}
+                    Ok(BusMessage::Function(_) | BusMessage::FunctionChanged(_)) => {}
                     Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) if id.is_some() => {
                         let Some(id) = id else { continue };
                         match snapshot_execution(&state, id, last).await {
@@ -154,6 +155,76 @@ impl SubscriptionRoot {
                     Ok(BusMessage::Resync) => {}
                     Err(RecvError::Lagged(_)) => { yield Err(ApiError::new(ErrorCode::InternalServerError, FELL_BEHIND).into()); return; }
                     Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+
+    /// Every change of one function (id given; its current state first) or of every function.
+    async fn function_changed(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<Uuid>,
+    ) -> impl Stream<Item = Result<FunctionChangeEvent>> {
+        let state = ctx.data_unchecked::<AppState>().clone();
+        let mut bus = state.events.subscribe();
+        async_stream::stream! {
+            if let Some(id) = id {
+                match current_function(&state, id).await {
+                    Ok(Some(event)) => yield Ok(event),
+                    Ok(None) => { yield Err(not_found("function", id)); return; }
+                    Err(error) => { yield Err(error.into()); return; }
+                }
+            }
+            loop {
+                let (kind, function_id, at, loaded) = match bus.recv().await {
+                    Ok(BusMessage::Function(announcement)) => {
+                        let change = &announcement.change;
+                        if id.is_some_and(|id| id != change.id) {
+                            continue;
+                        }
+                        let kind = match change.previous_status {
+                            None => FunctionChangeKind::Created,
+                            Some(_) => FunctionChangeKind::StatusChanged,
+                        };
+                        (kind, change.id, change.at, load_function(&state, &announcement, change.id).await)
+                    }
+                    Ok(BusMessage::FunctionChanged(announcement)) => {
+                        let change = &announcement.change;
+                        if id.is_some_and(|id| id != change.id) {
+                            continue;
+                        }
+                        let loaded = match change.change {
+                            events::FunctionChangeKind::Deleted => Ok(None),
+                            _ => load_function(&state, &announcement, change.id).await,
+                        };
+                        (change.change.into(), change.id, change.at, loaded)
+                    }
+                    Ok(BusMessage::Execution(_)) => continue,
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) if id.is_some() => {
+                        let Some(id) = id else { continue };
+                        match current_function(&state, id).await {
+                            Ok(Some(event)) => { yield Ok(event); continue; }
+                            // Deleted while the stream was not listening.
+                            Ok(None) => (FunctionChangeKind::Deleted, id, Utc::now(), Ok(None)),
+                            Err(error) => { yield Err(error.into()); continue; }
+                        }
+                    }
+                    Ok(BusMessage::Resync) => continue,
+                    Err(RecvError::Lagged(_)) => { yield Err(ApiError::new(ErrorCode::InternalServerError, FELL_BEHIND).into()); return; }
+                    Err(RecvError::Closed) => return,
+                };
+                match loaded {
+                    Ok(function) if function.is_some() || kind == FunctionChangeKind::Deleted => {
+                        let deleted = function.is_none();
+                        yield Ok(FunctionChangeEvent { kind, function_id, function, at });
+                        if deleted && id.is_some() {
+                            return;
+                        }
+                    }
+                    // Gone before it could be loaded: its DELETED follows.
+                    Ok(_) => {}
+                    Err(error) => yield Err(error.into()),
                 }
             }
         }
@@ -199,19 +270,33 @@ async fn snapshot_execution(
     }))
 }
 
-/// Loads the function once per announcement, however many subscribers want it.
-async fn load_function(
+/// The function as it is now, as the first event of `functionChanged`.
+async fn current_function(
     state: &AppState,
-    announcement: &Arc<Announcement<FunctionRecord>>,
+    id: Uuid,
+) -> Result<Option<FunctionChangeEvent>, ApiError> {
+    let record = functions::get(&state.db, id).await?;
+    Ok(record.map(|record| FunctionChangeEvent {
+        kind: FunctionChangeKind::Current,
+        function_id: id,
+        function: Some(record.into()),
+        at: Utc::now(),
+    }))
+}
+
+/// Loads the function once per announcement, however many subscribers want it.
+async fn load_function<C>(
+    state: &AppState,
+    announcement: &Arc<Announcement<C, FunctionRecord>>,
+    id: Uuid,
 ) -> Result<Option<Function>, ApiError> {
-    let id = announcement.change.id;
     let record = retry_once(|| announcement.entity(|| functions::get(&state.db, id))).await?;
     Ok(record.map(Function::from))
 }
 
 async fn load_execution(
     state: &AppState,
-    announcement: &Arc<Announcement<entity::execution::Model>>,
+    announcement: &Arc<ExecutionAnnouncement>,
 ) -> Result<Option<Execution>, ApiError> {
     let id = announcement.change.id;
     let model = retry_once(|| announcement.entity(|| state.executor.get(id))).await?;

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::functions::FunctionRecord;
-use crate::pagination::{DEFAULT_PAGE_SIZE, Page, PageCursor, PageRequest};
+use crate::functions::{self, FunctionRecord, VersionRecord};
+use crate::pagination::{Cursor, DEFAULT_PAGE_SIZE, Page, PageCursor, PageRequest, RevisionCursor};
 use entity::execution;
 
 use super::error::{ApiError, ErrorCode, ResultExt};
@@ -67,15 +67,17 @@ pub struct ConnectionTotal {
 
 pub type FunctionConnection = Connection<String, Function, ConnectionTotal>;
 pub type ExecutionConnection = Connection<String, Execution, ConnectionTotal>;
+pub type FunctionVersionConnection = Connection<String, FunctionVersion, ConnectionTotal>;
 
 /// Turns a page of records into a Relay connection.
-pub fn connection<R, N>(
+pub fn connection<R, N, C>(
     page: Page<R>,
-    cursor_of: impl Fn(&R) -> PageCursor,
+    cursor_of: impl Fn(&R) -> C,
     node: impl Fn(R) -> N,
 ) -> Connection<String, N, ConnectionTotal>
 where
     N: async_graphql::OutputType,
+    C: Cursor,
 {
     let mut connection = Connection::with_additional_fields(
         page.has_previous_page,
@@ -103,10 +105,12 @@ pub struct Function {
     pub source: String,
     pub status: FunctionStatus,
     pub compile_error: Option<String>,
-    /// Size in bytes of the compiled module; null until READY.
+    /// Size in bytes of the latest revision's compiled module; null unless it is READY.
     pub wasm_size: Option<i32>,
-    /// Goes up by one each time the source or language changes.
+    /// Goes up by one each time the source or language changes (and on rollback).
     pub revision: i64,
+    /// The READY revision that executions run; null while no revision has compiled.
+    pub deployed_revision: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -123,6 +127,7 @@ impl From<FunctionRecord> for Function {
             compile_error: r.compile_error,
             wasm_size: r.wasm_size,
             revision: r.revision,
+            deployed_revision: r.deployed_revision,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -131,17 +136,47 @@ impl From<FunctionRecord> for Function {
 
 #[ComplexObject]
 impl Function {
-    /// Compiled module as base64; null until READY. Clients should not select it in lists.
+    /// The latest revision's compiled module as base64; null unless it is READY. Clients should not select it in lists.
     #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn wasm_binary(&self, ctx: &Context<'_>) -> Result<Option<String>> {
         if self.wasm_size.is_none() {
             return Ok(None);
         }
         let state = ctx.data_unchecked::<AppState>();
-        let wasm = crate::functions::wasm(&state.db, self.id).await.api()?;
-        Ok(wasm
-            .filter(|(revision, _)| *revision == self.revision)
-            .map(|(_, wasm)| BASE64.encode(wasm)))
+        let wasm = functions::module(&state.db, self.id, self.revision)
+            .await
+            .api()?;
+        Ok(wasm.map(|wasm| BASE64.encode(wasm)))
+    }
+
+    /// Newest first.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
+    async fn versions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<FunctionVersionConnection> {
+        let page = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref()).api()?;
+        let state = ctx.data_unchecked::<AppState>();
+        let page = functions::list_versions(&state.db, self.id, &page)
+            .await
+            .api()?;
+        Ok(connection(
+            page,
+            |v| RevisionCursor(v.revision),
+            FunctionVersion::from,
+        ))
+    }
+
+    /// null when the function has no such revision.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
+    async fn version(&self, ctx: &Context<'_>, revision: i64) -> Result<Option<FunctionVersion>> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(functions::version(&state.db, self.id, revision)
+            .await
+            .api()?
+            .map(FunctionVersion::from))
     }
 
     /// This function's executions, newest first.
@@ -194,6 +229,8 @@ pub struct Execution {
     pub created_at: DateTime<Utc>,
     /// 1 for the first run; higher when a run interrupted by a crash was run again.
     pub attempt: i32,
+    /// The function revision that ran.
+    pub revision: i64,
 }
 
 impl From<execution::Model> for Execution {
@@ -210,6 +247,7 @@ impl From<execution::Model> for Execution {
             completed_at: m.completed_at,
             created_at: m.created_at,
             attempt: m.attempt,
+            revision: m.revision,
         }
     }
 }
@@ -233,6 +271,65 @@ impl Execution {
         let (started, completed) = (self.started_at?, self.completed_at?);
         Some((completed - started).num_microseconds()? as f64 / 1000.0)
     }
+}
+
+/// One immutable revision of a function's source and its compile outcome.
+#[derive(SimpleObject, Clone)]
+pub struct FunctionVersion {
+    pub revision: i64,
+    pub language: String,
+    pub source: String,
+    pub status: FunctionStatus,
+    pub compile_error: Option<String>,
+    /// Size in bytes of its compiled module; null unless READY.
+    pub wasm_size: Option<i32>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<VersionRecord> for FunctionVersion {
+    fn from(v: VersionRecord) -> Self {
+        Self {
+            revision: v.revision,
+            language: v.language,
+            source: v.source,
+            status: v.status.into(),
+            compile_error: v.compile_error,
+            wasm_size: v.wasm_size,
+            created_at: v.created_at,
+        }
+    }
+}
+
+/// CURRENT: the function as it is when the subscription starts (sent first when an id is given).
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum FunctionChangeKind {
+    Current,
+    Created,
+    Updated,
+    StatusChanged,
+    Deployed,
+    Deleted,
+}
+
+impl From<crate::events::FunctionChangeKind> for FunctionChangeKind {
+    fn from(kind: crate::events::FunctionChangeKind) -> Self {
+        use crate::events::FunctionChangeKind as K;
+        match kind {
+            K::Updated => Self::Updated,
+            K::Deployed => Self::Deployed,
+            K::Deleted => Self::Deleted,
+        }
+    }
+}
+
+/// One change of a function.
+#[derive(SimpleObject)]
+pub struct FunctionChangeEvent {
+    pub kind: FunctionChangeKind,
+    pub function_id: Uuid,
+    /// null for DELETED.
+    pub function: Option<Function>,
+    pub at: DateTime<Utc>,
 }
 
 /// A status transition of a function.
