@@ -43,6 +43,7 @@ export default defineConfig({
   server: {
     proxy: {
       '/graphql': { target: api, ws: true, changeOrigin: true },
+      '/run': api,
       '/health': api,
       '/ready': api,
     },

@@ -19,7 +19,9 @@ mod m20261129_000005_compiled_modules;
 mod m20261129_000006_queue_notifications;
 mod m20261201_000007_dependable_executions;
 mod m20261201_000008_function_versions;
+mod m20261201_000009_unique_function_names;
 
+pub use m20261201_000009_unique_function_names::FUNCTION_NAME_INDEX;
 pub use sea_orm_migration::MigratorTrait;
 
 /// The channel on which every status transition is announced (see
@@ -59,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_queue_notifications::Migration),
             Box::new(m20261201_000007_dependable_executions::Migration),
             Box::new(m20261201_000008_function_versions::Migration),
+            Box::new(m20261201_000009_unique_function_names::Migration),
         ]
     }
 }

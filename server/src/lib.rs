@@ -15,5 +15,6 @@ pub mod http;
 pub mod metrics;
 pub mod pagination;
 pub mod queue;
+pub mod rest;
 pub mod runtime;
 pub mod telemetry;

@@ -22,8 +22,8 @@ pub struct PageCursor {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PageError {
-    #[error("`first` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
-    FirstOutOfRange(i32),
+    #[error("`first` must be between 1 and {max}, got {first}")]
+    FirstOutOfRange { first: i32, max: i32 },
     #[error("`after` is not a cursor this API returned")]
     BadCursor,
 }
@@ -103,8 +103,13 @@ pub struct PageRequest<C = PageCursor> {
 
 impl<C: Cursor> PageRequest<C> {
     pub fn new(first: i32, after: Option<&str>) -> Result<Self, PageError> {
-        if !(1..=MAX_PAGE_SIZE).contains(&first) {
-            return Err(PageError::FirstOutOfRange(first));
+        Self::up_to(MAX_PAGE_SIZE, first, after)
+    }
+
+    /// A page of at most `max` items (the REST API allows larger pages).
+    pub fn up_to(max: i32, first: i32, after: Option<&str>) -> Result<Self, PageError> {
+        if !(1..=max).contains(&first) {
+            return Err(PageError::FirstOutOfRange { first, max });
         }
         let after = after.map(C::decode).transpose()?;
         Ok(Self {
@@ -214,7 +219,7 @@ mod tests {
             let _ = PageRequest::<PageCursor>::new(first, after.as_deref());
             let _ = PageRequest::<RevisionCursor>::new(first, after.as_deref());
             if !(1..=MAX_PAGE_SIZE).contains(&first) {
-                proptest::prop_assert_eq!(PageRequest::<PageCursor>::new(first, None), Err(PageError::FirstOutOfRange(first)));
+                proptest::prop_assert_eq!(PageRequest::<PageCursor>::new(first, None), Err(PageError::FirstOutOfRange { first, max: MAX_PAGE_SIZE }));
             }
         }
     }
@@ -223,11 +228,17 @@ mod tests {
     fn first_is_bounded() {
         assert_eq!(
             PageRequest::<PageCursor>::new(0, None),
-            Err(PageError::FirstOutOfRange(0))
+            Err(PageError::FirstOutOfRange {
+                first: 0,
+                max: MAX_PAGE_SIZE
+            })
         );
         assert_eq!(
             PageRequest::<PageCursor>::new(101, None),
-            Err(PageError::FirstOutOfRange(101))
+            Err(PageError::FirstOutOfRange {
+                first: 101,
+                max: MAX_PAGE_SIZE
+            })
         );
         assert!(PageRequest::<PageCursor>::new(100, None).is_ok());
     }

@@ -2,7 +2,8 @@
 // localStorage), executeFunction for a run that returns when finished, or
 // startExecution followed live through executionStatusChanged(id), with a live
 // timer and Cancel while it runs. With unsaved edits, "Save & Run" saves, waits
-// for the new revision to compile, then runs it.
+// for the new revision to compile, then runs it. Below, the function's HTTP
+// trigger, with the same input as a curl command or a GraphQL mutation.
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { request, subscribe } from '../shared/client';
 import {
@@ -17,6 +18,7 @@ import { CodeEditor } from './CodeEditor';
 import { ErrorBox, StatusBadge, describeError } from './bits';
 import { Attempt, CancelButton, Elapsed, isActive, latest, useCancel } from './ExecutionControls';
 import { formatDuration, formatJson } from './hooks';
+import { HttpTrigger } from './Trigger';
 
 type Validation = { ok: true; value: Record<string, unknown> | null } | { ok: false; message: string };
 
@@ -268,6 +270,7 @@ export function RunPanel({
           <ErrorBox error={error} title="The run was refused" testId="run-error" />
         ))}
       {result && <ExecutionResult execution={result} onUpdate={update} />}
+      {!deleted && <HttpTrigger fn={fn} input={validation.ok ? (validation.value ?? {}) : null} />}
     </section>
   );
 }

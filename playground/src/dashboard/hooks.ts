@@ -1,5 +1,6 @@
 import { useEffect, useState, useSyncExternalStore } from 'react';
 import { getConnectionState, onConnectionState } from '../shared/client';
+import { getApiKey, onApiKeyChange } from '../shared/settings';
 
 export function useConnection() {
   return useSyncExternalStore(onConnectionState, getConnectionState);
@@ -65,4 +66,9 @@ export function formatBytes(n: number | null | undefined): string {
 export function formatJson(value: unknown): string {
   if (value === undefined) return '';
   return JSON.stringify(value, null, 2);
+}
+
+/** The API key set in the top bar, kept current. */
+export function useApiKey(): string {
+  return useSyncExternalStore(onApiKeyChange, getApiKey);
 }

@@ -52,6 +52,11 @@ export function httpUrl(): string {
   return new URL('/graphql', location.href).href;
 }
 
+/** A function's HTTP trigger: `POST` (JSON body) or `GET` (query string) runs it by name. */
+export function triggerUrl(name: string): string {
+  return `${location.origin}/run/${encodeURIComponent(name)}`;
+}
+
 export function wsUrl(): string {
   const url = new URL('/graphql/ws', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';

@@ -21,7 +21,7 @@ use entity::function::{self, FunctionStatus};
 use entity::function_version;
 use entity::module as stored_module;
 pub use record::{FunctionRecord, VersionRecord};
-pub use validate::{FunctionLimits, SUPPORTED_LANGUAGES};
+pub use validate::{FunctionLimits, SUPPORTED_LANGUAGES, check_language};
 pub use versions::{list_versions, module, version};
 
 use crate::pagination::{Page, PageRequest};
@@ -37,6 +37,10 @@ pub enum FunctionError {
     SourceTooLarge { size: usize, limit: usize },
     #[error("no function with id {0}")]
     NotFound(Uuid),
+    #[error(
+        "a function named {0:?} already exists (names are compared ignoring case); choose another name"
+    )]
+    NameTaken(String),
     #[error("function {id} has no revision {revision}")]
     VersionNotFound { id: Uuid, revision: i64 },
     #[error(
@@ -96,7 +100,7 @@ pub async fn create(
     let txn = db.begin().await?;
     let model = function::ActiveModel {
         id: Set(Uuid::new_v4()),
-        name: Set(name),
+        name: Set(name.clone()),
         description: Set(new.description),
         language: Set(new.language),
         source: Set(new.source),
@@ -105,7 +109,8 @@ pub async fn create(
         ..Default::default()
     }
     .insert(&txn)
-    .await?;
+    .await
+    .map_err(|e| name_taken(e, &name))?;
     publish_revision(&txn, &model).await?;
     txn.commit().await?;
     tracing::info!(function_id = %model.id, revision = model.revision, "function.created");
@@ -183,8 +188,8 @@ pub async fn update(
             .as_ref()
             .is_some_and(|l| *l != current.language);
     let mut active: function::ActiveModel = current.clone().into();
-    if let Some(name) = name {
-        active.name = Set(name);
+    if let Some(name) = &name {
+        active.name = Set(name.clone());
     }
     if let Some(description) = changes.description {
         active.description = Set(description);
@@ -201,7 +206,10 @@ pub async fn update(
         active.revision = Set(current.revision + 1);
     }
     active.updated_at = Set(chrono::Utc::now());
-    let model = active.update(&txn).await?;
+    let model = active
+        .update(&txn)
+        .await
+        .map_err(|e| name_taken(e, name.as_deref().unwrap_or_default()))?;
     let wasm_size = if recompile {
         publish_revision(&txn, &model).await?;
         None
@@ -304,6 +312,37 @@ pub async fn list(
         .all(db)
         .await?;
     Ok(Page::from_rows(rows, page, total))
+}
+
+/// A write refused because another function has the name: a CONFLICT the
+/// user can fix, not an outage.
+fn name_taken(error: DbErr, name: &str) -> FunctionError {
+    use sea_orm::RuntimeErr;
+    let constraint = match &error {
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))) => e.constraint(),
+        _ => None,
+    };
+    if constraint == Some(migration::FUNCTION_NAME_INDEX) {
+        FunctionError::NameTaken(name.to_string())
+    } else {
+        FunctionError::Db(error)
+    }
+}
+
+/// The function called `name` (compared ignoring case, as names are unique).
+pub async fn find_by_name(
+    db: &DatabaseConnection,
+    name: &str,
+) -> Result<Option<FunctionRecord>, DbErr> {
+    FunctionRecord::select()
+        .filter(
+            Expr::expr(Func::lower(Expr::col(function::Column::Name)))
+                .eq(Func::lower(Expr::val(name.trim()))),
+        )
+        .into_model()
+        .one(db)
+        .await
 }
 
 /// Escapes LIKE wildcards so `nameContains: "50%"` means the text "50%".

@@ -7,6 +7,14 @@ pub const SUPPORTED_LANGUAGES: &[&str] = &["assemblyscript"];
 
 const MAX_NAME_CHARS: usize = 255;
 
+pub fn check_language(language: &str) -> Result<(), FunctionError> {
+    if SUPPORTED_LANGUAGES.contains(&language) {
+        Ok(())
+    } else {
+        Err(FunctionError::UnsupportedLanguage(language.to_string()))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct FunctionLimits {
     pub max_source_bytes: usize,
@@ -34,11 +42,7 @@ impl FunctionLimits {
     }
 
     pub fn language(&self, language: &str) -> Result<(), FunctionError> {
-        if SUPPORTED_LANGUAGES.contains(&language) {
-            Ok(())
-        } else {
-            Err(FunctionError::UnsupportedLanguage(language.to_string()))
-        }
+        check_language(language)
     }
 
     pub fn source(&self, source: &str) -> Result<(), FunctionError> {

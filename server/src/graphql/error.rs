@@ -125,7 +125,7 @@ impl From<FunctionError> for ApiError {
             FunctionError::NotFound(_) | FunctionError::VersionNotFound { .. } => {
                 ErrorCode::NotFound
             }
-            FunctionError::Conflict { .. } => ErrorCode::Conflict,
+            FunctionError::Conflict { .. } | FunctionError::NameTaken(_) => ErrorCode::Conflict,
             FunctionError::NotDeployable { .. } => ErrorCode::BadUserInput,
             FunctionError::Db(db) => return Self::internal_db(db),
             FunctionError::Queue(q) => return Self::internal(q),

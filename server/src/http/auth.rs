@@ -1,6 +1,6 @@
-//! Enforces the API keys (see [`crate::auth`]) on GraphQL: over HTTP a missing
-//! or wrong `Authorization: Bearer <key>` is an UNAUTHENTICATED GraphQL error
-//! (HTTP 401); over WebSocket the key comes in the connection_init payload
+//! Enforces the API keys (see [`crate::auth`]) on GraphQL and REST: over HTTP
+//! a missing or wrong `Authorization: Bearer <key>` is HTTP 401 with an
+//! UNAUTHENTICATED GraphQL error or the REST error body; over WebSocket the key comes in the connection_init payload
 //! (`{"authorization": "Bearer <key>"}`) or the upgrade request's header, and a
 //! refused init closes with 4403 as graphql-transport-ws prescribes.
 
@@ -17,7 +17,36 @@ use crate::auth::{ApiKeys, Verdict};
 use crate::graphql::error::ErrorCode;
 
 /// HTTP middleware; `None` keys means access control is off.
-pub struct RequireApiKey(pub Option<ApiKeys>);
+pub struct RequireApiKey(pub Option<ApiKeys>, pub Face);
+
+/// Which API a refusal is shaped for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    GraphQL,
+    Rest,
+}
+
+impl Face {
+    /// The face a request path belongs to.
+    pub fn of(path: &str) -> Self {
+        if path == "/graphql" || path.starts_with("/graphql/") {
+            Self::GraphQL
+        } else {
+            Self::Rest
+        }
+    }
+
+    /// An error response in this face's shape.
+    pub fn error(self, status: StatusCode, code: ErrorCode, message: &str) -> Response {
+        match self {
+            Self::GraphQL => {
+                let body = json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
+                (status, Json(body)).into_response()
+            }
+            Self::Rest => crate::rest::ErrorBody::new(status, message).into_response(),
+        }
+    }
+}
 
 impl<E: Endpoint> Middleware<E> for RequireApiKey {
     type Output = RequireApiKeyEndpoint<E>;
@@ -26,6 +55,7 @@ impl<E: Endpoint> Middleware<E> for RequireApiKey {
         RequireApiKeyEndpoint {
             inner,
             keys: self.0.clone(),
+            face: self.1,
         }
     }
 }
@@ -33,6 +63,7 @@ impl<E: Endpoint> Middleware<E> for RequireApiKey {
 pub struct RequireApiKeyEndpoint<E> {
     inner: E,
     keys: Option<ApiKeys>,
+    face: Face,
 }
 
 impl<E: Endpoint> Endpoint for RequireApiKeyEndpoint<E> {
@@ -46,8 +77,12 @@ impl<E: Endpoint> Endpoint for RequireApiKeyEndpoint<E> {
                 .and_then(|v| v.to_str().ok());
             let verdict = keys.check(authorization);
             if verdict != Verdict::Allowed {
-                let body = json!({ "errors": [{ "message": verdict.message(), "extensions": { "code": ErrorCode::Unauthenticated.as_str() } }] });
-                return Ok((StatusCode::UNAUTHORIZED, Json(body))
+                let refusal = self.face.error(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthenticated,
+                    verdict.message(),
+                );
+                return Ok(refusal
                     .with_header(header::WWW_AUTHENTICATE, "Bearer")
                     .into_response());
             }

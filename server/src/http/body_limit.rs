@@ -6,6 +6,8 @@ use poem::http::StatusCode;
 use poem::web::headers::{ContentLength, HeaderMapExt};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
+use super::auth::Face;
+
 pub struct BodyLimit(pub usize);
 
 impl<E: Endpoint> Middleware<E> for BodyLimit {
@@ -21,15 +23,14 @@ pub struct BodyLimitEndpoint<E> {
     max: usize,
 }
 
-/// GraphQL-shaped, so GraphQL clients show the reason like any other error.
-fn too_large(max: usize) -> Response {
-    let body = serde_json::json!({ "errors": [{
-        "message": format!("request body is larger than the limit of {max} bytes"),
-        "extensions": { "code": crate::graphql::error::ErrorCode::PayloadTooLarge.as_str() },
-    }] });
-    poem::web::Json(body)
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-        .into_response()
+/// Shaped for the API the request is for, so its clients show the reason
+/// like any other error.
+fn too_large(path: &str, max: usize) -> Response {
+    Face::of(path).error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        crate::graphql::error::ErrorCode::PayloadTooLarge,
+        &format!("request body is larger than the limit of {max} bytes"),
+    )
 }
 
 impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
@@ -38,13 +39,13 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
         match req.headers().typed_get::<ContentLength>() {
             Some(ContentLength(length)) if length as usize > self.max => {
-                return Ok(too_large(self.max));
+                return Ok(too_large(req.uri().path(), self.max));
             }
             Some(_) => {}
             None if req.headers().contains_key("transfer-encoding") => {
                 match req.take_body().into_bytes_limit(self.max).await {
                     Ok(bytes) => req.set_body(Body::from(bytes)),
-                    Err(_) => return Ok(too_large(self.max)),
+                    Err(_) => return Ok(too_large(req.uri().path(), self.max)),
                 }
             }
             None => {}

@@ -1,5 +1,7 @@
-//! The HTTP surface of the contract: GraphQL over HTTP and WebSocket, GraphiQL,
-//! the playground, health and readiness probes and Prometheus metrics.
+//! The HTTP surface of the contract: GraphQL over HTTP and WebSocket, the REST
+//! API and HTTP triggers with their OpenAPI document ([`crate::rest`]),
+//! GraphiQL, the playground, health and readiness probes and Prometheus
+//! metrics. Every error outside GraphQL has the REST error body.
 
 mod auth;
 mod body_limit;
@@ -9,8 +11,10 @@ mod probes;
 mod static_pages;
 pub mod ws;
 
+use std::sync::Arc;
+
 use poem::middleware::Tracing;
-use poem::{EndpointExt, Route, get};
+use poem::{EndpointExt, IntoEndpoint, Route, get};
 
 use crate::config::ApiSettings;
 use crate::graphql::{AppSchema, AppState};
@@ -34,21 +38,36 @@ pub fn routes(
         schema.clone(),
         settings.max_batch,
     ))
-    .with(auth::RequireApiKey(settings.api_keys.clone()));
+    .with(auth::RequireApiKey(
+        settings.api_keys.clone(),
+        auth::Face::GraphQL,
+    ));
     let mut graphql_ws = ws::GraphQLWs::new(schema).sockets(sockets);
     if let Some(keys) = &settings.api_keys {
         graphql_ws = graphql_ws.auth(auth::ApiKeyConnectionAuth(keys.clone()));
     }
-    Route::new()
+    let rest = Arc::new(crate::rest::service().into_endpoint());
+    let mut routes = Route::new()
         .at("/graphql", graphql_http)
-        .at("/graphql/ws", get(graphql_ws))
-        .at("/health", get(probes::health))
+        .at("/graphql/ws", get(graphql_ws));
+    for open in crate::rest::OPEN_PATHS {
+        routes = routes.at(*open, Arc::clone(&rest));
+    }
+    for prefix in crate::rest::PATH_PREFIXES {
+        let guarded = Arc::clone(&rest).with(auth::RequireApiKey(
+            settings.api_keys.clone(),
+            auth::Face::Rest,
+        ));
+        routes = routes.nest_no_strip(*prefix, guarded);
+    }
+    routes
         .at("/ready", get(probes::ready))
         .at("/metrics", get(metrics::scrape))
         .nest("/", static_pages::routes(&settings.playground_dir()))
         .data(scrape_sources)
         .data(state)
         .with(body_limit::BodyLimit(settings.max_body_bytes))
+        .with(crate::rest::ErrorBodies)
         .with(metrics::HttpMetrics)
         .with(Tracing)
 }

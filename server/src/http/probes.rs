@@ -1,4 +1,4 @@
-//! Liveness and readiness.
+//! Readiness (liveness, `/health`, is part of the REST API).
 
 use poem::http::StatusCode;
 use poem::web::{Data, Json};
@@ -6,12 +6,6 @@ use poem::{IntoResponse, handler};
 use serde_json::json;
 
 use crate::graphql::AppState;
-
-/// Liveness: the process answers.
-#[handler]
-pub fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "UP" }))
-}
 
 /// Readiness: 200 only when the database answers.
 #[handler]
