@@ -25,7 +25,8 @@ async fn insert_function(db: &DatabaseConnection) -> String {
     let row = db
         .query_one(Statement::from_string(
             db.get_database_backend(),
-            "INSERT INTO functions (name, language, source) VALUES ('f', 'assemblyscript', 'x') RETURNING id::text",
+            // Names are unique.
+            "INSERT INTO functions (name, language, source) VALUES ('f-' || gen_random_uuid(), 'assemblyscript', 'x') RETURNING id::text",
         ))
         .await
         .unwrap()
@@ -59,12 +60,42 @@ async fn migrations_apply_roll_back_and_apply_again() {
     .await
     .unwrap();
 
-    // The last migration alone: versions go, the function keeps its row.
+    const UNIQUE_NAMES: &str =
+        "SELECT count(*) FROM pg_indexes WHERE indexname = 'functions_name_unique'";
+    assert_eq!(scalar_i64(&db, UNIQUE_NAMES).await, 1);
+
+    // The last migration alone: names need not be unique.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(scalar_i64(&db, UNIQUE_NAMES).await, 0);
+    // Applied over duplicates, it keeps the oldest holder's name and suffixes
+    // the others, skipping a suffix that is taken.
+    exec(
+        &db,
+        "INSERT INTO functions (name, language, source, created_at) VALUES
+             ('Dup', 'assemblyscript', 'x', now() - interval '3 minutes'),
+             ('dup (2)', 'assemblyscript', 'x', now() - interval '2 minutes'),
+             ('dup', 'assemblyscript', 'x', now() - interval '1 minute')",
+    )
+    .await
+    .unwrap();
+    Migrator::up(&db, Some(1)).await.unwrap();
+    let renamed = scalar_i64(
+        &db,
+        "SELECT count(*) FROM functions WHERE name IN ('Dup', 'dup (2)', 'dup (3)')",
+    )
+    .await;
+    assert_eq!(renamed, 3);
+    exec(&db, "DELETE FROM functions WHERE lower(name) LIKE 'dup%'")
+        .await
+        .unwrap();
+    Migrator::down(&db, Some(1)).await.unwrap();
+
+    // The one before: versions go, the function keeps its row.
     Migrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(scalar_i64(&db, VERSIONS).await, 0);
     assert_eq!(scalar_i64(&db, "SELECT count(*) FROM executions").await, 1);
 
-    // The one before: the execution queue and the leases go.
+    // Then: the execution queue and the leases go.
     Migrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 0);
     assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta").await, 2);
@@ -86,6 +117,7 @@ async fn migrations_apply_roll_back_and_apply_again() {
     assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 3);
     assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 4);
     assert_eq!(scalar_i64(&db, VERSIONS).await, 2);
+    assert_eq!(scalar_i64(&db, UNIQUE_NAMES).await, 1);
     // Applied again over existing data, every function has its revision.
     assert_eq!(
         scalar_i64(&db, "SELECT count(*) FROM function_versions").await,

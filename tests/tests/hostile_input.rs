@@ -148,8 +148,8 @@ async fn hostile_requests_get_clear_errors_and_the_server_stays_up() {
         case("GET with a mutation", Send::Get(query_string(&[("query", &format!("mutation {{ deleteFunction(id: \"{pending}\") }}"))])), 405, BAD, "POST"),
         case("GET picking the mutation of two", Send::Get(query_string(&[("query", "query Q { languages } mutation M { deleteFunction(id: \"00000000-0000-0000-0000-000000000000\") }"), ("operationName", "M")])), 405, BAD, "POST"),
         case("GET with bad variables", Send::Get(query_string(&[("query", "{ languages }"), ("variables", "{nope")])), 400, BAD, "variables"),
-        Case { name: "PUT", send: Send::Method("PUT"), status: 405, code: None, message: "method not allowed" },
-        Case { name: "DELETE", send: Send::Method("DELETE"), status: 405, code: None, message: "method not allowed" },
+        Case { name: "PUT", send: Send::Method("PUT"), status: 405, code: Some(BAD), message: "method not allowed" },
+        Case { name: "DELETE", send: Send::Method("DELETE"), status: 405, code: Some(BAD), message: "method not allowed" },
         // The document: syntax, depth, width, cycles.
         case("syntax error", op("{ functions { ", json!({})), 200, BAD, "expected"),
         case("selection nested 100,000 deep", op(nested("{a", "}", "", 100_000), json!({})), 200, BAD, ""),

@@ -174,7 +174,7 @@ async fn probe_function(db: &DatabaseConnection) -> String {
         db,
         format!(
             "INSERT INTO functions (id, name, language, source, status, compile_error)
-             VALUES ('{id}', 'probe', 'assemblyscript', '', 'FAILED', 'probe')"
+             VALUES ('{id}', 'probe {id}', 'assemblyscript', '', 'FAILED', 'probe')"
         ),
     )
     .await;

@@ -1,6 +1,7 @@
-//! Compiles a function's module into the runtime's cache as soon as a revision
-//! of it is deployed (announced by any worker or replica, seen by every
-//! replica), so its first execution does not pay for the compile.
+//! Keeps the runtime's module cache in step with deploys, whoever made them
+//! (announced by any worker or replica, seen by every replica): compiles a
+//! function's module as soon as a revision of it is deployed, so its first
+//! execution does not pay for the compile, and drops a deleted function's.
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast::error::RecvError;
@@ -23,14 +24,18 @@ pub fn spawn_cache_warmer(
                 message = receiver.recv() => message,
             };
             let change = match message {
-                Ok(BusMessage::FunctionChanged(announcement))
-                    if announcement.change.change == FunctionChangeKind::Deployed =>
-                {
-                    announcement.change.clone()
-                }
+                Ok(BusMessage::FunctionChanged(announcement)) => announcement.change.clone(),
                 Ok(_) | Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return,
             };
+            match change.change {
+                FunctionChangeKind::Deployed => {}
+                FunctionChangeKind::Deleted => {
+                    runtime.invalidate(change.id);
+                    continue;
+                }
+                FunctionChangeKind::Updated => continue,
+            }
             let key = ModuleKey {
                 function_id: change.id,
                 revision: change.revision,

@@ -97,7 +97,6 @@ impl MutationRoot {
     async fn delete_function(&self, ctx: &Context<'_>, id: Uuid) -> Result<Uuid> {
         let state = ctx.data_unchecked::<AppState>();
         functions::delete(&state.db, id).await.api()?;
-        state.executor.runtime().invalidate(id);
         Ok(id)
     }
 

@@ -11,6 +11,8 @@ mod probes;
 mod static_pages;
 pub mod ws;
 
+pub use auth::Face;
+
 use std::sync::Arc;
 
 use poem::middleware::Tracing;

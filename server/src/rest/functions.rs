@@ -106,7 +106,6 @@ impl FunctionsApi {
     ) -> Result<Deleted, RestError> {
         let id = parse_id("function", &id.0)?;
         functions::delete(&state.db, id).await?;
-        state.executor.runtime().invalidate(id);
         Ok(Deleted::NoContent)
     }
 }

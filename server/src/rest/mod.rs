@@ -20,6 +20,8 @@ use poem_openapi::{ApiResponse, OpenApi, OpenApiService, Tags};
 use uuid::Uuid;
 
 pub use error::ErrorBody;
+
+use crate::http::Face;
 use error::RestError;
 use input::OptionalJson;
 
@@ -209,11 +211,13 @@ impl<E: Endpoint> Endpoint for ErrorBodiesEndpoint<E> {
                 let message = match status {
                     poem::http::StatusCode::NOT_FOUND => format!("No such route: {method} {path}"),
                     poem::http::StatusCode::METHOD_NOT_ALLOWED => {
-                        format!("{method} is not allowed on {path}")
+                        format!("Method not allowed: {method} {path}")
                     }
                     _ => error::request_error_message(&error),
                 };
-                Ok(ErrorBody::new(status, message).into_response())
+                // Under /graphql, shaped as a GraphQL error for GraphQL clients.
+                let code = crate::graphql::error::ErrorCode::BadUserInput;
+                Ok(Face::of(&path).error(status, code, &message))
             }
         }
     }
