@@ -66,15 +66,16 @@ impl ApiKeys {
             _ => return Verdict::Wrong,
         };
         let presented = digest(key);
-        // Compare digests without an early exit, so timing says nothing about them.
-        let matched = self.digests.iter().fold(false, |found, known| {
-            let difference = known
-                .iter()
-                .zip(presented.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            found | (difference == 0)
-        });
-        if matched {
+        // Compare digests in constant time, and with every key, so timing
+        // says nothing about them.
+        use subtle::ConstantTimeEq as _;
+        let matched = self
+            .digests
+            .iter()
+            .fold(subtle::Choice::from(0), |found, known| {
+                found | known[..].ct_eq(&presented[..])
+            });
+        if bool::from(matched) {
             Verdict::Allowed
         } else {
             Verdict::Wrong

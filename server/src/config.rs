@@ -161,6 +161,12 @@ pub struct ApiSettings {
     #[arg(long, env = "PROJECTNIL_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<crate::auth::ApiKeys>,
 
+    /// Origins whose pages may call the API from a browser (CORS): a
+    /// comma-separated list such as `https://dash.example.com,http://localhost:5173`,
+    /// or `*` for any. Unset: only pages served by this server.
+    #[arg(long, env = "PROJECTNIL_CORS_ORIGINS")]
+    pub cors_origins: Option<CorsOrigins>,
+
     /// Directory of the built playground and GraphiQL assets. Default:
     /// `playground/dist` in the current directory or the nearest of its parents
     /// that has one, else in the nearest parent of the executable's directory that
@@ -168,6 +174,42 @@ pub struct ApiSettings {
     /// pages say how to build it.
     #[arg(long, env = "PROJECTNIL_PLAYGROUND_DIR")]
     pub playground_dir: Option<PathBuf>,
+}
+
+/// The origins of `PROJECTNIL_CORS_ORIGINS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    Only(Vec<String>),
+}
+
+impl std::str::FromStr for CorsOrigins {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.trim() == "*" {
+            return Ok(Self::Any);
+        }
+        let origins: Vec<String> = text
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if origins.is_empty() {
+            return Err("give at least one origin, or *".into());
+        }
+        let is_origin = |o: &str| {
+            o.split_once("://").is_some_and(|(scheme, host)| {
+                matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')
+            })
+        };
+        if let Some(bad) = origins.iter().find(|o| !is_origin(o)) {
+            return Err(format!(
+                "{bad:?} is not an origin: write scheme://host[:port], e.g. https://dash.example.com"
+            ));
+        }
+        Ok(Self::Only(origins))
+    }
 }
 
 impl ApiSettings {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
-use sqlx::postgres::{PgListener, PgPool};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool};
 
 use crate::config::DatabaseSettings;
 
@@ -57,35 +57,39 @@ pub async fn listen(pool: &PgPool, channels: &[&str]) -> Result<PgListener, sqlx
 }
 
 async fn create_database_if_missing(url: &str) -> Result<(), DbSetupError> {
-    let (server_url, name) = split_database_name(url)?;
-    let admin = Database::connect(
-        ConnectOptions::new(format!("{server_url}/postgres"))
-            .sqlx_logging(false)
-            .to_owned(),
-    )
-    .await
-    .map_err(|source| DbSetupError::Unreachable {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    let (options, name) = database_name(url)?;
+    let unreachable = |e: sqlx::Error| DbSetupError::Unreachable {
         url: redact(url),
-        source,
-    })?;
-    let exists = admin
-        .query_one(Statement::from_sql_and_values(
-            admin.get_database_backend(),
-            "SELECT 1 AS one FROM pg_database WHERE datname = $1",
-            [name.clone().into()],
-        ))
+        source: DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)),
+    };
+    // The same host, port, user, password and TLS settings, on the server's
+    // own database.
+    let mut admin = options
+        .database("postgres")
+        .disable_statement_logging()
+        .connect()
         .await
-        .map_err(|source| DbSetupError::Unreachable {
-            url: redact(url),
-            source,
-        })?
-        .is_some();
-    if !exists {
+        .map_err(unreachable)?;
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await
+        .map_err(unreachable)?;
+    if exists.is_none() {
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-        if let Err(source) = admin.execute_unprepared(&sql).await {
-            // Another process may have created it in the meantime.
-            if !source.to_string().contains("already exists") {
-                return Err(DbSetupError::Create { name, source });
+        if let Err(error) = sqlx::query(&sql).execute(&mut admin).await {
+            // Another process may have created it in the meantime:
+            // duplicate_database, or the catalog's unique index.
+            let code = error
+                .as_database_error()
+                .and_then(|e| e.code())
+                .map(|c| c.into_owned());
+            if !matches!(code.as_deref(), Some("42P04" | "23505")) {
+                return Err(DbSetupError::Create {
+                    name,
+                    source: DbErr::Exec(sea_orm::RuntimeErr::SqlxError(error)),
+                });
             }
         }
         tracing::info!(database = %name, "database.created");
@@ -94,22 +98,16 @@ async fn create_database_if_missing(url: &str) -> Result<(), DbSetupError> {
     Ok(())
 }
 
-/// Splits `postgres://user@host:port/name?opts` into the server part and `name`.
-fn split_database_name(url: &str) -> Result<(String, String), DbSetupError> {
-    let without_query = url.split(['?', '#']).next().unwrap_or(url);
-    let scheme_end = without_query
-        .find("://")
+/// The URL's connection options (as sqlx reads them: host, port, sslmode…)
+/// and the database it names.
+fn database_name(url: &str) -> Result<(PgConnectOptions, String), DbSetupError> {
+    let options: PgConnectOptions = url.parse().map_err(|_| DbSetupError::BadUrl(redact(url)))?;
+    let name = options
+        .get_database()
+        .filter(|name| !name.is_empty())
         .ok_or_else(|| DbSetupError::BadUrl(redact(url)))?
-        + 3;
-    let path_start = without_query[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .ok_or_else(|| DbSetupError::BadUrl(redact(url)))?;
-    let name = &without_query[path_start + 1..];
-    if name.is_empty() {
-        return Err(DbSetupError::BadUrl(redact(url)));
-    }
-    Ok((without_query[..path_start].to_string(), name.to_string()))
+        .to_string();
+    Ok((options, name))
 }
 
 /// The URL without its password, for messages and logs.
@@ -126,19 +124,48 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// What PostgreSQL said when it refused a statement: its SQLSTATE and, for
+/// a constraint, the constraint's name. `None` for errors that are not the
+/// database's answer (a lost connection, a pool timeout).
+pub fn refusal(error: &DbErr) -> Option<(String, Option<String>)> {
+    use sea_orm::RuntimeErr;
+    match error {
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))) => Some((
+            e.code().map(|c| c.into_owned()).unwrap_or_default(),
+            e.constraint().map(str::to_owned),
+        )),
+        _ => None,
+    }
+}
+
+/// SQLSTATE class of a value the database cannot store or convert (a NUL in
+/// text, an invalid escape in JSON): the request's fault, never an outage.
+const DATA_EXCEPTION: &str = "22";
+
+/// Whether the database refused a value of the statement (see [`DATA_EXCEPTION`]).
+pub fn refused_value(error: &DbErr) -> bool {
+    refusal(error).is_some_and(|(code, _)| code.starts_with(DATA_EXCEPTION))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn splits_database_name() {
-        let (server, name) =
-            split_database_name("postgres://postgres@127.0.0.1:5432/projectnil?sslmode=disable")
+    fn reads_the_database_name_and_keeps_the_options() {
+        let (options, name) =
+            database_name("postgres://postgres@db.internal:6543/projectnil?sslmode=require")
                 .unwrap();
-        assert_eq!(server, "postgres://postgres@127.0.0.1:5432");
         assert_eq!(name, "projectnil");
-        assert!(split_database_name("postgres://h:5432").is_err());
-        assert!(split_database_name("postgres://h:5432/").is_err());
+        assert_eq!(options.get_host(), "db.internal");
+        assert_eq!(options.get_port(), 6543);
+        assert!(matches!(
+            options.get_ssl_mode(),
+            sqlx::postgres::PgSslMode::Require
+        ));
+        assert!(database_name("postgres://h:5432").is_err());
+        assert!(database_name("not a url").is_err());
     }
 
     #[test]

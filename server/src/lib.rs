@@ -17,4 +17,5 @@ pub mod pagination;
 pub mod queue;
 pub mod rest;
 pub mod runtime;
+pub mod storable;
 pub mod telemetry;

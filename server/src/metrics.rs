@@ -44,6 +44,7 @@ pub fn install(shutdown: CancellationToken) -> anyhow::Result<()> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)?
         .install_recorder()?;
     describe();
+    register_known_series();
     let upkeep = handle.clone();
     // Another thread may have won the race; its handle serves the same recorder.
     let _ = HANDLE.set(handle);
@@ -151,6 +152,64 @@ pub fn set_internal_subscribers(count: usize) {
     INTERNAL_RECEIVERS.store(count, Ordering::Relaxed);
 }
 
+/// How a compilation job ended, as the `outcome` label says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompilationOutcome {
+    Compiled,
+    Rejected,
+    /// The compiler could not be run (it is retried).
+    Error,
+    /// Given up after too many attempts.
+    Poisoned,
+}
+
+impl CompilationOutcome {
+    const ALL: [Self; 4] = [Self::Compiled, Self::Rejected, Self::Error, Self::Poisoned];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Compiled => "compiled",
+            Self::Rejected => "rejected",
+            Self::Error => "error",
+            Self::Poisoned => "poisoned",
+        }
+    }
+}
+
+/// The `status` label values of finished executions.
+const FINAL_STATUSES: [&str; 2] = ["COMPLETED", "FAILED"];
+
+/// Every counter and histogram with its known label values, at zero, so
+/// rate() and dashboards have a series from start-up.
+fn register_known_series() {
+    for status in FINAL_STATUSES {
+        counter!("projectnil_executions_total", "status" => status).increment(0);
+        let _ = histogram!("projectnil_execution_duration_seconds", "status" => status);
+    }
+    for outcome in CompilationOutcome::ALL {
+        for cache_hit in [false, true] {
+            if cache_hit && outcome != CompilationOutcome::Compiled {
+                continue;
+            }
+            counter!("projectnil_compilations_total", "outcome" => outcome.as_str(), "cache_hit" => cache_hit.to_string())
+                .increment(0);
+        }
+        let _ = histogram!("projectnil_compile_duration_seconds", "outcome" => outcome.as_str());
+    }
+    for kind in crate::graphql::metrics::OPERATION_KINDS {
+        for outcome in crate::graphql::metrics::outcomes() {
+            counter!("projectnil_graphql_operations_total", "type" => kind, "outcome" => outcome)
+                .increment(0);
+        }
+    }
+    for bound in ["queue", "backlog"] {
+        counter!("projectnil_executions_refused_total", "bound" => bound).increment(0);
+    }
+    counter!("projectnil_executions_retried_total").increment(0);
+    counter!("projectnil_execution_writes_lost_total").increment(0);
+    counter!("projectnil_executions_recovered_total").increment(0);
+}
+
 /// An execution reached its final status (`COMPLETED` or `FAILED`).
 pub fn execution_finished(status: &'static str, took: Duration) {
     counter!("projectnil_executions_total", "status" => status).increment(1);
@@ -177,7 +236,8 @@ pub fn executions_recovered(count: u64) {
 
 /// A compilation job ended: `outcome` is `compiled`, `rejected` (the user's
 /// source), `poisoned` (given up) or `error` (platform failure, retried).
-pub fn compilation_finished(outcome: &'static str, cache_hit: bool, took: Duration) {
+pub fn compilation_finished(outcome: CompilationOutcome, cache_hit: bool, took: Duration) {
+    let outcome = outcome.as_str();
     let cache_hit = if cache_hit { "true" } else { "false" };
     counter!("projectnil_compilations_total", "outcome" => outcome, "cache_hit" => cache_hit)
         .increment(1);

@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use tests::fixtures::{ADD, ECHO};
 use tests::readme::{Expected, examples};
-use tests::{ServerOptions, TestApp, TestDb, TestServer};
+use tests::{ServerOptions, TestApp, TestDb, TestServer, eventually};
 use tokio::process::{Child, Command};
 
 const COMPILE_WAIT: Duration = Duration::from_secs(120);
@@ -184,15 +184,11 @@ async fn only_the_latest_revision_wins() {
     assert_eq!(function["revision"], 3);
     // Let any stale job or result drain, then check nothing overwrote revision 3.
     let db = app.db.connect().await.unwrap();
-    for _ in 0..600 {
-        if scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_jobs").await
-            + scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_results").await
-            == 0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually!("the queues drained", async {
+        let left = scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_jobs").await
+            + scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_results").await;
+        (left == 0).then_some(())
+    });
     let execution = client.execute(&id, json!({})).await.unwrap();
     assert_eq!(execution["output"], json!({ "version": 3 }), "{execution}");
     assert_eq!(client.function(&id).await.unwrap()["status"], "READY");
@@ -217,17 +213,9 @@ async fn results_are_applied_idempotently() {
             .await
             .unwrap();
     }
-    for _ in 0..600 {
-        if scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_results").await == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_results").await,
-        0,
-        "every result was consumed"
-    );
+    eventually!("every result was consumed", async {
+        (scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_results").await == 0).then_some(())
+    });
     let after = client.function(&id).await.unwrap();
     assert_eq!(after, before, "nothing changed");
     assert_eq!(

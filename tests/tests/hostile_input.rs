@@ -341,3 +341,112 @@ async fn hostile_requests_get_clear_errors_and_the_server_stays_up() {
         .unwrap();
     assert_eq!(get["data"]["languages"][0], "assemblyscript");
 }
+
+/// PostgreSQL cannot store U+0000 in text or jsonb: a NUL the client sends is
+/// its mistake (BAD_USER_INPUT, 400), never reported as an outage, and one
+/// the function produces ends its execution FAILED with a message to act on.
+#[tokio::test]
+async fn a_nul_character_is_a_clear_error_wherever_it_comes_from() {
+    let app = TestApp::start().await.unwrap();
+    let client = app.client();
+    let echo = client
+        .ready_function("echo", tests::fixtures::ECHO)
+        .await
+        .unwrap();
+    let execute = "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { status output errorMessage logs } }";
+    for input in [
+        json!({ "text": "a\u{0}b" }),
+        json!({ "k\u{0}": 1 }),
+        json!({ "deep": [{ "x": "\u{0}" }] }),
+    ] {
+        let error = client
+            .error(execute, json!({ "id": echo, "input": input }))
+            .await
+            .unwrap();
+        assert_eq!(error.code, "BAD_USER_INPUT", "{}", error.message);
+        assert!(error.message.contains("U+0000"), "{}", error.message);
+    }
+    // The text "\u0000" (a backslash and five characters) is fine.
+    let escaped = client
+        .data(
+            execute,
+            json!({ "id": echo, "input": { "text": "\\u0000" } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        escaped["executeFunction"]["output"],
+        json!({ "text": "\\u0000" })
+    );
+
+    let rest = client
+        .http()
+        .post(format!("{}/functions/{echo}/execute", client.base_url))
+        .header("content-type", "application/json")
+        .body(r#"{"input": {"text": "\u0000"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 400);
+    let body: Value = rest.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("U+0000"),
+        "{body}"
+    );
+
+    let described = client
+        .error(
+            "mutation($id: UUID!) { updateFunction(id: $id, input: { description: \"a\\u0000b\" }) { id } }",
+            json!({ "id": echo }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(described.code, "BAD_USER_INPUT", "{}", described.message);
+
+    let nul_out = client
+        .ready_function(
+            "nul-out",
+            "export function handle(input: string): string {\n  console.log('before\\0after');\n  return '{\"a\":\"\\\\u0000\"}';\n}\n",
+        )
+        .await
+        .unwrap();
+    let failed = client
+        .data(execute, json!({ "id": nul_out, "input": {} }))
+        .await
+        .unwrap()["executeFunction"]
+        .clone();
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["errorMessage"].as_str().unwrap().contains("U+0000"),
+        "{failed}"
+    );
+    assert_eq!(failed["logs"], json!(["before\u{2400}after"]), "{failed}");
+}
+
+/// A client still sending an over-limit body sees the 413, not a reset: the
+/// server reads and discards the rest (within bounds) before answering.
+#[tokio::test]
+async fn an_over_limit_body_is_answered_413_not_reset() {
+    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let body = vec![b'x'; 20 * 1024 * 1024];
+    for (path, content_type) in [
+        ("/graphql", "application/json"),
+        ("/functions", "application/json"),
+    ] {
+        for attempt in 0..5 {
+            let response = http
+                .post(format!("{}{path}", app.server.base_url))
+                .header("content-type", content_type)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{path} attempt {attempt}: no answer: {e}"));
+            assert_eq!(response.status(), 413, "{path} attempt {attempt}");
+            let text = response.text().await.unwrap();
+            assert!(text.contains("limit"), "{text}");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tests::fixtures::{ECHO, source};
 use tests::ws::{TRANSPORT_WS, WsClient};
-use tests::{Client, TestApp, TestDb};
+use tests::{Client, TestApp, TestDb, eventually};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -139,18 +139,10 @@ async fn metrics_reflect_executions_compilations_requests_and_subscriptions() {
     )
     .await
     .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually!("the subscription is counted", async {
         let (_, samples) = scrape(&client).await.unwrap();
-        if value(&samples, "projectnil_active_subscriptions", &[]) == Some(1.0) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the subscription was never counted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (value(&samples, "projectnil_active_subscriptions", &[]) == Some(1.0)).then_some(())
+    });
 
     let (text, samples) = scrape(&client).await.unwrap();
     let at_least = |name: &str, labels: &[(&str, &str)], min: f64| {
@@ -234,18 +226,10 @@ async fn metrics_reflect_executions_compilations_requests_and_subscriptions() {
 
     // Closing the subscription stops counting it.
     drop(ws);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually!("the closed subscription is no longer counted", async {
         let (_, samples) = scrape(&client).await.unwrap();
-        if value(&samples, "projectnil_active_subscriptions", &[]) == Some(0.0) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the closed subscription is still counted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (value(&samples, "projectnil_active_subscriptions", &[]) == Some(0.0)).then_some(())
+    });
 }
 
 /// A server of our own whose stderr we keep, line by line.
@@ -388,4 +372,50 @@ async fn json_logs_carry_the_ids_of_their_flow() {
         }
     }
     assert_eq!(of("server.stopped").len(), 1);
+}
+
+#[tokio::test]
+async fn every_metric_exists_from_start_up() {
+    let app = TestApp::start().await.unwrap();
+    let (text, samples) = scrape(&app.client()).await.unwrap();
+    for (name, labels) in [
+        ("projectnil_executions_total", vec![("status", "COMPLETED")]),
+        ("projectnil_executions_total", vec![("status", "FAILED")]),
+        (
+            "projectnil_compilations_total",
+            vec![("outcome", "compiled"), ("cache_hit", "true")],
+        ),
+        (
+            "projectnil_compilations_total",
+            vec![("outcome", "rejected")],
+        ),
+        (
+            "projectnil_graphql_operations_total",
+            vec![("type", "query"), ("outcome", "ok")],
+        ),
+        (
+            "projectnil_graphql_operations_total",
+            vec![("type", "mutation"), ("outcome", "TOO_MANY_REQUESTS")],
+        ),
+        (
+            "projectnil_executions_refused_total",
+            vec![("bound", "queue")],
+        ),
+        ("projectnil_execution_writes_lost_total", vec![]),
+    ] {
+        assert_eq!(
+            value(&samples, name, &labels),
+            Some(0.0),
+            "{name} {labels:?} at zero before anything happened:\n{text}"
+        );
+    }
+    for histogram in [
+        "projectnil_execution_duration_seconds",
+        "projectnil_compile_duration_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {histogram} histogram")),
+            "{histogram}:\n{text}"
+        );
+    }
 }

@@ -17,6 +17,7 @@ use super::asc::{AscCompiler, CompileError};
 use super::{ASC_FLAGS, content_cache, validate};
 use crate::config::CompilerSettings;
 use crate::functions;
+use crate::metrics::CompilationOutcome;
 use crate::queue::{self, CompilationJob, CompilationResult, Delivery, QueueError};
 
 /// A job whose compile failed for a platform reason is retried this soon.
@@ -74,7 +75,11 @@ impl CompilerWorker {
             tracing::info!(attempt = delivery.read_count, "job.received");
             let started = Instant::now();
             if let Err(error) = self.handle_job(&delivery, &job).await {
-                crate::metrics::compilation_finished("error", false, started.elapsed());
+                crate::metrics::compilation_finished(
+                    CompilationOutcome::Error,
+                    false,
+                    started.elapsed(),
+                );
                 tracing::error!(%error, "job.failed");
                 // Let it come back soon rather than after the whole visibility timeout.
                 self.retry_soon(delivery.msg_id).await;
@@ -96,7 +101,11 @@ impl CompilerWorker {
                 delivery.read_count - 1
             );
             tracing::warn!(attempts = delivery.read_count - 1, "job.poisoned");
-            crate::metrics::compilation_finished("poisoned", false, Duration::ZERO);
+            crate::metrics::compilation_finished(
+                CompilationOutcome::Poisoned,
+                false,
+                Duration::ZERO,
+            );
             return self
                 .publish(delivery, job, JobOutcome::Rejected(message), Duration::ZERO)
                 .await;
@@ -110,7 +119,11 @@ impl CompilerWorker {
         let outcome = self.compile(job).await?;
         match &outcome {
             JobOutcome::Compiled { wasm, cache_hit } => {
-                crate::metrics::compilation_finished("compiled", *cache_hit, started.elapsed());
+                crate::metrics::compilation_finished(
+                    CompilationOutcome::Compiled,
+                    *cache_hit,
+                    started.elapsed(),
+                );
                 tracing::info!(
                     bytes = wasm.len(),
                     cache_hit,
@@ -119,7 +132,11 @@ impl CompilerWorker {
                 )
             }
             JobOutcome::Rejected(error) => {
-                crate::metrics::compilation_finished("rejected", false, started.elapsed());
+                crate::metrics::compilation_finished(
+                    CompilationOutcome::Rejected,
+                    false,
+                    started.elapsed(),
+                );
                 tracing::info!(error = error.as_str(), "job.rejected")
             }
         }

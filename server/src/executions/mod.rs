@@ -54,12 +54,14 @@ pub enum ExecutionError {
     InputNotObject(&'static str),
     #[error("input is {size} bytes; the limit is {limit} bytes")]
     InputTooLarge { size: usize, limit: usize },
+    #[error("input must not contain the character U+0000 (NUL): it cannot be stored; remove it")]
+    InputHasNul,
     #[error("no function with id {0}")]
     FunctionNotFound(Uuid),
     #[error(
         "function {id} has no READY revision yet (its latest is {status}); it can run once one compiles"
     )]
-    FunctionNotReady { id: Uuid, status: &'static str },
+    FunctionNotReady { id: Uuid, status: String },
     #[error("no execution with id {0}")]
     NotFound(Uuid),
     #[error(
@@ -309,7 +311,7 @@ impl Executor {
             Ok(None) => ExecutionError::FunctionNotFound(function_id),
             Ok(Some(status)) => ExecutionError::FunctionNotReady {
                 id: function_id,
-                status: function_status_name(status),
+                status: sea_orm::ActiveEnum::to_value(&status),
             },
         }
     }
@@ -469,7 +471,14 @@ impl From<Result<crate::runtime::Invocation, PlatformFailure>> for Outcome {
     fn from(result: Result<crate::runtime::Invocation, PlatformFailure>) -> Self {
         match result {
             Ok(invocation) => {
-                let logs = (!invocation.logs.is_empty()).then(|| Value::from(invocation.logs));
+                let logs = (!invocation.logs.is_empty()).then(|| {
+                    let lines: Vec<String> = invocation
+                        .logs
+                        .into_iter()
+                        .map(crate::storable::text)
+                        .collect();
+                    Value::from(lines)
+                });
                 match invocation.outcome {
                     Ok(output) => Outcome {
                         status: ExecutionStatus::Completed,
@@ -486,7 +495,7 @@ impl From<Result<crate::runtime::Invocation, PlatformFailure>> for Outcome {
                     Err(user_error) => Outcome {
                         status: ExecutionStatus::Failed,
                         output: None,
-                        error_message: Some(user_error.to_string()),
+                        error_message: Some(crate::storable::text(user_error.to_string())),
                         logs,
                     },
                 }
@@ -540,6 +549,9 @@ fn validate_input(input: Option<Value>, max_bytes: usize) -> Result<Value, Execu
         Some(Value::Number(_)) => return Err(ExecutionError::InputNotObject("a number")),
         Some(Value::Bool(_)) => return Err(ExecutionError::InputNotObject("a boolean")),
     };
+    if crate::storable::contains_nul(&input) {
+        return Err(ExecutionError::InputHasNul);
+    }
     let size = input.to_string().len();
     if size > max_bytes {
         return Err(ExecutionError::InputTooLarge {
@@ -557,15 +569,6 @@ enum ModuleUnavailable {
     Deleted,
     #[error(transparent)]
     Db(DbErr),
-}
-
-pub fn function_status_name(status: FunctionStatus) -> &'static str {
-    match status {
-        FunctionStatus::Pending => "PENDING",
-        FunctionStatus::Compiling => "COMPILING",
-        FunctionStatus::Ready => "READY",
-        FunctionStatus::Failed => "FAILED",
-    }
 }
 
 /// Newest first, optionally of one function and/or one status.
@@ -632,6 +635,7 @@ mod tests {
             match validate_input(Some(value.clone()), limit) {
                 Ok(accepted) => {
                     prop_assert!(is_object_or_null);
+                    prop_assert!(!crate::storable::contains_nul(&accepted));
                     prop_assert!(accepted.is_object());
                     prop_assert!(size <= limit);
                     if value.is_object() {
@@ -639,6 +643,9 @@ mod tests {
                     }
                 }
                 Err(ExecutionError::InputNotObject(_)) => prop_assert!(!is_object_or_null),
+                Err(ExecutionError::InputHasNul) => {
+                    prop_assert!(is_object_or_null && crate::storable::contains_nul(&value))
+                }
                 Err(ExecutionError::InputTooLarge { size: reported, limit: l }) => {
                     prop_assert!(is_object_or_null);
                     prop_assert_eq!((reported, l), (size, limit));

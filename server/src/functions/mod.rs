@@ -97,6 +97,9 @@ pub async fn create(
     let name = limits.name(&new.name)?;
     limits.language(&new.language)?;
     limits.source(&new.source)?;
+    if let Some(description) = &new.description {
+        limits.description(description)?;
+    }
     let txn = db.begin().await?;
     let model = function::ActiveModel {
         id: Set(Uuid::new_v4()),
@@ -165,6 +168,9 @@ pub async fn update(
     }
     if let Some(source) = &changes.source {
         limits.source(source)?;
+    }
+    if let Some(Some(description)) = &changes.description {
+        limits.description(description)?;
     }
     let txn = db.begin().await?;
     let current = function::Entity::find_by_id(id)
@@ -317,13 +323,8 @@ pub async fn list(
 /// A write refused because another function has the name: a CONFLICT the
 /// user can fix, not an outage.
 fn name_taken(error: DbErr, name: &str) -> FunctionError {
-    use sea_orm::RuntimeErr;
-    let constraint = match &error {
-        DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
-        | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))) => e.constraint(),
-        _ => None,
-    };
-    if constraint == Some(migration::FUNCTION_NAME_INDEX) {
+    let constraint = crate::db::refusal(&error).and_then(|(_, constraint)| constraint);
+    if constraint.as_deref() == Some(migration::FUNCTION_NAME_INDEX) {
         FunctionError::NameTaken(name.to_string())
     } else {
         FunctionError::Db(error)

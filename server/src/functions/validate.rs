@@ -45,6 +45,23 @@ impl FunctionLimits {
         check_language(language)
     }
 
+    /// Any text, up to the source limit, without NUL (which cannot be stored).
+    pub fn description(&self, description: &str) -> Result<(), FunctionError> {
+        if description.len() > self.max_source_bytes {
+            return Err(FunctionError::Invalid(format!(
+                "description is {} bytes; the limit is {} bytes",
+                description.len(),
+                self.max_source_bytes
+            )));
+        }
+        if description.contains('\0') {
+            return Err(FunctionError::Invalid(
+                "description must not contain NUL characters".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn source(&self, source: &str) -> Result<(), FunctionError> {
         if source.len() > self.max_source_bytes {
             return Err(FunctionError::SourceTooLarge {

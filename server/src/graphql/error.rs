@@ -29,6 +29,19 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code of the contract.
+    pub const ALL: [Self; 9] = [
+        Self::BadUserInput,
+        Self::NotFound,
+        Self::FunctionNotReady,
+        Self::UnsupportedLanguage,
+        Self::PayloadTooLarge,
+        Self::Unauthenticated,
+        Self::Conflict,
+        Self::TooManyRequests,
+        Self::InternalServerError,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BadUserInput => "BAD_USER_INPUT",
@@ -42,6 +55,12 @@ impl ErrorCode {
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
+}
+
+/// The body of a GraphQL request refused before the schema ran it (access,
+/// size, method, malformed request): the shape every GraphQL client reads.
+pub fn refusal_body(code: ErrorCode, message: &str) -> serde_json::Value {
+    serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] })
 }
 
 /// An error on its way to the client. Deliberately not `Display`, so `?` cannot
@@ -80,12 +99,13 @@ impl ApiError {
     /// `statement_timeout`, an operator's `pg_cancel_backend`), or it ran out
     /// of disk space or another resource.
     pub fn internal_db(cause: &sea_orm::DbErr) -> Self {
-        use sea_orm::{DbErr, RuntimeErr};
-        let sqlstate = match cause {
-            DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
-            | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))) => e.code(),
-            _ => None,
-        };
+        let sqlstate = crate::db::refusal(cause).map(|(code, _)| code);
+        if crate::db::refused_value(cause) {
+            tracing::warn!(error = %cause, "api.value_refused");
+            return Self::bad_input(
+                "the database refused a value of this request (for example a NUL character); change it and try again",
+            );
+        }
         let message = match sqlstate.as_deref() {
             Some(QUERY_CANCELED) => {
                 "internal error: the database cancelled the query (a statement timeout or an operator); try again"
@@ -137,7 +157,9 @@ impl From<FunctionError> for ApiError {
 impl From<ExecutionError> for ApiError {
     fn from(e: ExecutionError) -> Self {
         let code = match &e {
-            ExecutionError::InputNotObject(_) => ErrorCode::BadUserInput,
+            ExecutionError::InputNotObject(_) | ExecutionError::InputHasNul => {
+                ErrorCode::BadUserInput
+            }
             ExecutionError::InputTooLarge { .. } => ErrorCode::PayloadTooLarge,
             ExecutionError::FunctionNotFound(_) => ErrorCode::NotFound,
             ExecutionError::FunctionNotReady { .. } => ErrorCode::FunctionNotReady,

@@ -37,6 +37,16 @@ struct OperationMetricsExtension {
     seen: Arc<Mutex<Seen>>,
 }
 
+/// The `type` label values, "unknown" for a document that did not parse.
+pub const OPERATION_KINDS: [&str; 4] = ["query", "mutation", "subscription", "unknown"];
+
+/// The `outcome` label values: "ok", a contract code, or "other".
+pub fn outcomes() -> impl Iterator<Item = &'static str> {
+    ["ok", "other"]
+        .into_iter()
+        .chain(ErrorCode::ALL.into_iter().map(ErrorCode::as_str))
+}
+
 fn kind_name(ty: OperationType) -> &'static str {
     match ty {
         OperationType::Query => "query",
@@ -70,19 +80,11 @@ fn outcome(response: &Response) -> &'static str {
             async_graphql::Value::String(code) => Some(code.as_str()),
             _ => None,
         });
-    [
-        ErrorCode::BadUserInput,
-        ErrorCode::NotFound,
-        ErrorCode::FunctionNotReady,
-        ErrorCode::UnsupportedLanguage,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::Unauthenticated,
-        ErrorCode::InternalServerError,
-    ]
-    .into_iter()
-    .map(ErrorCode::as_str)
-    .find(|known| code == Some(*known))
-    .unwrap_or("other")
+    ErrorCode::ALL
+        .into_iter()
+        .map(ErrorCode::as_str)
+        .find(|known| code == Some(*known))
+        .unwrap_or("other")
 }
 
 fn record(seen: &Mutex<Seen>, response: &Response) {

@@ -7,6 +7,7 @@ use async_graphql::{ComplexObject, Context, Enum, Json, Result, SimpleObject};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
+use sea_orm::ActiveEnum as _;
 use uuid::Uuid;
 
 use crate::functions::{self, FunctionRecord, VersionRecord};
@@ -36,26 +37,20 @@ pub enum ExecutionStatus {
 }
 
 impl FunctionStatus {
+    /// A status as the database names it (the entity is the one source of
+    /// the names).
     pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "PENDING" => Self::Pending,
-            "COMPILING" => Self::Compiling,
-            "READY" => Self::Ready,
-            "FAILED" => Self::Failed,
-            _ => return None,
-        })
+        entity::FunctionStatus::try_from_value(&name.to_owned())
+            .ok()
+            .map(Into::into)
     }
 }
 
 impl ExecutionStatus {
     pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "PENDING" => Self::Pending,
-            "RUNNING" => Self::Running,
-            "COMPLETED" => Self::Completed,
-            "FAILED" => Self::Failed,
-            _ => return None,
-        })
+        entity::ExecutionStatus::try_from_value(&name.to_owned())
+            .ok()
+            .map(Into::into)
     }
 }
 

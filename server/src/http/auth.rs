@@ -10,11 +10,10 @@ use async_graphql::Data;
 use poem::http::{StatusCode, header};
 use poem::web::Json;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
-use serde_json::json;
 
 use super::ws::{AuthFuture, ConnectionAuth, ConnectionInit};
 use crate::auth::{ApiKeys, Verdict};
-use crate::graphql::error::ErrorCode;
+use crate::graphql::error::{ErrorCode, refusal_body};
 
 /// HTTP middleware; `None` keys means access control is off.
 pub struct RequireApiKey(pub Option<ApiKeys>, pub Face);
@@ -39,10 +38,7 @@ impl Face {
     /// An error response in this face's shape.
     pub fn error(self, status: StatusCode, code: ErrorCode, message: &str) -> Response {
         match self {
-            Self::GraphQL => {
-                let body = json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
-                (status, Json(body)).into_response()
-            }
+            Self::GraphQL => (status, Json(refusal_body(code, message))).into_response(),
             Self::Rest => crate::rest::ErrorBody::new(status, message).into_response(),
         }
     }

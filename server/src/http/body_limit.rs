@@ -1,6 +1,9 @@
 //! Request body cap. Unlike poem's `SizeLimit`, requests without a body (GET
 //! queries) pass, and chunked bodies are read up to the cap instead of being
-//! refused for lacking a Content-Length.
+//! refused for lacking a Content-Length. An over-limit body is read and
+//! discarded (up to a bound and a short time, as nginx's lingering close
+//! does) before the 413 is sent, so that a client still sending sees the
+//! answer instead of a connection reset.
 
 use poem::http::StatusCode;
 use poem::web::headers::{ContentLength, HeaderMapExt};
@@ -9,6 +12,11 @@ use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use super::auth::Face;
 
 pub struct BodyLimit(pub usize);
+
+/// How much of an over-limit body is read and thrown away, at most…
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+/// …and for how long.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl<E: Endpoint> Middleware<E> for BodyLimit {
     type Output = BodyLimitEndpoint<E>;
@@ -39,17 +47,58 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
         match req.headers().typed_get::<ContentLength>() {
             Some(ContentLength(length)) if length as usize > self.max => {
-                return Ok(too_large(req.uri().path(), self.max));
+                let path = req.uri().path().to_string();
+                drain(req.take_body(), 0).await;
+                return Ok(too_large(&path, self.max));
             }
             Some(_) => {}
             None if req.headers().contains_key("transfer-encoding") => {
-                match req.take_body().into_bytes_limit(self.max).await {
+                match read_up_to(req.take_body(), self.max).await {
                     Ok(bytes) => req.set_body(Body::from(bytes)),
-                    Err(_) => return Ok(too_large(req.uri().path(), self.max)),
+                    Err(()) => return Ok(too_large(req.uri().path(), self.max)),
                 }
             }
             None => {}
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
+}
+
+/// The body if it is at most `max` bytes; otherwise `Err` once the rest was
+/// drained.
+async fn read_up_to(body: Body, max: usize) -> std::result::Result<Vec<u8>, ()> {
+    use futures::StreamExt;
+    let mut stream = std::pin::pin!(body.into_bytes_stream());
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { return Err(()) };
+        if bytes.len() + chunk.len() > max {
+            drain_stream(stream, bytes.len() + chunk.len()).await;
+            return Err(());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// Reads and discards what is left of a refused body, within bounds.
+async fn drain(body: Body, already: usize) {
+    drain_stream(std::pin::pin!(body.into_bytes_stream()), already).await;
+}
+
+async fn drain_stream<S, B, E>(mut stream: std::pin::Pin<&mut S>, mut read: usize)
+where
+    S: futures::Stream<Item = std::result::Result<B, E>>,
+    B: AsRef<[u8]>,
+{
+    use futures::StreamExt;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while read <= DRAIN_BYTES {
+            match stream.next().await {
+                Some(Ok(chunk)) => read += chunk.as_ref().len(),
+                _ => break,
+            }
+        }
+    })
+    .await;
 }

@@ -13,10 +13,10 @@ use async_graphql_poem::GraphQLBatchResponse;
 use poem::http::{Method, StatusCode, header};
 use poem::web::Json;
 use poem::{Endpoint, IntoResponse, Request, Response, Result};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::graphql::AppSchema;
-use crate::graphql::error::ErrorCode;
+use crate::graphql::error::{ErrorCode, refusal_body};
 
 pub struct GraphQLHttp {
     schema: AppSchema,
@@ -50,10 +50,7 @@ impl Refused {
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        let body = json!({ "errors": [{
-            "message": self.message,
-            "extensions": { "code": ErrorCode::BadUserInput.as_str() },
-        }] });
+        let body = refusal_body(ErrorCode::BadUserInput, &self.message);
         let mut response = Json(body).with_status(self.status).into_response();
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             response

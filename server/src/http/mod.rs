@@ -21,6 +21,27 @@ use poem::{EndpointExt, IntoEndpoint, Route, get};
 use crate::config::ApiSettings;
 use crate::graphql::{AppSchema, AppState};
 
+/// Cross-origin access for browser pages served elsewhere (a dashboard on
+/// another origin): GraphQL, REST and the triggers, with the headers they use.
+fn cors(settings: &ApiSettings) -> poem::middleware::Cors {
+    use poem::http::Method;
+    let cors = poem::middleware::Cors::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(["authorization", "content-type"])
+        .expose_headers(["x-execution-id", "link"])
+        .max_age(600);
+    match &settings.cors_origins {
+        Some(crate::config::CorsOrigins::Only(origins)) => cors.allow_origins(origins.clone()),
+        _ => cors,
+    }
+}
+
 pub fn routes(
     schema: AppSchema,
     state: AppState,
@@ -70,6 +91,7 @@ pub fn routes(
         .data(state)
         .with(body_limit::BodyLimit(settings.max_body_bytes))
         .with(crate::rest::ErrorBodies)
+        .with_if(settings.cors_origins.is_some(), cors(settings))
         .with(metrics::HttpMetrics)
         .with(Tracing)
 }

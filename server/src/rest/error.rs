@@ -127,7 +127,20 @@ pub(super) fn request_error_message(error: &poem::Error) -> String {
 
 impl From<sea_orm::DbErr> for RestError {
     fn from(e: sea_orm::DbErr) -> Self {
-        Self::internal(&e)
+        Self::db(&e)
+    }
+}
+
+impl RestError {
+    /// A value the database refused is the request's fault, never an outage.
+    fn db(e: &sea_orm::DbErr) -> Self {
+        if crate::db::refused_value(e) {
+            tracing::warn!(error = %e, "rest.value_refused");
+            return Self::bad_request(
+                "the database refused a value of this request (for example a NUL character); change it and try again",
+            );
+        }
+        Self::internal(e)
     }
 }
 
@@ -147,7 +160,7 @@ impl From<FunctionError> for RestError {
             FunctionError::NotFound(id) => return Self::function_not_found(id),
             FunctionError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
             FunctionError::NameTaken(_) | FunctionError::Conflict { .. } => StatusCode::CONFLICT,
-            FunctionError::Db(db) => return Self::internal(db),
+            FunctionError::Db(db) => return Self::db(db),
             FunctionError::Queue(q) => return Self::internal(q),
         };
         Self::new(status, e.to_string())
@@ -160,6 +173,7 @@ impl From<ExecutionError> for RestError {
             ExecutionError::InputNotObject(kind) => {
                 Self::bad_request(format!("Input must be a JSON object, got {kind}"))
             }
+            ExecutionError::InputHasNul => Self::bad_request(e.to_string()),
             ExecutionError::InputTooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
             }
@@ -173,7 +187,8 @@ impl From<ExecutionError> for RestError {
             ExecutionError::QueueFull { .. } | ExecutionError::BacklogFull { .. } => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
             }
-            ExecutionError::Task(_) | ExecutionError::Db(_) => Self::internal(&e),
+            ExecutionError::Db(db) => Self::db(db),
+            ExecutionError::Task(_) => Self::internal(&e),
         }
     }
 }

@@ -65,6 +65,10 @@ pub enum UserCodeError {
     /// not even through a `\uXXXX` escape, so it is not valid JSON.
     #[error("function returned a string with an unpaired UTF-16 surrogate at code unit {index}")]
     InvalidUtf16 { index: usize },
+    #[error(
+        "function returned JSON containing the character U+0000 (NUL), which cannot be stored; remove it from the output"
+    )]
+    OutputHasNul,
     #[error("output of {bytes} bytes exceeds the limit of {limit} bytes")]
     OutputTooLarge { bytes: usize, limit: usize },
 }

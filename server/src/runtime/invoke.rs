@@ -156,14 +156,18 @@ fn run(
             .map_err(Failure::User)?;
     unpin.call(&mut *store, ptr)?;
 
-    serde_json::from_str(&text).map_err(|_| {
+    let output: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
         Failure::User(match lone_surrogate {
             Some(index) => UserCodeError::InvalidUtf16 { index },
             None => UserCodeError::InvalidJson {
                 preview: preview(&text),
             },
         })
-    })
+    })?;
+    if crate::storable::contains_nul(&output) {
+        return Err(Failure::User(UserCodeError::OutputHasNul));
+    }
+    Ok(output)
 }
 
 /// The returned JSON text (see [`abi::decode_json_text`]) and the index of
