@@ -7,8 +7,8 @@
 //! body whose message says what to send instead, then executes through the same
 //! schema.
 
-use async_graphql::BatchRequest;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{BatchRequest, BatchResponse};
 use async_graphql_poem::GraphQLBatchResponse;
 use poem::http::{Method, StatusCode, header};
 use poem::web::Json;
@@ -65,12 +65,66 @@ impl Endpoint for GraphQLHttp {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Self::Output> {
+        let graphql_response = accepts_graphql_response(&req);
         let batch = match self.read(req).await {
             Ok(batch) => batch,
             Err(refused) => return Ok(refused.into_response()),
         };
-        Ok(GraphQLBatchResponse(self.schema.execute_batch(batch).await).into_response())
+        match self.schema.execute_batch(batch).await {
+            BatchResponse::Single(response) if graphql_response => {
+                Ok(as_graphql_response(response))
+            }
+            batch => Ok(GraphQLBatchResponse(batch).into_response()),
+        }
     }
+}
+
+/// The media type of GraphQL over HTTP; `application/json` stays the answer
+/// for clients that do not ask for it.
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+fn accepts_graphql_response(req: &Request) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|media| {
+            media
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .eq_ignore_ascii_case(GRAPHQL_RESPONSE)
+        })
+}
+
+/// A single response as `application/graphql-response+json`: a request that
+/// failed before execution (it did not parse, validate or coerce its
+/// variables) is a 400 without a `data` entry, as the spec says.
+fn as_graphql_response(response: async_graphql::Response) -> Response {
+    // Field errors carry a path; errors of a request that never ran do not.
+    let request_error = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let mut body = serde_json::to_value(&response).unwrap_or(Value::Null);
+    let status = if request_error {
+        if let Value::Object(map) = &mut body {
+            map.remove("data");
+        }
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut http = Json(body).with_status(status).into_response();
+    for (name, value) in response.http_headers.iter() {
+        http.headers_mut().append(name.clone(), value.clone());
+    }
+    http.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/graphql-response+json; charset=utf-8"),
+    );
+    http
 }
 
 impl GraphQLHttp {
