@@ -372,3 +372,21 @@ async fn a_socket_without_a_known_subprotocol_is_refused() {
     let refused = WsClient::open(&app.server.ws_url(), "chat").await;
     assert!(refused.is_err(), "the upgrade must fail");
 }
+
+#[tokio::test]
+async fn a_message_over_the_body_limit_closes_1009_naming_the_limit() {
+    let app = app_with(ServerOptions::default().env("PROJECTNIL_MAX_BODY_BYTES", 65536)).await;
+    for protocol in [TRANSPORT_WS, LEGACY_WS] {
+        let mut client = connect(&app, protocol).await;
+        let padding = "x".repeat(100_000);
+        client
+            .send(json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ languages }", "extensions": { "pad": padding } } }))
+            .await
+            .unwrap();
+        let (code, reason) = close_frame(&mut client).await;
+        assert_eq!(code, 1009, "{protocol}: {reason}");
+        assert!(reason.contains("65536"), "{reason}");
+    }
+    // A message within the limit is served as before.
+    round_trip(&app, TRANSPORT_WS).await;
+}

@@ -65,7 +65,9 @@ pub fn routes(
         settings.api_keys.clone(),
         auth::Face::GraphQL,
     ));
-    let mut graphql_ws = ws::GraphQLWs::new(schema).sockets(sockets);
+    let mut graphql_ws = ws::GraphQLWs::new(schema)
+        .sockets(sockets)
+        .max_message_bytes(settings.max_body_bytes);
     if let Some(keys) = &settings.api_keys {
         graphql_ws = graphql_ws.auth(auth::ApiKeyConnectionAuth(keys.clone()));
     }

@@ -56,13 +56,19 @@ const LEGACY_WS: &str = "graphql-ws";
 pub struct WsSettings {
     pub init_timeout: Duration,
     pub keepalive: Duration,
+    /// A client message larger than this closes the socket with 1009.
+    pub max_message_bytes: usize,
 }
+
+/// The default of [`WsSettings::max_message_bytes`], as for a request body.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Default for WsSettings {
     fn default() -> Self {
         Self {
             init_timeout: DEFAULT_INIT_TIMEOUT,
             keepalive: DEFAULT_KEEPALIVE,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -81,6 +87,7 @@ impl WsSettings {
         Self {
             init_timeout: millis(INIT_TIMEOUT_ENV, DEFAULT_INIT_TIMEOUT),
             keepalive: millis(KEEPALIVE_ENV, DEFAULT_KEEPALIVE),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -201,6 +208,13 @@ impl<E: Executor> GraphQLWs<E> {
     pub fn sockets(self, sockets: Sockets) -> Self {
         Self { sockets, ..self }
     }
+
+    /// The largest client message (the request-body limit of HTTP).
+    #[must_use]
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_message_bytes = bytes;
+        self
+    }
 }
 
 /// Which subprotocol a connection speaks.
@@ -255,12 +269,25 @@ impl<E: Executor> Endpoint for GraphQLWs<E> {
         };
         let shutdown = self.sockets.shutdown.clone();
         let open = self.sockets.tracker.token();
+        let max_read = self
+            .settings
+            .max_message_bytes
+            .saturating_mul(2)
+            .max(64 * 1024);
         Ok(websocket
             .protocols([TRANSPORT_WS, LEGACY_WS])
             // Clients send small messages; tungstenite's default 128 KiB read
             // buffer, zero-filled on every wake-up, cost a fifth of the CPU and
             // most of the memory at 1,000 subscribers (BENCHMARKS.md).
-            .config(WebSocketConfig::default().read_buffer_size(4096))
+            .config(
+                WebSocketConfig::default()
+                    .read_buffer_size(4096)
+                    // Read a little past the limit, so an oversized message
+                    // gets its 1009 instead of a dropped connection, and no
+                    // further.
+                    .max_message_size(Some(max_read))
+                    .max_frame_size(Some(max_read)),
+            )
             .on_upgrade(move |socket| async move {
                 let _open = open;
                 let (tx, rx) = socket.split();
@@ -289,6 +316,11 @@ enum Stop {
 
 fn close(code: u16, reason: impl Into<String>) -> Stop {
     Stop::Close(code, reason.into())
+}
+
+/// 1009 Message Too Big, naming the limit.
+fn too_big(limit: usize) -> Stop {
+    close(1009, format!("Message too big: the limit is {limit} bytes"))
 }
 
 /// The async-graphql pong: echo the ping's payload, as graphql-ws does.
@@ -337,6 +369,12 @@ impl<E: Executor> Connection<E> {
                 }
                 _ = tick(&mut keepalive) => vec![Message::text(state.keepalive())],
                 frame = rx.next() => match frame {
+                    Some(Ok(Message::Text(text))) if text.len() > self.settings.max_message_bytes => {
+                        break too_big(self.settings.max_message_bytes)
+                    }
+                    Some(Ok(Message::Binary(bytes))) if bytes.len() > self.settings.max_message_bytes => {
+                        break too_big(self.settings.max_message_bytes)
+                    }
                     Some(Ok(Message::Text(text))) => match state.on_client(text.as_bytes()) {
                         Ok(()) => Vec::new(),
                         Err(stop) => break stop,
