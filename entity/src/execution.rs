@@ -15,6 +15,15 @@ pub enum ExecutionStatus {
     Failed,
 }
 
+/// completedAt - startedAt in milliseconds; `None` until finished.
+pub fn duration_ms(
+    started_at: Option<DateTimeUtc>,
+    completed_at: Option<DateTimeUtc>,
+) -> Option<f64> {
+    let (started, completed) = (started_at?, completed_at?);
+    Some((completed - started).num_microseconds()? as f64 / 1000.0)
+}
+
 impl ExecutionStatus {
     pub fn is_final(self) -> bool {
         matches!(self, Self::Completed | Self::Failed)

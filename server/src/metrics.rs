@@ -18,6 +18,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
+use entity::ExecutionStatus;
+use sea_orm::ActiveEnum as _;
+
 use crate::events::EventBus;
 use crate::queue;
 use crate::runtime::Runtime;
@@ -176,14 +179,14 @@ impl CompilationOutcome {
     }
 }
 
-/// The `status` label values of finished executions.
-const FINAL_STATUSES: [&str; 2] = ["COMPLETED", "FAILED"];
+/// The statuses a finished execution can have (its `status` label).
+const FINAL_STATUSES: [ExecutionStatus; 2] = [ExecutionStatus::Completed, ExecutionStatus::Failed];
 
 /// Every counter and histogram with its known label values, at zero, so
 /// rate() and dashboards have a series from start-up.
 fn register_known_series() {
-    for status in FINAL_STATUSES {
-        counter!("projectnil_executions_total", "status" => status).increment(0);
+    for status in FINAL_STATUSES.map(|s| s.to_value()) {
+        counter!("projectnil_executions_total", "status" => status.clone()).increment(0);
         let _ = histogram!("projectnil_execution_duration_seconds", "status" => status);
     }
     for outcome in CompilationOutcome::ALL {
@@ -211,8 +214,9 @@ fn register_known_series() {
 }
 
 /// An execution reached its final status (`COMPLETED` or `FAILED`).
-pub fn execution_finished(status: &'static str, took: Duration) {
-    counter!("projectnil_executions_total", "status" => status).increment(1);
+pub fn execution_finished(status: ExecutionStatus, took: Duration) {
+    let status = status.to_value();
+    counter!("projectnil_executions_total", "status" => status.clone()).increment(1);
     histogram!("projectnil_execution_duration_seconds", "status" => status)
         .record(took.as_secs_f64());
 }

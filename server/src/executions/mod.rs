@@ -443,13 +443,10 @@ impl Executor {
         };
         let took = took.unwrap_or_default();
         let ms = took.as_millis() as u64;
+        crate::metrics::execution_finished(finished.status, took);
         match finished.status {
-            ExecutionStatus::Completed => {
-                crate::metrics::execution_finished("COMPLETED", took);
-                tracing::info!(ms, "execution.completed")
-            }
+            ExecutionStatus::Completed => tracing::info!(ms, "execution.completed"),
             _ => {
-                crate::metrics::execution_finished("FAILED", took);
                 tracing::info!(
                     ms,
                     error = finished.error_message.as_deref().unwrap_or(""),

@@ -263,8 +263,7 @@ impl Execution {
 
     /// completedAt - startedAt in milliseconds; null until finished.
     async fn duration_ms(&self) -> Option<f64> {
-        let (started, completed) = (self.started_at?, self.completed_at?);
-        Some((completed - started).num_microseconds()? as f64 / 1000.0)
+        execution::duration_ms(self.started_at, self.completed_at)
     }
 }
 

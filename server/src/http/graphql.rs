@@ -89,14 +89,7 @@ fn accepts_graphql_response(req: &Request) -> bool {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|media| {
-            media
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .eq_ignore_ascii_case(GRAPHQL_RESPONSE)
-        })
+        .any(|media| super::media_type(media) == GRAPHQL_RESPONSE)
 }
 
 /// A single response as `application/graphql-response+json`: a request that
@@ -146,12 +139,7 @@ impl GraphQLHttp {
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .unwrap_or("");
-        let media_type = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let media_type = super::media_type(content_type);
         let graphql_text = match media_type.as_str() {
             "application/json" | "application/graphql-response+json" => false,
             // The bare query as the body, as some clients send it.

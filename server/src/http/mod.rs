@@ -13,6 +13,17 @@ pub mod ws;
 
 pub use auth::Face;
 
+/// The media type of a `Content-Type` or `Accept` item, without its
+/// parameters, lower-cased: `"Application/JSON; charset=utf-8"` → `"application/json"`.
+pub fn media_type(value: &str) -> String {
+    value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 use std::sync::Arc;
 
 use poem::middleware::Tracing;

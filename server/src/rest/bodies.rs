@@ -159,11 +159,7 @@ pub struct ExecutionResponse {
 
 impl From<execution::Model> for ExecutionResponse {
     fn from(m: execution::Model) -> Self {
-        let duration_ms = m
-            .started_at
-            .zip(m.completed_at)
-            .and_then(|(s, c)| (c - s).num_microseconds())
-            .map(|us| us as f64 / 1000.0);
+        let duration_ms = execution::duration_ms(m.started_at, m.completed_at);
         Self {
             id: m.id,
             function_id: m.function_id,

@@ -35,14 +35,7 @@ impl ErrorBody {
 
     pub fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        poem::web::Json(serde_json::json!({
-            "timestamp": self.timestamp,
-            "status": self.status,
-            "error": self.error,
-            "message": self.message,
-        }))
-        .with_status(status)
-        .into_response()
+        Json(self).with_status(status).into_response()
     }
 }
 

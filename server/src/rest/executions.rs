@@ -8,7 +8,7 @@ use poem_openapi::payload::Json;
 
 use super::bodies::{ExecutionRequest, ExecutionResponse, ExecutionSummary};
 use super::error::RestError;
-use super::{ApiTag, ListPage, Listed, OptionalJson, parse_id};
+use super::{ApiTag, Listed, OptionalJson, next_link, page_request, parse_id};
 use crate::executions::{self, ExecutionError, ExecutionFilter, Wait};
 use crate::functions;
 use crate::graphql::AppState;
@@ -52,7 +52,7 @@ impl ExecutionsApi {
         after: Query<Option<String>>,
     ) -> Result<Listed<ExecutionSummary>, RestError> {
         let id = parse_id("function", &id.0)?;
-        let page = ListPage::request(limit.0, after.0.as_deref())?;
+        let page = page_request(limit.0, after.0.as_deref())?;
         if functions::get(&state.db, id).await?.is_none() {
             return Err(RestError::function_not_found(id));
         }
@@ -60,8 +60,8 @@ impl ExecutionsApi {
             function_id: Some(id),
             status: None,
         };
-        let page = executions::list(&state.db, &filter, &page.request).await?;
-        let next = ListPage::next_link(&format!("/functions/{id}/executions"), &page, |e| {
+        let page = executions::list(&state.db, &filter, &page).await?;
+        let next = next_link(&format!("/functions/{id}/executions"), &page, |e| {
             (e.created_at, e.id)
         });
         Ok(Listed::Ok(

@@ -7,7 +7,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::bodies::{FunctionDetails, FunctionRequest, FunctionResponse};
 use super::error::RestError;
-use super::{ApiTag, ListPage, Listed, parse_id};
+use super::{ApiTag, Listed, next_link, page_request, parse_id};
 use crate::functions::{self, FunctionFilter};
 use crate::graphql::AppState;
 
@@ -53,9 +53,9 @@ impl FunctionsApi {
         /// The cursor of the `Link` header's next page.
         after: Query<Option<String>>,
     ) -> Result<Listed<FunctionResponse>, RestError> {
-        let page = ListPage::request(limit.0, after.0.as_deref())?;
-        let page = functions::list(&state.db, &FunctionFilter::default(), &page.request).await?;
-        let next = ListPage::next_link("/functions", &page, |f| (f.created_at, f.id));
+        let page = page_request(limit.0, after.0.as_deref())?;
+        let page = functions::list(&state.db, &FunctionFilter::default(), &page).await?;
+        let next = next_link("/functions", &page, |f| (f.created_at, f.id));
         Ok(Listed::Ok(
             Json(page.items.into_iter().map(Into::into).collect()),
             next,

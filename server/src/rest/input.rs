@@ -20,15 +20,6 @@ enum Body {
     Form(Vec<u8>),
 }
 
-fn media_type(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
-}
-
 /// The body, or `None` when it is empty. JSON needs no content type; a form
 /// is read as one only where `form` is allowed (and `curl -d '{…}'`, which
 /// labels JSON as a form, is read as the JSON it is); any other content type
@@ -38,7 +29,7 @@ async fn read(request: &Request, body: &mut RequestBody, form: bool) -> poem::Re
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let media = request.content_type().map(media_type);
+    let media = request.content_type().map(crate::http::media_type);
     match media.as_deref() {
         None => Ok(Some(Body::Json(bytes))),
         Some(m) if m == JSON || (m.starts_with("application/") && m.ends_with("+json")) => {

@@ -137,35 +137,27 @@ fn parse_id(what: &str, raw: &str) -> Result<Uuid, RestError> {
         .map_err(|_| RestError::bad_request(format!("Invalid {what} id: {raw:?} is not a UUID")))
 }
 
-/// A REST list page: `?limit=` and the `Link` header's cursor.
-struct ListPage {
-    request: PageRequest,
+/// The page a REST list asks for with `?limit=` and the `Link` header's cursor.
+fn page_request(limit: Option<i32>, after: Option<&str>) -> Result<PageRequest, RestError> {
+    PageRequest::up_to(MAX_LIMIT, limit.unwrap_or(DEFAULT_LIMIT), after)
+        .map_err(|e| RestError::bad_request(e.to_string().replace("`first`", "`limit`")))
 }
 
-impl ListPage {
-    fn request(limit: Option<i32>, after: Option<&str>) -> Result<Self, RestError> {
-        let limit = limit.unwrap_or(DEFAULT_LIMIT);
-        PageRequest::up_to(MAX_LIMIT, limit, after)
-            .map(|request| Self { request })
-            .map_err(|e| RestError::bad_request(e.to_string().replace("`first`", "`limit`")))
+/// `<path?limit=N&after=…>; rel="next"` when there is a next page.
+fn next_link<T>(
+    path: &str,
+    page: &Page<T>,
+    position: impl Fn(&T) -> (DateTime<Utc>, Uuid),
+) -> Option<String> {
+    if !page.has_next_page {
+        return None;
     }
-
-    /// `<path?limit=N&after=…>; rel="next"` when there is a next page.
-    fn next_link<T>(
-        path: &str,
-        page: &Page<T>,
-        position: impl Fn(&T) -> (DateTime<Utc>, Uuid),
-    ) -> Option<String> {
-        if !page.has_next_page {
-            return None;
-        }
-        let (created_at, id) = position(page.items.last()?);
-        let cursor = PageCursor { created_at, id }.encode();
-        Some(format!(
-            "<{path}?limit={}&after={cursor}>; rel=\"next\"",
-            page.items.len()
-        ))
-    }
+    let (created_at, id) = position(page.items.last()?);
+    let cursor = PageCursor { created_at, id }.encode();
+    Some(format!(
+        "<{path}?limit={}&after={cursor}>; rel=\"next\"",
+        page.items.len()
+    ))
 }
 
 #[derive(ApiResponse)]
