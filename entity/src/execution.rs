@@ -15,6 +15,39 @@ pub enum ExecutionStatus {
     Failed,
 }
 
+/// Why an execution FAILED, decided where the failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Enum", enum_name = "execution_error_kind")]
+pub enum ExecutionErrorKind {
+    /// Ran out of CPU time.
+    #[sea_orm(string_value = "TIMEOUT")]
+    Timeout,
+    #[sea_orm(string_value = "MEMORY_LIMIT")]
+    MemoryLimit,
+    #[sea_orm(string_value = "STACK_OVERFLOW")]
+    StackOverflow,
+    /// Any other wasm trap (unreachable, division by zero, out of bounds…).
+    #[sea_orm(string_value = "TRAP")]
+    Trap,
+    /// `env.abort`: a `throw` or failed assertion in the function.
+    #[sea_orm(string_value = "ABORT")]
+    Abort,
+    /// `handle` returned something that is not storable JSON.
+    #[sea_orm(string_value = "INVALID_OUTPUT")]
+    InvalidOutput,
+    #[sea_orm(string_value = "OUTPUT_TOO_LARGE")]
+    OutputTooLarge,
+    /// The process running it went away, and no further run was allowed.
+    #[sea_orm(string_value = "INTERRUPTED")]
+    Interrupted,
+    /// `cancelExecution`.
+    #[sea_orm(string_value = "CANCELLED")]
+    Cancelled,
+    /// The platform could not run it (module unavailable, engine failure).
+    #[sea_orm(string_value = "PLATFORM")]
+    Platform,
+}
+
 /// completedAt - startedAt in milliseconds; `None` until finished.
 pub fn duration_ms(
     started_at: Option<DateTimeUtc>,
@@ -59,6 +92,8 @@ pub struct Model {
     pub lease_expires_at: Option<DateTimeUtc>,
     /// The function revision it runs (the deployed one when it was accepted).
     pub revision: i64,
+    /// Set exactly when FAILED.
+    pub error_kind: Option<ExecutionErrorKind>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

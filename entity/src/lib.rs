@@ -10,5 +10,5 @@ pub mod function;
 pub mod function_version;
 pub mod module;
 
-pub use execution::ExecutionStatus;
+pub use execution::{ExecutionErrorKind, ExecutionStatus};
 pub use function::FunctionStatus;

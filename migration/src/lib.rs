@@ -1,7 +1,8 @@
 //! Database schema of ProjectNIL: the pgmq installation, the `functions` and
 //! `executions` tables with their invariants, the status-change notifications,
 //! the compilation queues and the notifications of their inserts, and the
-//! leases and job queue of dependable executions.
+//! leases and job queue of dependable executions, versions, and the daily
+//! partitions and statistics rollups of executions.
 //!
 //! Always apply migrations through [`apply`] (what `projectnil migrate` and
 //! `projectnil serve` call): sea-orm runs every PostgreSQL migration inside one
@@ -20,6 +21,7 @@ mod m20261129_000006_queue_notifications;
 mod m20261201_000007_dependable_executions;
 mod m20261201_000008_function_versions;
 mod m20261201_000009_unique_function_names;
+mod m20261201_000010_execution_analytics;
 
 pub use m20261201_000009_unique_function_names::FUNCTION_NAME_INDEX;
 pub use sea_orm_migration::MigratorTrait;
@@ -62,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_dependable_executions::Migration),
             Box::new(m20261201_000008_function_versions::Migration),
             Box::new(m20261201_000009_unique_function_names::Migration),
+            Box::new(m20261201_000010_execution_analytics::Migration),
         ]
     }
 }

@@ -12,14 +12,15 @@ use crate::compile::asc::{AscCompiler, AscConfig};
 use crate::compile::results::ResultConsumer;
 use crate::compile::worker::CompilerWorker;
 use crate::config::{
-    CompilerSettings, DatabaseSettings, ExecutionSettings, ServeSettings, WorkerSettings,
+    CompilerSettings, DatabaseSettings, ExecutionSettings, RetentionSettings, ServeSettings,
+    WorkerSettings,
 };
 use crate::events::EventBus;
 use crate::executions::{self, Executor, ExecutorSettings};
 use crate::functions::FunctionLimits;
 use crate::graphql::{self, AppState};
 use crate::runtime::{ExecutionLimits, Runtime};
-use crate::{db, http};
+use crate::{analytics, db, http, maintenance};
 
 /// In-flight requests get this long to finish after SIGTERM/ctrl-c.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -54,6 +55,7 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
         &events,
         shutdown.clone(),
     );
+    spawn_housekeeping(&db, &settings.retention, &shutdown);
     // Every receiver so far is the process's own; clients' subscriptions come later.
     crate::metrics::set_internal_subscribers(events.subscriber_count());
 
@@ -129,6 +131,7 @@ pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> an
     };
     let db = db::connect_and_migrate(database).await?;
     let shutdown = CancellationToken::new();
+    spawn_housekeeping(&db, &settings.retention, &shutdown);
     let mut tasks = Vec::new();
     if let Some(compiler_dir) = compiler_dir {
         let worker = start_worker(db.clone(), settings.compiler.clone(), compiler_dir).await?;
@@ -161,6 +164,17 @@ pub async fn worker(database: &DatabaseSettings, settings: WorkerSettings) -> an
     }
     db.close().await.ok();
     Ok(())
+}
+
+/// What every process does for the tables that grow: folding finished
+/// executions into statistics, and maintenance (one process at a time).
+fn spawn_housekeeping(
+    db: &sea_orm::DatabaseConnection,
+    retention: &RetentionSettings,
+    shutdown: &CancellationToken,
+) {
+    analytics::rollup::spawn_folder(db.clone(), shutdown.clone());
+    maintenance::spawn(db.clone(), retention.clone(), shutdown.clone());
 }
 
 /// The status-change bus, the wasm runtime and the executor on them, with the

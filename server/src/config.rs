@@ -95,6 +95,9 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub compiler: CompilerSettings,
+
+    #[command(flatten)]
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -108,6 +111,50 @@ pub struct WorkerSettings {
 
     #[command(flatten)]
     pub execution: ExecutionSettings,
+
+    #[command(flatten)]
+    pub retention: RetentionSettings,
+}
+
+/// How long executions and their statistics are kept.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionSettings {
+    /// Executions older than this are removed (`30d`, `12h`, …; `off` keeps them all).
+    #[arg(long, env = "PROJECTNIL_EXECUTION_RETENTION", default_value = "30d")]
+    pub execution_retention: Retention,
+
+    /// Statistics rollups older than this are removed (`off` keeps them all).
+    #[arg(long, env = "PROJECTNIL_STATS_RETENTION", default_value = "400d")]
+    pub stats_retention: Retention,
+
+    /// How often each process offers to do the maintenance (partitions ahead,
+    /// retention), in milliseconds; one process at a time does it.
+    #[arg(long, env = "PROJECTNIL_MAINTENANCE_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub maintenance_interval_ms: u64,
+}
+
+/// How long something is kept: `off` (for ever) or a duration such as `30d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    Forever,
+    For(Duration),
+}
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Self::Forever);
+        }
+        match humantime::parse_duration(text) {
+            Ok(duration) if !duration.is_zero() => Ok(Self::For(duration)),
+            _ => Err(format!(
+                "expected `off` or a duration such as `30d`, `12h` or `90m`, got `{text}`"
+            )),
+        }
+    }
 }
 
 /// What a `projectnil worker` does.
@@ -458,6 +505,20 @@ impl std::error::Error for NotFound {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_is_off_or_a_positive_duration() {
+        assert_eq!("off".parse(), Ok(Retention::Forever));
+        assert_eq!(" OFF ".parse(), Ok(Retention::Forever));
+        assert_eq!(
+            "30d".parse(),
+            Ok(Retention::For(Duration::from_secs(30 * 86_400)))
+        );
+        assert_eq!("90m".parse(), Ok(Retention::For(Duration::from_secs(5_400))));
+        for bad in ["", "0s", "soon", "-1d", "30"] {
+            assert!(bad.parse::<Retention>().is_err(), "{bad}");
+        }
+    }
 
     /// A fresh directory tree under the system temp dir, removed on drop.
     struct Tree(PathBuf);

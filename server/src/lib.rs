@@ -2,6 +2,7 @@
 //! pgmq queues and run in wasmtime, behind a GraphQL API with live subscriptions.
 //! `main.rs` only parses the command line; [`app`] wires the pieces together.
 
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod compile;
@@ -12,6 +13,7 @@ pub mod executions;
 pub mod functions;
 pub mod graphql;
 pub mod http;
+pub mod maintenance;
 pub mod metrics;
 pub mod pagination;
 pub mod queue;

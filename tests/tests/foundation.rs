@@ -64,7 +64,25 @@ async fn migrations_apply_roll_back_and_apply_again() {
         "SELECT count(*) FROM pg_indexes WHERE indexname = 'functions_name_unique'";
     assert_eq!(scalar_i64(&db, UNIQUE_NAMES).await, 1);
 
-    // The last migration alone: names need not be unique.
+    const PARTITIONED: &str = "SELECT count(*) FROM pg_partitioned_table p \
+         JOIN pg_class c ON c.oid = p.partrelid WHERE c.relname = 'executions'";
+    assert_eq!(scalar_i64(&db, PARTITIONED).await, 1);
+    // The analytics migration alone: executions go back to one table, rows kept.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(scalar_i64(&db, PARTITIONED).await, 0);
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM executions").await, 1);
+    // A failure recorded before error kinds existed gets its kind once.
+    exec(
+        &db,
+        &format!(
+            "INSERT INTO executions (function_id, revision, status, error_message, started_at, completed_at)
+             VALUES ('{id}', 1, 'FAILED', 'timed out after 5 ms of running time', now() - interval '1 second', now())"
+        ),
+    )
+    .await
+    .unwrap();
+
+    // The last migration before it: names need not be unique.
     Migrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(scalar_i64(&db, UNIQUE_NAMES).await, 0);
     // Applied over duplicates, it keeps the oldest holder's name and suffixes
@@ -93,7 +111,7 @@ async fn migrations_apply_roll_back_and_apply_again() {
     // The one before: versions go, the function keeps its row.
     Migrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(scalar_i64(&db, VERSIONS).await, 0);
-    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM executions").await, 1);
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM executions").await, 2);
 
     // Then: the execution queue and the leases go.
     Migrator::down(&db, Some(1)).await.unwrap();
@@ -118,6 +136,20 @@ async fn migrations_apply_roll_back_and_apply_again() {
     assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 4);
     assert_eq!(scalar_i64(&db, VERSIONS).await, 2);
     assert_eq!(scalar_i64(&db, UNIQUE_NAMES).await, 1);
+    assert_eq!(scalar_i64(&db, PARTITIONED).await, 1);
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM executions WHERE error_kind = 'TIMEOUT'"
+        )
+        .await,
+        1
+    );
+    // ...and counts in the statistics.
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM execution_finishes WHERE error_kind = 'TIMEOUT'").await,
+        1
+    );
     // Applied again over existing data, every function has its revision.
     assert_eq!(
         scalar_i64(&db, "SELECT count(*) FROM function_versions").await,
@@ -288,16 +320,29 @@ async fn database_enforces_the_invariants() {
     // A finished execution never changes again, whoever writes.
     exec(
         &db,
-        &format!("INSERT INTO executions (id, function_id, revision, status, error_message) VALUES ('00000000-0000-0000-0000-0000000000f1', '{id}', 1, 'FAILED', 'cancelled')"),
+        &format!("INSERT INTO executions (id, function_id, revision, status, error_message, error_kind) VALUES ('00000000-0000-0000-0000-0000000000f1', '{id}', 1, 'FAILED', 'cancelled', 'CANCELLED')"),
     )
     .await
     .unwrap();
+    // A failure always has its kind, and only a failure has one.
+    for (status, message, kind) in [("FAILED", "'x'", "NULL"), ("COMPLETED", "NULL", "'TRAP'")] {
+        let refused = exec(
+            &db,
+            &format!("INSERT INTO executions (function_id, revision, status, error_message, error_kind) VALUES ('{id}', 1, '{status}', {message}, {kind})"),
+        )
+        .await;
+        assert!(
+            refused.unwrap_err().to_string().contains("executions_failed_has_kind"),
+            "{status} with kind {kind}"
+        );
+    }
     for change in [
         "status = 'COMPLETED', error_message = NULL",
         "error_message = 'something else'",
         "attempt = 2",
         "completed_at = now()",
         "revision = 2",
+        "error_kind = 'TRAP'",
     ] {
         let rewritten = exec(
             &db,

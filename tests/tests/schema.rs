@@ -22,6 +22,8 @@ fn schema_file_matches_the_live_schema() {
 fn fields(sdl: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut types = BTreeMap::new();
     let mut current: Option<String> = None;
+    // Values of a multi-line enum may share a line.
+    let mut in_enum = false;
     let mut depth = 0;
     let mut in_description = false;
     for raw in sdl.lines() {
@@ -54,6 +56,7 @@ fn fields(sdl: &str) -> BTreeMap<String, BTreeMap<String, String>> {
                         }
                     } else if rest.contains('{') {
                         current = Some(name);
+                        in_enum = keyword == "enum ";
                     }
                 }
             }
@@ -62,6 +65,14 @@ fn fields(sdl: &str) -> BTreeMap<String, BTreeMap<String, String>> {
         if line.starts_with('}') {
             current = None;
             depth = 0;
+            continue;
+        }
+        if in_enum {
+            if let Some(t) = &current {
+                for value in line.split_whitespace() {
+                    types.get_mut(t).unwrap().insert(value.to_string(), String::new());
+                }
+            }
             continue;
         }
         if depth == 0 {
@@ -101,7 +112,7 @@ fn normalize(signature: &str) -> String {
 }
 
 /// The sections of `api-additions.graphql` this schema has made live.
-const BUILT_ADDITIONS: &[&str] = &["Dependable executions", "Versions and deploys"];
+const BUILT_ADDITIONS: &[&str] = &["Dependable executions", "Versions and deploys", "Analytics"];
 
 #[test]
 fn live_schema_keeps_every_name_of_the_contract() {
@@ -149,6 +160,28 @@ fn update_function_takes_an_expected_revision() {
         update.replace(' ', "").contains("expectedRevision:Int)"),
         "{update}"
     );
+}
+
+/// The issue's `errorKind` filter of both execution lists (fields of
+/// `api.graphql`, so not in the additions' text), and every error kind.
+#[test]
+fn execution_lists_filter_by_error_kind() {
+    let sdl = server::graphql::sdl();
+    let live = fields(&sdl);
+    for list in [&live["Query"]["executions"], &live["Function"]["executions"]] {
+        assert!(
+            list.replace(' ', "").contains("errorKind:ExecutionErrorKind"),
+            "{list}"
+        );
+    }
+    let kinds = "TIMEOUT MEMORY_LIMIT STACK_OVERFLOW TRAP ABORT INVALID_OUTPUT OUTPUT_TOO_LARGE INTERRUPTED CANCELLED PLATFORM";
+    let live_enum = sdl
+        .split("enum ExecutionErrorKind {")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .expect("enum ExecutionErrorKind in the live schema");
+    let live_kinds: Vec<&str> = live_enum.split_whitespace().collect();
+    assert_eq!(live_kinds, kinds.split(' ').collect::<Vec<_>>());
 }
 
 /// The text of one `# --- <name> ---` section of the additions.

@@ -2,6 +2,7 @@ import { useCallback, useRef, useState } from 'react';
 import { Header } from '../shared/Header';
 import { FunctionList } from './FunctionList';
 import { FunctionView, NewFunction } from './FunctionDetail';
+import { MetricsOverview } from './Metrics';
 import { QueuePanel } from './QueuePanel';
 import { ConfirmDialog, type Notify } from './bits';
 import { useConnection } from './hooks';
@@ -38,7 +39,7 @@ export function App() {
       <a className="skip-link" href="#main">
         Skip to content
       </a>
-      <Header page="dashboard" />
+      <Header page={route.page === 'metrics' ? 'metrics' : 'dashboard'} />
       {conn.status !== 'connected' && conn.lostAt != null && (
         <div className="banner banner-warn" role="alert" data-testid="connection-lost">
           {conn.generation === 0
@@ -74,6 +75,7 @@ export function App() {
               dismiss={dismiss}
             />
           )}
+          {route.page === 'metrics' && <MetricsOverview />}
           {route.page === 'home' && <Home />}
         </main>
       </div>
@@ -108,6 +110,10 @@ function Home() {
         <li>
           Pick a function on the left to edit it, see its compile errors, run it, browse its executions and its versions
           (diff any two, roll back).
+        </li>
+        <li>
+          See how they do in <a href="#/metrics">Metrics</a>: invocations over time, durations, error kinds and the
+          top functions, live.
         </li>
         <li>
           Explore the API in <a href="/graphiql">GraphiQL</a>.

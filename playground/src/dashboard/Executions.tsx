@@ -1,7 +1,8 @@
 // A function's executions, newest first, kept live by
 // executionStatusChanged(functionId); a row opens its input/output/error/logs,
 // and its revision links to that revision in the Versions panel.
-// Unfinished rows tick a live timer and can be cancelled.
+// Unfinished rows tick a live timer and can be cancelled. With an error kind
+// (from the Metrics panel) it lists only the executions that failed with it.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { request, subscribe } from '../shared/client';
 import {
@@ -9,6 +10,7 @@ import {
   FUNCTION_EXECUTIONS_SUBSCRIPTION,
   type Connection,
   type Execution,
+  type ExecutionErrorKind,
 } from './api';
 import { Empty, ErrorBox, StatusBadge } from './bits';
 import { Attempt, CancelButton, Elapsed, isActive, latest, useCancel } from './ExecutionControls';
@@ -25,13 +27,24 @@ function preview(e: Execution): string {
   return s.length > 60 ? `${s.slice(0, 57)}…` : s;
 }
 
+/** Which executions to list, from a link elsewhere on the page; `n` changes on every request. */
+export interface ExecutionFilter {
+  errorKind: ExecutionErrorKind | null;
+  n: number;
+}
+
 export function Executions({
   functionId,
   onShowRevision,
+  filter,
+  onClearFilter,
 }: {
   functionId: string;
   onShowRevision: (revision: number) => void;
+  filter?: ExecutionFilter;
+  onClearFilter?: () => void;
 }) {
+  const errorKind = filter?.errorKind ?? null;
   const [items, setItems] = useState<Execution[]>([]);
   const [total, setTotal] = useState(0);
   const [next, setNext] = useState<string | null>(null);
@@ -41,6 +54,7 @@ export function Executions({
   const [loadingMore, setLoadingMore] = useState(false);
   const { generation } = useConnection();
   const known = useRef(new Set<string>());
+  const panel = useRef<HTMLElement>(null);
 
   const update = useCallback((e: Execution) => {
     setItems((list) => list.map((x) => (x.id === e.id ? latest(x, e) : x)));
@@ -51,6 +65,7 @@ export function Executions({
       const res = await request<{ function: { executions: Connection<Execution> } | null }>(FUNCTION_EXECUTIONS_QUERY, {
         id: functionId,
         first: PAGE,
+        errorKind,
       });
       const conn = res.function?.executions;
       if (!conn) return;
@@ -64,11 +79,17 @@ export function Executions({
     } finally {
       setLoaded(true);
     }
-  }, [functionId]);
+  }, [functionId, errorKind]);
 
   useEffect(() => {
     void load();
   }, [load, generation]);
+
+  // Asked for from elsewhere (an error kind in Metrics): bring the list into view.
+  const filterN = filter?.n ?? 0;
+  useEffect(() => {
+    if (filterN > 0) panel.current?.scrollIntoView({ block: 'start' });
+  }, [filterN]);
 
   useEffect(
     () =>
@@ -79,6 +100,8 @@ export function Executions({
           next: ({ executionStatusChanged: ev }) => {
             const e = { ...ev.execution, status: ev.status };
             if (!known.current.has(e.id)) {
+              // Filtered: only an execution that failed with the kind joins the list.
+              if (errorKind && (e.status !== 'FAILED' || e.errorKind !== errorKind)) return;
               known.current.add(e.id);
               setTotal((t) => t + 1);
               setItems((list) => [e, ...list]);
@@ -88,7 +111,7 @@ export function Executions({
           },
         },
       ),
-    [functionId, update],
+    [functionId, errorKind, update],
   );
 
   const more = async () => {
@@ -99,6 +122,7 @@ export function Executions({
         id: functionId,
         first: PAGE,
         after: next,
+        errorKind,
       });
       const conn = res.function?.executions;
       if (conn) {
@@ -115,15 +139,43 @@ export function Executions({
   };
 
   return (
-    <section className="panel executions" aria-labelledby="executions-heading" data-testid="executions">
+    <section
+      ref={panel}
+      className="panel executions"
+      aria-labelledby="executions-heading"
+      data-testid="executions"
+      data-error-kind={errorKind ?? undefined}
+    >
       <div className="panel-head">
         <h2 id="executions-heading">Executions</h2>
         <span className="muted small" data-testid="executions-total">
-          {total} total · newest first · live
+          {errorKind ? `${total} failed with ${errorKind}` : `${total} total`} · newest first · live
         </span>
       </div>
+      {errorKind && (
+        <div className="filter-chip" data-testid="executions-filter" data-kind={errorKind}>
+          <span>
+            Only failures of kind <code>{errorKind}</code>
+          </span>
+          <button
+            type="button"
+            className="linklike"
+            onClick={onClearFilter}
+            data-testid="executions-filter-clear"
+            aria-label="Show all executions"
+          >
+            Show all
+          </button>
+        </div>
+      )}
       {error != null && <ErrorBox error={error} title="Could not load executions" onRetry={() => void load()} />}
-      {loaded && items.length === 0 && !error && <Empty>No executions yet. Run the function to see them here.</Empty>}
+      {loaded && items.length === 0 && !error && (
+        <Empty>
+          {errorKind
+            ? `No executions of this function failed with ${errorKind}.`
+            : 'No executions yet. Run the function to see them here.'}
+        </Empty>
+      )}
       {items.length > 0 && (
         <ul className="exec-list" data-testid="execution-list">
           {items.map((e) => (
@@ -163,7 +215,13 @@ function ExecutionItem({
   const { cancel, busy, error } = useCancel(onUpdate);
   const active = isActive(e.status);
   return (
-    <li className={open ? 'open' : ''} data-testid="execution-item" data-id={e.id}>
+    <li
+      className={open ? 'open' : ''}
+      data-testid="execution-item"
+      data-id={e.id}
+      data-status={e.status}
+      data-error-kind={e.errorKind ?? undefined}
+    >
       <div className="exec-line">
         <button
           type="button"
@@ -183,7 +241,11 @@ function ExecutionItem({
           <span className="exec-duration">
             {active ? <Elapsed execution={e} testId="execution-elapsed" /> : formatDuration(e.durationMs)}
           </span>
-          <span className={`exec-preview ${e.status === 'FAILED' ? 'failed' : ''}`} data-testid="execution-preview">
+          <span
+            className={`exec-preview ${e.status === 'FAILED' ? 'failed' : ''}`}
+            data-testid="execution-preview"
+            title={e.errorKind ? `${e.errorKind}: ${e.errorMessage ?? ''}` : undefined}
+          >
             {preview(e)}
           </span>
         </button>

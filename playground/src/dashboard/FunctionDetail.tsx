@@ -1,6 +1,6 @@
 // One function: metadata and source in a CodeMirror editor (create or edit),
-// compile errors next to the source, the run panel, the executions history and
-// the versions. Every change by anyone arrives live (functionChanged); unsaved
+// compile errors next to the source, the run panel, the executions history,
+// its metrics and the versions. Every change by anyone arrives live (functionChanged); unsaved
 // edits are never lost: leaving asks first, a save sends the revision the edits
 // started from, and a newer revision saved elsewhere shows both to choose from.
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
@@ -12,6 +12,7 @@ import {
   FUNCTION_QUERY,
   TEMPLATE_SOURCE,
   UPDATE_FUNCTION,
+  type ExecutionErrorKind,
   type FunctionChange,
   type FunctionDetail as Fn,
 } from './api';
@@ -21,7 +22,8 @@ import { ConfirmDialog, Empty, ErrorBox, StatusBadge, describeError, type Notify
 import { formatBytes, formatTime, useConnection, useScrollIntoViewWhenNarrow } from './hooks';
 import { navigate, useLeaveGuard, type LeaveGuard } from './navigation';
 import { RunPanel, forgetInput, type RunControls, type SaveRunPhase } from './RunPanel';
-import { Executions } from './Executions';
+import { Executions, type ExecutionFilter } from './Executions';
+import { FunctionMetrics } from './Metrics';
 import { settled, useFunctionDraft } from './draft';
 import { ConflictPanel } from './ConflictPanel';
 import { Serving } from './Serving';
@@ -147,6 +149,12 @@ export function FunctionView({
   const [deleting, setDeleting] = useState(false);
   const [saveRun, setSaveRun] = useState<SaveRunPhase>(null);
   const [focus, setFocus] = useState<RevisionFocus>({ revision, n: 0 });
+  const [execFilter, setExecFilter] = useState<ExecutionFilter>({ errorKind: null, n: 0 });
+  const showErrorKind = useCallback(
+    (errorKind: ExecutionErrorKind) => setExecFilter((f) => ({ errorKind, n: f.n + 1 })),
+    [],
+  );
+  const clearExecFilter = useCallback(() => setExecFilter((f) => ({ errorKind: null, n: f.n })), []);
   const editor = useRef<EditorHandle | null>(null);
   const runControls = useRef<RunControls | null>(null);
   /** The source of a save in flight: its own events are not someone else's change. */
@@ -467,9 +475,15 @@ export function FunctionView({
             onSaveAndRun={() => void saveAndRun()}
             controlsRef={runControls}
           />
-          <Executions functionId={fn.id} onShowRevision={showRevision} />
+          <Executions
+            functionId={fn.id}
+            onShowRevision={showRevision}
+            filter={execFilter}
+            onClearFilter={clearExecFilter}
+          />
         </div>
       </div>
+      {!deleted && <FunctionMetrics functionId={fn.id} onShowErrorKind={showErrorKind} />}
       {!deleted && <VersionsPanel fn={fn} focus={focus} onRolledBack={seen} notify={notify} />}
 
       <ConfirmDialog

@@ -319,7 +319,15 @@ export function ExecutionBody({ execution: e, showInput }: { execution: Executio
       )}
       {e.errorMessage && (
         <>
-          <div className="label">Error</div>
+          <div className="label">
+            Error
+            {e.errorKind && (
+              <>
+                {' · '}
+                <code data-testid="exec-error-kind">{e.errorKind}</code>
+              </>
+            )}
+          </div>
           <pre className="exec-error" data-testid="exec-error">{e.errorMessage}</pre>
         </>
       )}

@@ -2,6 +2,18 @@
 
 export type FunctionStatus = 'PENDING' | 'COMPILING' | 'READY' | 'FAILED';
 export type ExecutionStatus = 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED';
+/** Why an execution FAILED, as a kind. */
+export type ExecutionErrorKind =
+  | 'TIMEOUT'
+  | 'MEMORY_LIMIT'
+  | 'STACK_OVERFLOW'
+  | 'TRAP'
+  | 'ABORT'
+  | 'INVALID_OUTPUT'
+  | 'OUTPUT_TOO_LARGE'
+  | 'INTERRUPTED'
+  | 'CANCELLED'
+  | 'PLATFORM';
 export const FUNCTION_STATUSES: FunctionStatus[] = ['PENDING', 'COMPILING', 'READY', 'FAILED'];
 
 export interface PageInfo {
@@ -55,6 +67,8 @@ export interface Execution {
   input: unknown;
   output: unknown;
   errorMessage: string | null;
+  /** Why it FAILED, as a kind; null unless FAILED. */
+  errorKind: ExecutionErrorKind | null;
   logs: string[] | null;
   durationMs: number | null;
   createdAt: string;
@@ -72,6 +86,42 @@ export interface Connection<T> {
   nodes: T[];
 }
 
+/** Durations of finished executions, in milliseconds. */
+export interface DurationStats {
+  p50: number;
+  p95: number;
+  p99: number;
+  mean: number;
+  max: number;
+}
+
+export interface ErrorKindCount {
+  kind: ExecutionErrorKind;
+  count: number;
+}
+
+/** One bucket of a stats series: executions that finished in [at, at + bucketSeconds). */
+export interface StatsPoint {
+  at: string;
+  total: number;
+  completed: number;
+  failed: number;
+  p95Ms: number | null;
+}
+
+/** Executions that FINISHED in a window (total = completed + failed). */
+export interface ExecutionStats {
+  total: number;
+  completed: number;
+  failed: number;
+  /** completed / (completed + failed); null when nothing finished. */
+  successRate: number | null;
+  /** null when nothing finished. */
+  durationMs: DurationStats | null;
+  errorsByKind: ErrorKindCount[];
+  series: StatsPoint[];
+}
+
 export interface QueueStats {
   queueName: string;
   length: number;
@@ -82,7 +132,7 @@ export interface QueueStats {
 const SUMMARY = 'id name status language revision updatedAt';
 const DETAIL = `${SUMMARY} description source compileError wasmSize createdAt deployedRevision`;
 const EXECUTION =
-  'id functionId status input output errorMessage logs durationMs createdAt startedAt completedAt attempt revision';
+  'id functionId status input output errorMessage errorKind logs durationMs createdAt startedAt completedAt attempt revision';
 const VERSION = 'revision language status compileError wasmSize createdAt';
 
 export const FUNCTIONS_QUERY = `
@@ -160,11 +210,12 @@ export const EXECUTION_SUBSCRIPTION = `
     executionStatusChanged(id: $id) { status execution { ${EXECUTION} } }
   }`;
 
+/** errorKind (optional) keeps only the executions that FAILED with that kind. */
 export const FUNCTION_EXECUTIONS_QUERY = `
-  query DashboardExecutions($id: UUID!, $first: Int!, $after: String) {
+  query DashboardExecutions($id: UUID!, $first: Int!, $after: String, $errorKind: ExecutionErrorKind) {
     function(id: $id) {
       id
-      executions(first: $first, after: $after) {
+      executions(first: $first, after: $after, errorKind: $errorKind) {
         totalCount
         pageInfo { hasNextPage endCursor }
         nodes { ${EXECUTION} }
@@ -175,6 +226,52 @@ export const FUNCTION_EXECUTIONS_QUERY = `
 export const FUNCTION_EXECUTIONS_SUBSCRIPTION = `
   subscription DashboardFunctionExecutions($functionId: UUID!) {
     executionStatusChanged(functionId: $functionId) { status execution { ${EXECUTION} } }
+  }`;
+
+// ---- metrics ----------------------------------------------------------------
+
+const STATS = `total completed failed successRate
+  durationMs { p50 p95 p99 mean max }
+  errorsByKind { kind count }
+  series(bucketSeconds: $bucketSeconds) { at total completed failed p95Ms }`;
+
+/** One function's statistics over [since, until), with a series of bucketSeconds buckets. */
+export const FUNCTION_STATS_QUERY = `
+  query DashboardFunctionStats($id: UUID!, $since: DateTime, $until: DateTime, $bucketSeconds: Int!) {
+    function(id: $id) { id stats(since: $since, until: $until) { ${STATS} } }
+  }`;
+
+/** Stats of one function in the overview's top lists. */
+export interface FunctionStatsSummary {
+  id: string;
+  name: string;
+  status: FunctionStatus;
+  stats: Pick<ExecutionStats, 'total' | 'failed' | 'successRate'>;
+}
+
+/**
+ * The platform's totals and series, and the small stats of the first 100
+ * functions (the page size's maximum) for the overview's top lists, which are
+ * sorted client-side: with more than 100 functions they rank only those 100.
+ */
+export const PLATFORM_STATS_QUERY = `
+  query DashboardPlatformStats($since: DateTime, $until: DateTime, $bucketSeconds: Int!) {
+    executionStats(since: $since, until: $until) { ${STATS} }
+    functions(first: 100) {
+      totalCount
+      nodes { id name status stats(since: $since, until: $until) { total failed successRate } }
+    }
+  }`;
+
+/** Only the status: the metrics views refetch (throttled) when executions finish. */
+export const FUNCTION_EXECUTIONS_FINISHED_SUBSCRIPTION = `
+  subscription DashboardFunctionExecutionsFinished($functionId: UUID!) {
+    executionStatusChanged(functionId: $functionId) { status }
+  }`;
+
+export const ALL_EXECUTIONS_FINISHED_SUBSCRIPTION = `
+  subscription DashboardAllExecutionsFinished {
+    executionStatusChanged { status }
   }`;
 
 export const QUEUE_STATS_QUERY = `

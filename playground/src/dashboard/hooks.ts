@@ -1,4 +1,4 @@
-import { useEffect, useState, useSyncExternalStore } from 'react';
+import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import { getConnectionState, onConnectionState } from '../shared/client';
 import { getApiKey, onApiKeyChange } from '../shared/settings';
 
@@ -23,6 +23,29 @@ export function useDebounced<T>(value: T, ms: number): T {
     return () => clearTimeout(t);
   }, [value, ms]);
   return debounced;
+}
+
+/**
+ * A throttled `fn`: the returned function may be called on every event; `fn`
+ * then runs once shortly after (`settleMs`, so that a burst is one call) and
+ * at most once every `ms`; a call during the wait is folded into the pending
+ * one, so the last event is always followed by a run.
+ */
+export function useThrottle(fn: () => void, ms: number, settleMs = 150): () => void {
+  const fnRef = useRef(fn);
+  fnRef.current = fn;
+  const last = useRef(0);
+  const timer = useRef<ReturnType<typeof setTimeout>>(undefined);
+  useEffect(() => () => clearTimeout(timer.current), []);
+  return useCallback(() => {
+    if (timer.current !== undefined) return;
+    const wait = Math.max(settleMs, last.current + ms - Date.now());
+    timer.current = setTimeout(() => {
+      timer.current = undefined;
+      last.current = Date.now();
+      fnRef.current();
+    }, wait);
+  }, [ms, settleMs]);
 }
 
 /** Date and time, e.g. "Dec 1, 14:38:05" (the year too when it is not this year's). */

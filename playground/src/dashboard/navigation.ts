@@ -1,5 +1,5 @@
 // Where the dashboard is: the route lives in the hash (#/functions/<id>, and
-// #/functions/<id>/revisions/<n> for one revision), the list's search and status
+// #/functions/<id>/revisions/<n> for one revision, #/metrics for the overview), the list's search and status
 // filter in the query string (?q=…&status=…), so a reload keeps all of them.
 // A view with unsaved edits registers a leave guard: in-app navigation away
 // from it waits for the user's confirmation.
@@ -8,11 +8,13 @@ import { useCallback, useEffect, useState } from 'react';
 export type Route =
   | { page: 'home' }
   | { page: 'new' }
+  | { page: 'metrics' }
   | { page: 'function'; id: string; revision: number | null };
 
 export function parseHash(hash: string): Route {
   const h = hash.replace(/^#\/?/, '');
   if (h === 'new') return { page: 'new' };
+  if (h === 'metrics') return { page: 'metrics' };
   const m = h.match(/^functions\/([0-9a-fA-F-]{36})(?:\/revisions\/(\d+))?$/);
   if (m) return { page: 'function', id: m[1].toLowerCase(), revision: m[2] ? Number(m[2]) : null };
   return { page: 'home' };

@@ -65,7 +65,7 @@ export function ApiKeyField() {
   );
 }
 
-export function Header({ page }: { page: 'dashboard' | 'graphiql' }) {
+export function Header({ page }: { page: 'dashboard' | 'metrics' | 'graphiql' }) {
   return (
     <header className="topbar">
       <a className="brand" href="/">
@@ -75,12 +75,20 @@ export function Header({ page }: { page: 'dashboard' | 'graphiql' }) {
         <a href="/" aria-current={page === 'dashboard' ? 'page' : undefined}>
           Dashboard
         </a>
+        {/* On the dashboard a hash link: no reload, and the unsaved-edits guard applies. */}
+        <a
+          href={page === 'graphiql' ? '/#/metrics' : '#/metrics'}
+          aria-current={page === 'metrics' ? 'page' : undefined}
+          data-testid="nav-metrics"
+        >
+          Metrics
+        </a>
         <a href="/graphiql" aria-current={page === 'graphiql' ? 'page' : undefined}>
           GraphiQL
         </a>
       </nav>
       <div className="topbar-spacer" />
-      {page === 'dashboard' && <ConnectionIndicator />}
+      {page !== 'graphiql' && <ConnectionIndicator />}
       <ApiKeyField />
     </header>
   );

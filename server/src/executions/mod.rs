@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use entity::execution::{self, ExecutionStatus};
+use entity::execution::{self, ExecutionErrorKind, ExecutionStatus};
 use entity::function::{self, FunctionStatus};
 pub use recovery::{INTERRUPTED_MESSAGE, recover_interrupted, spawn_sweeper};
 pub use store::COLUMNS as EXECUTION_COLUMNS;
@@ -108,6 +108,7 @@ pub enum Wait {
 pub struct ExecutionFilter {
     pub function_id: Option<Uuid>,
     pub status: Option<ExecutionStatus>,
+    pub error_kind: Option<ExecutionErrorKind>,
 }
 
 /// How a process admits, holds and re-runs executions.
@@ -336,7 +337,7 @@ impl Executor {
         let (runner, lease) = (self.inner.runner, self.inner.settings.lease);
         let start = async {
             let started = retry::transient("RUNNING", || {
-                store::start_held(db, pending.id, runner, lease)
+                store::start_held(db, &pending, runner, lease)
             })
             .await;
             match &started {
@@ -481,18 +482,21 @@ impl From<Result<crate::runtime::Invocation, PlatformFailure>> for Outcome {
                         status: ExecutionStatus::Completed,
                         output: Some(output),
                         error_message: None,
+                        error_kind: None,
                         logs,
                     },
                     Err(UserCodeError::Cancelled) => Outcome {
                         status: ExecutionStatus::Failed,
                         output: None,
                         error_message: Some(CANCELLED_MESSAGE.to_owned()),
+                        error_kind: Some(ExecutionErrorKind::Cancelled),
                         logs,
                     },
                     Err(user_error) => Outcome {
                         status: ExecutionStatus::Failed,
                         output: None,
                         error_message: Some(crate::storable::text(user_error.to_string())),
+                        error_kind: Some(user_error.kind()),
                         logs,
                     },
                 }
@@ -501,6 +505,7 @@ impl From<Result<crate::runtime::Invocation, PlatformFailure>> for Outcome {
                 status: ExecutionStatus::Failed,
                 output: None,
                 error_message: Some(message),
+                error_kind: Some(ExecutionErrorKind::Platform),
                 logs: None,
             },
         }
@@ -568,11 +573,14 @@ enum ModuleUnavailable {
     Db(DbErr),
 }
 
-/// Newest first, optionally of one function and/or one status.
+/// Newest first, optionally of one function, status and/or error kind. The
+/// total is counted only `with_total` (otherwise the page's `total_count` is
+/// 0): it is the one part whose cost grows with the table.
 pub async fn list(
     db: &DatabaseConnection,
     filter: &ExecutionFilter,
     page: &PageRequest,
+    with_total: bool,
 ) -> Result<Page<execution::Model>, DbErr> {
     let mut condition = Condition::all();
     if let Some(function_id) = filter.function_id {
@@ -581,10 +589,17 @@ pub async fn list(
     if let Some(status) = filter.status {
         condition = condition.add(execution::Column::Status.eq(status));
     }
-    let total = execution::Entity::find()
-        .filter(condition.clone())
-        .count(db)
-        .await? as i64;
+    if let Some(kind) = filter.error_kind {
+        condition = condition.add(execution::Column::ErrorKind.eq(kind));
+    }
+    let total = if with_total {
+        execution::Entity::find()
+            .filter(condition.clone())
+            .count(db)
+            .await? as i64
+    } else {
+        0
+    };
     if let Some(after) = page.after {
         condition =
             condition.add(after.rows_after(execution::Column::CreatedAt, execution::Column::Id));

@@ -13,12 +13,13 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value as SqlVa
 use serde_json::Value;
 use uuid::Uuid;
 
-use entity::execution::{self, ExecutionStatus};
+use entity::execution::{self, ExecutionErrorKind, ExecutionStatus};
 
 /// The columns of an execution as [`execution::Model`] reads them (the status
 /// enum as text, which is how the model decodes it).
 pub const COLUMNS: &str = "id, function_id, input, output, status::text AS status, error_message, logs, \
-     started_at, completed_at, created_at, attempt, background, owner, lease_expires_at, revision";
+     started_at, completed_at, created_at, attempt, background, owner, lease_expires_at, revision, \
+     error_kind::text AS error_kind";
 
 /// The process (one per `serve` or `worker`) that runs or holds executions;
 /// written as their `owner`.
@@ -33,12 +34,14 @@ pub enum Acceptance {
     Background,
 }
 
-/// How every write that ends an execution FAILED with the message in
-/// parameter `$n` sets it: no output, finished now, no lease left.
-fn failed_with_message(n: usize) -> String {
+/// How every write that ends an execution FAILED of `kind` with the message
+/// in parameter `$n` sets it: no output, finished now, no lease left.
+fn failed_with_message(n: usize, kind: ExecutionErrorKind) -> String {
+    use sea_orm::ActiveEnum as _;
     format!(
-        "status = 'FAILED', output = NULL, error_message = ${n},
-         completed_at = clock_timestamp(), lease_expires_at = NULL"
+        "status = 'FAILED', output = NULL, error_message = ${n}, error_kind = '{}',
+         completed_at = clock_timestamp(), lease_expires_at = NULL",
+        kind.to_value()
     )
 }
 
@@ -93,10 +96,10 @@ pub async fn accept<C: ConnectionTrait>(
 }
 
 /// PENDING → RUNNING for the synchronous execution `owner` holds, as its wasm
-/// thread starts it.
+/// thread starts it. (`created_at` names its partition.)
 pub async fn start_held<C: ConnectionTrait>(
     db: &C,
-    id: Uuid,
+    pending: &execution::Model,
     owner: RunnerId,
     lease: Duration,
 ) -> Result<Option<execution::Model>, DbErr> {
@@ -105,10 +108,15 @@ pub async fn start_held<C: ConnectionTrait>(
         format!(
             "UPDATE executions SET status = 'RUNNING', started_at = clock_timestamp(),
                     lease_expires_at = clock_timestamp() + $3::interval
-             WHERE id = $1 AND status = 'PENDING' AND owner = $2
+             WHERE id = $1 AND created_at = $4 AND status = 'PENDING' AND owner = $2
              RETURNING {COLUMNS}"
         ),
-        vec![id.into(), owner.into(), interval(lease).into()],
+        vec![
+            pending.id.into(),
+            owner.into(),
+            interval(lease).into(),
+            pending.created_at.into(),
+        ],
     )
     .await
 }
@@ -151,10 +159,13 @@ pub struct Outcome {
     pub status: ExecutionStatus,
     pub output: Option<Value>,
     pub error_message: Option<String>,
+    /// Set exactly when `status` is FAILED.
+    pub error_kind: Option<ExecutionErrorKind>,
     pub logs: Option<Value>,
 }
 
-/// RUNNING → COMPLETED or FAILED, only by the run that owns it.
+/// RUNNING → COMPLETED or FAILED, only by the run that owns it (its
+/// `created_at` names the partition, so the write touches one).
 pub async fn finish<C: ConnectionTrait>(
     db: &C,
     run: &execution::Model,
@@ -165,9 +176,9 @@ pub async fn finish<C: ConnectionTrait>(
         db,
         format!(
             "UPDATE executions SET status = $4::execution_status, output = $5::jsonb,
-                    error_message = $6, logs = $7::jsonb,
+                    error_message = $6, logs = $7::jsonb, error_kind = $8::execution_error_kind,
                     completed_at = clock_timestamp(), lease_expires_at = NULL
-             WHERE id = $1 AND status = 'RUNNING' AND owner = $2 AND attempt = $3
+             WHERE id = $1 AND created_at = $9 AND status = 'RUNNING' AND owner = $2 AND attempt = $3
              RETURNING {COLUMNS}"
         ),
         vec![
@@ -178,6 +189,8 @@ pub async fn finish<C: ConnectionTrait>(
             outcome.output.clone().into(),
             outcome.error_message.clone().into(),
             outcome.logs.clone().into(),
+            outcome.error_kind.map(|kind| kind.to_value()).into(),
+            run.created_at.into(),
         ],
     )
     .await
@@ -189,7 +202,7 @@ pub async fn cancel<C: ConnectionTrait>(
     id: Uuid,
     message: &str,
 ) -> Result<Option<execution::Model>, DbErr> {
-    let failed = failed_with_message(2);
+    let failed = failed_with_message(2, ExecutionErrorKind::Cancelled);
     one(
         db,
         format!(
@@ -210,7 +223,7 @@ pub async fn give_up<C: ConnectionTrait>(
     attempt: i32,
     message: &str,
 ) -> Result<Option<execution::Model>, DbErr> {
-    let failed = failed_with_message(3);
+    let failed = failed_with_message(3, ExecutionErrorKind::Interrupted);
     one(
         db,
         format!(
@@ -233,7 +246,7 @@ pub async fn fail_abandoned<C: ConnectionTrait>(db: &C, message: &str) -> Result
                 "UPDATE executions SET {}
                  WHERE status IN ('PENDING', 'RUNNING') AND NOT background
                    AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())",
-                failed_with_message(1)
+                failed_with_message(1, ExecutionErrorKind::Interrupted)
             ),
             vec![message.into()],
         ))

@@ -2,6 +2,7 @@
 //! `extensions.code` from the contract's list and a message a user can act on.
 //! Internal details (database errors) are logged, never shown.
 
+use crate::analytics::AnalyticsError;
 use std::sync::Arc;
 
 use async_graphql::extensions::{
@@ -171,6 +172,15 @@ impl From<ExecutionError> for ApiError {
             ExecutionError::Db(db) => return Self::internal_db(db),
         };
         Self::new(code, e.to_string())
+    }
+}
+
+impl From<AnalyticsError> for ApiError {
+    fn from(e: AnalyticsError) -> Self {
+        match e {
+            AnalyticsError::BadArgument(message) => Self::bad_input(message),
+            AnalyticsError::Db(db) => Self::internal_db(&db),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! [`subscription`], batching in [`loaders`], and the mapping of failures to the
 //! contract's error codes in [`error`].
 
+pub mod analytics;
 pub mod error;
 pub mod loaders;
 pub mod metrics;

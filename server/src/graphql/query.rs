@@ -3,10 +3,13 @@
 use async_graphql::{Context, Object, Result};
 use uuid::Uuid;
 
-use super::error::ResultExt;
+use super::analytics::ExecutionStats;
+use super::error::{ApiError, ErrorCode, ResultExt};
+use crate::analytics::Scope;
+use chrono::{DateTime, Utc};
 use super::types::{
-    Execution, ExecutionConnection, ExecutionStatus, Function, FunctionConnection, FunctionStatus,
-    QueueStats, connection,
+    Execution, ExecutionConnection, ExecutionErrorKind, ExecutionStatus, Function, FunctionConnection, FunctionStatus,
+    QueueStats, connection, selects_total_count,
 };
 use super::{AppState, DB_FIELD_COST};
 use crate::executions::{self, ExecutionFilter};
@@ -69,6 +72,7 @@ impl QueryRoot {
         ctx: &Context<'_>,
         function_id: Option<Uuid>,
         status: Option<ExecutionStatus>,
+        error_kind: Option<ExecutionErrorKind>,
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<ExecutionConnection> {
@@ -76,9 +80,12 @@ impl QueryRoot {
         let filter = ExecutionFilter {
             function_id,
             status: status.map(Into::into),
+            error_kind: error_kind.map(Into::into),
         };
         let state = ctx.data_unchecked::<AppState>();
-        let page = executions::list(&state.db, &filter, &page).await.api()?;
+        let page = executions::list(&state.db, &filter, &page, selects_total_count(ctx))
+            .await
+            .api()?;
         Ok(connection(
             page,
             |e| PageCursor {
@@ -87,6 +94,28 @@ impl QueryRoot {
             },
             Execution::from,
         ))
+    }
+
+    /// All functions unless functionId is given. Default window: the last 24 hours.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
+    async fn execution_stats(
+        &self,
+        ctx: &Context<'_>,
+        function_id: Option<Uuid>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<ExecutionStats> {
+        let scope = match function_id {
+            Some(id) => {
+                let state = ctx.data_unchecked::<AppState>();
+                if functions::get(&state.db, id).await.api()?.is_none() {
+                    return Err(ApiError::new(ErrorCode::NotFound, format!("no function with id {id}")).into());
+                }
+                Scope::Function(id)
+            }
+            None => Scope::Platform,
+        };
+        ExecutionStats::load(ctx, scope, since, until).await
     }
 
     /// Languages the platform can compile, e.g. ["assemblyscript"].

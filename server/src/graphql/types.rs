@@ -1,6 +1,8 @@
 //! The GraphQL object types of the contract: `Function`, `Execution`, their
 //! status enums, connections and subscription events.
 
+use super::analytics::ExecutionStats;
+use crate::analytics::Scope;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, Json, Result, SimpleObject};
@@ -36,6 +38,22 @@ pub enum ExecutionStatus {
     Failed,
 }
 
+/// Why an execution FAILED.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "entity::ExecutionErrorKind")]
+pub enum ExecutionErrorKind {
+    Timeout,
+    MemoryLimit,
+    StackOverflow,
+    Trap,
+    Abort,
+    InvalidOutput,
+    OutputTooLarge,
+    Interrupted,
+    Cancelled,
+    Platform,
+}
+
 impl FunctionStatus {
     /// A status as the database names it (the entity is the one source of
     /// the names).
@@ -52,6 +70,12 @@ impl ExecutionStatus {
             .ok()
             .map(Into::into)
     }
+}
+
+/// Whether the connection being resolved selects `totalCount` (counting is
+/// skipped otherwise).
+pub fn selects_total_count(ctx: &Context<'_>) -> bool {
+    ctx.look_ahead().field("totalCount").exists()
 }
 
 /// Number of items across all pages of a connection.
@@ -174,6 +198,17 @@ impl Function {
             .map(FunctionVersion::from))
     }
 
+    /// Default window: the last 24 hours.
+    #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<ExecutionStats> {
+        ExecutionStats::load(ctx, Scope::Function(self.id), since, until).await
+    }
+
     /// This function's executions, newest first.
     #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn executions(
@@ -182,12 +217,15 @@ impl Function {
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
         status: Option<ExecutionStatus>,
+        error_kind: Option<ExecutionErrorKind>,
     ) -> Result<ExecutionConnection> {
         let page = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref()).api()?;
         let key = ExecutionPageKey {
             function_id: self.id,
             page,
             status: status.map(Into::into),
+            error_kind: error_kind.map(Into::into),
+            with_total: selects_total_count(ctx),
         };
         let loader = ctx.data_unchecked::<DataLoader<ExecutionPages>>();
         let page = loader
@@ -226,6 +264,8 @@ pub struct Execution {
     pub attempt: i32,
     /// The function revision that ran.
     pub revision: i64,
+    /// Why it FAILED, as a kind; null unless FAILED.
+    pub error_kind: Option<ExecutionErrorKind>,
 }
 
 impl From<execution::Model> for Execution {
@@ -243,6 +283,7 @@ impl From<execution::Model> for Execution {
             created_at: m.created_at,
             attempt: m.attempt,
             revision: m.revision,
+            error_kind: m.error_kind.map(Into::into),
         }
     }
 }

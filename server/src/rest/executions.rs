@@ -58,9 +58,9 @@ impl ExecutionsApi {
         }
         let filter = ExecutionFilter {
             function_id: Some(id),
-            status: None,
+            ..Default::default()
         };
-        let page = executions::list(&state.db, &filter, &page).await?;
+        let page = executions::list(&state.db, &filter, &page, false).await?;
         let next = next_link(&format!("/functions/{id}/executions"), &page, |e| {
             (e.created_at, e.id)
         });

@@ -2,6 +2,7 @@
 //! code's ([`UserCodeError`]). Messages are shown to users, so they never
 //! contain host paths or Rust backtraces.
 
+use entity::execution::ExecutionErrorKind;
 use wasmtime::Trap;
 
 /// The platform could not run the function at all. A user's function that
@@ -71,6 +72,27 @@ pub enum UserCodeError {
     OutputHasNul,
     #[error("output of {bytes} bytes exceeds the limit of {limit} bytes")]
     OutputTooLarge { bytes: usize, limit: usize },
+}
+
+impl UserCodeError {
+    /// The kind recorded with the FAILED execution.
+    pub fn kind(&self) -> ExecutionErrorKind {
+        match self {
+            Self::Timeout { .. } => ExecutionErrorKind::Timeout,
+            Self::Cancelled => ExecutionErrorKind::Cancelled,
+            Self::MemoryLimit { .. } => ExecutionErrorKind::MemoryLimit,
+            Self::StackOverflow => ExecutionErrorKind::StackOverflow,
+            Self::Unreachable | Self::DivideByZero | Self::IntegerOverflow | Self::Trap(_) => {
+                ExecutionErrorKind::Trap
+            }
+            Self::Abort { .. } => ExecutionErrorKind::Abort,
+            Self::InvalidReturn(_)
+            | Self::InvalidJson { .. }
+            | Self::InvalidUtf16 { .. }
+            | Self::OutputHasNul => ExecutionErrorKind::InvalidOutput,
+            Self::OutputTooLarge { .. } => ExecutionErrorKind::OutputTooLarge,
+        }
+    }
 }
 
 /// Short description of a trap that has no dedicated variant.

@@ -1,0 +1,135 @@
+//! Statistics queries: the rollup rows of a window and whatever is still
+//! staged, read in one statement (so in one snapshot: a finish is either
+//! staged or rolled up, never both or neither), added up here.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DbErr, FromQueryResult, Statement, Value};
+
+use super::{AnalyticsError, DurationHistogram, Scope, SeriesBuckets, Tally, Window};
+
+/// A rollup row, or a staged finish shaped like one (its `duration_ms` set
+/// and no histogram).
+#[derive(Debug, FromQueryResult)]
+struct TallyRow {
+    bucket: DateTime<Utc>,
+    completed: i64,
+    failed: i64,
+    failed_by_kind: serde_json::Value,
+    duration_sum_ms: f64,
+    duration_min_ms: Option<f64>,
+    duration_max_ms: Option<f64>,
+    duration_histogram: Option<serde_json::Value>,
+    duration_ms: Option<f64>,
+}
+
+impl TallyRow {
+    fn tally(&self) -> Tally {
+        let durations = match (&self.duration_histogram, self.duration_ms) {
+            (Some(histogram), _) => DurationHistogram::from_parts(
+                DurationHistogram::parse_counts(histogram),
+                self.duration_sum_ms,
+                self.duration_min_ms,
+                self.duration_max_ms,
+            ),
+            (None, Some(ms)) => {
+                let mut one = DurationHistogram::default();
+                one.record(ms);
+                one
+            }
+            (None, None) => DurationHistogram::default(),
+        };
+        Tally {
+            completed: self.completed.max(0) as u64,
+            failed: self.failed.max(0) as u64,
+            failed_by_kind: Tally::parse_kinds(&self.failed_by_kind),
+            durations,
+        }
+    }
+}
+
+/// Everything that finished in `window`.
+pub async fn summary(
+    db: &DatabaseConnection,
+    scope: Scope,
+    window: &Window,
+) -> Result<Tally, DbErr> {
+    let mut total = Tally::default();
+    for row in rows(db, scope, window, true).await? {
+        total.add(&row.tally());
+    }
+    Ok(total)
+}
+
+/// What finished in each point of `buckets` within `window`, oldest first;
+/// every point is there, empty ones too.
+pub async fn series(
+    db: &DatabaseConnection,
+    scope: Scope,
+    window: &Window,
+    buckets: &SeriesBuckets,
+) -> Result<Vec<(DateTime<Utc>, Tally)>, AnalyticsError> {
+    let mut points = vec![Tally::default(); buckets.points];
+    for row in rows(db, scope, window, buckets.uses_hours()).await? {
+        if let Some(index) = buckets.index_of(row.bucket) {
+            points[index].add(&row.tally());
+        }
+    }
+    Ok(points
+        .into_iter()
+        .enumerate()
+        .map(|(i, tally)| (buckets.start_of(i), tally))
+        .collect())
+}
+
+/// Hour rows for the window's whole hours (when `hours`), minute rows for the
+/// rest, and staged finishes, of `scope`.
+async fn rows(
+    db: &DatabaseConnection,
+    scope: Scope,
+    window: &Window,
+    hours: bool,
+) -> Result<Vec<TallyRow>, DbErr> {
+    let (hours_start, hours_end) = if hours {
+        window.whole_hours()
+    } else {
+        (window.end, window.end)
+    };
+    // Separate texts, so each scope's query uses the rollup key's index.
+    let (rollup_scope, staged_scope, function_id) = match scope {
+        Scope::Function(id) => ("function_id = $5", "function_id = $5", Some(id)),
+        Scope::Platform => (
+            "function_id IS NULL AND $5::uuid IS NULL",
+            "$5::uuid IS NULL",
+            None,
+        ),
+    };
+    let sql = format!(
+        "SELECT bucket, completed, failed, failed_by_kind, duration_sum_ms, duration_min_ms,
+                duration_max_ms, duration_histogram, NULL::double precision AS duration_ms
+           FROM execution_rollups
+          WHERE {rollup_scope}
+            AND ((width = 3600 AND bucket >= $3 AND bucket < $4)
+              OR (width = 60 AND ((bucket >= $1 AND bucket < $3) OR (bucket >= $4 AND bucket < $2))))
+         UNION ALL
+         SELECT date_trunc('minute', finished_at), (status = 'COMPLETED')::int::bigint,
+                (status = 'FAILED')::int::bigint,
+                CASE WHEN error_kind IS NULL THEN '{{}}'::jsonb
+                     ELSE jsonb_build_object(error_kind::text, 1) END,
+                coalesce(duration_ms, 0), duration_ms, duration_ms, NULL::jsonb, duration_ms
+           FROM execution_finishes
+          WHERE {staged_scope} AND finished_at >= $1 AND finished_at < $2"
+    );
+    TallyRow::find_by_statement(Statement::from_sql_and_values(
+        sea_orm::DatabaseBackend::Postgres,
+        sql,
+        vec![
+            window.start.into(),
+            window.end.into(),
+            hours_start.into(),
+            hours_end.into(),
+            Value::from(function_id),
+        ],
+    ))
+    .all(db)
+    .await
+}
