@@ -133,7 +133,7 @@ impl Client {
     pub async fn execute(&self, id: &str, input: Value) -> anyhow::Result<Value> {
         let data = self
             .data(
-                "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { id functionId status input output errorMessage logs startedAt completedAt createdAt durationMs } }",
+                "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { id functionId status input output errorMessage errorKind logs startedAt completedAt createdAt durationMs } }",
                 json!({ "id": id, "input": input }),
             )
             .await?;

@@ -174,6 +174,17 @@ impl Logs {
         logs
     }
 
+    /// The lines so far that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .cloned()
+            .collect()
+    }
+
     /// How many lines so far contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
         self.0

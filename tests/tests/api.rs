@@ -312,13 +312,13 @@ async fn executions_are_listed_filtered_and_joined_without_n_plus_one() {
         .unwrap()
         .to_string();
     let db = db(&app).await;
-    for (function, status, error) in [
-        (&a, "COMPLETED", "NULL"),
-        (&a, "FAILED", "'boom'"),
-        (&a, "COMPLETED", "NULL"),
-        (&b, "RUNNING", "NULL"),
+    for (function, status, error, kind) in [
+        (&a, "COMPLETED", "NULL", "NULL"),
+        (&a, "FAILED", "'boom'", "'ABORT'"),
+        (&a, "COMPLETED", "NULL", "NULL"),
+        (&b, "RUNNING", "NULL", "NULL"),
     ] {
-        db.execute_unprepared(&format!("INSERT INTO executions (function_id, revision, status, error_message, input) VALUES ('{function}', 1, '{status}', {error}, '{{\"x\": 1}}')"))
+        db.execute_unprepared(&format!("INSERT INTO executions (function_id, revision, status, error_message, error_kind, input) VALUES ('{function}', 1, '{status}', {error}, {kind}, '{{\"x\": 1}}')"))
             .await
             .unwrap();
     }

@@ -33,8 +33,8 @@ fn burn_output(rounds: i32) -> Value {
 
 const START: &str = "mutation($id: UUID!, $input: JSON) { startExecution(id: $id, input: $input) { id status attempt } }";
 const EXECUTE: &str = "mutation($id: UUID!, $input: JSON) { executeFunction(id: $id, input: $input) { id status output errorMessage attempt } }";
-const CANCEL: &str = "mutation($id: UUID!) { cancelExecution(id: $id) { id status errorMessage completedAt attempt } }";
-const EXECUTION: &str = "query($id: UUID!) { execution(id: $id) { id status output errorMessage attempt startedAt completedAt } }";
+const CANCEL: &str = "mutation($id: UUID!) { cancelExecution(id: $id) { id status errorMessage errorKind completedAt attempt } }";
+const EXECUTION: &str = "query($id: UUID!) { execution(id: $id) { id status output errorMessage errorKind attempt startedAt completedAt } }";
 
 async fn start(client: &Client, function: &str, input: Value) -> String {
     let started = client
@@ -363,6 +363,7 @@ async fn a_killed_worker_s_executions_run_again_elsewhere_and_give_up_after_the_
         message.starts_with("interrupted 1 time: gave up after 1 run"),
         "{message}"
     );
+    assert_eq!(done["errorKind"], "INTERRUPTED");
     eventually!("the settled message to leave the queue", async {
         (scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await == 0).then_some(())
     });
@@ -489,6 +490,7 @@ async fn cancel_pending_running_finished_unknown_and_across_replicas() {
         assert_eq!(cancelled["status"], "FAILED", "{cancelled}");
         let message = cancelled["errorMessage"].as_str().unwrap();
         assert!(message.starts_with("cancelled"), "{message}");
+        assert_eq!(cancelled["errorKind"], "CANCELLED");
         assert!(cancelled["completedAt"].is_string());
         // Cancelling again returns it unchanged.
         let again = a.data(CANCEL, json!({ "id": id })).await.unwrap()["cancelExecution"].clone();

@@ -20,9 +20,11 @@ fn with_n(body: &str) -> String {
     format!("{PARSE_N}\nexport function handle(input: string): string {{\n{body}\n}}\n")
 }
 
-async fn failed_with(client: &Client, id: &str, input: Value) -> String {
+/// Runs `id` on `input`, which must fail with an error of `kind`; returns the message.
+async fn failed_with(client: &Client, id: &str, input: Value, kind: &str) -> String {
     let execution = client.execute(id, input).await.unwrap();
     assert_eq!(execution["status"], "FAILED", "{execution}");
+    assert_eq!(execution["errorKind"], kind, "{execution}");
     assert_eq!(execution["output"], Value::Null);
     assert!(execution["completedAt"].is_string());
     execution["errorMessage"].as_str().unwrap().to_string()
@@ -133,15 +135,15 @@ async fn failures_of_user_code_are_failed_executions_with_clear_messages() {
         .unwrap();
 
     assert_eq!(
-        failed_with(&client, &throws, json!({})).await,
+        failed_with(&client, &throws, json!({}), "ABORT").await,
         "abort: Division by zero at index.ts:2:3"
     );
     assert_eq!(
-        failed_with(&client, &unreachable, json!({})).await,
+        failed_with(&client, &unreachable, json!({}), "TRAP").await,
         "unreachable executed"
     );
     assert_eq!(
-        failed_with(&client, &divide, json!({ "n": 0 })).await,
+        failed_with(&client, &divide, json!({ "n": 0 }), "TRAP").await,
         "integer divide by zero"
     );
     assert_eq!(
@@ -149,24 +151,26 @@ async fn failures_of_user_code_are_failed_executions_with_clear_messages() {
         json!(25)
     );
     assert_eq!(
-        failed_with(&client, &bomb, json!({})).await,
+        failed_with(&client, &bomb, json!({}), "MEMORY_LIMIT").await,
         "memory limit of 16 MiB exceeded"
     );
-    let overflow = failed_with(&client, &recursion, json!({})).await;
+    let overflow = client.execute(&recursion, json!({})).await.unwrap();
+    let message = overflow["errorMessage"].as_str().unwrap();
     assert!(
-        overflow == "stack overflow" || overflow.starts_with("abort:"),
+        (message == "stack overflow" && overflow["errorKind"] == "STACK_OVERFLOW")
+            || (message.starts_with("abort:") && overflow["errorKind"] == "ABORT"),
         "{overflow}"
     );
     assert_eq!(
-        failed_with(&client, &recursion, json!({ "native": true })).await,
+        failed_with(&client, &recursion, json!({ "native": true }), "STACK_OVERFLOW").await,
         "stack overflow"
     );
-    let message = failed_with(&client, &bad_json, json!({ "k": 1 })).await;
+    let message = failed_with(&client, &bad_json, json!({ "k": 1 }), "INVALID_OUTPUT").await;
     assert!(
         message.starts_with("function returned invalid JSON: this is not json: {\"k\":1}"),
         "{message}"
     );
-    let message = failed_with(&client, &big, json!({ "n": 5000 })).await;
+    let message = failed_with(&client, &big, json!({ "n": 5000 }), "OUTPUT_TOO_LARGE").await;
     assert_eq!(
         message,
         "output of 5002 bytes exceeds the limit of 1000 bytes"
@@ -211,6 +215,7 @@ async fn a_runaway_function_times_out_while_others_keep_completing() {
         execution["errorMessage"],
         "timed out after 1500 ms of running time"
     );
+    assert_eq!(execution["errorKind"], "TIMEOUT");
 }
 
 #[tokio::test]
@@ -377,7 +382,7 @@ async fn executions_interrupted_by_a_crash_end_failed_on_restart() {
     .unwrap();
     let client = restarted.client();
     let failed = client
-        .data("query($f: UUID) { executions(functionId: $f, status: FAILED) { totalCount nodes { errorMessage completedAt } } }", json!({ "f": id }))
+        .data("query($f: UUID) { executions(functionId: $f, status: FAILED) { totalCount nodes { errorMessage errorKind completedAt } } }", json!({ "f": id }))
         .await
         .unwrap()["executions"]
         .clone();
@@ -387,6 +392,7 @@ async fn executions_interrupted_by_a_crash_end_failed_on_restart() {
             node["errorMessage"],
             "interrupted: the server stopped or lost its database during execution; run it again"
         );
+        assert_eq!(node["errorKind"], "INTERRUPTED");
         assert!(node["completedAt"].is_string());
     }
     let unfinished = client

@@ -159,7 +159,7 @@ async fn until_executions_flow(client: &mut WsClient, db: &DatabaseConnection, f
         sql(
             db,
             format!(
-                "INSERT INTO executions (function_id, revision, status, error_message) VALUES ('{function_id}', 1, 'FAILED', 'probe')"
+                "INSERT INTO executions (function_id, revision, status, error_message, error_kind) VALUES ('{function_id}', 1, 'FAILED', 'probe', 'ABORT')"
             ),
         )
     })

@@ -129,10 +129,10 @@ impl ExecutionPages {
         let rows = execution::Model::find_by_statement(Statement::from_sql_and_values(
             db.get_database_backend(),
             format!("SELECT {EXECUTION_COLUMNS}
-               FROM unnest($1::uuid[]) AS f(id)
+               FROM unnest($1::uuid[]) AS wanted(fid)
                CROSS JOIN LATERAL (
                    SELECT * FROM executions e
-                    WHERE e.function_id = f.id
+                    WHERE e.function_id = wanted.fid
                       AND ($2::execution_status IS NULL OR e.status = $2::execution_status)
                       AND ($6::execution_error_kind IS NULL OR e.error_kind = $6::execution_error_kind)
                       AND ($3::timestamptz IS NULL OR (e.created_at, e.id) < ($3, $4::uuid))
