@@ -19,6 +19,7 @@ mod env;
 mod execute;
 mod fanout;
 mod gql;
+mod growth;
 mod list;
 mod load;
 mod pgbench;
@@ -58,7 +59,7 @@ enum Command {
         /// Small counts and short durations (a CI smoke run).
         #[arg(long)]
         quick: bool,
-        /// Comma-separated subset of: callcost, execute, compile, fanout, list, background.
+        /// Comma-separated subset of: callcost, execute, compile, fanout, list, background, growth.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// The `projectnil` binary (default: next to this one).
@@ -97,6 +98,7 @@ pub const FIGURES: &[&str] = &[
     "fanout",
     "list",
     "background",
+    "growth",
 ];
 
 /// Durations and counts of one mode.
@@ -334,6 +336,9 @@ async fn run(
                         Some(fanout::run(paths, plan, &client, &server, &db_url).await?)
                 }
                 "list" => results.list = Some(list::run(paths, plan, &client, &db_url).await?),
+                "growth" => {
+                    results.growth = Some(growth::run(paths, plan, &client, &db_url).await?)
+                }
                 "background" => {
                     results.background = Some(
                         background::run(paths, plan, &client, &server, server_bin, db_name).await?,

@@ -238,6 +238,40 @@ pub fn render(r: &Results) -> String {
         }
         taken.push(("background", &b.taken));
     }
+    if let Some(g) = &r.growth {
+        let base = &g.levels[0];
+        for level in &g.levels {
+            let figures = [
+                (
+                    "statistics query (`executionStats`, 24 h, hourly series)",
+                    &level.stats,
+                    &base.stats,
+                ),
+                (
+                    "a page of one function's executions (`first: 20`)",
+                    &level.page,
+                    &base.page,
+                ),
+                ("`executeFunction`", &level.execute, &base.execute),
+            ];
+            for (name, now, then) in figures {
+                let ratio = now.per_second / then.per_second.max(0.001);
+                let _ = writeln!(
+                    out,
+                    "| growth: {name}, {} executions, {} clients | {} req/s, {} | the same at {} executions: {} req/s | {:.2}× | flat (≥ 0.8×) | {} |",
+                    level.executions,
+                    g.clients,
+                    rate(now.per_second),
+                    p50_p99(&now.latency),
+                    base.executions,
+                    rate(then.per_second),
+                    ratio,
+                    verdict(ratio >= 0.8)
+                );
+            }
+        }
+        taken.push(("growth", &g.taken));
+    }
     out.push_str(
         "\nWhen each figure was taken, and the machine's 1-minute load average before and after it (2 cores, shared with other work; the benchmark's own load counts too):\n\n| figure | taken | load before | load after |\n|---|---|---|---|\n",
     );

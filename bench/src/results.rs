@@ -19,6 +19,7 @@ pub struct Results {
     pub fanout: Option<Fanout>,
     pub list: Option<List>,
     pub background: Option<Background>,
+    pub growth: Option<Growth>,
 }
 
 impl Results {
@@ -249,4 +250,20 @@ pub struct WorkerThroughput {
     pub executions: usize,
     pub seconds: f64,
     pub per_second: f64,
+}
+
+/// One table size of the growth figure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrowthLevel {
+    pub executions: i64,
+    pub stats: Throughput,
+    pub page: Throughput,
+    pub execute: Throughput,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Growth {
+    pub taken: Taken,
+    pub clients: usize,
+    pub levels: Vec<GrowthLevel>,
 }

@@ -17,7 +17,11 @@ pub enum ExecutionStatus {
 
 /// Why an execution FAILED, decided where the failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
-#[sea_orm(rs_type = "String", db_type = "Enum", enum_name = "execution_error_kind")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "Enum",
+    enum_name = "execution_error_kind"
+)]
 pub enum ExecutionErrorKind {
     /// Ran out of CPU time.
     #[sea_orm(string_value = "TIMEOUT")]

@@ -514,7 +514,10 @@ mod tests {
             "30d".parse(),
             Ok(Retention::For(Duration::from_secs(30 * 86_400)))
         );
-        assert_eq!("90m".parse(), Ok(Retention::For(Duration::from_secs(5_400))));
+        assert_eq!(
+            "90m".parse(),
+            Ok(Retention::For(Duration::from_secs(5_400)))
+        );
         for bad in ["", "0s", "soon", "-1d", "30"] {
             assert!(bad.parse::<Retention>().is_err(), "{bad}");
         }

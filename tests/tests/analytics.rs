@@ -112,7 +112,12 @@ fn assert_matches(stats: &Value, rows: &[&Seeded]) {
     let ms: Vec<f64> = rows.iter().map(|r| r.ms()).collect();
     let durations = &stats["durationMs"];
     for (field, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
-        assert_close(field, &durations[field], exact_quantile(&ms, q), PERCENTILE_ERROR);
+        assert_close(
+            field,
+            &durations[field],
+            exact_quantile(&ms, q),
+            PERCENTILE_ERROR,
+        );
     }
     let mean = ms.iter().sum::<f64>() / ms.len() as f64;
     assert_close("mean", &durations["mean"], mean, 1e-9);
@@ -126,7 +131,12 @@ fn assert_matches(stats: &Value, rows: &[&Seeded]) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| (k["kind"].as_str().unwrap(), k["count"].as_u64().unwrap() as usize))
+        .map(|k| {
+            (
+                k["kind"].as_str().unwrap(),
+                k["count"].as_u64().unwrap() as usize,
+            )
+        })
         .collect();
     assert_eq!(reported, kinds);
 }
@@ -160,7 +170,9 @@ async fn statistics_of_a_known_set_of_executions() {
     // not on the hour (so hour rollups and minute rollups both take part),
     // durations from 0.5 ms to 1.7 s, every seventh one failing.
     let now = Utc::now();
-    let base = (now - TimeDelta::hours(5)).duration_trunc(TimeDelta::hours(1)).unwrap()
+    let base = (now - TimeDelta::hours(5))
+        .duration_trunc(TimeDelta::hours(1))
+        .unwrap()
         + TimeDelta::minutes(7);
     let kinds = ["TIMEOUT", "TRAP", "ABORT"];
     let rows: Vec<Seeded> = (0..300)
@@ -192,8 +204,18 @@ async fn statistics_of_a_known_set_of_executions() {
     let rolled_up = stats(&client, Some(&function), base, until, 3600).await;
     assert_eq!(rolled_up, staged_view);
     assert!(
-        scalar(&db, "SELECT count(*) FROM execution_rollups WHERE width = 3600").await > 0
-            && scalar(&db, "SELECT count(*) FROM execution_rollups WHERE width = 60").await > 0
+        scalar(
+            &db,
+            "SELECT count(*) FROM execution_rollups WHERE width = 3600"
+        )
+        .await
+            > 0
+            && scalar(
+                &db,
+                "SELECT count(*) FROM execution_rollups WHERE width = 60"
+            )
+            .await
+                > 0
     );
 
     // Hourly points, aligned to the hour: each holds what finished in it.
@@ -202,7 +224,14 @@ async fn statistics_of_a_known_set_of_executions() {
     assert_eq!(series.len(), 4);
     for (k, point) in series.iter().enumerate() {
         let start = origin + TimeDelta::hours(k as i64);
-        assert_eq!(point["at"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap(), start);
+        assert_eq!(
+            point["at"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap(),
+            start
+        );
         let inside: Vec<&Seeded> = rows
             .iter()
             .filter(|r| r.completed_at >= start && r.completed_at < start + TimeDelta::hours(1))
@@ -215,23 +244,37 @@ async fn statistics_of_a_known_set_of_executions() {
             assert_eq!(point["p95Ms"], Value::Null);
         } else {
             let ms: Vec<f64> = inside.iter().map(|r| r.ms()).collect();
-            assert_close("p95Ms", &point["p95Ms"], exact_quantile(&ms, 0.95), PERCENTILE_ERROR);
+            assert_close(
+                "p95Ms",
+                &point["p95Ms"],
+                exact_quantile(&ms, 0.95),
+                PERCENTILE_ERROR,
+            );
         }
     }
     // Ten-minute points from minute rollups add up to the same total.
     let fine = stats(&client, Some(&function), base, until, 600).await;
     let fine_series = fine["series"].as_array().unwrap();
     assert_eq!(fine_series.len(), 19);
-    let summed: u64 = fine_series.iter().map(|p| p["total"].as_u64().unwrap()).sum();
+    let summed: u64 = fine_series
+        .iter()
+        .map(|p| p["total"].as_u64().unwrap())
+        .sum();
     assert_eq!(summed, 300);
 
     // A window inside: exactly what finished in it.
-    let (since, until_inner) = (base + TimeDelta::minutes(30), base + TimeDelta::minutes(100));
+    let (since, until_inner) = (
+        base + TimeDelta::minutes(30),
+        base + TimeDelta::minutes(100),
+    );
     let inner: Vec<&Seeded> = rows
         .iter()
         .filter(|r| r.completed_at >= since && r.completed_at < until_inner)
         .collect();
-    assert_matches(&stats(&client, Some(&function), since, until_inner, 3600).await, &inner);
+    assert_matches(
+        &stats(&client, Some(&function), since, until_inner, 3600).await,
+        &inner,
+    );
     // Function.stats is the same view.
     let via_function = client
         .data(
@@ -247,26 +290,47 @@ async fn statistics_of_a_known_set_of_executions() {
     assert_eq!(platform["total"], 305);
 
     // An empty window.
-    let empty = stats(&client, Some(&function), now - TimeDelta::days(30), now - TimeDelta::days(29), 86_400).await;
+    let empty = stats(
+        &client,
+        Some(&function),
+        now - TimeDelta::days(30),
+        now - TimeDelta::days(29),
+        86_400,
+    )
+    .await;
     assert_eq!(empty["total"], 0);
     assert_eq!(empty["successRate"], Value::Null);
     assert_eq!(empty["durationMs"], Value::Null);
     assert_eq!(empty["errorsByKind"], json!([]));
     let points = empty["series"].as_array().unwrap();
-    assert!(!points.is_empty() && points.iter().all(|p| p["total"] == 0 && p["p95Ms"].is_null()));
+    assert!(
+        !points.is_empty()
+            && points
+                .iter()
+                .all(|p| p["total"] == 0 && p["p95Ms"].is_null())
+    );
 
     // A real execution counts the moment it finishes (default window: 24 h).
     let live = "query($f: UUID) { executionStats(functionId: $f) { total completed } }";
     let before = client.data(live, json!({ "f": function })).await.unwrap();
     assert_eq!(before["executionStats"]["total"], 300);
-    client.execute(&function, json!({ "a": 1, "b": 2 })).await.unwrap();
+    client
+        .execute(&function, json!({ "a": 1, "b": 2 }))
+        .await
+        .unwrap();
     let after = client.data(live, json!({ "f": function })).await.unwrap();
     assert_eq!(after["executionStats"]["total"], 301);
-    assert_eq!(after["executionStats"]["completed"], before["executionStats"]["completed"].as_i64().unwrap() + 1);
+    assert_eq!(
+        after["executionStats"]["completed"],
+        before["executionStats"]["completed"].as_i64().unwrap() + 1
+    );
 
     // A deleted function's executions still count for the platform.
     client
-        .data("mutation($id: UUID!) { deleteFunction(id: $id) }", json!({ "id": other }))
+        .data(
+            "mutation($id: UUID!) { deleteFunction(id: $id) }",
+            json!({ "id": other }),
+        )
         .await
         .unwrap();
     assert_eq!(stats(&client, None, base, until, 3600).await["total"], 305);
@@ -295,7 +359,11 @@ async fn statistics_arguments_are_validated() {
     for (variables, wanted) in cases {
         let error = client.error(STATS, variables.clone()).await.unwrap();
         assert_eq!(error.code, "BAD_USER_INPUT", "{variables}: {error:?}");
-        assert!(error.message.contains(wanted), "{variables}: {}", error.message);
+        assert!(
+            error.message.contains(wanted),
+            "{variables}: {}",
+            error.message
+        );
     }
     let unknown = client
         .error(STATS, json!({ "bucket": 3600, "f": uuid::Uuid::new_v4() }))
@@ -323,7 +391,10 @@ async fn a_module_the_platform_cannot_run_is_a_platform_failure() {
         ),
     )
     .await;
-    let execution = client.execute(&function, json!({ "a": 1, "b": 2 })).await.unwrap();
+    let execution = client
+        .execute(&function, json!({ "a": 1, "b": 2 }))
+        .await
+        .unwrap();
     assert_eq!(execution["status"], "FAILED", "{execution}");
     assert_eq!(execution["errorKind"], "PLATFORM");
     assert_eq!(
@@ -345,7 +416,10 @@ async fn a_module_the_platform_cannot_run_is_a_platform_failure() {
     assert_eq!(filtered["platform"]["totalCount"], 1);
     assert_eq!(filtered["platform"]["nodes"][0]["id"], execution["id"]);
     assert_eq!(filtered["none"]["totalCount"], 0);
-    assert_eq!(filtered["function"]["executions"]["nodes"][0]["id"], execution["id"]);
+    assert_eq!(
+        filtered["function"]["executions"]["nodes"][0]["id"],
+        execution["id"]
+    );
     let stats = client
         .data(
             "query($f: UUID) { executionStats(functionId: $f) { failed errorsByKind { kind count } } }",
@@ -428,21 +502,38 @@ async fn retention_removes_exactly_what_is_old_once_with_two_replicas() {
         .flat_map(|server| server.logs.lines_with("maintenance.done"))
         .collect();
     for age in [6, 5, 4, 3] {
-        let day = (now - TimeDelta::days(age)).format("executions_p%Y%m%d").to_string();
+        let day = (now - TimeDelta::days(age))
+            .format("executions_p%Y%m%d")
+            .to_string();
         let mentions = dropped.iter().filter(|line| line.contains(&day)).count();
         assert_eq!(mentions, 1, "{day} in {dropped:#?}");
         assert_eq!(
-            scalar(&db, &format!("SELECT count(*) FROM pg_class WHERE relname = '{day}'")).await,
+            scalar(
+                &db,
+                &format!("SELECT count(*) FROM pg_class WHERE relname = '{day}'")
+            )
+            .await,
             0
         );
     }
     let today = now.format("executions_p%Y%m%d").to_string();
     assert_eq!(
-        scalar(&db, &format!("SELECT count(*) FROM pg_class WHERE relname = '{today}'")).await,
+        scalar(
+            &db,
+            &format!("SELECT count(*) FROM pg_class WHERE relname = '{today}'")
+        )
+        .await,
         1
     );
     // The statistics keep every execution, removed or not.
     let client = a.client();
-    let all = stats(&client, None, now - TimeDelta::days(7), now + TimeDelta::minutes(1), 86_400).await;
+    let all = stats(
+        &client,
+        None,
+        now - TimeDelta::days(7),
+        now + TimeDelta::minutes(1),
+        86_400,
+    )
+    .await;
     assert_eq!(all["total"], ages.len());
 }

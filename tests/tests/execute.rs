@@ -162,7 +162,13 @@ async fn failures_of_user_code_are_failed_executions_with_clear_messages() {
         "{overflow}"
     );
     assert_eq!(
-        failed_with(&client, &recursion, json!({ "native": true }), "STACK_OVERFLOW").await,
+        failed_with(
+            &client,
+            &recursion,
+            json!({ "native": true }),
+            "STACK_OVERFLOW"
+        )
+        .await,
         "stack overflow"
     );
     let message = failed_with(&client, &bad_json, json!({ "k": 1 }), "INVALID_OUTPUT").await;

@@ -147,7 +147,11 @@ async fn migrations_apply_roll_back_and_apply_again() {
     );
     // ...and counts in the statistics.
     assert_eq!(
-        scalar_i64(&db, "SELECT count(*) FROM execution_finishes WHERE error_kind = 'TIMEOUT'").await,
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM execution_finishes WHERE error_kind = 'TIMEOUT'"
+        )
+        .await,
         1
     );
     // Applied again over existing data, every function has its revision.
@@ -332,7 +336,10 @@ async fn database_enforces_the_invariants() {
         )
         .await;
         assert!(
-            refused.unwrap_err().to_string().contains("executions_failed_has_kind"),
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("executions_failed_has_kind"),
             "{status} with kind {kind}"
         );
     }

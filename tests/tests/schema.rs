@@ -70,7 +70,10 @@ fn fields(sdl: &str) -> BTreeMap<String, BTreeMap<String, String>> {
         if in_enum {
             if let Some(t) = &current {
                 for value in line.split_whitespace() {
-                    types.get_mut(t).unwrap().insert(value.to_string(), String::new());
+                    types
+                        .get_mut(t)
+                        .unwrap()
+                        .insert(value.to_string(), String::new());
                 }
             }
             continue;
@@ -168,9 +171,13 @@ fn update_function_takes_an_expected_revision() {
 fn execution_lists_filter_by_error_kind() {
     let sdl = server::graphql::sdl();
     let live = fields(&sdl);
-    for list in [&live["Query"]["executions"], &live["Function"]["executions"]] {
+    for list in [
+        &live["Query"]["executions"],
+        &live["Function"]["executions"],
+    ] {
         assert!(
-            list.replace(' ', "").contains("errorKind:ExecutionErrorKind"),
+            list.replace(' ', "")
+                .contains("errorKind:ExecutionErrorKind"),
             "{list}"
         );
     }

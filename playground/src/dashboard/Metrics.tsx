@@ -217,7 +217,6 @@ export function FunctionMetrics({
       const res = await request<{ function: { stats: ExecutionStats } | null }>(FUNCTION_STATS_QUERY, {
         id: functionId,
         since: range.since,
-        until: range.until,
         bucketSeconds: range.bucketSeconds,
       });
       return res.function?.stats ?? null;
@@ -305,7 +304,6 @@ export function MetricsOverview() {
     (range: StatsRange) =>
       request<PlatformStats>(PLATFORM_STATS_QUERY, {
         since: range.since,
-        until: range.until,
         bucketSeconds: range.bucketSeconds,
       }),
     [],

@@ -235,7 +235,7 @@ const STATS = `total completed failed successRate
   errorsByKind { kind count }
   series(bucketSeconds: $bucketSeconds) { at total completed failed p95Ms }`;
 
-/** One function's statistics over [since, until), with a series of bucketSeconds buckets. */
+/** One function's statistics over [since, until) (until: the server's now unless given), with a series of bucketSeconds buckets. */
 export const FUNCTION_STATS_QUERY = `
   query DashboardFunctionStats($id: UUID!, $since: DateTime, $until: DateTime, $bucketSeconds: Int!) {
     function(id: $id) { id stats(since: $since, until: $until) { ${STATS} } }

@@ -55,24 +55,26 @@ export function useStatsWindow(): [StatsWindow, (key: WindowKey) => void] {
   return [windowOf(key), choose];
 }
 
-/** The variables of a stats query, and the window they cover (seconds since the epoch). */
+/**
+ * The variables of a stats query, and the window they cover (seconds since
+ * the epoch). No `until`: the window ends at the server's now, so an
+ * execution that just finished always counts, whatever this browser's clock says.
+ */
 export interface StatsRange {
   since: string;
-  until: string;
   bucketSeconds: number;
   sinceSec: number;
+  /** This browser's now, where the chart ends. */
   untilSec: number;
 }
 
 export function rangeFor(w: StatsWindow, now = Date.now()): StatsRange {
-  const untilMs = Math.floor(now / 1000) * 1000;
-  const sinceMs = untilMs - w.seconds * 1000;
+  const sinceMs = now - w.seconds * 1000;
   return {
     since: new Date(sinceMs).toISOString(),
-    until: new Date(untilMs).toISOString(),
     bucketSeconds: w.bucketSeconds,
     sinceSec: sinceMs / 1000,
-    untilSec: untilMs / 1000,
+    untilSec: now / 1000,
   };
 }
 

@@ -132,6 +132,13 @@ impl DurationHistogram {
             return None;
         }
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        // The ends are known exactly.
+        if rank == self.count {
+            return self.max_ms;
+        }
+        if rank == 1 {
+            return self.min_ms;
+        }
         let mut seen = 0;
         let bucket = self.counts.iter().find_map(|(bucket, n)| {
             seen += n;

@@ -336,10 +336,9 @@ impl Executor {
         let module = self.load(key).await;
         let (runner, lease) = (self.inner.runner, self.inner.settings.lease);
         let start = async {
-            let started = retry::transient("RUNNING", || {
-                store::start_held(db, &pending, runner, lease)
-            })
-            .await;
+            let started =
+                retry::transient("RUNNING", || store::start_held(db, &pending, runner, lease))
+                    .await;
             match &started {
                 Ok(Some(_)) => tracing::info!("execution.started"),
                 // Not ours to run after all: stop the run already under way.

@@ -118,7 +118,7 @@ impl ExecutionStats {
                 })
             })
             .collect();
-        counts.sort_by(|a, b| b.count.cmp(&a.count));
+        counts.sort_by_key(|c| std::cmp::Reverse(c.count));
         counts
     }
 

@@ -7,9 +7,9 @@ use async_graphql::dataloader::Loader;
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement, Value};
 use uuid::Uuid;
 
-use entity::execution::ExecutionErrorKind;
 use entity::ExecutionStatus;
 use entity::execution;
+use entity::execution::ExecutionErrorKind;
 
 use super::error::ApiError;
 use crate::executions::EXECUTION_COLUMNS;

@@ -5,17 +5,17 @@ use uuid::Uuid;
 
 use super::analytics::ExecutionStats;
 use super::error::{ApiError, ErrorCode, ResultExt};
-use crate::analytics::Scope;
-use chrono::{DateTime, Utc};
 use super::types::{
-    Execution, ExecutionConnection, ExecutionErrorKind, ExecutionStatus, Function, FunctionConnection, FunctionStatus,
-    QueueStats, connection, selects_total_count,
+    Execution, ExecutionConnection, ExecutionErrorKind, ExecutionStatus, Function,
+    FunctionConnection, FunctionStatus, QueueStats, connection, selects_total_count,
 };
 use super::{AppState, DB_FIELD_COST};
+use crate::analytics::Scope;
 use crate::executions::{self, ExecutionFilter};
 use crate::functions::{self, FunctionFilter, SUPPORTED_LANGUAGES};
 use crate::pagination::{DEFAULT_PAGE_SIZE, PageCursor, PageRequest};
 use crate::queue;
+use chrono::{DateTime, Utc};
 
 pub struct QueryRoot;
 
@@ -109,7 +109,11 @@ impl QueryRoot {
             Some(id) => {
                 let state = ctx.data_unchecked::<AppState>();
                 if functions::get(&state.db, id).await.api()?.is_none() {
-                    return Err(ApiError::new(ErrorCode::NotFound, format!("no function with id {id}")).into());
+                    return Err(ApiError::new(
+                        ErrorCode::NotFound,
+                        format!("no function with id {id}"),
+                    )
+                    .into());
                 }
                 Scope::Function(id)
             }
