@@ -41,6 +41,8 @@ export default defineConfig({
   },
   worker: { format: 'es' },
   server: {
+    // The example function lives beside the compiler (server/compiler/example.ts).
+    fs: { allow: ['..'] },
     proxy: {
       '/graphql': { target: api, ws: true, changeOrigin: true },
       '/run': api,

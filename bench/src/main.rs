@@ -171,7 +171,12 @@ impl Paths {
     pub fn echo_wasm(&self) -> PathBuf {
         self.dir.join("echo.wasm")
     }
+    /// A test function's source; `add` is the contract's example, kept once
+    /// beside the compiler.
     pub fn fixture(&self, name: &str) -> PathBuf {
+        if name == "add" {
+            return self.repo.join("server/compiler/example.ts");
+        }
         self.repo
             .join(format!("tests/fixtures/functions/{name}.ts"))
     }

@@ -3,7 +3,7 @@
 // screenshots and server logs in e2e/artifacts/.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -215,17 +215,4 @@ export async function waitUntil(check, { timeout = 60_000, interval = 200, messa
   }
 }
 
-export const TEMPLATE_SOURCE = `import { JSON } from "json-as";
-
-@json
-class Input { a: i32 = 0; b: i32 = 0; }
-@json
-class Output { sum: i32 = 0; }
-
-export function handle(input: string): string {
-  const args = JSON.parse<Input>(input);
-  const out = new Output();
-  out.sum = args.a + args.b;
-  return JSON.stringify(out);
-}
-`;
+export const TEMPLATE_SOURCE = readFileSync(join(repoRoot, 'server', 'compiler', 'example.ts'), 'utf8');

@@ -141,18 +141,7 @@ async function compile(source) {
 // ---- warm-up ------------------------------------------------------------------
 // The first compile in a process is ~3x slower than later ones (cold JIT). Pay
 // that before reporting ready, and check the toolchain works end to end.
-const WARM_UP = `import { JSON } from "json-as";
-@json
-class Input { a: i32 = 0; b: i32 = 0; }
-@json
-class Output { sum: i32 = 0; }
-export function handle(input: string): string {
-  const args = JSON.parse<Input>(input);
-  const out = new Output();
-  out.sum = args.a + args.b;
-  return JSON.stringify(out);
-}
-`;
+const WARM_UP = readFileSync(new URL("./example.ts", import.meta.url), "utf8");
 {
   const started = performance.now();
   let warm;

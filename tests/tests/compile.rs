@@ -441,6 +441,12 @@ async fn messages_made_visible_without_a_notification_are_consumed() {
 async fn readme_examples_compile_and_give_the_documented_output() {
     let examples = examples();
     assert!(examples.len() >= 4, "found {} examples", examples.len());
+    // The first is the contract's example, the very source the compiler warms up on.
+    assert_eq!(
+        examples[0].source.trim(),
+        tests::fixtures::ADD.trim(),
+        "README's first example is server/compiler/example.ts"
+    );
     let app = TestApp::start().await.unwrap();
     let client = app.client();
     for example in examples {

@@ -390,3 +390,56 @@ async fn a_message_over_the_body_limit_closes_1009_naming_the_limit() {
     // A message within the limit is served as before.
     round_trip(&app, TRANSPORT_WS).await;
 }
+
+#[tokio::test]
+async fn live_operations_per_connection_are_limited() {
+    let app = app_with(ServerOptions::default().env("PROJECTNIL_WS_MAX_OPERATIONS", 2)).await;
+    let id = create_function(&app).await;
+    let mut client = connect(&app, TRANSPORT_WS).await;
+    for op in ["a", "b", "c"] {
+        client
+            .subscribe(op, FUNCTION_EVENTS, json!({ "id": id }))
+            .await
+            .unwrap();
+    }
+    // The third is refused with an error of its own; the other two stay live
+    // and get the next change.
+    let mut refused = None;
+    let mut changed = std::collections::HashSet::new();
+    let mut status_set = false;
+    while refused.is_none() || changed.len() < 2 {
+        let Received::Message(message) = client.receive(WAIT).await.unwrap() else {
+            panic!("the socket closed");
+        };
+        match (message["id"].as_str(), message["type"].as_str()) {
+            (Some("c"), Some("error")) => refused = Some(message),
+            (Some(op @ ("a" | "b")), Some("next")) => {
+                if message["payload"]["data"]["functionStatusChanged"]["status"] == "COMPILING" {
+                    changed.insert(op.to_string());
+                }
+            }
+            other => panic!("unexpected {other:?}: {message}"),
+        }
+        if refused.is_some() && !status_set {
+            set_status(&app, &id, "COMPILING").await;
+            status_set = true;
+        }
+    }
+    let error = &refused.unwrap()["payload"][0];
+    assert_eq!(error["extensions"]["code"], "TOO_MANY_REQUESTS");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 2"),
+        "{error}"
+    );
+    // Completing one makes room for another.
+    client.complete("a").await.unwrap();
+    client
+        .subscribe("d", "{ languages }", json!({}))
+        .await
+        .unwrap();
+    let answer = client.next_payload("d", WAIT).await.unwrap();
+    assert_eq!(answer["data"]["languages"], json!(["assemblyscript"]));
+}

@@ -95,7 +95,7 @@ export function useCancel(onDone: (e: Execution) => void) {
     setBusy(true);
     setError(null);
     try {
-      const res = await request<{ cancelExecution: Execution }>(CANCEL_EXECUTION, { id });
+      const res = await request(CANCEL_EXECUTION, { id });
       onDone(res.cancelExecution);
     } catch (err) {
       setError(err);

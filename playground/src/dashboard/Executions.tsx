@@ -5,16 +5,10 @@
 // (from the Metrics panel) it lists only the executions that failed with it.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { request, subscribe } from '../shared/client';
-import {
-  FUNCTION_EXECUTIONS_QUERY,
-  FUNCTION_EXECUTIONS_SUBSCRIPTION,
-  type Connection,
-  type Execution,
-  type ExecutionErrorKind,
-} from './api';
+import { FUNCTION_EXECUTIONS_QUERY, FUNCTION_EXECUTIONS_SUBSCRIPTION, type Execution, type ExecutionErrorKind } from './api';
 import { Empty, ErrorBox, StatusBadge } from './bits';
 import { Attempt, CancelButton, Elapsed, isActive, latest, useCancel } from './ExecutionControls';
-import { formatDuration, formatTime, useConnection } from './hooks';
+import { formatDuration, formatTime, useConnection, useQuery } from './hooks';
 import { functionHash } from './navigation';
 import { ExecutionBody } from './RunPanel';
 
@@ -48,8 +42,7 @@ export function Executions({
   const [items, setItems] = useState<Execution[]>([]);
   const [total, setTotal] = useState(0);
   const [next, setNext] = useState<string | null>(null);
-  const [loaded, setLoaded] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const [moreError, setMoreError] = useState<unknown>(null);
   const [open, setOpen] = useState<string | null>(null);
   const [loadingMore, setLoadingMore] = useState(false);
   const { generation } = useConnection();
@@ -60,30 +53,20 @@ export function Executions({
     setItems((list) => list.map((x) => (x.id === e.id ? latest(x, e) : x)));
   }, []);
 
-  const load = useCallback(async () => {
-    try {
-      const res = await request<{ function: { executions: Connection<Execution> } | null }>(FUNCTION_EXECUTIONS_QUERY, {
-        id: functionId,
-        first: PAGE,
-        errorKind,
-      });
+  const query = useQuery(FUNCTION_EXECUTIONS_QUERY, { id: functionId, first: PAGE, errorKind }, {
+    refetchOn: [generation],
+    onData: (res) => {
       const conn = res.function?.executions;
       if (!conn) return;
+      setMoreError(null);
       known.current = new Set(conn.nodes.map((n) => n.id));
       setItems(conn.nodes);
       setTotal(conn.totalCount);
       setNext(conn.pageInfo.hasNextPage ? conn.pageInfo.endCursor : null);
-      setError(null);
-    } catch (err) {
-      setError(err);
-    } finally {
-      setLoaded(true);
-    }
-  }, [functionId, errorKind]);
-
-  useEffect(() => {
-    void load();
-  }, [load, generation]);
+    },
+  });
+  const error = query.error ?? moreError;
+  const loaded = query.data !== undefined || query.error != null;
 
   // Asked for from elsewhere (an error kind in Metrics): bring the list into view.
   const filterN = filter?.n ?? 0;
@@ -93,7 +76,7 @@ export function Executions({
 
   useEffect(
     () =>
-      subscribe<{ executionStatusChanged: { status: Execution['status']; execution: Execution } }>(
+      subscribe(
         FUNCTION_EXECUTIONS_SUBSCRIPTION,
         { functionId },
         {
@@ -118,7 +101,7 @@ export function Executions({
     if (!next) return;
     setLoadingMore(true);
     try {
-      const res = await request<{ function: { executions: Connection<Execution> } | null }>(FUNCTION_EXECUTIONS_QUERY, {
+      const res = await request(FUNCTION_EXECUTIONS_QUERY, {
         id: functionId,
         first: PAGE,
         after: next,
@@ -132,7 +115,7 @@ export function Executions({
         setNext(conn.pageInfo.hasNextPage ? conn.pageInfo.endCursor : null);
       }
     } catch (err) {
-      setError(err);
+      setMoreError(err);
     } finally {
       setLoadingMore(false);
     }
@@ -168,7 +151,7 @@ export function Executions({
           </button>
         </div>
       )}
-      {error != null && <ErrorBox error={error} title="Could not load executions" onRetry={() => void load()} />}
+      {error != null && <ErrorBox error={error} title="Could not load executions" onRetry={() => void query.refetch()} />}
       {loaded && items.length === 0 && !error && (
         <Empty>
           {errorKind

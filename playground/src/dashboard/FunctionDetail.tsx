@@ -5,6 +5,7 @@
 // started from, and a newer revision saved elsewhere shows both to choose from.
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { request, subscribe } from '../shared/client';
+import type { VariablesOf } from '../shared/graphql';
 import {
   CREATE_FUNCTION,
   DELETE_FUNCTION,
@@ -13,13 +14,12 @@ import {
   TEMPLATE_SOURCE,
   UPDATE_FUNCTION,
   type ExecutionErrorKind,
-  type FunctionChange,
   type FunctionDetail as Fn,
 } from './api';
 import { CodeEditor, type EditorHandle } from './CodeEditor';
 import { parseCompileError, type CompileDiagnostic } from './compileErrors';
 import { ConfirmDialog, Empty, ErrorBox, StatusBadge, describeError, type Notify } from './bits';
-import { formatBytes, formatTime, useConnection, useScrollIntoViewWhenNarrow } from './hooks';
+import { formatBytes, formatTime, useConnection, useQuery, useScrollIntoViewWhenNarrow } from './hooks';
 import { navigate, useLeaveGuard, type LeaveGuard } from './navigation';
 import { RunPanel, forgetInput, type RunControls, type SaveRunPhase } from './RunPanel';
 import { Executions, type ExecutionFilter } from './Executions';
@@ -56,7 +56,7 @@ export function NewFunction({ onChanged, notify }: { onChanged: () => void; noti
     setBusy(true);
     setError(null);
     try {
-      const res = await request<{ createFunction: Fn }>(CREATE_FUNCTION, {
+      const res = await request(CREATE_FUNCTION, {
         input: { name: name.trim(), description: description.trim() || null, language: 'assemblyscript', source },
       });
       const f = res.createFunction;
@@ -142,7 +142,6 @@ export function FunctionView({
 }) {
   const { state, dispatch, sourceDirty, dirty, conflict } = useFunctionDraft();
   const { fn, draft, base, deleted } = state;
-  const [loadError, setLoadError] = useState<unknown>(null);
   const [saving, setSaving] = useState(false);
   const [saveError, setSaveError] = useState<unknown>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
@@ -176,26 +175,17 @@ export function FunctionView({
     [dispatch],
   );
 
-  const load = useCallback(async () => {
-    try {
-      const res = await request<{ function: Fn | null }>(FUNCTION_QUERY, { id });
+  const { error: loadError, refetch: load } = useQuery(FUNCTION_QUERY, { id }, {
+    refetchOn: [generation],
+    onData: (res) => {
       if (res.function) seen(res.function);
       else dispatch({ type: 'missing' });
-      setLoadError(null);
-      return res.function;
-    } catch (err) {
-      setLoadError(err);
-      return null;
-    }
-  }, [id, seen, dispatch]);
-
-  useEffect(() => {
-    void load();
-  }, [load, generation]);
+    },
+  });
 
   useEffect(
     () =>
-      subscribe<{ functionChanged: FunctionChange<Fn> }>(FUNCTION_CHANGED_SUBSCRIPTION, { id }, {
+      subscribe(FUNCTION_CHANGED_SUBSCRIPTION, { id }, {
         next: ({ functionChanged: ev }) => {
           if (ev.kind === 'DELETED' || !ev.function) dispatch({ type: 'deleted' });
           else seen(ev.function);
@@ -251,14 +241,14 @@ export function FunctionView({
     }
     setSaving(true);
     setSaveError(null);
-    const input: Record<string, string | null> = {};
+    const input: VariablesOf<typeof UPDATE_FUNCTION>['input'] = {};
     if (draft.name !== fn.name) input.name = draft.name.trim();
     if (draft.description !== (fn.description ?? '')) input.description = draft.description.trim() || null;
     if (sourceDirty) input.source = draft.source;
     const expectedRevision = over ?? base.revision;
     savingSource.current = sourceDirty ? draft.source : null;
     try {
-      const res = await request<{ updateFunction: Fn }>(UPDATE_FUNCTION, { id: fn.id, input, expectedRevision });
+      const res = await request(UPDATE_FUNCTION, { id: fn.id, input, expectedRevision });
       const saved = res.updateFunction;
       lastSeen.current =
         lastSeen.current && lastSeen.current.revision === saved.revision && settled(lastSeen.current.status)
@@ -274,7 +264,7 @@ export function FunctionView({
       const code = describeError(err).code;
       if (code === 'CONFLICT') {
         // Someone saved a newer revision: fetch it, and both versions are shown to choose from.
-        const latest = await load();
+        const latest = (await load())?.function;
         if (latest && latest.revision !== expectedRevision) return null;
       }
       setSaveError(err);

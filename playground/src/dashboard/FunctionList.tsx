@@ -1,26 +1,14 @@
 // The functions list: search by name, filter by status (both kept in the query
 // string), Relay-cursor paging, and rows kept live by the functionChanged
 // subscription (all functions): badges, renames, new and deleted functions.
-import { useCallback, useEffect, useRef, useState } from 'react';
-import { request, subscribe } from '../shared/client';
-import {
-  ALL_FUNCTIONS_CHANGED_SUBSCRIPTION,
-  FUNCTIONS_QUERY,
-  FUNCTION_STATUSES,
-  type Connection,
-  type FunctionChange,
-  type FunctionStatus,
-  type FunctionSummary,
-} from './api';
+import { useEffect, useRef, useState } from 'react';
+import { subscribe } from '../shared/client';
+import { ALL_FUNCTIONS_CHANGED_SUBSCRIPTION, FUNCTIONS_QUERY, FUNCTION_STATUSES, type FunctionStatus } from './api';
 import { Empty, ErrorBox, StatusBadge } from './bits';
-import { useConnection, useDebounced } from './hooks';
+import { useConnection, useDebounced, useQuery } from './hooks';
 import { getQueryParam, setQueryParams } from './navigation';
 
 const PAGE_SIZE = 15;
-
-interface ChangeEvent {
-  functionChanged: FunctionChange<FunctionSummary>;
-}
 
 const initialStatus = (): FunctionStatus | '' => {
   const s = getQueryParam('status').toUpperCase();
@@ -36,66 +24,52 @@ export function FunctionList({ selectedId, refreshToken }: { selectedId: string 
   // cursors[i] is the `after` cursor of page i (page 0 starts at the beginning).
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const page = cursors.length - 1;
-  const [data, setData] = useState<Connection<FunctionSummary> | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const [loading, setLoading] = useState(true);
   const { generation } = useConnection();
   const searchRef = useRef<HTMLInputElement>(null);
-  const seq = useRef(0);
 
-  const load = useCallback(async () => {
-    const mine = ++seq.current;
-    setLoading(true);
-    try {
-      const res = await request<{ functions: Connection<FunctionSummary> }>(FUNCTIONS_QUERY, {
-        first: PAGE_SIZE,
-        after: cursors[page],
-        status: status || null,
-        nameContains: nameContains || null,
-      });
-      if (mine !== seq.current) return;
-      setData(res.functions);
-      setError(null);
-    } catch (err) {
-      if (mine === seq.current) setError(err);
-    } finally {
-      if (mine === seq.current) setLoading(false);
-    }
-  }, [cursors, page, status, nameContains]);
+  const {
+    data: res,
+    error,
+    loading,
+    refetch,
+    setData,
+  } = useQuery(
+    FUNCTIONS_QUERY,
+    { first: PAGE_SIZE, after: cursors[page], status: status || null, nameContains: nameContains || null },
+    { refetchOn: [refreshToken, generation] },
+  );
+  const data = res?.functions;
 
   // A new filter starts again from the first page.
   useEffect(() => setCursors((c) => (c.length === 1 && c[0] === null ? c : [null])), [status, nameContains]);
 
-  useEffect(() => {
-    void load();
-  }, [load, refreshToken, generation]);
-
   // Live rows: patch the row at once (badge, rename) or drop a deleted one, then
   // refetch (debounced) so that new, filtered-out or reordered functions land where they belong.
   const refetchTimer = useRef<ReturnType<typeof setTimeout>>(undefined);
-  const loadRef = useRef(load);
-  loadRef.current = load;
   useEffect(() => {
-    const stop = subscribe<ChangeEvent>(ALL_FUNCTIONS_CHANGED_SUBSCRIPTION, {}, {
+    const stop = subscribe(ALL_FUNCTIONS_CHANGED_SUBSCRIPTION, {}, {
       next: ({ functionChanged: ev }) => {
-        setData((d) => {
-          if (!d) return d;
+        setData((r) => {
+          if (!r) return r;
+          const d = r.functions;
           if (ev.kind === 'DELETED' || !ev.function) {
             const nodes = d.nodes.filter((n) => n.id !== ev.functionId);
-            return nodes.length === d.nodes.length ? d : { ...d, nodes, totalCount: Math.max(0, d.totalCount - 1) };
+            return nodes.length === d.nodes.length
+              ? r
+              : { functions: { ...d, nodes, totalCount: Math.max(0, d.totalCount - 1) } };
           }
           const f = ev.function;
-          return { ...d, nodes: d.nodes.map((n) => (n.id === f.id ? { ...n, ...f } : n)) };
+          return { functions: { ...d, nodes: d.nodes.map((n) => (n.id === f.id ? { ...n, ...f } : n)) } };
         });
         clearTimeout(refetchTimer.current);
-        refetchTimer.current = setTimeout(() => void loadRef.current(), 400);
+        refetchTimer.current = setTimeout(() => void refetch(), 400);
       },
     });
     return () => {
       stop();
       clearTimeout(refetchTimer.current);
     };
-  }, []);
+  }, [setData, refetch]);
 
   // "/" focuses the search box from anywhere outside an editor or field.
   useEffect(() => {
@@ -147,7 +121,7 @@ export function FunctionList({ selectedId, refreshToken }: { selectedId: string 
         </select>
       </div>
 
-      {error != null && <ErrorBox error={error} title="Could not load functions" onRetry={() => void load()} />}
+      {error != null && <ErrorBox error={error} title="Could not load functions" onRetry={() => void refetch()} />}
 
       {data && data.nodes.length === 0 && !error && (
         <Empty>

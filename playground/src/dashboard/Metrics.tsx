@@ -4,14 +4,12 @@
 // invocations and by failures). Both count executions that FINISHED in the
 // chosen window and follow finishing executions live (executionStatusChanged,
 // refetches throttled to one every 2 s).
-import { useCallback, useRef, type ReactNode } from 'react';
-import { request } from '../shared/client';
+import { useRef, type ReactNode } from 'react';
 import {
   ALL_EXECUTIONS_FINISHED_SUBSCRIPTION,
   FUNCTION_EXECUTIONS_FINISHED_SUBSCRIPTION,
   FUNCTION_STATS_QUERY,
   PLATFORM_STATS_QUERY,
-  type Connection,
   type ExecutionErrorKind,
   type ExecutionStats,
   type FunctionStatsSummary,
@@ -212,20 +210,11 @@ export function FunctionMetrics({
   onShowErrorKind: (kind: ExecutionErrorKind) => void;
 }) {
   const [w, setWindow] = useStatsWindow();
-  const fetch = useCallback(
-    async (range: StatsRange) => {
-      const res = await request<{ function: { stats: ExecutionStats } | null }>(FUNCTION_STATS_QUERY, {
-        id: functionId,
-        since: range.since,
-        bucketSeconds: range.bucketSeconds,
-      });
-      return res.function?.stats ?? null;
-    },
-    [functionId],
-  );
-  const { data, range, error, loading, reload } = useLiveStats(w, fetch, FUNCTION_EXECUTIONS_FINISHED_SUBSCRIPTION, {
+  const live = useLiveStats(w, FUNCTION_STATS_QUERY, { id: functionId }, FUNCTION_EXECUTIONS_FINISHED_SUBSCRIPTION, {
     functionId,
   });
+  const { range, error, loading, reload } = live;
+  const data = live.data && (live.data.function?.stats ?? null);
 
   return (
     <section className="panel metrics" aria-labelledby="metrics-heading" data-testid="function-metrics" aria-busy={loading}>
@@ -245,11 +234,6 @@ export function FunctionMetrics({
 }
 
 // ---- all functions --------------------------------------------------------------
-
-interface PlatformStats {
-  executionStats: ExecutionStats;
-  functions: Pick<Connection<FunctionStatsSummary>, 'totalCount' | 'nodes'>;
-}
 
 function TopList({
   title,
@@ -300,15 +284,7 @@ function TopList({
 export function MetricsOverview() {
   const [w, setWindow] = useStatsWindow();
   const page = useRef<HTMLDivElement>(null);
-  const fetch = useCallback(
-    (range: StatsRange) =>
-      request<PlatformStats>(PLATFORM_STATS_QUERY, {
-        since: range.since,
-        bucketSeconds: range.bucketSeconds,
-      }),
-    [],
-  );
-  const { data, range, error, loading, reload } = useLiveStats(w, fetch, ALL_EXECUTIONS_FINISHED_SUBSCRIPTION, {});
+  const { data, range, error, loading, reload } = useLiveStats(w, PLATFORM_STATS_QUERY, {}, ALL_EXECUTIONS_FINISHED_SUBSCRIPTION, {});
   useScrollIntoViewWhenNarrow(page, data !== undefined);
 
   // Ranked client-side among the first 100 functions only (PLATFORM_STATS_QUERY asks for functions(first: 100)).

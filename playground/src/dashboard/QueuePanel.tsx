@@ -1,35 +1,28 @@
 // Operators: compilation queue backlogs (queueStats), refreshed every 5 s
 // while the page is visible and soon after any function change (compiles included).
-import { useCallback, useEffect, useState } from 'react';
-import { request, subscribe } from '../shared/client';
-import { ALL_FUNCTIONS_CHANGED_SUBSCRIPTION, QUEUE_STATS_QUERY, type QueueStats } from './api';
+import { useEffect, useState } from 'react';
+import { subscribe } from '../shared/client';
+import { ALL_FUNCTIONS_CHANGED_SUBSCRIPTION, QUEUE_STATS_QUERY } from './api';
 import { ErrorBox } from './bits';
+import { useQuery } from './hooks';
 
 const STUCK_AFTER_SECONDS = 60;
 
 export function QueuePanel({ refreshToken }: { refreshToken: number }) {
-  const [stats, setStats] = useState<QueueStats[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
   const [at, setAt] = useState<Date | null>(null);
-
-  const load = useCallback(async () => {
-    try {
-      const res = await request<{ queueStats: QueueStats[] }>(QUEUE_STATS_QUERY);
-      setStats(res.queueStats);
-      setError(null);
-      setAt(new Date());
-    } catch (err) {
-      setError(err);
-    }
-  }, []);
+  // Something was created, saved or deleted (refreshToken): the backlog just changed.
+  const { data, error, refetch } = useQuery(QUEUE_STATS_QUERY, {}, {
+    refetchOn: [refreshToken],
+    onData: () => setAt(new Date()),
+  });
+  const stats = data?.queueStats;
 
   useEffect(() => {
-    void load();
     const t = setInterval(() => {
-      if (document.visibilityState === 'visible') void load();
+      if (document.visibilityState === 'visible') void refetch();
     }, 5000);
     return () => clearInterval(t);
-  }, [load]);
+  }, [refetch]);
 
   // A function changed (a save, a compile moving on): the backlog just changed.
   useEffect(() => {
@@ -37,25 +30,20 @@ export function QueuePanel({ refreshToken }: { refreshToken: number }) {
     const stop = subscribe(ALL_FUNCTIONS_CHANGED_SUBSCRIPTION, {}, {
       next: () => {
         clearTimeout(timer);
-        timer = setTimeout(() => void load(), 500);
+        timer = setTimeout(() => void refetch(), 500);
       },
     });
     return () => {
       stop();
       clearTimeout(timer);
     };
-  }, [load]);
-
-  // Something was created, saved or deleted: the backlog just changed.
-  useEffect(() => {
-    if (refreshToken > 0) void load();
-  }, [refreshToken, load]);
+  }, [refetch]);
 
   return (
     <section className="panel queue-panel" aria-labelledby="queues-heading" data-testid="queue-panel">
       <div className="panel-head">
         <h2 id="queues-heading">Queue backlog</h2>
-        <button type="button" className="btn btn-small" onClick={() => void load()} title="Refresh now">
+        <button type="button" className="btn btn-small" onClick={() => void refetch()} title="Refresh now">
           ↻
         </button>
       </div>

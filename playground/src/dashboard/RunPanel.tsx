@@ -140,18 +140,18 @@ export function RunPanel({
     show(null);
     try {
       if (mode === 'run') {
-        const res = await request<{ executeFunction: Execution }>(EXECUTE_FUNCTION, { id: fn.id, input: validation.value });
+        const res = await request(EXECUTE_FUNCTION, { id: fn.id, input: validation.value });
         show(res.executeFunction);
         setBusy(null);
       } else {
-        const res = await request<{ startExecution: Execution }>(START_EXECUTION, { id: fn.id, input: validation.value });
+        const res = await request(START_EXECUTION, { id: fn.id, input: validation.value });
         show(res.startExecution);
         const id = res.startExecution.id;
         if (finished(res.startExecution.status)) {
           setBusy(null);
           return;
         }
-        follow.current = subscribe<{ executionStatusChanged: { status: Execution['status']; execution: Execution } }>(
+        follow.current = subscribe(
           EXECUTION_SUBSCRIPTION,
           { id },
           {

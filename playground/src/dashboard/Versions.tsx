@@ -1,19 +1,18 @@
 // A function's revisions, newest first: status, time and size of each, the
 // deployed one marked, Rollback on the other READY ones, and a side-by-side
 // diff of any two (revision 0 stands for the empty source before the first).
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
 import { request } from '../shared/client';
 import {
   FUNCTION_VERSIONS_QUERY,
   FUNCTION_VERSION_QUERY,
   ROLLBACK_FUNCTION,
-  type Connection,
   type FunctionDetail as Fn,
   type FunctionVersion,
 } from './api';
 import { ConfirmDialog, ErrorBox, StatusBadge, describeError } from './bits';
 import { DiffView } from './DiffView';
-import { formatBytes, formatTime, useConnection } from './hooks';
+import { formatBytes, formatTime, useConnection, useQuery } from './hooks';
 import { functionHash } from './navigation';
 
 const PAGE = 20;
@@ -32,13 +31,11 @@ function fetchSource(id: string, revision: number): Promise<string> {
   const key = `${id}:${revision}`;
   let p = sources.get(key);
   if (!p) {
-    p = request<{ function: { version: { source: string } | null } | null }>(FUNCTION_VERSION_QUERY, { id, revision }).then(
-      (res) => {
-        const v = res.function?.version;
-        if (!v) throw new Error(`Revision ${revision} was not found.`);
-        return v.source;
-      },
-    );
+    p = request(FUNCTION_VERSION_QUERY, { id, revision }).then((res) => {
+      const v = res.function?.version;
+      if (!v) throw new Error(`Revision ${revision} was not found.`);
+      return v.source;
+    });
     p.catch(() => sources.delete(key));
     sources.set(key, p);
   }
@@ -75,7 +72,7 @@ export function VersionsPanel({
   const [items, setItems] = useState<FunctionVersion[]>([]);
   const [total, setTotal] = useState(0);
   const [next, setNext] = useState<string | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const [moreError, setMoreError] = useState<unknown>(null);
   const [selected, setSelected] = useState<number | null>(focus.revision);
   const [from, setFrom] = useState<number | null>(null);
   const [rollback, setRollback] = useState<number | null>(null);
@@ -85,32 +82,29 @@ export function VersionsPanel({
   const count = useRef(0);
   count.current = items.length;
 
-  const load = useCallback(async () => {
-    try {
-      const res = await request<{ function: { versions: Connection<FunctionVersion> } | null }>(FUNCTION_VERSIONS_QUERY, {
-        id: fn.id,
-        first: Math.min(100, Math.max(PAGE, count.current)),
-      });
+  // A new revision, a compile outcome or a deploy: the list changed. A refetch
+  // asks for as many revisions as are listed (older pages included), counted
+  // only when one of these changes, so that loading older ones is no refetch.
+  const refetchOn = [fn.revision, fn.status, fn.deployedRevision, generation];
+  // eslint-disable-next-line react-hooks/exhaustive-deps
+  const first = useMemo(() => Math.min(100, Math.max(PAGE, count.current)), refetchOn);
+  const query = useQuery(FUNCTION_VERSIONS_QUERY, { id: fn.id, first }, {
+    refetchOn,
+    onData: (res) => {
       const conn = res.function?.versions;
       if (!conn) return;
       setItems(conn.nodes);
       setTotal(conn.totalCount);
       setNext(conn.pageInfo.hasNextPage ? conn.pageInfo.endCursor : null);
-      setError(null);
-    } catch (err) {
-      setError(err);
-    }
-  }, [fn.id]);
-
-  // A new revision, a compile outcome or a deploy: the list changed.
-  useEffect(() => {
-    void load();
-  }, [load, fn.revision, fn.status, fn.deployedRevision, generation]);
+      setMoreError(null);
+    },
+  });
+  const error = query.error ?? moreError;
 
   const more = async () => {
     if (!next) return;
     try {
-      const res = await request<{ function: { versions: Connection<FunctionVersion> } | null }>(FUNCTION_VERSIONS_QUERY, {
+      const res = await request(FUNCTION_VERSIONS_QUERY, {
         id: fn.id,
         first: PAGE,
         after: next,
@@ -120,7 +114,7 @@ export function VersionsPanel({
       setItems((list) => [...list, ...conn.nodes.filter((n) => !list.some((x) => x.revision === n.revision))]);
       setNext(conn.pageInfo.hasNextPage ? conn.pageInfo.endCursor : null);
     } catch (err) {
-      setError(err);
+      setMoreError(err);
     }
   };
 
@@ -150,7 +144,7 @@ export function VersionsPanel({
     if (rollback == null) return;
     setRollingBack(true);
     try {
-      const res = await request<{ rollbackFunction: Fn }>(ROLLBACK_FUNCTION, { id: fn.id, revision: rollback });
+      const res = await request(ROLLBACK_FUNCTION, { id: fn.id, revision: rollback });
       const f = res.rollbackFunction;
       notify(`Rolled back: revision ${f.revision} (the source of revision ${rollback}) is live.`);
       setRollback(null);
@@ -175,7 +169,7 @@ export function VersionsPanel({
           {total} revision{total === 1 ? '' : 's'} · newest first
         </span>
       </div>
-      {error != null && <ErrorBox error={error} title="Could not load versions" onRetry={() => void load()} />}
+      {error != null && <ErrorBox error={error} title="Could not load versions" onRetry={() => void query.refetch()} />}
       <div className="versions-body">
         <div className="versions-list-col">
           <ul className="version-list" data-testid="version-list">

@@ -1,9 +1,90 @@
-import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from 'react';
-import { getConnectionState, onConnectionState } from '../shared/client';
+import { useCallback, useEffect, useRef, useState, useSyncExternalStore, type Dispatch, type SetStateAction } from 'react';
+import { getConnectionState, onConnectionState, request, type Document, type VariablesArg } from '../shared/client';
 import { getApiKey, onApiKeyChange } from '../shared/settings';
 
 export function useConnection() {
   return useSyncExternalStore(onConnectionState, getConnectionState);
+}
+
+export interface QueryOptions<TData> {
+  /** Do not fetch (yet); whatever was loaded stays. */
+  skip?: boolean;
+  /** Fetch again whenever one of these changes (e.g. the connection's generation). Keep its length fixed. */
+  refetchOn?: readonly unknown[];
+  /**
+   * Every answer that is not stale, as it arrives (before it renders): for views
+   * that merge answers into state of their own kept live by subscriptions.
+   */
+  onData?: (data: TData) => void;
+}
+
+export interface QueryResult<TData, TVariables> {
+  /** The latest answer, kept while fetching again and after an error; undefined until the first. */
+  data: TData | undefined;
+  /** The variables `data` answers (the very object that was passed). */
+  variables: TVariables | undefined;
+  /** The latest request's error; null once one succeeds. */
+  error: unknown;
+  /** A request is in flight (true from the start unless skipped). */
+  loading: boolean;
+  /** Fetches again now; resolves with this answer, or undefined when it failed. */
+  refetch: () => Promise<TData | undefined>;
+  /** Patches `data` in place (live updates); the next answer replaces it. */
+  setData: Dispatch<SetStateAction<TData | undefined>>;
+}
+
+interface QueryState<TData, TVariables> {
+  data?: TData;
+  variables?: TVariables;
+  error: unknown;
+  loading: boolean;
+}
+
+/**
+ * Runs a query document, again when its variables (compared by value) or
+ * `refetchOn` change and on `refetch()`; answers to older requests are dropped.
+ */
+export function useQuery<TData, TVariables>(
+  doc: Document<TData, TVariables>,
+  variables: NoInfer<TVariables>,
+  { skip = false, refetchOn = [], onData }: QueryOptions<NoInfer<TData>> = {},
+): QueryResult<TData, TVariables> {
+  const [state, setState] = useState<QueryState<TData, TVariables>>({ error: null, loading: !skip });
+  const latest = useRef({ doc, variables, onData });
+  latest.current = { doc, variables, onData };
+  const seq = useRef(0);
+
+  const refetch = useCallback(async () => {
+    const mine = ++seq.current;
+    const { doc, variables } = latest.current;
+    setState((s) => (s.loading ? s : { ...s, loading: true }));
+    try {
+      const data = await request(doc, ...([variables] as VariablesArg<TVariables>));
+      if (mine === seq.current) {
+        latest.current.onData?.(data);
+        setState({ data, variables, error: null, loading: false });
+      }
+      return data;
+    } catch (error) {
+      if (mine === seq.current) setState((s) => ({ ...s, error, loading: false }));
+      return undefined;
+    }
+  }, []);
+
+  const key = JSON.stringify(variables);
+  useEffect(() => {
+    if (!skip) void refetch();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [refetch, doc, key, skip, ...refetchOn]);
+
+  const setData: Dispatch<SetStateAction<TData | undefined>> = useCallback(
+    (next) =>
+      setState((s) => ({ ...s, data: typeof next === 'function' ? (next as (d?: TData) => TData | undefined)(s.data) : next })),
+    [],
+  );
+
+  const { data, variables: answered, error, loading } = state;
+  return { data, variables: answered, error, loading, refetch, setData };
 }
 
 /**

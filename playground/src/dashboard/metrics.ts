@@ -5,9 +5,9 @@
 // executions finish (executionStatusChanged), throttled to one request every
 // 2 s, and on reconnecting.
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { subscribe } from '../shared/client';
+import { subscribe, type Document } from '../shared/client';
 import type { ExecutionErrorKind, ExecutionStatus, StatsPoint } from './api';
-import { useConnection, useThrottle } from './hooks';
+import { useConnection, useQuery, useThrottle } from './hooks';
 
 export type WindowKey = '1h' | '24h' | '7d';
 
@@ -163,53 +163,58 @@ export interface LiveStats<T> {
   reload: () => void;
 }
 
+/** The variables the live loader sets: the window's start and its bucket size (no `until`). */
+type WindowVariables = 'since' | 'until' | 'bucketSeconds';
+
+/** The window each request's variables (the very object) cover. */
+const rangeOf = new WeakMap<object, StatsRange>();
+
 /**
- * Loads `fetch(range)` for window `w`, again whenever an execution finishes
- * (the `subscription`, throttled), on reconnect (missed events), and every
- * minute while visible so the window slides. Answers to older requests are dropped.
+ * Loads `query` for window `w` (its `since` and `bucketSeconds` set here, on
+ * top of `variables`), again whenever an execution finishes (the
+ * `subscription`, throttled), on reconnect (missed events), and every minute
+ * while visible so the window slides. Answers to older requests are dropped.
  */
-export function useLiveStats<T>(
+export function useLiveStats<TData, TVariables extends { since?: string | null; bucketSeconds: number }, TSubscriptionVariables>(
   w: StatsWindow,
-  fetch: (range: StatsRange) => Promise<T>,
-  subscription: string,
-  subscriptionVariables: Record<string, unknown>,
-): LiveStats<T> {
-  const [state, setState] = useState<{ data?: T; range?: StatsRange; error: unknown; loading: boolean }>({
-    error: null,
-    loading: true,
-  });
+  query: Document<TData, TVariables>,
+  variables: Omit<NoInfer<TVariables>, WindowVariables>,
+  subscription: Document<{ executionStatusChanged: { status: ExecutionStatus } }, TSubscriptionVariables>,
+  subscriptionVariables: NoInfer<TSubscriptionVariables>,
+): LiveStats<TData> {
   const { generation } = useConnection();
-  const fetchRef = useRef(fetch);
-  fetchRef.current = fetch;
-  const seq = useRef(0);
 
-  const load = useCallback(async () => {
-    const mine = ++seq.current;
+  // Every load asks for a window ending now: new variables, so useQuery fetches them.
+  const varsKey = JSON.stringify(variables);
+  const windowVariables = useCallback(() => {
     const range = rangeFor(w);
-    setState((s) => (s.loading ? s : { ...s, loading: true }));
-    try {
-      const data = await fetchRef.current(range);
-      if (mine === seq.current) setState({ data, range, error: null, loading: false });
-    } catch (error) {
-      if (mine === seq.current) setState((s) => ({ ...s, error, loading: false }));
-    }
-  }, [w]);
+    const v = { ...JSON.parse(varsKey), since: range.since, bucketSeconds: range.bucketSeconds } as TVariables;
+    rangeOf.set(v, range);
+    return v;
+  }, [w, varsKey]);
+  const [asked, setAsked] = useState(windowVariables);
+  const load = useCallback(() => setAsked(windowVariables()), [windowVariables]);
 
+  // Another window (or function), or a reconnect: load at once (the first render has its window already).
+  const started = useRef(false);
   useEffect(() => {
-    void load();
+    if (started.current) load();
+    started.current = true;
   }, [load, generation]);
 
-  const refresh = useThrottle(() => void load(), REFRESH_THROTTLE_MS);
+  const { data, variables: answered, error, loading } = useQuery(query, asked);
 
-  const varsKey = JSON.stringify(subscriptionVariables);
+  const refresh = useThrottle(load, REFRESH_THROTTLE_MS);
+
+  const subscriptionKey = JSON.stringify(subscriptionVariables);
   useEffect(
     () =>
-      subscribe<{ executionStatusChanged: { status: ExecutionStatus } }>(subscription, JSON.parse(varsKey), {
+      subscribe(subscription, JSON.parse(subscriptionKey), {
         next: ({ executionStatusChanged: ev }) => {
           if (finished(ev.status)) refresh();
         },
       }),
-    [subscription, varsKey, refresh],
+    [subscription, subscriptionKey, refresh],
   );
 
   useEffect(() => {
@@ -219,5 +224,5 @@ export function useLiveStats<T>(
     return () => clearInterval(t);
   }, [refresh]);
 
-  return { ...state, reload: () => void load() };
+  return { data, range: answered && rangeOf.get(answered), error, loading, reload: load };
 }

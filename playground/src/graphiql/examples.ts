@@ -2,7 +2,14 @@
 // saved GraphiQL tabs yet).
 import { TEMPLATE_SOURCE } from '../dashboard/api';
 
-const createFunction = `# Create a function from the contract's example.
+/**
+ * The examples stay text, comments included. Wrapped in a function named
+ * `gql`, each is validated against the schema by `gql.tada check` (part of
+ * `npm run typecheck`).
+ */
+const gql = (document: string): string => document;
+
+const createFunction = gql(`# Create a function from the contract's example.
 # It starts PENDING: watch it compile in the
 # WatchFunctions tab or on the dashboard.
 mutation CreateFunction($input: CreateFunctionInput!) {
@@ -13,9 +20,9 @@ mutation CreateFunction($input: CreateFunctionInput!) {
     revision
   }
 }
-`;
+`);
 
-const listFunctions = `# Newest first. Page with Relay cursors: pass
+const listFunctions = gql(`# Newest first. Page with Relay cursors: pass
 # pageInfo.endCursor as "after". Filter with
 # status (e.g. READY) and nameContains.
 query ListFunctions(
@@ -42,9 +49,9 @@ query ListFunctions(
     }
   }
 }
-`;
+`);
 
-const queueStats = `# Operators: compilation queue backlogs.
+const queueStats = gql(`# Operators: compilation queue backlogs.
 query QueueStats {
   queueStats {
     queueName
@@ -53,9 +60,9 @@ query QueueStats {
     totalMessages
   }
 }
-`;
+`);
 
-const executeFunction = `# Run a READY function: put its id in the
+const executeFunction = gql(`# Run a READY function: put its id in the
 # variables below (ListFunctions shows ids).
 mutation ExecuteFunction($id: UUID!, $input: JSON) {
   executeFunction(id: $id, input: $input) {
@@ -68,9 +75,9 @@ mutation ExecuteFunction($id: UUID!, $input: JSON) {
     revision
   }
 }
-`;
+`);
 
-const functionVersions = `# Every revision of a function, newest first.
+const functionVersions = gql(`# Every revision of a function, newest first.
 # Executions run deployedRevision: a newer revision
 # that is PENDING or FAILED does not stop them.
 # Make a READY one live again with
@@ -85,9 +92,9 @@ query FunctionVersions($id: UUID!) {
     }
   }
 }
-`;
+`);
 
-const subscription = `# Live status of every function: run this, then
+const subscription = gql(`# Live status of every function: run this, then
 # create or edit a function (CreateFunction tab
 # or the dashboard) and watch the events arrive.
 subscription WatchFunctions {
@@ -98,7 +105,7 @@ subscription WatchFunctions {
     function { id name compileError }
   }
 }
-`;
+`);
 
 export const EXAMPLE_TABS = [
   // The first tab's variables are not restored by GraphiQL 5, so it needs none.

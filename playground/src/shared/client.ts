@@ -1,6 +1,8 @@
 // GraphQL over HTTP for queries and mutations, graphql-ws for subscriptions,
 // and a small store describing the WebSocket connection for the UI.
+import { print, type DocumentNode } from '@0no-co/graphql.web';
 import { createClient, type Client } from 'graphql-ws';
+import type { TadaDocumentNode } from './graphql';
 import { authHeaders, connectionParams, httpUrl, onApiKeyChange, wsUrl } from './settings';
 
 export class ApiError extends Error {
@@ -24,7 +26,33 @@ function toApiError(errors: GraphQLErrorShape[]): ApiError {
   return new ApiError(message, first?.extensions?.code ?? 'GRAPHQL_ERROR');
 }
 
-export async function request<T>(query: string, variables?: Record<string, unknown>): Promise<T> {
+/** A typed document (`graphql()` in ./graphql.ts): its result and variables types. */
+export type Document<TData, TVariables> = TadaDocumentNode<TData, TVariables>;
+
+/** The variables argument: optional when the document declares no required variables. */
+export type VariablesArg<TVariables> = {} extends TVariables ? [variables?: TVariables] : [variables: TVariables];
+
+// Each document is printed once (documents are module constants).
+const printed = new WeakMap<object, string>();
+
+function queryText(doc: DocumentNode): string {
+  let text = printed.get(doc);
+  if (text === undefined) {
+    text = print(doc);
+    printed.set(doc, text);
+  }
+  return text;
+}
+
+/** Runs a query or mutation over HTTP: its `data`, or an ApiError. */
+export function request<TData, TVariables>(
+  doc: Document<TData, TVariables>,
+  ...[variables]: VariablesArg<NoInfer<TVariables>>
+): Promise<TData> {
+  return post<TData>(queryText(doc), variables as Record<string, unknown> | undefined);
+}
+
+async function post<T>(query: string, variables?: Record<string, unknown>): Promise<T> {
   let res: Response;
   try {
     res = await fetch(httpUrl(), {
@@ -121,13 +149,17 @@ export interface Sink<T> {
 }
 
 /** Subscribes over the shared WebSocket; returns the unsubscribe function. */
-export function subscribe<T>(query: string, variables: Record<string, unknown>, sink: Sink<T>): () => void {
-  return wsClient().subscribe<T>(
-    { query, variables },
+export function subscribe<TData, TVariables>(
+  doc: Document<TData, TVariables>,
+  variables: NoInfer<TVariables>,
+  sink: Sink<TData>,
+): () => void {
+  return wsClient().subscribe<TData>(
+    { query: queryText(doc), variables: variables as Record<string, unknown> },
     {
       next: (result) => {
         if (result.errors?.length) sink.error?.(toApiError(result.errors as GraphQLErrorShape[]));
-        else if (result.data) sink.next(result.data as T);
+        else if (result.data) sink.next(result.data as TData);
       },
       error: (err) => {
         if (Array.isArray(err)) sink.error?.(toApiError(err as GraphQLErrorShape[]));

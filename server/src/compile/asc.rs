@@ -550,19 +550,8 @@ pub(crate) mod testing {
         }
     }
 
-    pub const ADD: &str = r#"
-import { JSON } from "json-as";
-@json
-class Input { a: i32 = 0; b: i32 = 0; }
-@json
-class Output { sum: i32 = 0; }
-export function handle(input: string): string {
-  const args = JSON.parse<Input>(input);
-  const out = new Output();
-  out.sum = args.a + args.b;
-  return JSON.stringify(out);
-}
-"#;
+    /// The contract's example (what the compiler warms up on).
+    pub const ADD: &str = include_str!("../../compiler/example.ts");
 }
 
 #[cfg(test)]

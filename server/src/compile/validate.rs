@@ -3,7 +3,7 @@
 //! AssemblyScript `(input: string) => string`), export the AssemblyScript
 //! runtime entry points the host needs to pass strings in and out (`__new`,
 //! `__pin`, `__unpin`) and its 32-bit `memory`, and import nothing but the host
-//! functions in [`ALLOWED_IMPORTS`]. Error messages are addressed to the
+//! functions in [`HOST_IMPORTS`]. Error messages are addressed to the
 //! function's author and say what to write instead.
 
 use std::fmt;
@@ -11,133 +11,8 @@ use std::fmt;
 use wasmparser::types::{CoreTypeId, EntityType, TypesRef};
 use wasmparser::{CompositeInnerType, ValType, Validator};
 
-/// A host function a module may import. The runtime provides exactly these
-/// (and a module that imports anything else is rejected here, before it runs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AllowedImport {
-    /// Import module name (always `env` for AssemblyScript).
-    pub module: &'static str,
-    /// Import field name, as AssemblyScript emits it (note the dots).
-    pub name: &'static str,
-    pub params: &'static [ValType],
-    pub results: &'static [ValType],
-    /// What the host function is for and how to implement it.
-    pub doc: &'static str,
-}
-
-impl AllowedImport {
-    /// `module.name`, e.g. `env.console.log`.
-    pub fn qualified_name(&self) -> String {
-        format!("{}.{}", self.module, self.name)
-    }
-}
-
-use ValType::{F64, I32};
-
-/// The imports AssemblyScript 0.28 emits for the features user code may use
-/// (checked by compiling each with the platform's flags); the runtime's linker
-/// (`runtime/host.rs`, `PROVIDED_IMPORTS`) must define exactly these. Other
-/// standard-library imports (`performance.now` from `process.hrtime`,
-/// `process.exit`, the `~lib/bindings/dom` globals) are rejected. Pointers are offsets
-/// into the exported `memory`; strings are AssemblyScript `String` objects
-/// (UTF-16LE, byte length in the u32 at `ptr - 4`; a null pointer is `null`).
-pub const ALLOWED_IMPORTS: &[AllowedImport] = &[
-    AllowedImport {
-        module: "env",
-        name: "abort",
-        params: &[I32, I32, I32, I32],
-        results: &[],
-        doc: "abort(message: string | null, fileName: string | null, line: u32, column: u32): never. \
-              Called on a failed assertion, `throw`, or runtime error (out of bounds, bad JSON, ...). \
-              The host must trap / stop the execution and report the message and location.",
-    },
-    AllowedImport {
-        module: "env",
-        name: "trace",
-        params: &[I32, I32, F64, F64, F64, F64, F64],
-        results: &[],
-        doc: "trace(message: string, n: i32, a0..a4: f64): `trace(\"msg\", n, ...)`; \
-              log the message followed by the first `n` (0..=5) of the f64 arguments.",
-    },
-    AllowedImport {
-        module: "env",
-        name: "seed",
-        params: &[],
-        results: &[F64],
-        doc: "seed(): f64. Called once, lazily, to seed `Math.random()`; return a random f64.",
-    },
-    AllowedImport {
-        module: "env",
-        name: "Date.now",
-        params: &[],
-        results: &[F64],
-        doc: "Date.now(): f64. Milliseconds since the Unix epoch (used by `Date.now()` and `new Date()`).",
-    },
-    AllowedImport {
-        module: "env",
-        name: "console.log",
-        params: &[I32],
-        results: &[],
-        doc: "console.log(message: string). `console.log(s)` (a single string); log the message.",
-    },
-    AllowedImport {
-        module: "env",
-        name: "console.debug",
-        params: &[I32],
-        results: &[],
-        doc: "console.debug(message: string). Like console.log, debug level.",
-    },
-    AllowedImport {
-        module: "env",
-        name: "console.info",
-        params: &[I32],
-        results: &[],
-        doc: "console.info(message: string). Like console.log, info level.",
-    },
-    AllowedImport {
-        module: "env",
-        name: "console.warn",
-        params: &[I32],
-        results: &[],
-        doc: "console.warn(message: string). Like console.log, warning level.",
-    },
-    AllowedImport {
-        module: "env",
-        name: "console.error",
-        params: &[I32],
-        results: &[],
-        doc: "console.error(message: string). Like console.log, error level.",
-    },
-    AllowedImport {
-        module: "env",
-        name: "console.assert",
-        params: &[I32, I32],
-        results: &[],
-        doc: "console.assert(condition: bool, message: string). Log the message when `condition` is 0; \
-              does not abort (unlike `assert()`, which calls `abort`).",
-    },
-    AllowedImport {
-        module: "env",
-        name: "console.time",
-        params: &[I32],
-        results: &[],
-        doc: "console.time(label: string). Start a timer named `label` (`\"default\"` when omitted).",
-    },
-    AllowedImport {
-        module: "env",
-        name: "console.timeLog",
-        params: &[I32],
-        results: &[],
-        doc: "console.timeLog(label: string). Log the time elapsed on timer `label`.",
-    },
-    AllowedImport {
-        module: "env",
-        name: "console.timeEnd",
-        params: &[I32],
-        results: &[],
-        doc: "console.timeEnd(label: string). Log the time elapsed on timer `label` and stop it.",
-    },
-];
+pub use crate::runtime::imports::{HOST_IMPORTS, HostImport};
+use ValType::I32;
 
 /// Exports the host relies on, besides `handle` and `memory`.
 const RUNTIME_EXPORTS: &[(&str, &[ValType], &[ValType])] = &[
@@ -151,8 +26,8 @@ const HANDLE_HINT: &str = "write `export function handle(input: string): string`
 /// What [`validate_module`] learnt about an accepted module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleInfo {
-    /// The host functions the module imports (a subset of [`ALLOWED_IMPORTS`]).
-    pub imports: Vec<&'static AllowedImport>,
+    /// The host functions the module imports (a subset of [`HOST_IMPORTS`]).
+    pub imports: Vec<&'static HostImport>,
     /// Names of all exports, in module order.
     pub exports: Vec<String>,
     /// Initial size of the exported memory, in 64 KiB pages.
@@ -207,9 +82,9 @@ pub enum AbiViolation {
 }
 
 fn allowed_list() -> String {
-    ALLOWED_IMPORTS
+    HOST_IMPORTS
         .iter()
-        .map(AllowedImport::qualified_name)
+        .map(HostImport::qualified_name)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -280,7 +155,7 @@ pub fn validate_module(wasm: &[u8]) -> Result<ModuleInfo, AbiViolation> {
     let mut used = Vec::new();
     for (module, name, ty) in imports {
         let qualified = format!("{module}.{name}");
-        let Some(allowed) = ALLOWED_IMPORTS
+        let Some(allowed) = HOST_IMPORTS
             .iter()
             .find(|a| a.module == module && a.name == name)
         else {
@@ -423,7 +298,7 @@ export function handle(input: string): string { return seed().toString(); }"#,
         };
 
         let info = validate_module(&wasm(0)).expect("example is valid");
-        assert_eq!(info.imports, vec![&ALLOWED_IMPORTS[0]]);
+        assert_eq!(info.imports, vec![&HOST_IMPORTS[0]]);
         for name in [
             "handle",
             "__new",
@@ -479,9 +354,9 @@ export function handle(input: string): string { return seed().toString(); }"#,
         let info = validate_module(&wasm(4)).expect("allowed imports are accepted");
         let mut names: Vec<String> = info.imports.iter().map(|i| i.qualified_name()).collect();
         names.sort();
-        let mut all: Vec<String> = ALLOWED_IMPORTS
+        let mut all: Vec<String> = HOST_IMPORTS
             .iter()
-            .map(AllowedImport::qualified_name)
+            .map(HostImport::qualified_name)
             .collect();
         all.sort();
         assert_eq!(

@@ -7,8 +7,10 @@
 //! times out connections that never initialise (4408), hands connection_init to
 //! a pluggable [`ConnectionAuth`] (4403 when it refuses), tracks which operation
 //! ids are live from both directions, turns request errors into `error`
-//! messages, sends keep-alives, and closes every socket cleanly (1001) when the
-//! process shuts down ([`Sockets`]).
+//! messages, sends keep-alives and closes peers that stop answering them (1008),
+//! limits the live operations of a connection, bounds what waits in either
+//! direction, and closes every socket cleanly (1001) when the process shuts
+//! down ([`Sockets`]).
 
 use std::collections::HashMap;
 use std::future::{Future, Ready, ready};
@@ -27,7 +29,7 @@ use poem::{Endpoint, FromRequest, IntoResponse, Request, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -42,6 +44,20 @@ pub const INIT_TIMEOUT_ENV: &str = "PROJECTNIL_WS_INIT_TIMEOUT_MS";
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Overrides [`DEFAULT_KEEPALIVE`] (milliseconds).
 pub const KEEPALIVE_ENV: &str = "PROJECTNIL_WS_KEEPALIVE_MS";
+/// Operations (subscriptions, queries) live at once on one connection; one
+/// more is refused with an `error` for it, and the others stay live.
+pub const DEFAULT_MAX_OPERATIONS: usize = 100;
+/// Overrides [`DEFAULT_MAX_OPERATIONS`].
+pub const MAX_OPERATIONS_ENV: &str = "PROJECTNIL_WS_MAX_OPERATIONS";
+/// A client that takes longer than this to accept a message (it stopped
+/// reading, and the socket's buffers are full) is disconnected: what waits
+/// for it is one message, never an unbounded queue.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Overrides [`DEFAULT_SEND_TIMEOUT`] (milliseconds).
+pub const SEND_TIMEOUT_ENV: &str = "PROJECTNIL_WS_SEND_TIMEOUT_MS";
+/// Client messages checked but not yet taken by async-graphql; a client that
+/// outruns it is closed with 1008.
+const INNER_CAPACITY: usize = 64;
 /// After sending a close frame, how long to wait for the client's own close
 /// frame before dropping the connection.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
@@ -55,9 +71,14 @@ const LEGACY_WS: &str = "graphql-ws";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WsSettings {
     pub init_timeout: Duration,
+    /// Also how long a peer may stay silent: one that answers neither the
+    /// WebSocket ping nor anything else sent with each keep-alive by the
+    /// next one is closed (1008).
     pub keepalive: Duration,
     /// A client message larger than this closes the socket with 1009.
     pub max_message_bytes: usize,
+    pub max_operations: usize,
+    pub send_timeout: Duration,
 }
 
 /// The default of [`WsSettings::max_message_bytes`], as for a request body.
@@ -69,25 +90,32 @@ impl Default for WsSettings {
             init_timeout: DEFAULT_INIT_TIMEOUT,
             keepalive: DEFAULT_KEEPALIVE,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_operations: DEFAULT_MAX_OPERATIONS,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 }
 
 impl WsSettings {
-    /// The defaults, overridden by [`INIT_TIMEOUT_ENV`] and [`KEEPALIVE_ENV`]
-    /// (tests use short ones). An unparsable or zero value keeps the default.
+    /// The defaults, overridden by [`INIT_TIMEOUT_ENV`], [`KEEPALIVE_ENV`],
+    /// [`SEND_TIMEOUT_ENV`] and [`MAX_OPERATIONS_ENV`] (tests use small
+    /// ones). An unparsable or zero value keeps the default.
     pub fn from_env() -> Self {
-        let millis = |name: &str, default: Duration| {
+        let number = |name: &str| {
             std::env::var(name)
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|ms| *ms > 0)
-                .map_or(default, Duration::from_millis)
+                .filter(|n| *n > 0)
         };
+        let millis =
+            |name: &str, default: Duration| number(name).map_or(default, Duration::from_millis);
         Self {
             init_timeout: millis(INIT_TIMEOUT_ENV, DEFAULT_INIT_TIMEOUT),
             keepalive: millis(KEEPALIVE_ENV, DEFAULT_KEEPALIVE),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_operations: number(MAX_OPERATIONS_ENV)
+                .map_or(DEFAULT_MAX_OPERATIONS, |n| n as usize),
+            send_timeout: millis(SEND_TIMEOUT_ENV, DEFAULT_SEND_TIMEOUT),
         }
     }
 }
@@ -307,6 +335,7 @@ struct Connection<E> {
 }
 
 /// Why the connection loop stops.
+#[derive(Debug)]
 enum Stop {
     /// The client closed or went away: nothing more to send.
     Gone,
@@ -337,12 +366,12 @@ impl<E: Executor> Connection<E> {
         Tx: Sink<Message> + Unpin,
         Rx: Stream<Item = std::io::Result<Message>> + Unpin,
     {
-        let (to_inner, inner_rx) = mpsc::unbounded_channel();
+        let (to_inner, inner_rx) = mpsc::channel(INNER_CAPACITY);
         let auth = self.auth.clone();
         let headers = self.headers.clone();
         let mut inner = GraphQLSocket::from_message_stream(
             self.executor.clone(),
-            UnboundedReceiverStream::new(inner_rx),
+            ReceiverStream::new(inner_rx),
             self.protocol.async_graphql(),
         )
         .on_connection_init(move |payload| {
@@ -355,11 +384,13 @@ impl<E: Executor> Connection<E> {
             auth.on_connection_init(ConnectionInit { payload, headers })
         })
         .on_ping(echo_ping);
-        let mut state = State::new(self.protocol, to_inner);
+        let mut state = State::new(self.protocol, to_inner, self.settings.max_operations);
 
         let init_deadline = tokio::time::sleep(self.settings.init_timeout);
         tokio::pin!(init_deadline);
         let mut keepalive: Option<tokio::time::Interval> = None;
+        // Whether anything came from the peer since the last keep-alive.
+        let mut heard = true;
 
         let stop = loop {
             let outgoing: Vec<Message> = tokio::select! {
@@ -367,8 +398,17 @@ impl<E: Executor> Connection<E> {
                 _ = &mut init_deadline, if self.protocol == Protocol::TransportWs && !state.init_received => {
                     break close(4408, "Connection initialisation timeout")
                 }
-                _ = tick(&mut keepalive) => vec![Message::text(state.keepalive())],
-                frame = rx.next() => match frame {
+                _ = tick(&mut keepalive) => {
+                    if !std::mem::replace(&mut heard, false) {
+                        break close(1008, format!(
+                            "No answer to the keep-alive within {} ms", self.settings.keepalive.as_millis()
+                        ));
+                    }
+                    // A WebSocket ping, which every peer answers by itself,
+                    // and the protocol's own keep-alive.
+                    vec![Message::Ping(Vec::new()), Message::text(state.keepalive())]
+                }
+                frame = rx.next() => match frame.inspect(|_| heard = true) {
                     Some(Ok(Message::Text(text))) if text.len() > self.settings.max_message_bytes => {
                         break too_big(self.settings.max_message_bytes)
                     }
@@ -376,11 +416,11 @@ impl<E: Executor> Connection<E> {
                         break too_big(self.settings.max_message_bytes)
                     }
                     Some(Ok(Message::Text(text))) => match state.on_client(text.as_bytes()) {
-                        Ok(()) => Vec::new(),
+                        Ok(replies) => replies,
                         Err(stop) => break stop,
                     },
                     Some(Ok(Message::Binary(bytes))) => match state.on_client(&bytes) {
-                        Ok(()) => Vec::new(),
+                        Ok(replies) => replies,
                         Err(stop) => break stop,
                     },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
@@ -395,15 +435,27 @@ impl<E: Executor> Connection<E> {
             if state.acknowledged && keepalive.is_none() {
                 keepalive = Some(keepalive_timer(self.settings.keepalive));
             }
-            if send_all(&mut tx, outgoing).await.is_err() {
-                break Stop::Gone;
+            match tokio::time::timeout(self.settings.send_timeout, send_all(&mut tx, outgoing))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break Stop::Gone,
+                Err(_) => {
+                    // It does not read; a close frame would wait the same way.
+                    tracing::info!(
+                        timeout_ms = self.settings.send_timeout.as_millis() as u64,
+                        "ws.client_too_slow"
+                    );
+                    break Stop::Gone;
+                }
             }
         };
 
         if let Stop::Close(code, reason) = stop {
             tracing::debug!(code, reason = reason.as_str(), "ws.closing");
             let frame = Message::close_with(code, truncate(reason, MAX_CLOSE_REASON));
-            if tx.send(frame).await.is_ok() {
+            let sent = tokio::time::timeout(self.settings.send_timeout, tx.send(frame)).await;
+            if matches!(sent, Ok(Ok(()))) {
                 // Read until the client answers with its close frame, so the TCP
                 // connection ends cleanly rather than being reset under a close
                 // frame the client has not read yet.
@@ -413,7 +465,7 @@ impl<E: Executor> Connection<E> {
                 .await;
             }
         }
-        let _ = tx.close().await;
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, tx.close()).await;
     }
 }
 
@@ -467,7 +519,8 @@ fn truncate(mut text: String, max: usize) -> String {
 /// before anything of a later operation that reuses the id.
 struct State {
     protocol: Protocol,
-    to_inner: mpsc::UnboundedSender<serde_json::Result<ClientMessage>>,
+    to_inner: mpsc::Sender<serde_json::Result<ClientMessage>>,
+    max_operations: usize,
     init_received: bool,
     acknowledged: bool,
     /// Legacy only: async-graphql refused the init with `connection_error`.
@@ -493,11 +546,13 @@ struct Envelope {
 impl State {
     fn new(
         protocol: Protocol,
-        to_inner: mpsc::UnboundedSender<serde_json::Result<ClientMessage>>,
+        to_inner: mpsc::Sender<serde_json::Result<ClientMessage>>,
+        max_operations: usize,
     ) -> Self {
         Self {
             protocol,
             to_inner,
+            max_operations,
             init_received: false,
             acknowledged: false,
             refused: false,
@@ -506,9 +561,46 @@ impl State {
         }
     }
 
-    fn forward(&self, message: ClientMessage) {
-        // The receiver lives as long as the connection loop that owns `self`.
-        let _ = self.to_inner.send(Ok(message));
+    /// Hands a checked message to async-graphql; a client that sends faster
+    /// than it takes them is closed (1008) rather than queued without bound.
+    fn forward(&self, message: ClientMessage) -> Result<(), Stop> {
+        match self.to_inner.try_send(Ok(message)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(close(
+                1008,
+                format!(
+                    "Too many messages: more than {INNER_CAPACITY} are waiting to be processed"
+                ),
+            )),
+            // The receiver lives as long as the connection loop that owns `self`.
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        }
+    }
+
+    /// Stops an operation that ended on the wire; if async-graphql cannot
+    /// take it now, the operation's later messages are dropped anyway.
+    fn stop(&self, id: String) {
+        if self.forward(ClientMessage::Stop { id }).is_err() {
+            tracing::debug!("ws.stop_deferred");
+        }
+    }
+
+    /// The refusal of an operation beyond [`WsSettings::max_operations`].
+    fn too_many_operations(&self, id: &str) -> Message {
+        let error = json!({
+            "message": format!(
+                "too many operations on this connection: {} are live and the limit is {} \
+                 ({MAX_OPERATIONS_ENV}); complete one first or open another connection",
+                self.live.len(),
+                self.max_operations
+            ),
+            "extensions": { "code": crate::graphql::error::ErrorCode::TooManyRequests.as_str() },
+        });
+        let payload = match self.protocol {
+            Protocol::TransportWs => json!([error]),
+            Protocol::Legacy => error,
+        };
+        Message::text(json!({ "id": id, "type": "error", "payload": payload }).to_string())
     }
 
     fn keepalive(&self) -> String {
@@ -518,21 +610,36 @@ impl State {
         }
     }
 
-    /// A message from the client: checked, then handed to async-graphql.
-    fn on_client(&mut self, bytes: &[u8]) -> Result<(), Stop> {
+    /// A message from the client: checked, then handed to async-graphql;
+    /// returns what to answer at once.
+    fn on_client(&mut self, bytes: &[u8]) -> Result<Vec<Message>, Stop> {
         match self.protocol {
             Protocol::TransportWs => self.transport_ws_client(bytes),
-            Protocol::Legacy => {
-                // As async-graphql always did on this protocol.
-                let message = ClientMessage::from_bytes(bytes)
-                    .map_err(|error| close(1002, error.to_string()))?;
-                self.forward(message);
-                Ok(())
-            }
+            Protocol::Legacy => self.legacy_client(bytes),
         }
     }
 
-    fn transport_ws_client(&mut self, bytes: &[u8]) -> Result<(), Stop> {
+    fn legacy_client(&mut self, bytes: &[u8]) -> Result<Vec<Message>, Stop> {
+        // As async-graphql always did on this protocol.
+        let message =
+            ClientMessage::from_bytes(bytes).map_err(|error| close(1002, error.to_string()))?;
+        match &message {
+            ClientMessage::Start { id, .. } if !self.live.contains_key(id.as_str()) => {
+                if self.live.len() >= self.max_operations {
+                    return Ok(vec![self.too_many_operations(id)]);
+                }
+                self.live.insert(id.to_string(), Operation::default());
+            }
+            ClientMessage::Stop { id } => {
+                self.live.remove(id.as_str());
+            }
+            _ => {}
+        }
+        self.forward(message)?;
+        Ok(Vec::new())
+    }
+
+    fn transport_ws_client(&mut self, bytes: &[u8]) -> Result<Vec<Message>, Stop> {
         let message = TransportMessage::parse(bytes)
             .map_err(|error| close(4400, format!("Invalid message received: {error}")))?;
         match message {
@@ -541,9 +648,9 @@ impl State {
                     return Err(close(4429, "Too many initialisation requests"));
                 }
                 self.init_received = true;
-                self.forward(into_client_message(value)?);
+                self.forward(into_client_message(value)?)?;
             }
-            TransportMessage::Ping(value) => self.forward(into_client_message(value)?),
+            TransportMessage::Ping(value) => self.forward(into_client_message(value)?)?,
             // An answer to our keep-alive: nothing to do.
             TransportMessage::Pong => {}
             TransportMessage::Subscribe { id, message } => {
@@ -554,18 +661,21 @@ impl State {
                     return Err(close(4409, format!("Subscriber for {id} already exists")));
                 }
                 let message = into_client_message(message)?;
+                if self.live.len() >= self.max_operations {
+                    return Ok(vec![self.too_many_operations(&id)]);
+                }
                 self.live.insert(id, Operation::default());
-                self.forward(message);
+                self.forward(message)?;
             }
             TransportMessage::Complete { id } => {
                 // Completing an operation that already ended is allowed and moot.
                 if self.live.remove(&id).is_some() {
                     *self.owed.entry(id.clone()).or_default() += 1;
-                    self.forward(ClientMessage::Stop { id });
+                    self.forward(ClientMessage::Stop { id })?;
                 }
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// A text message from async-graphql: what to send to the client.
@@ -587,6 +697,10 @@ impl State {
                 vec![Message::text(text)]
             }
             (Protocol::TransportWs, "next", Some(id)) => self.next(id, text),
+            (Protocol::Legacy, "complete" | "error", Some(id)) => {
+                self.live.remove(&id);
+                vec![Message::text(text)]
+            }
             (Protocol::TransportWs, "complete", Some(id)) => {
                 if self.take_owed(&id) {
                     return Vec::new();
@@ -624,7 +738,7 @@ impl State {
             // operation; stop it and drop that complete.
             self.live.remove(&id);
             *self.owed.entry(id.clone()).or_default() += 1;
-            self.forward(ClientMessage::Stop { id: id.clone() });
+            self.stop(id.clone());
             let error = json!({ "id": id, "type": "error", "payload": errors });
             return vec![Message::text(error.to_string())];
         }
@@ -831,13 +945,22 @@ mod tests {
             auth: Arc<dyn ConnectionAuth>,
             shutdown: CancellationToken,
         ) -> Self {
+            Self::start_with(protocol, auth, shutdown, WsSettings::default())
+        }
+
+        fn start_with(
+            protocol: Protocol,
+            auth: Arc<dyn ConnectionAuth>,
+            shutdown: CancellationToken,
+            settings: WsSettings,
+        ) -> Self {
             let schema = TestSchema::new(Query, EmptyMutation, SubscriptionRoot);
             let (to_server, rx) = channel::unbounded();
             let (tx, replies) = channel::unbounded();
             let connection = Connection {
                 executor: schema,
                 auth,
-                settings: WsSettings::default(),
+                settings,
                 protocol,
                 headers: HeaderMap::new(),
             };
@@ -1074,9 +1197,145 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn operations_beyond_the_limit_are_refused_and_the_others_stay_live() {
+        for protocol in [Protocol::TransportWs, Protocol::Legacy] {
+            let (to_inner, _inner) = mpsc::channel(INNER_CAPACITY);
+            let mut state = State::new(protocol, to_inner, 2);
+            state.acknowledged = true;
+            let start = |id: &str| {
+                let kind = match protocol {
+                    Protocol::TransportWs => "subscribe",
+                    Protocol::Legacy => "start",
+                };
+                json!({ "id": id, "type": kind, "payload": { "query": "{ a }" } }).to_string()
+            };
+            for id in ["1", "2"] {
+                assert!(state.on_client(start(id).as_bytes()).unwrap().is_empty());
+            }
+            let refused = state.on_client(start("3").as_bytes()).unwrap();
+            let [Message::Text(text)] = refused.as_slice() else {
+                panic!("expected one error message, got {refused:?}");
+            };
+            let error: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                (error["type"].as_str(), error["id"].as_str()),
+                (Some("error"), Some("3"))
+            );
+            let payload = match protocol {
+                Protocol::TransportWs => error["payload"][0].clone(),
+                Protocol::Legacy => error["payload"].clone(),
+            };
+            assert_eq!(payload["extensions"]["code"], "TOO_MANY_REQUESTS");
+            assert!(
+                payload["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the limit is 2"),
+                "{payload}"
+            );
+            assert_eq!(state.live_ids(), ["1".to_string(), "2".to_string()].into());
+            // Once one ends, there is room again.
+            state.on_server(json!({ "id": "1", "type": "complete" }).to_string());
+            assert!(state.on_client(start("3").as_bytes()).unwrap().is_empty());
+            assert_eq!(state.live_ids(), ["2".to_string(), "3".to_string()].into());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_outruns_the_server_is_closed() {
+        let (to_inner, _inner) = mpsc::channel(INNER_CAPACITY);
+        let mut state = State::new(Protocol::TransportWs, to_inner, usize::MAX);
+        let ping = json!({ "type": "ping" }).to_string();
+        for _ in 0..INNER_CAPACITY {
+            assert!(state.on_client(ping.as_bytes()).is_ok());
+        }
+        assert!(matches!(
+            state.on_client(ping.as_bytes()),
+            Err(Stop::Close(1008, reason)) if reason.starts_with("Too many messages")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_answering_is_closed() {
+        let settings = WsSettings {
+            keepalive: Duration::from_millis(50),
+            ..WsSettings::default()
+        };
+        let mut client = Client::start_with(
+            Protocol::TransportWs,
+            Arc::new(AcceptAll),
+            CancellationToken::new(),
+            settings,
+        );
+        client.init().await;
+        // It reads, but never answers: no pong, no message.
+        let (code, reason) = client.close_code().await;
+        assert_eq!(code, 1008);
+        assert!(reason.contains("keep-alive"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_answers_stays_connected() {
+        let settings = WsSettings {
+            keepalive: Duration::from_millis(50),
+            ..WsSettings::default()
+        };
+        let mut client = Client::start_with(
+            Protocol::TransportWs,
+            Arc::new(AcceptAll),
+            CancellationToken::new(),
+            settings,
+        );
+        client.init().await;
+        for _ in 0..6 {
+            match client.receive().await {
+                Message::Ping(_) => client
+                    .to_server
+                    .unbounded_send(Ok(Message::Pong(Vec::new())))
+                    .unwrap(),
+                Message::Text(text) => assert!(text.contains("ping"), "{text}"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        client.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ hello }" } }));
+        assert_eq!(client.json().await["payload"]["data"]["hello"], "hi");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_disconnected() {
+        let schema = TestSchema::new(Query, EmptyMutation, SubscriptionRoot);
+        let (to_server, rx) = channel::unbounded::<std::io::Result<Message>>();
+        // A socket whose buffers are full: no send ever completes.
+        let stuck = futures::sink::unfold((), |(), _: Message| {
+            futures::future::pending::<Result<(), std::io::Error>>()
+        });
+        let connection = Connection {
+            executor: schema,
+            auth: Arc::new(AcceptAll),
+            settings: WsSettings {
+                send_timeout: Duration::from_millis(100),
+                ..WsSettings::default()
+            },
+            protocol: Protocol::TransportWs,
+            headers: HeaderMap::new(),
+        };
+        let task = tokio::spawn(connection.serve(Box::pin(stuck), rx, CancellationToken::new()));
+        to_server
+            .unbounded_send(Ok(Message::text(
+                json!({ "type": "connection_init" }).to_string(),
+            )))
+            .unwrap();
+        // The connection ends by itself instead of holding what it owes.
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the connection to give up on the client")
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn live_ids_follow_both_directions() {
-        let (to_inner, _inner) = mpsc::unbounded_channel();
-        let mut state = State::new(Protocol::TransportWs, to_inner);
+        let (to_inner, _inner) = mpsc::channel(INNER_CAPACITY);
+        let mut state = State::new(Protocol::TransportWs, to_inner, DEFAULT_MAX_OPERATIONS);
         state.acknowledged = true;
         let subscribe = |id: &str| {
             json!({ "id": id, "type": "subscribe", "payload": { "query": "{ a }" } }).to_string()

@@ -29,23 +29,6 @@ const MAX_ABORT_TEXT_UNITS: usize = 1024;
 /// `console.time` labels alive at once; more are ignored.
 const MAX_TIMERS: usize = 64;
 
-/// Every import the platform provides, all in module `env`.
-pub(crate) const PROVIDED_IMPORTS: &[&str] = &[
-    "abort",
-    "trace",
-    "seed",
-    "Date.now",
-    "console.log",
-    "console.debug",
-    "console.info",
-    "console.warn",
-    "console.error",
-    "console.assert",
-    "console.time",
-    "console.timeLog",
-    "console.timeEnd",
-];
-
 /// State owned by one store, i.e. one execution.
 pub(crate) struct HostState {
     pub(crate) limiter: Limiter,
@@ -359,6 +342,57 @@ mod tests {
         let lines = logs.take();
         assert_eq!(lines.len(), 3);
         assert!(lines[2].starts_with("[logs truncated"));
+    }
+
+    /// The linker implements exactly the list the ABI check allows, with the
+    /// same signatures.
+    #[test]
+    fn the_linker_defines_exactly_the_host_imports() {
+        use wasmtime::{Store, ValType};
+        let engine = Engine::default();
+        let linker = linker(&engine).unwrap();
+        let mut store = Store::new(&engine, HostState::new(&ExecutionLimits::default()));
+        let wasm_type = |t: &wasmparser::ValType| match t {
+            wasmparser::ValType::I32 => "i32",
+            wasmparser::ValType::F64 => "f64",
+            other => panic!("unexpected {other:?}"),
+        };
+        let linked_type = |t: ValType| match t {
+            ValType::I32 => "i32",
+            ValType::F64 => "f64",
+            other => panic!("unexpected {other:?}"),
+        };
+        let items: Vec<(String, Extern)> = linker
+            .iter(&mut store)
+            .map(|(module, name, item)| (format!("{module}.{name}"), item))
+            .collect();
+        let mut defined: Vec<(String, Vec<&str>, Vec<&str>)> = items
+            .into_iter()
+            .map(|(name, item)| {
+                let Extern::Func(func) = item else {
+                    panic!("{name} is not a function")
+                };
+                let ty = func.ty(&store);
+                (
+                    name,
+                    ty.params().map(linked_type).collect(),
+                    ty.results().map(linked_type).collect(),
+                )
+            })
+            .collect();
+        let mut wanted: Vec<(String, Vec<&str>, Vec<&str>)> = super::super::imports::HOST_IMPORTS
+            .iter()
+            .map(|host| {
+                (
+                    host.qualified_name(),
+                    host.params.iter().map(wasm_type).collect(),
+                    host.results.iter().map(wasm_type).collect(),
+                )
+            })
+            .collect();
+        defined.sort();
+        wanted.sort();
+        assert_eq!(defined, wanted);
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod cache;
 mod engine;
 mod error;
 mod host;
+pub mod imports;
 mod invoke;
 mod limits;
 mod module;

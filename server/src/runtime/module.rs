@@ -6,7 +6,8 @@ use std::time::Instant;
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ModuleExport};
 
 use super::error::{RuntimeError, describe};
-use super::host::{HostState, PROVIDED_IMPORTS};
+use super::host::HostState;
+use super::imports::HOST_IMPORTS;
 use super::limits::ExecutionLimits;
 use super::snapshot::{self, ModuleFacts};
 
@@ -100,8 +101,9 @@ fn check_imports(module: &Module) -> Result<(), RuntimeError> {
     let unsupported: Vec<String> = module
         .imports()
         .filter(|import| {
-            import.module() != "env"
-                || !PROVIDED_IMPORTS.contains(&import.name())
+            !HOST_IMPORTS
+                .iter()
+                .any(|host| host.module == import.module() && host.name == import.name())
                 || !matches!(import.ty(), ExternType::Func(_))
         })
         .map(|import| format!("`{}.{}`", import.module(), import.name()))
@@ -112,7 +114,11 @@ fn check_imports(module: &Module) -> Result<(), RuntimeError> {
     Err(RuntimeError::InvalidModule(format!(
         "it imports {}, which the platform does not provide (available: {})",
         unsupported.join(", "),
-        PROVIDED_IMPORTS.join(", ")
+        HOST_IMPORTS
+            .iter()
+            .map(|host| host.qualified_name())
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 
