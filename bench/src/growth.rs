@@ -39,6 +39,9 @@ async fn seed(db_url: &str, function: &str, total: i64) -> anyhow::Result<()> {
     let (present,): (i64,) = sqlx::query_as("SELECT count(*) FROM executions")
         .fetch_one(&pool)
         .await?;
+    if present > total {
+        bail!("{present} executions are already there, more than the {total} wanted");
+    }
     let mut missing = total - present;
     while missing > 0 {
         let chunk = missing.min(1_000_000);
@@ -66,8 +69,17 @@ async fn seed(db_url: &str, function: &str, total: i64) -> anyhow::Result<()> {
         missing -= chunk;
         eprintln!("bench:   seeded {} executions", total - missing);
     }
+    // Rebuilt from every execution, while the server's folder waits: what it
+    // has staged is in `executions` already.
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE execution_rollups, execution_finishes IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM execution_finishes")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM execution_rollups")
-        .execute(&pool)
+        .execute(&mut *tx)
         .await?;
     sqlx::query(
         "INSERT INTO execution_rollups (function_id, width, bucket, completed, failed, failed_by_kind,
@@ -80,7 +92,7 @@ async fn seed(db_url: &str, function: &str, total: i64) -> anyhow::Result<()> {
                         extract(epoch FROM completed_at - started_at) * 1000 AS ms FROM executions) e
           GROUP BY function_id, date_trunc('minute', completed_at)",
     )
-    .execute(&pool)
+    .execute(&mut *tx)
     .await?;
     sqlx::query(
         "INSERT INTO execution_rollups (function_id, width, bucket, completed, failed, failed_by_kind,
@@ -88,10 +100,9 @@ async fn seed(db_url: &str, function: &str, total: i64) -> anyhow::Result<()> {
          SELECT function_id, 3600, date_trunc('hour', bucket), sum(completed), sum(failed),
                 jsonb_build_object('TRAP', sum(failed)), sum(timed), sum(duration_sum_ms),
                 min(duration_min_ms), max(duration_max_ms), jsonb_build_object('195', sum(timed))
-           FROM execution_rollups WHERE width = 60 GROUP BY function_id, date_trunc('hour', bucket);
-         ",
+           FROM execution_rollups WHERE width = 60 GROUP BY function_id, date_trunc('hour', bucket)",
     )
-    .execute(&pool)
+    .execute(&mut *tx)
     .await?;
     sqlx::query(
         "INSERT INTO execution_rollups (function_id, width, bucket, completed, failed, failed_by_kind,
@@ -99,8 +110,9 @@ async fn seed(db_url: &str, function: &str, total: i64) -> anyhow::Result<()> {
          SELECT NULL, width, bucket, completed, failed, failed_by_kind, timed, duration_sum_ms,
                 duration_min_ms, duration_max_ms, duration_histogram FROM execution_rollups",
     )
-    .execute(&pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     sqlx::query("VACUUM ANALYZE executions")
         .execute(&pool)
         .await?;
@@ -121,6 +133,15 @@ pub async fn run(
     let source = std::fs::read_to_string(paths.fixture("echo"))?;
     let id = client.create_function("bench-growth", &source).await?;
     client.wait_ready(&id, Duration::from_secs(120)).await?;
+    // The table's size is this figure's: what other figures ran goes.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(db_url)
+        .await?;
+    sqlx::query("TRUNCATE executions, execution_finishes, execution_rollups")
+        .execute(&pool)
+        .await?;
+    pool.close().await;
     let scales: &[i64] = if plan.quick {
         &[10_000, 50_000]
     } else {

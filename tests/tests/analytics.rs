@@ -202,7 +202,22 @@ async fn statistics_of_a_known_set_of_executions() {
         (scalar(&db, "SELECT count(*) FROM execution_finishes").await == 0).then_some(())
     });
     let rolled_up = stats(&client, Some(&function), base, until, 3600).await;
-    assert_eq!(rolled_up, staged_view);
+    // The mean is a float sum, added in another order once rolled up.
+    let mean = |stats: &Value| stats["durationMs"]["mean"].as_f64().unwrap();
+    assert_close(
+        "mean",
+        &rolled_up["durationMs"]["mean"],
+        mean(&staged_view),
+        1e-12,
+    );
+    let without_mean = |mut stats: Value| {
+        stats["durationMs"]["mean"] = Value::Null;
+        stats
+    };
+    assert_eq!(
+        without_mean(rolled_up.clone()),
+        without_mean(staged_view.clone())
+    );
     assert!(
         scalar(
             &db,

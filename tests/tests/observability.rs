@@ -313,8 +313,14 @@ async fn json_logs_carry_the_ids_of_their_flow() {
         .expect("the server stops after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status:?}");
-    // The reader task may still be draining the pipe.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The reader task may still be draining the pipe: its last line is the stop.
+    tests::eventually!("the log to be read to its end", async {
+        let lines = server.lines.lock().unwrap();
+        lines
+            .iter()
+            .any(|l| l.contains("server.stopped"))
+            .then_some(())
+    });
 
     let lines = server.lines.lock().unwrap().clone();
     assert!(!lines.is_empty());

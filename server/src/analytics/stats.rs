@@ -103,13 +103,24 @@ async fn rows(
             None,
         ),
     };
+    // One range of the rollup key per part, so each reads only its rows.
+    let rollups = |width: u32, from: &str, to: &str| {
+        format!(
+            "SELECT bucket, completed, failed, failed_by_kind, duration_sum_ms, duration_min_ms,
+                    duration_max_ms, duration_histogram, NULL::double precision AS duration_ms
+               FROM execution_rollups
+              WHERE {rollup_scope} AND width = {width} AND bucket >= {from} AND bucket < {to}"
+        )
+    };
+    let (hours, head, tail) = (
+        rollups(3600, "$3", "$4"),
+        rollups(60, "$1", "$3"),
+        rollups(60, "$4", "$2"),
+    );
     let sql = format!(
-        "SELECT bucket, completed, failed, failed_by_kind, duration_sum_ms, duration_min_ms,
-                duration_max_ms, duration_histogram, NULL::double precision AS duration_ms
-           FROM execution_rollups
-          WHERE {rollup_scope}
-            AND ((width = 3600 AND bucket >= $3 AND bucket < $4)
-              OR (width = 60 AND ((bucket >= $1 AND bucket < $3) OR (bucket >= $4 AND bucket < $2))))
+        "{hours}
+         UNION ALL {head}
+         UNION ALL {tail}
          UNION ALL
          SELECT date_trunc('minute', finished_at), (status = 'COMPLETED')::int::bigint,
                 (status = 'FAILED')::int::bigint,
