@@ -1,10 +1,11 @@
 //! Read-only operations.
 
 use async_graphql::{Context, Object, Result};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::analytics::ExecutionStats;
-use super::error::{ApiError, ErrorCode, ResultExt};
+use super::error::ResultExt;
 use super::types::{
     Execution, ExecutionConnection, ExecutionErrorKind, ExecutionStatus, Function,
     FunctionConnection, FunctionStatus, QueueStats, connection, selects_total_count,
@@ -15,7 +16,6 @@ use crate::executions::{self, ExecutionFilter};
 use crate::functions::{self, FunctionFilter, SUPPORTED_LANGUAGES};
 use crate::pagination::{DEFAULT_PAGE_SIZE, PageCursor, PageRequest};
 use crate::queue;
-use chrono::{DateTime, Utc};
 
 pub struct QueryRoot;
 
@@ -109,11 +109,7 @@ impl QueryRoot {
             Some(id) => {
                 let state = ctx.data_unchecked::<AppState>();
                 if functions::get(&state.db, id).await.api()?.is_none() {
-                    return Err(ApiError::new(
-                        ErrorCode::NotFound,
-                        format!("no function with id {id}"),
-                    )
-                    .into());
+                    return Err(functions::FunctionError::NotFound(id)).api();
                 }
                 Scope::Function(id)
             }
