@@ -6,7 +6,7 @@
 //!
 //! 4403 (a connection_init refused by `ConnectionAuth`) cannot be triggered from
 //! outside until access control plugs in a hook that refuses; the server's unit
-//! tests in `server/src/http/ws.rs` cover it.
+//! tests in `server/src/http/ws/tests.rs` cover it.
 
 use std::time::Duration;
 

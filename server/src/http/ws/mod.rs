@@ -1,0 +1,331 @@
+//! `/graphql/ws`: GraphQL over WebSocket with the subprotocols
+//! `graphql-transport-ws` (the graphql-ws library's protocol, enforced to the
+//! letter) and the legacy `graphql-ws` (Apollo's subscriptions-transport-ws).
+//! async-graphql's `http::WebSocket` executes operations underneath; this module
+//! owns everything around it where async-graphql departs from the protocol: it
+//! checks every client message before passing it on (4400, 4401, 4409, 4429),
+//! times out connections that never initialise (4408), hands connection_init to
+//! a pluggable [`ConnectionAuth`] (4403 when it refuses), tracks which operation
+//! ids are live from both directions, turns request errors into `error`
+//! messages, sends keep-alives and closes peers that stop answering them (1008),
+//! limits the live operations of a connection, bounds what waits in either
+//! direction, and closes every socket cleanly (1001) when the process shuts
+//! down ([`Sockets`]).
+//!
+//! This file is the endpoint (settings, upgrade, subprotocol negotiation);
+//! [`session`] runs one socket's loop and its timers, and [`protocol`] is the
+//! state machine that checks and routes every message.
+
+mod protocol;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::future::{Future, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::http::WebSocketProtocols;
+use async_graphql::{Data, Executor};
+use futures::StreamExt;
+use poem::http::{HeaderMap, StatusCode, header};
+use poem::web::websocket::{WebSocket, WebSocketConfig};
+use poem::{Endpoint, FromRequest, IntoResponse, Request, Response};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use session::Connection;
+
+/// A `graphql-transport-ws` client that has not sent connection_init this long
+/// after the socket opened is closed with 4408.
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Overrides [`DEFAULT_INIT_TIMEOUT`] (milliseconds).
+pub const INIT_TIMEOUT_ENV: &str = "PROJECTNIL_WS_INIT_TIMEOUT_MS";
+/// How often an acknowledged connection gets a `ping` (`ka` on the legacy
+/// protocol), so proxies do not cut idle sockets and a dead peer shows up as
+/// a failed send.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Overrides [`DEFAULT_KEEPALIVE`] (milliseconds).
+pub const KEEPALIVE_ENV: &str = "PROJECTNIL_WS_KEEPALIVE_MS";
+/// Operations (subscriptions, queries) live at once on one connection; one
+/// more is refused with an `error` for it, and the others stay live.
+pub const DEFAULT_MAX_OPERATIONS: usize = 100;
+/// Overrides [`DEFAULT_MAX_OPERATIONS`].
+pub const MAX_OPERATIONS_ENV: &str = "PROJECTNIL_WS_MAX_OPERATIONS";
+/// A client that takes longer than this to accept a message (it stopped
+/// reading, and the socket's buffers are full) is disconnected: what waits
+/// for it is one message, never an unbounded queue.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Overrides [`DEFAULT_SEND_TIMEOUT`] (milliseconds).
+pub const SEND_TIMEOUT_ENV: &str = "PROJECTNIL_WS_SEND_TIMEOUT_MS";
+/// Client messages checked but not yet taken by async-graphql; a client that
+/// outruns it is closed with 1008.
+const INNER_CAPACITY: usize = 64;
+/// After sending a close frame, how long to wait for the client's own close
+/// frame before dropping the connection.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+/// A close frame's reason may hold at most 123 bytes.
+const MAX_CLOSE_REASON: usize = 123;
+
+const TRANSPORT_WS: &str = "graphql-transport-ws";
+const LEGACY_WS: &str = "graphql-ws";
+
+/// Timings of the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WsSettings {
+    pub init_timeout: Duration,
+    /// Also how long a peer may stay silent: one that answers neither the
+    /// WebSocket ping nor anything else sent with each keep-alive by the
+    /// next one is closed (1008).
+    pub keepalive: Duration,
+    /// A client message larger than this closes the socket with 1009.
+    pub max_message_bytes: usize,
+    pub max_operations: usize,
+    pub send_timeout: Duration,
+}
+
+/// The default of [`WsSettings::max_message_bytes`], as for a request body.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+impl Default for WsSettings {
+    fn default() -> Self {
+        Self {
+            init_timeout: DEFAULT_INIT_TIMEOUT,
+            keepalive: DEFAULT_KEEPALIVE,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_operations: DEFAULT_MAX_OPERATIONS,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+        }
+    }
+}
+
+impl WsSettings {
+    /// The defaults, overridden by [`INIT_TIMEOUT_ENV`], [`KEEPALIVE_ENV`],
+    /// [`SEND_TIMEOUT_ENV`] and [`MAX_OPERATIONS_ENV`] (tests use small
+    /// ones). An unparsable or zero value keeps the default.
+    pub fn from_env() -> Self {
+        let number = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        };
+        let millis =
+            |name: &str, default: Duration| number(name).map_or(default, Duration::from_millis);
+        Self {
+            init_timeout: millis(INIT_TIMEOUT_ENV, DEFAULT_INIT_TIMEOUT),
+            keepalive: millis(KEEPALIVE_ENV, DEFAULT_KEEPALIVE),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_operations: number(MAX_OPERATIONS_ENV)
+                .map_or(DEFAULT_MAX_OPERATIONS, |n| n as usize),
+            send_timeout: millis(SEND_TIMEOUT_ENV, DEFAULT_SEND_TIMEOUT),
+        }
+    }
+}
+
+/// What a [`ConnectionAuth`] gets to decide on.
+#[derive(Debug, Clone)]
+pub struct ConnectionInit {
+    /// The connection_init message's payload (`{}` when it had none).
+    pub payload: Value,
+    /// Headers of the HTTP upgrade request (cookies, `Authorization`, `Origin`):
+    /// browsers cannot set headers on a WebSocket, so either may carry credentials.
+    pub headers: HeaderMap,
+}
+
+/// The future a [`ConnectionAuth`] returns.
+pub type AuthFuture = Pin<Box<dyn Future<Output = async_graphql::Result<Data>> + Send>>;
+
+/// Decides on each connection_init. `Ok(data)` acknowledges the connection and
+/// makes `data` visible to every operation on it (`ctx.data::<T>()`); `Err`
+/// refuses it: `graphql-transport-ws` closes with 4403 Forbidden (the message
+/// is logged, not sent, as the protocol prescribes), the legacy protocol sends
+/// `connection_error` with the message. Any `Fn(ConnectionInit) -> impl Future`
+/// closure is one.
+pub trait ConnectionAuth: Send + Sync + 'static {
+    fn on_connection_init(&self, init: ConnectionInit) -> AuthFuture;
+}
+
+impl<F, Fut> ConnectionAuth for F
+where
+    F: Fn(ConnectionInit) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = async_graphql::Result<Data>> + Send + 'static,
+{
+    fn on_connection_init(&self, init: ConnectionInit) -> AuthFuture {
+        Box::pin(self(init))
+    }
+}
+
+/// The default: every connection is accepted with no extra data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptAll;
+
+impl ConnectionAuth for AcceptAll {
+    fn on_connection_init(&self, _: ConnectionInit) -> AuthFuture {
+        Box::pin(ready(Ok(Data::default())))
+    }
+}
+
+/// The open sockets of a process. poem's graceful shutdown does not wait for
+/// upgraded connections and the runtime would later drop them without a close
+/// frame; this closes each with 1001 when `shutdown` is cancelled and lets the
+/// process wait until they have said goodbye.
+#[derive(Clone, Default)]
+pub struct Sockets {
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Sockets {
+    pub fn new(shutdown: CancellationToken) -> Self {
+        Self {
+            shutdown,
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Sockets currently open.
+    pub fn open(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Waits (at most `timeout`) until every socket is closed; call it after
+    /// cancelling the token given to [`Sockets::new`]. False on timeout.
+    pub async fn closed(&self, timeout: Duration) -> bool {
+        self.tracker.close();
+        tokio::time::timeout(timeout, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// The endpoint: `get(GraphQLWs::new(schema).sockets(sockets))`.
+pub struct GraphQLWs<E> {
+    executor: E,
+    auth: Arc<dyn ConnectionAuth>,
+    settings: WsSettings,
+    sockets: Sockets,
+}
+
+impl<E: Executor> GraphQLWs<E> {
+    /// Accepts every connection, with timings from the environment
+    /// ([`WsSettings::from_env`]) and no shutdown signal (see [`Self::sockets`]).
+    pub fn new(executor: E) -> Self {
+        Self {
+            executor,
+            auth: Arc::new(AcceptAll),
+            settings: WsSettings::from_env(),
+            sockets: Sockets::default(),
+        }
+    }
+
+    /// Decides on connection_init (access control).
+    #[must_use]
+    pub fn auth(self, auth: impl ConnectionAuth) -> Self {
+        Self {
+            auth: Arc::new(auth),
+            ..self
+        }
+    }
+
+    /// Timings other than the environment's.
+    #[must_use]
+    pub fn settings(self, settings: WsSettings) -> Self {
+        Self { settings, ..self }
+    }
+
+    /// Closes the sockets on shutdown and counts them.
+    #[must_use]
+    pub fn sockets(self, sockets: Sockets) -> Self {
+        Self { sockets, ..self }
+    }
+
+    /// The largest client message (the request-body limit of HTTP).
+    #[must_use]
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_message_bytes = bytes;
+        self
+    }
+}
+
+/// Which subprotocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    TransportWs,
+    Legacy,
+}
+
+impl Protocol {
+    /// The first protocol the client offers that we speak (poem answers the
+    /// handshake with the same choice).
+    fn requested(headers: &HeaderMap) -> Option<Self> {
+        headers
+            .get(header::SEC_WEBSOCKET_PROTOCOL)?
+            .to_str()
+            .ok()?
+            .split(',')
+            .find_map(|offered| match offered.trim() {
+                TRANSPORT_WS => Some(Self::TransportWs),
+                LEGACY_WS => Some(Self::Legacy),
+                _ => None,
+            })
+    }
+
+    fn async_graphql(self) -> WebSocketProtocols {
+        match self {
+            Self::TransportWs => WebSocketProtocols::GraphQLWS,
+            Self::Legacy => WebSocketProtocols::SubscriptionsTransportWS,
+        }
+    }
+}
+
+impl<E: Executor> Endpoint for GraphQLWs<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let (req, mut body) = req.split();
+        let websocket = WebSocket::from_request(&req, &mut body).await?;
+        let Some(protocol) = Protocol::requested(req.headers()) else {
+            return Err(poem::Error::from_string(
+                format!("Sec-WebSocket-Protocol must offer {TRANSPORT_WS} or {LEGACY_WS}"),
+                StatusCode::BAD_REQUEST,
+            ));
+        };
+        let connection = Connection {
+            executor: self.executor.clone(),
+            auth: self.auth.clone(),
+            settings: self.settings,
+            protocol,
+            headers: req.headers().clone(),
+        };
+        let shutdown = self.sockets.shutdown.clone();
+        let open = self.sockets.tracker.token();
+        let max_read = self
+            .settings
+            .max_message_bytes
+            .saturating_mul(2)
+            .max(64 * 1024);
+        Ok(websocket
+            .protocols([TRANSPORT_WS, LEGACY_WS])
+            // Clients send small messages; tungstenite's default 128 KiB read
+            // buffer, zero-filled on every wake-up, cost a fifth of the CPU and
+            // most of the memory at 1,000 subscribers (BENCHMARKS.md).
+            .config(
+                WebSocketConfig::default()
+                    .read_buffer_size(4096)
+                    // Read a little past the limit, so an oversized message
+                    // gets its 1009 instead of a dropped connection, and no
+                    // further.
+                    .max_message_size(Some(max_read))
+                    .max_frame_size(Some(max_read)),
+            )
+            .on_upgrade(move |socket| async move {
+                let _open = open;
+                let (tx, rx) = socket.split();
+                connection.serve(tx, rx, shutdown).await;
+            })
+            .into_response())
+    }
+}

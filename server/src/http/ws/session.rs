@@ -1,0 +1,203 @@
+//! One socket's session: the loop between the client, async-graphql and
+//! the timers (init deadline, keep-alives, send timeout), and how it closes.
+
+use std::future::{Ready, ready};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::http::{WebSocket as GraphQLSocket, WsMessage};
+use async_graphql::{Data, Executor};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use poem::http::HeaderMap;
+use poem::web::websocket::Message;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::State;
+use super::{
+    CLOSE_HANDSHAKE, ConnectionAuth, ConnectionInit, INNER_CAPACITY, MAX_CLOSE_REASON, Protocol,
+    WsSettings,
+};
+
+/// One socket's settings, before it starts.
+pub(super) struct Connection<E> {
+    pub(super) executor: E,
+    pub(super) auth: Arc<dyn ConnectionAuth>,
+    pub(super) settings: WsSettings,
+    pub(super) protocol: Protocol,
+    pub(super) headers: HeaderMap,
+}
+
+/// Why the connection loop stops.
+#[derive(Debug)]
+pub(super) enum Stop {
+    /// The client closed or went away: nothing more to send.
+    Gone,
+    /// We close with this code and reason.
+    Close(u16, String),
+}
+
+pub(super) fn close(code: u16, reason: impl Into<String>) -> Stop {
+    Stop::Close(code, reason.into())
+}
+
+/// 1009 Message Too Big, naming the limit.
+fn too_big(limit: usize) -> Stop {
+    close(1009, format!("Message too big: the limit is {limit} bytes"))
+}
+
+/// The async-graphql pong: echo the ping's payload, as graphql-ws does.
+fn echo_ping(
+    _: Option<&Data>,
+    payload: Option<Value>,
+) -> Ready<async_graphql::Result<Option<Value>>> {
+    ready(Ok(payload))
+}
+
+impl<E: Executor> Connection<E> {
+    pub(super) async fn serve<Tx, Rx>(self, mut tx: Tx, mut rx: Rx, shutdown: CancellationToken)
+    where
+        Tx: Sink<Message> + Unpin,
+        Rx: Stream<Item = std::io::Result<Message>> + Unpin,
+    {
+        let (to_inner, inner_rx) = mpsc::channel(INNER_CAPACITY);
+        let auth = self.auth.clone();
+        let headers = self.headers.clone();
+        let mut inner = GraphQLSocket::from_message_stream(
+            self.executor.clone(),
+            ReceiverStream::new(inner_rx),
+            self.protocol.async_graphql(),
+        )
+        .on_connection_init(move |payload| {
+            // async-graphql passes null for a missing payload.
+            let payload = if payload.is_null() {
+                json!({})
+            } else {
+                payload
+            };
+            auth.on_connection_init(ConnectionInit { payload, headers })
+        })
+        .on_ping(echo_ping);
+        let mut state = State::new(self.protocol, to_inner, self.settings.max_operations);
+
+        let init_deadline = tokio::time::sleep(self.settings.init_timeout);
+        tokio::pin!(init_deadline);
+        let mut keepalive: Option<tokio::time::Interval> = None;
+        // Whether anything came from the peer since the last keep-alive.
+        let mut heard = true;
+
+        let stop = loop {
+            let outgoing: Vec<Message> = tokio::select! {
+                _ = shutdown.cancelled() => break close(1001, "Server shutting down"),
+                _ = &mut init_deadline, if self.protocol == Protocol::TransportWs && !state.init_received => {
+                    break close(4408, "Connection initialisation timeout")
+                }
+                _ = tick(&mut keepalive) => {
+                    if !std::mem::replace(&mut heard, false) {
+                        break close(1008, format!(
+                            "No answer to the keep-alive within {} ms", self.settings.keepalive.as_millis()
+                        ));
+                    }
+                    // A WebSocket ping, which every peer answers by itself,
+                    // and the protocol's own keep-alive.
+                    vec![Message::Ping(Vec::new()), Message::text(state.keepalive())]
+                }
+                frame = rx.next() => match frame.inspect(|_| heard = true) {
+                    Some(Ok(Message::Text(text))) if text.len() > self.settings.max_message_bytes => {
+                        break too_big(self.settings.max_message_bytes)
+                    }
+                    Some(Ok(Message::Binary(bytes))) if bytes.len() > self.settings.max_message_bytes => {
+                        break too_big(self.settings.max_message_bytes)
+                    }
+                    Some(Ok(Message::Text(text))) => match state.on_client(text.as_bytes()) {
+                        Ok(replies) => replies,
+                        Err(stop) => break stop,
+                    },
+                    Some(Ok(Message::Binary(bytes))) => match state.on_client(&bytes) {
+                        Ok(replies) => replies,
+                        Err(stop) => break stop,
+                    },
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break Stop::Gone,
+                },
+                message = inner.next() => match message {
+                    Some(WsMessage::Text(text)) => state.on_server(text),
+                    Some(WsMessage::Close(code, reason)) => break state.server_close(code, reason),
+                    None => break state.server_ended(),
+                },
+            };
+            if state.acknowledged && keepalive.is_none() {
+                keepalive = Some(keepalive_timer(self.settings.keepalive));
+            }
+            match tokio::time::timeout(self.settings.send_timeout, send_all(&mut tx, outgoing))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break Stop::Gone,
+                Err(_) => {
+                    // It does not read; a close frame would wait the same way.
+                    tracing::info!(
+                        timeout_ms = self.settings.send_timeout.as_millis() as u64,
+                        "ws.client_too_slow"
+                    );
+                    break Stop::Gone;
+                }
+            }
+        };
+
+        if let Stop::Close(code, reason) = stop {
+            tracing::debug!(code, reason = reason.as_str(), "ws.closing");
+            let frame = Message::close_with(code, truncate(reason, MAX_CLOSE_REASON));
+            let sent = tokio::time::timeout(self.settings.send_timeout, tx.send(frame)).await;
+            if matches!(sent, Ok(Ok(()))) {
+                // Read until the client answers with its close frame, so the TCP
+                // connection ends cleanly rather than being reset under a close
+                // frame the client has not read yet.
+                let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+                    while let Some(Ok(_)) = rx.next().await {}
+                })
+                .await;
+            }
+        }
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, tx.close()).await;
+    }
+}
+
+async fn send_all<Tx: Sink<Message> + Unpin>(
+    tx: &mut Tx,
+    messages: Vec<Message>,
+) -> Result<(), Tx::Error> {
+    for message in messages {
+        tx.send(message).await?;
+    }
+    Ok(())
+}
+
+/// Waits for the next keep-alive, or forever when there is none yet.
+async fn tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn keepalive_timer(period: Duration) -> tokio::time::Interval {
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
+}
+
+pub(super) fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}

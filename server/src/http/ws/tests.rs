@@ -1,0 +1,461 @@
+use async_graphql::{EmptyMutation, Object, Schema, Subscription};
+use futures::StreamExt;
+use futures::channel::mpsc as channel;
+use poem::web::websocket::Message;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::protocol::{State, TransportMessage, request_errors};
+use super::session::{Connection, Stop, truncate};
+
+use super::*;
+
+struct Query;
+
+#[Object]
+impl Query {
+    async fn hello(&self) -> &str {
+        "hi"
+    }
+
+    /// The `user` a ConnectionAuth put in the connection's data.
+    async fn user(&self, ctx: &async_graphql::Context<'_>) -> Option<String> {
+        ctx.data_opt::<User>().map(|u| u.0.clone())
+    }
+}
+
+struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    async fn count(&self, to: i32) -> impl futures::Stream<Item = i32> {
+        futures::stream::iter(0..to)
+    }
+
+    async fn forever(&self) -> impl futures::Stream<Item = i32> {
+        futures::stream::once(ready(1)).chain(futures::stream::pending())
+    }
+}
+
+#[derive(Clone)]
+struct User(String);
+
+type TestSchema = Schema<Query, EmptyMutation, SubscriptionRoot>;
+
+struct Client {
+    to_server: channel::UnboundedSender<std::io::Result<Message>>,
+    replies: channel::UnboundedReceiver<Message>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    fn start(
+        protocol: Protocol,
+        auth: Arc<dyn ConnectionAuth>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self::start_with(protocol, auth, shutdown, WsSettings::default())
+    }
+
+    fn start_with(
+        protocol: Protocol,
+        auth: Arc<dyn ConnectionAuth>,
+        shutdown: CancellationToken,
+        settings: WsSettings,
+    ) -> Self {
+        let schema = TestSchema::new(Query, EmptyMutation, SubscriptionRoot);
+        let (to_server, rx) = channel::unbounded();
+        let (tx, replies) = channel::unbounded();
+        let connection = Connection {
+            executor: schema,
+            auth,
+            settings,
+            protocol,
+            headers: HeaderMap::new(),
+        };
+        let task = tokio::spawn(connection.serve(tx, rx, shutdown));
+        Self {
+            to_server,
+            replies,
+            task,
+        }
+    }
+
+    fn transport() -> Self {
+        Self::start(
+            Protocol::TransportWs,
+            Arc::new(AcceptAll),
+            CancellationToken::new(),
+        )
+    }
+
+    fn send(&self, message: Value) {
+        self.to_server
+            .unbounded_send(Ok(Message::text(message.to_string())))
+            .expect("server gone");
+    }
+
+    async fn receive(&mut self) -> Message {
+        tokio::time::timeout(Duration::from_secs(5), self.replies.next())
+            .await
+            .expect("nothing received in time")
+            .expect("server hung up without a close frame")
+    }
+
+    async fn json(&mut self) -> Value {
+        match self.receive().await {
+            Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    async fn close_code(&mut self) -> (u16, String) {
+        loop {
+            match self.receive().await {
+                Message::Close(Some((code, reason))) => {
+                    // Answer it, as a client does, so the server stops at once.
+                    let _ = self.to_server.unbounded_send(Ok(Message::close()));
+                    self.to_server.close_channel();
+                    return (code.into(), reason);
+                }
+                Message::Close(None) => panic!("closed without a code"),
+                _ => continue,
+            }
+        }
+    }
+
+    async fn init(&mut self) {
+        self.send(json!({ "type": "connection_init" }));
+        assert_eq!(self.json().await["type"], "connection_ack");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_init_closes_4403_forbidden() {
+    let refuse =
+        |_: ConnectionInit| async { Err::<Data, _>(async_graphql::Error::new("no token")) };
+    let mut client = Client::start(
+        Protocol::TransportWs,
+        Arc::new(refuse),
+        CancellationToken::new(),
+    );
+    client.send(json!({ "type": "connection_init", "payload": { "token": "bad" } }));
+    assert_eq!(client.close_code().await, (4403, "Forbidden".to_string()));
+    client.task.await.expect("connection task");
+}
+
+#[tokio::test]
+async fn the_legacy_protocol_reports_a_refused_init_as_connection_error() {
+    let refuse =
+        |_: ConnectionInit| async { Err::<Data, _>(async_graphql::Error::new("no token")) };
+    let mut client = Client::start(Protocol::Legacy, Arc::new(refuse), CancellationToken::new());
+    client.send(json!({ "type": "connection_init" }));
+    let error = client.json().await;
+    assert_eq!(error["type"], "connection_error");
+    assert_eq!(error["payload"]["message"], "no token");
+    assert_eq!(client.close_code().await.0, 1011);
+}
+
+#[tokio::test]
+async fn accepted_init_data_reaches_operations() {
+    let auth = |init: ConnectionInit| async move {
+        let name = init.payload["user"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut data = Data::default();
+        data.insert(User(name));
+        Ok(data)
+    };
+    let mut client = Client::start(
+        Protocol::TransportWs,
+        Arc::new(auth),
+        CancellationToken::new(),
+    );
+    client.send(json!({ "type": "connection_init", "payload": { "user": "ada" } }));
+    assert_eq!(client.json().await["type"], "connection_ack");
+    client.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ user }" } }));
+    let next = client.json().await;
+    assert_eq!(next["payload"]["data"]["user"], "ada");
+    assert_eq!(
+        client.json().await,
+        json!({ "id": "1", "type": "complete" })
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_with_1001() {
+    let shutdown = CancellationToken::new();
+    let mut client = Client::start(Protocol::TransportWs, Arc::new(AcceptAll), shutdown.clone());
+    client.init().await;
+    client.send(json!({ "id": "s", "type": "subscribe", "payload": { "query": "subscription { forever }" } }));
+    assert_eq!(client.json().await["type"], "next");
+    shutdown.cancel();
+    assert_eq!(client.close_code().await.0, 1001);
+    client.task.await.expect("connection task");
+}
+
+#[tokio::test]
+async fn request_errors_are_error_messages_and_the_id_is_free_again() {
+    let mut client = Client::transport();
+    client.init().await;
+    client.send(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { nope }" } }),
+    );
+    let error = client.json().await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["id"], "1");
+    assert!(
+        error["payload"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nope")),
+        "{error}"
+    );
+    // No complete follows an error; the id may be used again at once.
+    client.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { count(to: 1) }" } }));
+    assert_eq!(
+        client.json().await,
+        json!({ "id": "1", "type": "next", "payload": { "data": { "count": 0 } } })
+    );
+    assert_eq!(
+        client.json().await,
+        json!({ "id": "1", "type": "complete" })
+    );
+}
+
+#[tokio::test]
+async fn a_client_complete_is_not_echoed_and_frees_the_id() {
+    let mut client = Client::transport();
+    client.init().await;
+    client.send(json!({ "id": "a", "type": "subscribe", "payload": { "query": "subscription { forever }" } }));
+    assert_eq!(client.json().await["type"], "next");
+    client.send(json!({ "id": "a", "type": "complete" }));
+    client.send(json!({ "id": "a", "type": "subscribe", "payload": { "query": "{ hello }" } }));
+    // The first thing about "a" is the new operation's result, not a complete
+    // for the old one.
+    assert_eq!(
+        client.json().await,
+        json!({ "id": "a", "type": "next", "payload": { "data": { "hello": "hi" } } })
+    );
+    assert_eq!(
+        client.json().await,
+        json!({ "id": "a", "type": "complete" })
+    );
+    // Completing an operation that already finished is harmless.
+    client.send(json!({ "id": "a", "type": "complete" }));
+    client.send(json!({ "type": "ping" }));
+    assert_eq!(client.json().await, json!({ "type": "pong" }));
+}
+
+#[tokio::test]
+async fn field_errors_stay_in_next() {
+    let mut client = Client::transport();
+    client.init().await;
+    client.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": "query($n: Int!) { hello }", "variables": null } }));
+    // A missing required variable is a request error.
+    assert_eq!(client.json().await["type"], "error");
+    assert!(request_errors(r#"{"type":"next","id":"1","payload":{"data":null,"errors":[{"message":"x","path":["f"]}]}}"#).is_none());
+    assert!(request_errors(r#"{"type":"next","id":"1","payload":{"data":{"f":1}}}"#).is_none());
+}
+
+#[test]
+fn validation_follows_graphql_ws() {
+    let bad = [
+        "",
+        "[]",
+        r#"{"type":1}"#,
+        r#"{"type":"next","id":"1","payload":{}}"#,
+        r#"{"type":"start","id":"1","payload":{"query":"{ a }"}}"#,
+        r#"{"type":"connection_init","payload":"x"}"#,
+        r#"{"type":"subscribe","payload":{"query":"{ a }"}}"#,
+        r#"{"type":"subscribe","id":"","payload":{"query":"{ a }"}}"#,
+        r#"{"type":"subscribe","id":"1"}"#,
+        r#"{"type":"subscribe","id":"1","payload":{}}"#,
+        r#"{"type":"subscribe","id":"1","payload":{"query":"{ a }","variables":[]}}"#,
+        r#"{"type":"subscribe","id":"1","payload":{"query":"{ a }","operationName":1}}"#,
+        r#"{"type":"complete"}"#,
+    ];
+    for text in bad {
+        assert!(
+            TransportMessage::parse(text.as_bytes()).is_err(),
+            "{text} must be refused"
+        );
+    }
+    let good = [
+        r#"{"type":"connection_init"}"#,
+        r#"{"type":"connection_init","payload":null}"#,
+        r#"{"type":"ping","payload":{"a":1}}"#,
+        r#"{"type":"pong"}"#,
+        r#"{"type":"subscribe","id":"1","payload":{"query":"{ a }","variables":null,"operationName":null,"extensions":null}}"#,
+        r#"{"type":"complete","id":"1"}"#,
+    ];
+    for text in good {
+        assert!(
+            TransportMessage::parse(text.as_bytes()).is_ok(),
+            "{text} must be accepted"
+        );
+    }
+}
+
+#[test]
+fn close_reasons_fit_a_frame() {
+    let long = "é".repeat(100);
+    let cut = truncate(long, MAX_CLOSE_REASON);
+    assert!(cut.len() <= MAX_CLOSE_REASON);
+    assert!(cut.chars().all(|c| c == 'é'));
+}
+
+#[tokio::test]
+async fn operations_beyond_the_limit_are_refused_and_the_others_stay_live() {
+    for protocol in [Protocol::TransportWs, Protocol::Legacy] {
+        let (to_inner, _inner) = mpsc::channel(INNER_CAPACITY);
+        let mut state = State::new(protocol, to_inner, 2);
+        state.acknowledged = true;
+        let start = |id: &str| {
+            let kind = match protocol {
+                Protocol::TransportWs => "subscribe",
+                Protocol::Legacy => "start",
+            };
+            json!({ "id": id, "type": kind, "payload": { "query": "{ a }" } }).to_string()
+        };
+        for id in ["1", "2"] {
+            assert!(state.on_client(start(id).as_bytes()).unwrap().is_empty());
+        }
+        let refused = state.on_client(start("3").as_bytes()).unwrap();
+        let [Message::Text(text)] = refused.as_slice() else {
+            panic!("expected one error message, got {refused:?}");
+        };
+        let error: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            (error["type"].as_str(), error["id"].as_str()),
+            (Some("error"), Some("3"))
+        );
+        let payload = match protocol {
+            Protocol::TransportWs => error["payload"][0].clone(),
+            Protocol::Legacy => error["payload"].clone(),
+        };
+        assert_eq!(payload["extensions"]["code"], "TOO_MANY_REQUESTS");
+        assert!(
+            payload["message"]
+                .as_str()
+                .unwrap()
+                .contains("the limit is 2"),
+            "{payload}"
+        );
+        assert_eq!(state.live_ids(), ["1".to_string(), "2".to_string()].into());
+        // Once one ends, there is room again.
+        state.on_server(json!({ "id": "1", "type": "complete" }).to_string());
+        assert!(state.on_client(start("3").as_bytes()).unwrap().is_empty());
+        assert_eq!(state.live_ids(), ["2".to_string(), "3".to_string()].into());
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_outruns_the_server_is_closed() {
+    let (to_inner, _inner) = mpsc::channel(INNER_CAPACITY);
+    let mut state = State::new(Protocol::TransportWs, to_inner, usize::MAX);
+    let ping = json!({ "type": "ping" }).to_string();
+    for _ in 0..INNER_CAPACITY {
+        assert!(state.on_client(ping.as_bytes()).is_ok());
+    }
+    assert!(matches!(
+        state.on_client(ping.as_bytes()),
+        Err(Stop::Close(1008, reason)) if reason.starts_with("Too many messages")
+    ));
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_is_closed() {
+    let settings = WsSettings {
+        keepalive: Duration::from_millis(50),
+        ..WsSettings::default()
+    };
+    let mut client = Client::start_with(
+        Protocol::TransportWs,
+        Arc::new(AcceptAll),
+        CancellationToken::new(),
+        settings,
+    );
+    client.init().await;
+    // It reads, but never answers: no pong, no message.
+    let (code, reason) = client.close_code().await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("keep-alive"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_stays_connected() {
+    let settings = WsSettings {
+        keepalive: Duration::from_millis(50),
+        ..WsSettings::default()
+    };
+    let mut client = Client::start_with(
+        Protocol::TransportWs,
+        Arc::new(AcceptAll),
+        CancellationToken::new(),
+        settings,
+    );
+    client.init().await;
+    for _ in 0..6 {
+        match client.receive().await {
+            Message::Ping(_) => client
+                .to_server
+                .unbounded_send(Ok(Message::Pong(Vec::new())))
+                .unwrap(),
+            Message::Text(text) => assert!(text.contains("ping"), "{text}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    client.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ hello }" } }));
+    assert_eq!(client.json().await["payload"]["data"]["hello"], "hi");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let schema = TestSchema::new(Query, EmptyMutation, SubscriptionRoot);
+    let (to_server, rx) = channel::unbounded::<std::io::Result<Message>>();
+    // A socket whose buffers are full: no send ever completes.
+    let stuck = futures::sink::unfold((), |(), _: Message| {
+        futures::future::pending::<Result<(), std::io::Error>>()
+    });
+    let connection = Connection {
+        executor: schema,
+        auth: Arc::new(AcceptAll),
+        settings: WsSettings {
+            send_timeout: Duration::from_millis(100),
+            ..WsSettings::default()
+        },
+        protocol: Protocol::TransportWs,
+        headers: HeaderMap::new(),
+    };
+    let task = tokio::spawn(connection.serve(Box::pin(stuck), rx, CancellationToken::new()));
+    to_server
+        .unbounded_send(Ok(Message::text(
+            json!({ "type": "connection_init" }).to_string(),
+        )))
+        .unwrap();
+    // The connection ends by itself instead of holding what it owes.
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the connection to give up on the client")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn live_ids_follow_both_directions() {
+    let (to_inner, _inner) = mpsc::channel(INNER_CAPACITY);
+    let mut state = State::new(Protocol::TransportWs, to_inner, DEFAULT_MAX_OPERATIONS);
+    state.acknowledged = true;
+    let subscribe = |id: &str| {
+        json!({ "id": id, "type": "subscribe", "payload": { "query": "{ a }" } }).to_string()
+    };
+    assert!(state.on_client(subscribe("1").as_bytes()).is_ok());
+    assert!(
+        matches!(state.on_client(subscribe("1").as_bytes()), Err(Stop::Close(4409, reason)) if reason == "Subscriber for 1 already exists")
+    );
+    let sent = state.on_server(json!({ "id": "1", "type": "complete" }).to_string());
+    assert_eq!(sent.len(), 1);
+    assert!(state.live_ids().is_empty());
+    assert!(state.on_client(subscribe("1").as_bytes()).is_ok());
+    assert_eq!(state.live_ids(), ["1".to_string()].into());
+}
