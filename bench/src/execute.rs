@@ -8,9 +8,34 @@ use anyhow::bail;
 use serde_json::{Value, json};
 
 use crate::results::{Execute, ExecuteLevel, Taken};
+use crate::stats::Throughput;
 use crate::{ECHO_INPUT, Paths, Plan, gql, load, pgbench};
 
 pub const CLIENTS: [usize; 3] = [1, 8, 64];
+
+/// `executeFunction` of `id` on the echo input from `clients` closed-loop
+/// clients; every answer must be COMPLETED.
+pub async fn closed_loop(
+    client: &gql::Client,
+    id: &str,
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Throughput> {
+    let input: Value = serde_json::from_str(ECHO_INPUT)?;
+    let variables = json!({ "id": id, "input": input });
+    load::closed_loop(client, clients, warmup, duration, move |c| {
+        let variables = variables.clone();
+        async move {
+            let data = c.data(gql::EXECUTE, variables).await?;
+            if data["executeFunction"]["status"] != "COMPLETED" {
+                bail!("execution did not complete: {}", data["executeFunction"]);
+            }
+            Ok(())
+        }
+    })
+    .await
+}
 
 pub async fn run(
     paths: &Paths,
@@ -30,18 +55,7 @@ pub async fn run(
 
     let mut levels = Vec::new();
     for clients in CLIENTS {
-        let variables = json!({ "id": id, "input": input });
-        let http = load::closed_loop(client, clients, warmup, duration, move |c| {
-            let variables = variables.clone();
-            async move {
-                let data = c.data(gql::EXECUTE, variables).await?;
-                if data["executeFunction"]["status"] != "COMPLETED" {
-                    bail!("execution did not complete: {}", data["executeFunction"]);
-                }
-                Ok(())
-            }
-        })
-        .await?;
+        let http = closed_loop(client, &id, clients, warmup, duration).await?;
         eprintln!(
             "bench:   http    c={clients:<3} {:8.1} req/s p50 {:6.2} ms p99 {:6.2} ms ({} errors)",
             http.per_second, http.latency.p50_ms, http.latency.p99_ms, http.errors

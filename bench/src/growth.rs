@@ -14,11 +14,11 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::results::{Growth, GrowthLevel, Taken};
-use crate::{ECHO_INPUT, Paths, Plan, gql, load};
+use crate::{Paths, Plan, execute, gql, load};
 
 const CLIENTS: usize = 8;
 const DAYS: i64 = 10;
@@ -188,19 +188,7 @@ pub async fn run(
             })
             .await?
         };
-        let input: Value = serde_json::from_str(ECHO_INPUT)?;
-        let variables = json!({ "id": id, "input": input });
-        let execute = load::closed_loop(client, CLIENTS, warmup, duration, move |c| {
-            let variables = variables.clone();
-            async move {
-                let data = c.data(gql::EXECUTE, variables).await?;
-                if data["executeFunction"]["status"] != "COMPLETED" {
-                    bail!("execution did not complete: {}", data["executeFunction"]);
-                }
-                Ok(())
-            }
-        })
-        .await?;
+        let execute = execute::closed_loop(client, &id, CLIENTS, warmup, duration).await?;
         eprintln!(
             "bench:   {executions:>10} executions: stats {:8.1}/s p50 {:.2} ms, page {:8.1}/s p50 {:.2} ms, execute {:8.1}/s p50 {:.2} ms",
             stats.per_second,

@@ -18,10 +18,10 @@ mod stats;
 mod tally;
 mod window;
 
-pub use histogram::{DurationHistogram, RELATIVE_ERROR};
+pub use histogram::DurationHistogram;
 pub use stats::{series, summary};
 pub use tally::Tally;
-pub use window::{MAX_POINTS, Scope, SeriesBuckets, Window};
+pub use window::{Scope, SeriesBuckets, Window};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {

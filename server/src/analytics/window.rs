@@ -18,15 +18,6 @@ pub enum Scope {
     Platform,
 }
 
-impl Scope {
-    pub fn function_id(self) -> Option<Uuid> {
-        match self {
-            Self::Function(id) => Some(id),
-            Self::Platform => None,
-        }
-    }
-}
-
 /// `[start, end)`, both on whole minutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {

@@ -364,8 +364,8 @@ async fn a_client_that_outruns_the_server_is_closed() {
     ));
 }
 
-#[tokio::test]
-async fn a_peer_that_stops_answering_is_closed() {
+/// A graphql-transport-ws client whose server sends a keep-alive every 50 ms.
+async fn initialised_with_fast_keepalives() -> Client {
     let settings = WsSettings {
         keepalive: Duration::from_millis(50),
         ..WsSettings::default()
@@ -377,6 +377,12 @@ async fn a_peer_that_stops_answering_is_closed() {
         settings,
     );
     client.init().await;
+    client
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_is_closed() {
+    let mut client = initialised_with_fast_keepalives().await;
     // It reads, but never answers: no pong, no message.
     let (code, reason) = client.close_code().await;
     assert_eq!(code, 1008);
@@ -385,17 +391,7 @@ async fn a_peer_that_stops_answering_is_closed() {
 
 #[tokio::test]
 async fn a_peer_that_answers_stays_connected() {
-    let settings = WsSettings {
-        keepalive: Duration::from_millis(50),
-        ..WsSettings::default()
-    };
-    let mut client = Client::start_with(
-        Protocol::TransportWs,
-        Arc::new(AcceptAll),
-        CancellationToken::new(),
-        settings,
-    );
-    client.init().await;
+    let mut client = initialised_with_fast_keepalives().await;
     for _ in 0..6 {
         match client.receive().await {
             Message::Ping(_) => client
