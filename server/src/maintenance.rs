@@ -133,10 +133,12 @@ async fn steps(
     Ok(report)
 }
 
+/// What is older than this goes; `None` keeps everything (also a retention
+/// longer than the calendar reaches back).
 fn cutoff(now: DateTime<Utc>, retention: Retention) -> Option<DateTime<Utc>> {
     match retention {
         Retention::Forever => None,
-        Retention::For(keep) => Some(now - TimeDelta::from_std(keep).unwrap_or(TimeDelta::MAX)),
+        Retention::For(keep) => now.checked_sub_signed(TimeDelta::from_std(keep).ok()?),
     }
 }
 
@@ -220,5 +222,9 @@ mod tests {
             cutoff(now, Retention::For(Duration::from_secs(3600))),
             Some(now - TimeDelta::hours(1))
         );
+        // A retention beyond the calendar keeps everything rather than overflowing.
+        assert_eq!(cutoff(now, Retention::For(Duration::MAX)), None);
+        let eons = "1000000y".parse().unwrap();
+        assert_eq!(cutoff(now, eons), None);
     }
 }
