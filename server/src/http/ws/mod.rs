@@ -1,16 +1,15 @@
 //! `/graphql/ws`: GraphQL over WebSocket with the subprotocols
 //! `graphql-transport-ws` (the graphql-ws library's protocol, enforced to the
 //! letter) and the legacy `graphql-ws` (Apollo's subscriptions-transport-ws).
-//! async-graphql's `http::WebSocket` executes operations underneath; this module
-//! owns everything around it where async-graphql departs from the protocol: it
-//! checks every client message before passing it on (4400, 4401, 4409, 4429),
-//! times out connections that never initialise (4408), hands connection_init to
-//! a pluggable [`ConnectionAuth`] (4403 when it refuses), tracks which operation
-//! ids are live from both directions, turns request errors into `error`
-//! messages, sends keep-alives and closes peers that stop answering them (1008),
-//! limits the live operations of a connection, bounds what waits in either
-//! direction, and closes every socket cleanly (1001) when the process shuts
-//! down ([`Sockets`]).
+//! Each operation is an async-graphql response stream
+//! (`Executor::execute_stream`); this module owns the protocol around them: it
+//! checks every client message (4400, 4401, 4409, 4429), times out connections
+//! that never initialise (4408), hands connection_init to a pluggable
+//! [`ConnectionAuth`] (4403 when it refuses), tracks which operation ids are
+//! live, turns request errors into `error` messages, sends keep-alives and
+//! closes peers that stop answering them (1008), limits the live operations of
+//! a connection, bounds what waits for a slow client, and closes every socket
+//! cleanly (1001) when the process shuts down ([`Sockets`]).
 //!
 //! This file is the endpoint (settings, upgrade, subprotocol negotiation);
 //! [`session`] runs one socket's loop and its timers, and [`protocol`] is the
@@ -26,7 +25,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::WebSocketProtocols;
 use async_graphql::{Data, Executor};
 use futures::StreamExt;
 use poem::http::{HeaderMap, StatusCode, header};
@@ -60,9 +58,6 @@ pub const MAX_OPERATIONS_ENV: &str = "PROJECTNIL_WS_MAX_OPERATIONS";
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Overrides [`DEFAULT_SEND_TIMEOUT`] (milliseconds).
 pub const SEND_TIMEOUT_ENV: &str = "PROJECTNIL_WS_SEND_TIMEOUT_MS";
-/// Client messages checked but not yet taken by async-graphql; a client that
-/// outruns it is closed with 1008.
-const INNER_CAPACITY: usize = 64;
 /// After sending a close frame, how long to wait for the client's own close
 /// frame before dropping the connection.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
@@ -271,13 +266,6 @@ impl Protocol {
                 LEGACY_WS => Some(Self::Legacy),
                 _ => None,
             })
-    }
-
-    fn async_graphql(self) -> WebSocketProtocols {
-        match self {
-            Self::TransportWs => WebSocketProtocols::GraphQLWS,
-            Self::Legacy => WebSocketProtocols::SubscriptionsTransportWS,
-        }
     }
 }
 

@@ -1,113 +1,93 @@
 //! The protocol state machine of one connection: which client messages are
-//! valid, which operations are live, and what of async-graphql's output the
-//! client gets.
+//! valid, which operations are live, and what the client gets of each
+//! operation's results.
+//!
+//! Operations run as async-graphql response streams
+//! ([`Executor::execute_stream`]) owned here, one per operation id; a result
+//! is serialised once, straight into the protocol's message. Nothing of the
+//! library's own WebSocket protocol is involved, so what the client may see
+//! is decided in one place.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_graphql::http::ClientMessage;
+use async_graphql::{Data, Executor, Request, Response};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use poem::web::websocket::Message;
-use serde::Deserialize;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
+use tokio_stream::StreamMap;
 
+use super::Protocol;
 use super::session::{Stop, close};
-use super::{INNER_CAPACITY, MAX_OPERATIONS_ENV, Protocol};
+use crate::graphql::error::ErrorCode;
 
-/// The protocol state of one connection, between the client and async-graphql.
-///
-/// `live` are the operation ids the client may still get messages for: added
-/// on subscribe, removed when the operation ends on the wire (our `complete` or
-/// `error`, or the client's `complete`). async-graphql keeps its own map, which
-/// lags behind ours in one way only: when an operation ends on the wire before
-/// async-graphql has dropped it (the client's `complete`, or a request error we
-/// sent as `error`), we forward a stop, and async-graphql answers that stop
-/// with a `complete` the client must not see. `owed` counts those per id; as
-/// async-graphql handles its input in order, an owed `complete` always comes
-/// before anything of a later operation that reuses the id.
-pub(super) struct State {
-    pub(super) protocol: Protocol,
-    pub(super) to_inner: mpsc::Sender<serde_json::Result<ClientMessage>>,
-    pub(super) max_operations: usize,
+/// An operation's results, then `None` once it has ended (so its end is
+/// seen: a `StreamMap` drops finished streams silently).
+type Results = BoxStream<'static, Option<Response>>;
+
+/// The protocol state of one connection.
+pub(super) struct State<E> {
+    protocol: Protocol,
+    executor: E,
+    max_operations: usize,
     pub(super) init_received: bool,
-    pub(super) acknowledged: bool,
-    /// Legacy only: async-graphql refused the init with `connection_error`.
-    pub(super) refused: bool,
-    pub(super) live: HashMap<String, Operation>,
-    pub(super) owed: HashMap<String, usize>,
+    /// The connection's data once connection_init was accepted.
+    data: Option<Arc<Data>>,
+    /// The live operations: removed when they end on the wire (our
+    /// `complete` or `error`, or the client's `complete`).
+    pub(super) operations: StreamMap<String, Results>,
+    /// Live operations that already sent a result; request errors can only
+    /// be the first.
+    answered: HashSet<String>,
 }
 
-#[derive(Default)]
-pub(super) struct Operation {
-    /// A result was sent; request errors can only be the first.
-    pub(super) answered: bool,
+/// What a client message asks of the session.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// Send these, and go on.
+    Reply(Vec<Message>),
+    /// Decide on connection_init with this payload (`{}` when it had none),
+    /// then hand the answer to [`State::on_auth`].
+    Authenticate(Value),
 }
 
-/// The parts of a server message we route by.
-#[derive(Deserialize)]
-pub(super) struct Envelope {
+/// A server message with an id.
+#[derive(Serialize)]
+struct Addressed<'a, P> {
+    id: &'a str,
     #[serde(rename = "type")]
-    kind: String,
-    id: Option<String>,
+    kind: &'static str,
+    payload: P,
 }
 
-impl State {
-    pub(super) fn new(
-        protocol: Protocol,
-        to_inner: mpsc::Sender<serde_json::Result<ClientMessage>>,
-        max_operations: usize,
-    ) -> Self {
+fn text(value: &impl Serialize) -> Message {
+    // Serialising plain data (strings, maps and async-graphql values) to a
+    // string cannot fail.
+    Message::text(serde_json::to_string(value).unwrap_or_default())
+}
+
+fn complete(id: &str) -> Message {
+    text(&json!({ "id": id, "type": "complete" }))
+}
+
+impl<E: Executor> State<E> {
+    pub(super) fn new(protocol: Protocol, executor: E, max_operations: usize) -> Self {
         Self {
             protocol,
-            to_inner,
+            executor,
             max_operations,
             init_received: false,
-            acknowledged: false,
-            refused: false,
-            live: HashMap::new(),
-            owed: HashMap::new(),
+            data: None,
+            operations: StreamMap::new(),
+            answered: HashSet::new(),
         }
     }
 
-    /// Hands a checked message to async-graphql; a client that sends faster
-    /// than it takes them is closed (1008) rather than queued without bound.
-    fn forward(&self, message: ClientMessage) -> Result<(), Stop> {
-        match self.to_inner.try_send(Ok(message)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(close(
-                1008,
-                format!(
-                    "Too many messages: more than {INNER_CAPACITY} are waiting to be processed"
-                ),
-            )),
-            // The receiver lives as long as the connection loop that owns `self`.
-            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
-        }
-    }
-
-    /// Stops an operation that ended on the wire; if async-graphql cannot
-    /// take it now, the operation's later messages are dropped anyway.
-    fn stop(&self, id: String) {
-        if self.forward(ClientMessage::Stop { id }).is_err() {
-            tracing::debug!("ws.stop_deferred");
-        }
-    }
-
-    /// The refusal of an operation beyond [`WsSettings::max_operations`].
-    fn too_many_operations(&self, id: &str) -> Message {
-        let error = json!({
-            "message": format!(
-                "too many operations on this connection: {} are live and the limit is {} \
-                 ({MAX_OPERATIONS_ENV}); complete one first or open another connection",
-                self.live.len(),
-                self.max_operations
-            ),
-            "extensions": { "code": crate::graphql::error::ErrorCode::TooManyRequests.as_str() },
-        });
-        let payload = match self.protocol {
-            Protocol::TransportWs => json!([error]),
-            Protocol::Legacy => error,
-        };
-        Message::text(json!({ "id": id, "type": "error", "payload": payload }).to_string())
+    pub(super) fn acknowledged(&self) -> bool {
+        self.data.is_some()
     }
 
     pub(super) fn keepalive(&self) -> String {
@@ -117,193 +97,225 @@ impl State {
         }
     }
 
-    /// A message from the client: checked, then handed to async-graphql;
-    /// returns what to answer at once.
-    pub(super) fn on_client(&mut self, bytes: &[u8]) -> Result<Vec<Message>, Stop> {
+    /// A message from the client.
+    pub(super) fn on_client(&mut self, bytes: &[u8]) -> Result<Step, Stop> {
         match self.protocol {
             Protocol::TransportWs => self.transport_ws_client(bytes),
             Protocol::Legacy => self.legacy_client(bytes),
         }
     }
 
-    fn legacy_client(&mut self, bytes: &[u8]) -> Result<Vec<Message>, Stop> {
-        // As async-graphql always did on this protocol.
+    /// The [`super::ConnectionAuth`]'s answer to connection_init.
+    pub(super) fn on_auth(
+        &mut self,
+        answer: async_graphql::Result<Data>,
+    ) -> Result<Vec<Message>, Stop> {
+        match (answer, self.protocol) {
+            (Ok(data), protocol) => {
+                self.data = Some(Arc::new(data));
+                let ack = text(&json!({ "type": "connection_ack" }));
+                Ok(match protocol {
+                    // subscriptions-transport-ws servers send a first `ka` at once.
+                    Protocol::Legacy => vec![ack, Message::text(self.keepalive())],
+                    Protocol::TransportWs => vec![ack],
+                })
+            }
+            (Err(error), Protocol::TransportWs) => {
+                // The protocol prescribes 4403 and no reason beyond it.
+                tracing::info!(
+                    reason = error.message.as_str(),
+                    "ws.connection_init_refused"
+                );
+                Err(close(4403, "Forbidden"))
+            }
+            (Err(error), Protocol::Legacy) => Err(legacy_refusal(&error.message)),
+        }
+    }
+
+    /// The next event of operation `id`: a result, or `None` when it ended.
+    pub(super) fn on_operation(&mut self, id: String, event: Option<Response>) -> Vec<Message> {
+        let Some(response) = event else {
+            self.end(&id);
+            return vec![complete(&id)];
+        };
+        let first = self.answered.insert(id.clone());
+        if self.protocol == Protocol::TransportWs && first && is_request_error(&response) {
+            // The protocol's `error` message: the operation never ran, and no
+            // `complete` follows it.
+            self.end(&id);
+            return vec![text(&Addressed {
+                id: &id,
+                kind: "error",
+                payload: &response.errors,
+            })];
+        }
+        let kind = match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::Legacy => "data",
+        };
+        vec![text(&Addressed {
+            id: &id,
+            kind,
+            payload: &response,
+        })]
+    }
+
+    fn end(&mut self, id: &str) -> bool {
+        self.answered.remove(id);
+        self.operations.remove(id).is_some()
+    }
+
+    /// Starts operation `id`, unless that would pass the limit.
+    fn start(&mut self, id: String, request: Request, data: Arc<Data>) -> Vec<Message> {
+        if self.operations.len() >= self.max_operations {
+            return vec![self.too_many_operations(&id)];
+        }
+        let results = self
+            .executor
+            .execute_stream(request, Some(data))
+            .map(Some)
+            .chain(futures::stream::once(std::future::ready(None)))
+            .boxed();
+        self.answered.remove(&id);
+        self.operations.insert(id, results);
+        Vec::new()
+    }
+
+    /// The refusal of an operation beyond [`super::WsSettings::max_operations`].
+    fn too_many_operations(&self, id: &str) -> Message {
+        let error = json!({
+            "message": format!(
+                "too many operations on this connection: {} are live and the limit is {} \
+                 ({}); complete one first or open another connection",
+                self.operations.len(),
+                self.max_operations,
+                super::MAX_OPERATIONS_ENV,
+            ),
+            "extensions": { "code": ErrorCode::TooManyRequests.as_str() },
+        });
+        let payload = match self.protocol {
+            Protocol::TransportWs => json!([error]),
+            Protocol::Legacy => error,
+        };
+        text(&Addressed {
+            id,
+            kind: "error",
+            payload,
+        })
+    }
+
+    fn legacy_client(&mut self, bytes: &[u8]) -> Result<Step, Stop> {
         let message =
             ClientMessage::from_bytes(bytes).map_err(|error| close(1002, error.to_string()))?;
-        match &message {
-            ClientMessage::Start { id, .. } if !self.live.contains_key(id.as_str()) => {
-                if self.live.len() >= self.max_operations {
-                    return Ok(vec![self.too_many_operations(id)]);
+        let replies = match message {
+            ClientMessage::ConnectionInit { payload } => {
+                if std::mem::replace(&mut self.init_received, true) {
+                    return Err(legacy_refusal("Too many initialisation requests."));
                 }
-                self.live.insert(id.to_string(), Operation::default());
+                return Ok(Step::Authenticate(init_payload(payload)));
+            }
+            ClientMessage::Start { id, payload } => {
+                let Some(data) = self.data.clone() else {
+                    return Err(close(1011, "The handshake is not completed."));
+                };
+                // A start for a live id replaces that operation.
+                self.end(&id);
+                self.start(id, payload, data)
             }
             ClientMessage::Stop { id } => {
-                self.live.remove(id.as_str());
+                if self.end(&id) {
+                    vec![complete(&id)]
+                } else {
+                    Vec::new()
+                }
             }
-            _ => {}
-        }
-        self.forward(message)?;
-        Ok(Vec::new())
+            ClientMessage::ConnectionTerminate => return Err(close(1000, "Normal Closure")),
+            ClientMessage::Ping { payload } => vec![pong(payload)],
+            ClientMessage::Pong { .. } => Vec::new(),
+        };
+        Ok(Step::Reply(replies))
     }
 
-    fn transport_ws_client(&mut self, bytes: &[u8]) -> Result<Vec<Message>, Stop> {
+    fn transport_ws_client(&mut self, bytes: &[u8]) -> Result<Step, Stop> {
         let message = TransportMessage::parse(bytes)
             .map_err(|error| close(4400, format!("Invalid message received: {error}")))?;
-        match message {
-            TransportMessage::ConnectionInit(value) => {
-                if self.init_received {
+        let replies = match message {
+            TransportMessage::ConnectionInit(payload) => {
+                if std::mem::replace(&mut self.init_received, true) {
                     return Err(close(4429, "Too many initialisation requests"));
                 }
-                self.init_received = true;
-                self.forward(into_client_message(value)?)?;
+                return Ok(Step::Authenticate(init_payload(payload)));
             }
-            TransportMessage::Ping(value) => self.forward(into_client_message(value)?)?,
+            TransportMessage::Ping(payload) => vec![pong(payload)],
             // An answer to our keep-alive: nothing to do.
-            TransportMessage::Pong => {}
-            TransportMessage::Subscribe { id, message } => {
-                if !self.acknowledged {
+            TransportMessage::Pong => Vec::new(),
+            TransportMessage::Subscribe { id, payload } => {
+                let Some(data) = self.data.clone() else {
                     return Err(close(4401, "Unauthorized"));
-                }
-                if self.live.contains_key(&id) {
+                };
+                if self.operations.contains_key(&id) {
                     return Err(close(4409, format!("Subscriber for {id} already exists")));
                 }
-                let message = into_client_message(message)?;
-                if self.live.len() >= self.max_operations {
-                    return Ok(vec![self.too_many_operations(&id)]);
-                }
-                self.live.insert(id, Operation::default());
-                self.forward(message)?;
+                let request = serde_json::from_value::<Request>(payload)
+                    .map_err(|error| close(4400, format!("Invalid message received: {error}")))?;
+                self.start(id, request, data)
             }
             TransportMessage::Complete { id } => {
-                // Completing an operation that already ended is allowed and moot.
-                if self.live.remove(&id).is_some() {
-                    *self.owed.entry(id.clone()).or_default() += 1;
-                    self.forward(ClientMessage::Stop { id })?;
-                }
+                // Completing an operation that already ended is allowed and
+                // moot; either way the client gets nothing more for it.
+                self.end(&id);
+                Vec::new()
             }
-        }
-        Ok(Vec::new())
-    }
-
-    /// A text message from async-graphql: what to send to the client.
-    pub(super) fn on_server(&mut self, text: String) -> Vec<Message> {
-        let Ok(envelope) = serde_json::from_str::<Envelope>(&text) else {
-            return vec![Message::text(text)];
         };
-        match (self.protocol, envelope.kind.as_str(), envelope.id) {
-            (_, "connection_ack", _) => {
-                self.acknowledged = true;
-                match self.protocol {
-                    // subscriptions-transport-ws servers send a first `ka` at once.
-                    Protocol::Legacy => vec![Message::text(text), Message::text(self.keepalive())],
-                    Protocol::TransportWs => vec![Message::text(text)],
-                }
-            }
-            (Protocol::Legacy, "connection_error", _) => {
-                self.refused = true;
-                vec![Message::text(text)]
-            }
-            (Protocol::TransportWs, "next", Some(id)) => self.next(id, text),
-            (Protocol::Legacy, "complete" | "error", Some(id)) => {
-                self.live.remove(&id);
-                vec![Message::text(text)]
-            }
-            (Protocol::TransportWs, "complete", Some(id)) => {
-                if self.take_owed(&id) {
-                    return Vec::new();
-                }
-                self.live.remove(&id);
-                vec![Message::text(text)]
-            }
-            _ => vec![Message::text(text)],
-        }
-    }
-
-    fn take_owed(&mut self, id: &str) -> bool {
-        let Some(count) = self.owed.get_mut(id) else {
-            return false;
-        };
-        *count -= 1;
-        if *count == 0 {
-            self.owed.remove(id);
-        }
-        true
-    }
-
-    fn next(&mut self, id: String, text: String) -> Vec<Message> {
-        if self.owed.contains_key(&id) {
-            // A result of an operation that already ended on the wire.
-            return Vec::new();
-        }
-        let Some(operation) = self.live.get_mut(&id) else {
-            return Vec::new();
-        };
-        let first = !std::mem::replace(&mut operation.answered, true);
-        if first && let Some(errors) = request_errors(&text) {
-            // The protocol's `error` message: the operation never ran, and no
-            // `complete` follows it. async-graphql will still complete the
-            // operation; stop it and drop that complete.
-            self.live.remove(&id);
-            *self.owed.entry(id.clone()).or_default() += 1;
-            self.stop(id.clone());
-            let error = json!({ "id": id, "type": "error", "payload": errors });
-            return vec![Message::text(error.to_string())];
-        }
-        vec![Message::text(text)]
-    }
-
-    /// async-graphql closes: on graphql-transport-ws, with the protocol's codes.
-    pub(super) fn server_close(&self, code: u16, reason: String) -> Stop {
-        match (self.protocol, code) {
-            // Only an init refusal reaches this while the init is pending; any
-            // other 1002 is a message async-graphql could not read.
-            (Protocol::TransportWs, 1002) if self.init_received && !self.acknowledged => {
-                tracing::info!(reason = reason.as_str(), "ws.connection_init_refused");
-                close(4403, "Forbidden")
-            }
-            (Protocol::TransportWs, 1002) => close(4400, reason),
-            (Protocol::TransportWs, 1011) => close(4401, "Unauthorized"),
-            (Protocol::TransportWs, 4429) => close(4429, "Too many initialisation requests"),
-            _ => close(code, reason),
-        }
-    }
-
-    /// async-graphql finished without a close frame: after the legacy
-    /// `connection_terminate` or `connection_error`.
-    pub(super) fn server_ended(&self) -> Stop {
-        if self.refused {
-            close(1011, "Connection refused")
-        } else {
-            close(1000, "Normal Closure")
-        }
+        Ok(Step::Reply(replies))
     }
 }
 
-/// The errors of a first result that is a request error (the operation could
-/// not be parsed, validated or started: no data and no error with a path), as
-/// graphql-transport-ws's `error` payload.
-pub(super) fn request_errors(text: &str) -> Option<Value> {
-    let message: Value = serde_json::from_str(text).ok()?;
-    let payload = message.get("payload")?;
-    if !payload.get("data").is_none_or(Value::is_null) {
-        return None;
+/// The legacy protocol's refusal: `connection_error`, then the socket closes.
+fn legacy_refusal(message: &str) -> Stop {
+    Stop::Refused(text(&json!({
+        "type": "connection_error",
+        "payload": { "message": message },
+    })))
+}
+
+/// The pong echoes the ping's payload, as graphql-ws does.
+fn pong(payload: Option<Value>) -> Message {
+    match payload {
+        Some(payload) => text(&json!({ "type": "pong", "payload": payload })),
+        None => text(&json!({ "type": "pong" })),
     }
-    let errors = payload.get("errors")?.as_array()?;
-    let before_execution = !errors.is_empty()
-        && errors.iter().all(|e| {
-            e.get("path")
-                .is_none_or(|p| p.as_array().is_none_or(Vec::is_empty))
-        });
-    before_execution.then(|| Value::Array(errors.clone()))
+}
+
+fn init_payload(payload: Option<Value>) -> Value {
+    match payload {
+        None | Some(Value::Null) => json!({}),
+        Some(payload) => payload,
+    }
+}
+
+/// A first result that is a request error: the operation could not be
+/// parsed, validated or started (no data, and no error with a path).
+pub(super) fn is_request_error(response: &Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| error.path.is_empty())
 }
 
 /// A valid graphql-transport-ws client message.
 pub(super) enum TransportMessage {
-    ConnectionInit(Value),
-    Ping(Value),
+    ConnectionInit(Option<Value>),
+    Ping(Option<Value>),
     Pong,
-    Subscribe { id: String, message: Value },
-    Complete { id: String },
+    /// `payload` is a checked request: `query` a string, the optional fields
+    /// of the right types, nulls removed.
+    Subscribe {
+        id: String,
+        payload: Value,
+    },
+    Complete {
+        id: String,
+    },
 }
 
 impl TransportMessage {
@@ -321,15 +333,16 @@ impl TransportMessage {
         match kind.as_str() {
             "connection_init" | "ping" | "pong" => {
                 optional_object(&object, "payload", &kind)?;
+                let payload = object.remove("payload").filter(|p| !p.is_null());
                 Ok(match kind.as_str() {
-                    "connection_init" => Self::ConnectionInit(Value::Object(object)),
-                    "ping" => Self::Ping(Value::Object(object)),
+                    "connection_init" => Self::ConnectionInit(payload),
+                    "ping" => Self::Ping(payload),
                     _ => Self::Pong,
                 })
             }
             "subscribe" => {
                 let id = required_id(&object, &kind)?;
-                let Some(Value::Object(payload)) = object.get_mut("payload") else {
+                let Some(Value::Object(mut payload)) = object.remove("payload") else {
                     return Err(format!(
                         "\"{kind}\" message expects the \"payload\" property to be an object"
                     ));
@@ -339,8 +352,8 @@ impl TransportMessage {
                         "\"{kind}\" message payload expects the \"query\" property to be a string"
                     ));
                 }
-                optional_object(payload, "variables", &kind)?;
-                optional_object(payload, "extensions", &kind)?;
+                optional_object(&payload, "variables", &kind)?;
+                optional_object(&payload, "extensions", &kind)?;
                 if !matches!(
                     payload.get("operationName"),
                     None | Some(Value::Null | Value::String(_))
@@ -353,7 +366,7 @@ impl TransportMessage {
                 payload.retain(|_, v| !v.is_null());
                 Ok(Self::Subscribe {
                     id,
-                    message: Value::Object(object),
+                    payload: Value::Object(payload),
                 })
             }
             "complete" => Ok(Self::Complete {
@@ -382,21 +395,14 @@ fn required_id(object: &Map<String, Value>, kind: &str) -> Result<String, String
     }
 }
 
-/// A checked message in async-graphql's terms.
-fn into_client_message(mut value: Value) -> Result<ClientMessage, Stop> {
-    if let Some(object) = value.as_object_mut()
-        && object.get("payload").is_some_and(Value::is_null)
-    {
-        object.remove("payload");
-    }
-    serde_json::from_value(value)
-        .map_err(|error| close(4400, format!("Invalid message received: {error}")))
-}
-
 /// Ids of the operations live on the connection (tests).
 #[cfg(test)]
-impl State {
-    pub(super) fn live_ids(&self) -> std::collections::HashSet<String> {
-        self.live.keys().cloned().collect()
+impl<E> State<E> {
+    pub(super) fn live_ids(&self) -> HashSet<String> {
+        self.operations.keys().cloned().collect()
+    }
+
+    pub(super) fn acknowledge(&mut self) {
+        self.data = Some(Arc::new(Data::default()));
     }
 }

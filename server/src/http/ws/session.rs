@@ -1,24 +1,18 @@
 //! One socket's session: the loop between the client, async-graphql and
 //! the timers (init deadline, keep-alives, send timeout), and how it closes.
 
-use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::{WebSocket as GraphQLSocket, WsMessage};
-use async_graphql::{Data, Executor};
+use async_graphql::Executor;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use poem::http::HeaderMap;
 use poem::web::websocket::Message;
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::State;
+use super::protocol::{State, Step};
 use super::{
-    CLOSE_HANDSHAKE, ConnectionAuth, ConnectionInit, INNER_CAPACITY, MAX_CLOSE_REASON, Protocol,
-    WsSettings,
+    CLOSE_HANDSHAKE, ConnectionAuth, ConnectionInit, MAX_CLOSE_REASON, Protocol, WsSettings,
 };
 
 /// One socket's settings, before it starts.
@@ -37,6 +31,9 @@ pub(super) enum Stop {
     Gone,
     /// We close with this code and reason.
     Close(u16, String),
+    /// The legacy protocol refused the connection: this `connection_error`,
+    /// then a close with 1011.
+    Refused(Message),
 }
 
 pub(super) fn close(code: u16, reason: impl Into<String>) -> Stop {
@@ -48,39 +45,17 @@ fn too_big(limit: usize) -> Stop {
     close(1009, format!("Message too big: the limit is {limit} bytes"))
 }
 
-/// The async-graphql pong: echo the ping's payload, as graphql-ws does.
-fn echo_ping(
-    _: Option<&Data>,
-    payload: Option<Value>,
-) -> Ready<async_graphql::Result<Option<Value>>> {
-    ready(Ok(payload))
-}
-
 impl<E: Executor> Connection<E> {
     pub(super) async fn serve<Tx, Rx>(self, mut tx: Tx, mut rx: Rx, shutdown: CancellationToken)
     where
         Tx: Sink<Message> + Unpin,
         Rx: Stream<Item = std::io::Result<Message>> + Unpin,
     {
-        let (to_inner, inner_rx) = mpsc::channel(INNER_CAPACITY);
-        let auth = self.auth.clone();
-        let headers = self.headers.clone();
-        let mut inner = GraphQLSocket::from_message_stream(
+        let mut state = State::new(
+            self.protocol,
             self.executor.clone(),
-            ReceiverStream::new(inner_rx),
-            self.protocol.async_graphql(),
-        )
-        .on_connection_init(move |payload| {
-            // async-graphql passes null for a missing payload.
-            let payload = if payload.is_null() {
-                json!({})
-            } else {
-                payload
-            };
-            auth.on_connection_init(ConnectionInit { payload, headers })
-        })
-        .on_ping(echo_ping);
-        let mut state = State::new(self.protocol, to_inner, self.settings.max_operations);
+            self.settings.max_operations,
+        );
 
         let init_deadline = tokio::time::sleep(self.settings.init_timeout);
         tokio::pin!(init_deadline);
@@ -111,24 +86,22 @@ impl<E: Executor> Connection<E> {
                     Some(Ok(Message::Binary(bytes))) if bytes.len() > self.settings.max_message_bytes => {
                         break too_big(self.settings.max_message_bytes)
                     }
-                    Some(Ok(Message::Text(text))) => match state.on_client(text.as_bytes()) {
+                    Some(Ok(Message::Text(text))) => match self.on_client(&mut state, text.as_bytes()).await {
                         Ok(replies) => replies,
                         Err(stop) => break stop,
                     },
-                    Some(Ok(Message::Binary(bytes))) => match state.on_client(&bytes) {
+                    Some(Ok(Message::Binary(bytes))) => match self.on_client(&mut state, &bytes).await {
                         Ok(replies) => replies,
                         Err(stop) => break stop,
                     },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break Stop::Gone,
                 },
-                message = inner.next() => match message {
-                    Some(WsMessage::Text(text)) => state.on_server(text),
-                    Some(WsMessage::Close(code, reason)) => break state.server_close(code, reason),
-                    None => break state.server_ended(),
-                },
+                Some((id, event)) = state.operations.next(), if !state.operations.is_empty() => {
+                    state.on_operation(id, event)
+                }
             };
-            if state.acknowledged && keepalive.is_none() {
+            if state.acknowledged() && keepalive.is_none() {
                 keepalive = Some(keepalive_timer(self.settings.keepalive));
             }
             match tokio::time::timeout(self.settings.send_timeout, send_all(&mut tx, outgoing))
@@ -147,6 +120,13 @@ impl<E: Executor> Connection<E> {
             }
         };
 
+        let stop = match stop {
+            Stop::Refused(notice) => {
+                let _ = tokio::time::timeout(self.settings.send_timeout, tx.send(notice)).await;
+                close(1011, "Connection refused")
+            }
+            other => other,
+        };
         if let Stop::Close(code, reason) = stop {
             tracing::debug!(code, reason = reason.as_str(), "ws.closing");
             let frame = Message::close_with(code, truncate(reason, MAX_CLOSE_REASON));
@@ -162,6 +142,25 @@ impl<E: Executor> Connection<E> {
             }
         }
         let _ = tokio::time::timeout(CLOSE_HANDSHAKE, tx.close()).await;
+    }
+}
+
+impl<E: Executor> Connection<E> {
+    /// A client message; connection_init waits for the [`ConnectionAuth`].
+    async fn on_client(&self, state: &mut State<E>, bytes: &[u8]) -> Result<Vec<Message>, Stop> {
+        match state.on_client(bytes)? {
+            Step::Reply(replies) => Ok(replies),
+            Step::Authenticate(payload) => {
+                let answer = self
+                    .auth
+                    .on_connection_init(ConnectionInit {
+                        payload,
+                        headers: self.headers.clone(),
+                    })
+                    .await;
+                state.on_auth(answer)
+            }
+        }
     }
 }
 

@@ -3,9 +3,8 @@ use futures::StreamExt;
 use futures::channel::mpsc as channel;
 use poem::web::websocket::Message;
 use serde_json::json;
-use tokio::sync::mpsc;
 
-use super::protocol::{State, TransportMessage, request_errors};
+use super::protocol::{State, Step, TransportMessage, is_request_error};
 use super::session::{Connection, Stop, truncate};
 
 use super::*;
@@ -42,6 +41,18 @@ struct User(String);
 
 type TestSchema = Schema<Query, EmptyMutation, SubscriptionRoot>;
 
+fn schema() -> TestSchema {
+    TestSchema::new(Query, EmptyMutation, SubscriptionRoot)
+}
+
+/// The replies of a client message that asks nothing of the session.
+fn replies(step: Result<Step, Stop>) -> Vec<Message> {
+    match step {
+        Ok(Step::Reply(replies)) => replies,
+        other => panic!("expected replies, got {other:?}"),
+    }
+}
+
 struct Client {
     to_server: channel::UnboundedSender<std::io::Result<Message>>,
     replies: channel::UnboundedReceiver<Message>,
@@ -63,11 +74,10 @@ impl Client {
         shutdown: CancellationToken,
         settings: WsSettings,
     ) -> Self {
-        let schema = TestSchema::new(Query, EmptyMutation, SubscriptionRoot);
         let (to_server, rx) = channel::unbounded();
         let (tx, replies) = channel::unbounded();
         let connection = Connection {
-            executor: schema,
+            executor: schema(),
             auth,
             settings,
             protocol,
@@ -254,8 +264,17 @@ async fn field_errors_stay_in_next() {
     client.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": "query($n: Int!) { hello }", "variables": null } }));
     // A missing required variable is a request error.
     assert_eq!(client.json().await["type"], "error");
-    assert!(request_errors(r#"{"type":"next","id":"1","payload":{"data":null,"errors":[{"message":"x","path":["f"]}]}}"#).is_none());
-    assert!(request_errors(r#"{"type":"next","id":"1","payload":{"data":{"f":1}}}"#).is_none());
+    let field_error: async_graphql::Response = serde_json::from_value(
+        json!({ "data": null, "errors": [{ "message": "x", "path": ["f"] }] }),
+    )
+    .unwrap();
+    assert!(!is_request_error(&field_error));
+    let data: async_graphql::Response =
+        serde_json::from_value(json!({ "data": { "f": 1 } })).unwrap();
+    assert!(!is_request_error(&data));
+    let request_error: async_graphql::Response =
+        serde_json::from_value(json!({ "data": null, "errors": [{ "message": "x" }] })).unwrap();
+    assert!(is_request_error(&request_error));
 }
 
 #[test]
@@ -308,9 +327,8 @@ fn close_reasons_fit_a_frame() {
 #[tokio::test]
 async fn operations_beyond_the_limit_are_refused_and_the_others_stay_live() {
     for protocol in [Protocol::TransportWs, Protocol::Legacy] {
-        let (to_inner, _inner) = mpsc::channel(INNER_CAPACITY);
-        let mut state = State::new(protocol, to_inner, 2);
-        state.acknowledged = true;
+        let mut state = State::new(protocol, schema(), 2);
+        state.acknowledge();
         let start = |id: &str| {
             let kind = match protocol {
                 Protocol::TransportWs => "subscribe",
@@ -319,9 +337,9 @@ async fn operations_beyond_the_limit_are_refused_and_the_others_stay_live() {
             json!({ "id": id, "type": kind, "payload": { "query": "{ a }" } }).to_string()
         };
         for id in ["1", "2"] {
-            assert!(state.on_client(start(id).as_bytes()).unwrap().is_empty());
+            assert!(replies(state.on_client(start(id).as_bytes())).is_empty());
         }
-        let refused = state.on_client(start("3").as_bytes()).unwrap();
+        let refused = replies(state.on_client(start("3").as_bytes()));
         let [Message::Text(text)] = refused.as_slice() else {
             panic!("expected one error message, got {refused:?}");
         };
@@ -344,24 +362,15 @@ async fn operations_beyond_the_limit_are_refused_and_the_others_stay_live() {
         );
         assert_eq!(state.live_ids(), ["1".to_string(), "2".to_string()].into());
         // Once one ends, there is room again.
-        state.on_server(json!({ "id": "1", "type": "complete" }).to_string());
-        assert!(state.on_client(start("3").as_bytes()).unwrap().is_empty());
+        assert_eq!(
+            state.on_operation("1".into(), None),
+            [Message::text(
+                json!({ "id": "1", "type": "complete" }).to_string()
+            )]
+        );
+        assert!(replies(state.on_client(start("3").as_bytes())).is_empty());
         assert_eq!(state.live_ids(), ["2".to_string(), "3".to_string()].into());
     }
-}
-
-#[tokio::test]
-async fn a_client_that_outruns_the_server_is_closed() {
-    let (to_inner, _inner) = mpsc::channel(INNER_CAPACITY);
-    let mut state = State::new(Protocol::TransportWs, to_inner, usize::MAX);
-    let ping = json!({ "type": "ping" }).to_string();
-    for _ in 0..INNER_CAPACITY {
-        assert!(state.on_client(ping.as_bytes()).is_ok());
-    }
-    assert!(matches!(
-        state.on_client(ping.as_bytes()),
-        Err(Stop::Close(1008, reason)) if reason.starts_with("Too many messages")
-    ));
 }
 
 /// A graphql-transport-ws client whose server sends a keep-alive every 50 ms.
@@ -408,14 +417,13 @@ async fn a_peer_that_answers_stays_connected() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected() {
-    let schema = TestSchema::new(Query, EmptyMutation, SubscriptionRoot);
     let (to_server, rx) = channel::unbounded::<std::io::Result<Message>>();
     // A socket whose buffers are full: no send ever completes.
     let stuck = futures::sink::unfold((), |(), _: Message| {
         futures::future::pending::<Result<(), std::io::Error>>()
     });
     let connection = Connection {
-        executor: schema,
+        executor: schema(),
         auth: Arc::new(AcceptAll),
         settings: WsSettings {
             send_timeout: Duration::from_millis(100),
@@ -439,9 +447,8 @@ async fn a_client_that_stops_reading_is_disconnected() {
 
 #[tokio::test]
 async fn live_ids_follow_both_directions() {
-    let (to_inner, _inner) = mpsc::channel(INNER_CAPACITY);
-    let mut state = State::new(Protocol::TransportWs, to_inner, DEFAULT_MAX_OPERATIONS);
-    state.acknowledged = true;
+    let mut state = State::new(Protocol::TransportWs, schema(), DEFAULT_MAX_OPERATIONS);
+    state.acknowledge();
     let subscribe = |id: &str| {
         json!({ "id": id, "type": "subscribe", "payload": { "query": "{ a }" } }).to_string()
     };
@@ -449,9 +456,57 @@ async fn live_ids_follow_both_directions() {
     assert!(
         matches!(state.on_client(subscribe("1").as_bytes()), Err(Stop::Close(4409, reason)) if reason == "Subscriber for 1 already exists")
     );
-    let sent = state.on_server(json!({ "id": "1", "type": "complete" }).to_string());
+    let sent = state.on_operation("1".into(), None);
     assert_eq!(sent.len(), 1);
     assert!(state.live_ids().is_empty());
     assert!(state.on_client(subscribe("1").as_bytes()).is_ok());
     assert_eq!(state.live_ids(), ["1".to_string()].into());
+}
+
+#[tokio::test]
+async fn the_legacy_protocol_starts_stops_and_terminates() {
+    let mut client = Client::start(
+        Protocol::Legacy,
+        Arc::new(AcceptAll),
+        CancellationToken::new(),
+    );
+    client.send(json!({ "type": "connection_init" }));
+    assert_eq!(client.json().await["type"], "connection_ack");
+    assert_eq!(client.json().await["type"], "ka");
+    client.send(
+        json!({ "id": "1", "type": "start", "payload": { "query": "subscription { forever }" } }),
+    );
+    assert_eq!(
+        client.json().await,
+        json!({ "id": "1", "type": "data", "payload": { "data": { "forever": 1 } } })
+    );
+    // A stop is answered with a complete; a request error stays in `data`.
+    client.send(json!({ "id": "1", "type": "stop" }));
+    assert_eq!(
+        client.json().await,
+        json!({ "id": "1", "type": "complete" })
+    );
+    client.send(json!({ "id": "2", "type": "start", "payload": { "query": "{ nope }" } }));
+    let data = client.json().await;
+    assert_eq!(
+        (data["type"].as_str(), data["payload"]["data"].is_null()),
+        (Some("data"), true)
+    );
+    assert_eq!(
+        client.json().await,
+        json!({ "id": "2", "type": "complete" })
+    );
+    client.send(json!({ "type": "connection_terminate" }));
+    assert_eq!(client.close_code().await.0, 1000);
+
+    let mut early = Client::start(
+        Protocol::Legacy,
+        Arc::new(AcceptAll),
+        CancellationToken::new(),
+    );
+    early.send(json!({ "id": "1", "type": "start", "payload": { "query": "{ hello }" } }));
+    assert_eq!(
+        early.close_code().await,
+        (1011, "The handshake is not completed.".to_string())
+    );
 }
