@@ -101,20 +101,16 @@ impl Client {
 
     /// Polls until the function is READY or FAILED (or `timeout` passes).
     pub async fn wait_compiled(&self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let function = self.function(id).await?;
-            if matches!(function["status"].as_str(), Some("READY" | "FAILED")) {
-                return Ok(function);
+        Ok(crate::eventually!(
+            format!("function {id} to be READY or FAILED"),
+            timeout,
+            async {
+                self.function(id)
+                    .await
+                    .ok()
+                    .filter(|f| matches!(f["status"].as_str(), Some("READY" | "FAILED")))
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "function {id} still {} after {timeout:?}",
-                    function["status"]
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        ))
     }
 
     /// Creates a function and waits until it is READY.

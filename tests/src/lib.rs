@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod graphql;
 pub mod outage;
 pub mod readme;
+pub mod wait;
 pub mod ws;
 
 use std::path::PathBuf;

@@ -17,10 +17,10 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::fixtures::{ECHO, source};
-use crate::{Client, TestApp, TestDb};
+use crate::{Client, TestApp, TestDb, eventually};
 
 /// Hang guard of every wait of the fault tests.
-pub const GUARD: Duration = Duration::from_secs(120);
+pub const GUARD: Duration = crate::wait::WAIT_LIMIT;
 
 /// The execution time limit the scenario's server must run with: the loops
 /// caught by the outage reach it while the database is away.
@@ -34,25 +34,6 @@ pub const EXEC_TIMEOUT_MS: u64 = 2000;
 pub trait Outage {
     async fn begin(&mut self);
     async fn end(&mut self);
-}
-
-/// Polls the async `check` until it gives `Some`, failing after [`GUARD`].
-#[macro_export]
-macro_rules! eventually {
-    ($what:expr, $check:expr) => {{
-        let deadline = tokio::time::Instant::now() + $crate::outage::GUARD;
-        loop {
-            if let Some(value) = $check.await {
-                break value;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "gave up waiting: {}",
-                $what
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }};
 }
 
 /// A connection to the cluster's `postgres` database, for administration.
@@ -267,9 +248,22 @@ pub async fn survive(app: &TestApp, mut outage: impl Outage) {
 
     outage.begin().await;
     let outage_began = load.len().await;
-    // Long enough for the loops to reach their time limit while the database
-    // is away, so their final status must wait for it to come back.
-    tokio::time::sleep(Duration::from_millis(EXEC_TIMEOUT_MS + 1000)).await;
+    // The loops reach their time limit while the database is away, so their
+    // final status must wait for it to come back.
+    eventually!(
+        "both loops to time out and retry their final status",
+        async {
+            let retries = app.server.logs.lines_with("execution.write_retry");
+            spinning
+                .iter()
+                .all(|id| {
+                    retries
+                        .iter()
+                        .any(|line| line.contains("final status") && line.contains(id.as_str()))
+                })
+                .then_some(())
+        }
+    );
 
     // During the outage: not ready, and requests fail with a short, clear error.
     eventually!("/ready to say 503", async {

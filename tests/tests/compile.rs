@@ -351,22 +351,14 @@ async fn a_worker_killed_mid_compile_loses_nothing() {
         ));
     }
     let id = id_of(&client.create_function("slow", &source).await.unwrap());
-    let deadline = tokio::time::Instant::now() + COMPILE_WAIT;
-    loop {
+    eventually!("the worker to start compiling", COMPILE_WAIT, async {
         let status = client.function(&id).await.unwrap()["status"].clone();
-        if status == "COMPILING" {
-            break;
-        }
         assert!(
-            status == "PENDING",
+            status == "PENDING" || status == "COMPILING",
             "expected to catch it compiling, got {status}"
         );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never started compiling"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (status == "COMPILING").then_some(())
+    });
     doomed.kill().await.unwrap();
     assert_eq!(client.function(&id).await.unwrap()["status"], "COMPILING");
     let _rescuer = spawn_worker(&db.url, &env);
@@ -401,9 +393,21 @@ async fn messages_made_visible_without_a_notification_are_consumed() {
     ))
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A visible result sent after it: once that one is consumed, the hidden
+    // one's notification has been spent on a read that found nothing.
+    let sentinel = id_of(&client.create_function("sentinel", ECHO).await.unwrap());
+    let sentinel_result =
+        json!({ "functionId": sentinel, "revision": 1, "success": false, "error": "sentinel" });
+    db.execute_unprepared(&format!(
+        "SELECT pgmq.send('compilation_results', '{sentinel_result}'::jsonb)"
+    ))
+    .await
+    .unwrap();
+    let consumed = client.wait_compiled(&sentinel, COMPILE_WAIT).await.unwrap();
+    assert_eq!(consumed["compileError"], "sentinel", "{consumed}");
+    assert_eq!(client.function(&failed).await.unwrap()["status"], "PENDING");
     db.execute_unprepared(
-        "SELECT 1 FROM pgmq.set_vt('compilation_results', (SELECT max(msg_id) FROM pgmq.q_compilation_results), 0)",
+        "SELECT 1 FROM pgmq.set_vt('compilation_results', (SELECT msg_id FROM pgmq.q_compilation_results WHERE message->>'error' = 'made visible later'), 0)",
     )
     .await
     .unwrap();
@@ -415,21 +419,22 @@ async fn messages_made_visible_without_a_notification_are_consumed() {
     let ready = id_of(&client.create_function("ready", ECHO).await.unwrap());
     let hide_job = |seconds: i32| {
         format!(
-            "SELECT 1 FROM pgmq.set_vt('compilation_jobs', (SELECT max(msg_id) FROM pgmq.q_compilation_jobs), {seconds})"
+            "SELECT 1 FROM pgmq.set_vt('compilation_jobs', (SELECT msg_id FROM pgmq.q_compilation_jobs WHERE message->>'functionId' = '{ready}'), {seconds})"
         )
     };
     db.execute_unprepared(&hide_job(3600)).await.unwrap();
     let _worker = spawn_worker(&app.db.url, &[]);
     let listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
                      AND query LIKE 'LISTEN%projectnil_queue_compilation_jobs%'";
-    for _ in 0..1200 {
-        if scalar(&db, listening).await > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually!("the worker to listen", async {
+        (scalar(&db, listening).await > 0).then_some(())
+    });
     assert_eq!(scalar(&db, listening).await, 1, "the worker listens");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A visible job after the hidden one: once it is compiled, the worker has
+    // read past the hidden job and sleeps again.
+    let sentinel = id_of(&client.create_function("sentinel job", ECHO).await.unwrap());
+    let compiled = client.wait_compiled(&sentinel, COMPILE_WAIT).await.unwrap();
+    assert_eq!(compiled["status"], "READY", "{compiled}");
     assert_eq!(client.function(&ready).await.unwrap()["status"], "PENDING");
     db.execute_unprepared(&hide_job(0)).await.unwrap();
     let function = client.wait_compiled(&ready, COMPILE_WAIT).await.unwrap();

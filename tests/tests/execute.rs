@@ -7,7 +7,7 @@ use futures::future::join_all;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tests::fixtures::{ADD, ECHO};
-use tests::{Client, ServerOptions, TestApp, TestServer};
+use tests::{Client, ServerOptions, TestApp, TestServer, eventually};
 
 /// Reads a JSON object field `n` (as i32) from the input; used by several fixtures.
 const PARSE_N: &str = r#"import { JSON } from "json-as";
@@ -319,8 +319,7 @@ async fn start_execution_returns_at_once_and_finishes_in_the_background() {
         "{started}"
     );
     assert_eq!(started["output"], Value::Null);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let execution = eventually!("the background execution to complete", async {
         let execution = client
             .data(
                 "query($id: UUID!) { execution(id: $id) { status output logs } }",
@@ -329,13 +328,9 @@ async fn start_execution_returns_at_once_and_finishes_in_the_background() {
             .await
             .unwrap()["execution"]
             .clone();
-        if execution["status"] == "COMPLETED" {
-            assert_eq!(execution["output"], json!({ "sum": 3 }));
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "still {execution}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (execution["status"] == "COMPLETED").then_some(execution)
+    });
+    assert_eq!(execution["output"], json!({ "sum": 3 }));
 }
 
 #[tokio::test]
