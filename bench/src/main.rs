@@ -175,7 +175,7 @@ impl Paths {
     /// beside the compiler.
     pub fn fixture(&self, name: &str) -> PathBuf {
         if name == "add" {
-            return self.repo.join("server/compiler/example.ts");
+            return self.repo.join(server::compile::EXAMPLE_PATH);
         }
         self.repo
             .join(format!("tests/fixtures/functions/{name}.ts"))

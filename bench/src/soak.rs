@@ -22,7 +22,7 @@ use crate::env::Server;
 use crate::gql::{self, Client};
 use crate::stats::{self, Latency};
 
-const ADD: &str = include_str!("../../server/compiler/example.ts");
+const ADD: &str = server::compile::EXAMPLE_SOURCE;
 const FAILING: &str = "export function handle(input: string): string {\n  throw new Error(\"intended failure\");\n}\n";
 
 /// How the load is mixed: (operation, weight out of 100).

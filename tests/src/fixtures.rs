@@ -13,7 +13,7 @@ pub fn source(name: &str) -> String {
 
 /// The contract's example: `{"a": 5, "b": 3}` → `{"sum": 8}` (kept once,
 /// beside the compiler, which warms up on it).
-pub const ADD: &str = include_str!("../../server/compiler/example.ts");
+pub const ADD: &str = server::compile::EXAMPLE_SOURCE;
 
 /// Returns its input unchanged.
 pub const ECHO: &str = r#"export function handle(input: string): string {

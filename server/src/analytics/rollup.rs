@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
+use entity::execution::ExecutionStatus;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Statement, TransactionTrait,
+    ActiveEnum as _, ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Statement,
+    TransactionTrait,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +57,7 @@ pub async fn fold_staged(db: &DatabaseConnection) -> Result<usize, DbErr> {
     let mut increments: BTreeMap<RollupKey, Tally> = BTreeMap::new();
     for finish in &staged {
         let mut one = Tally::default();
-        if finish.status == "COMPLETED" {
+        if finish.status == ExecutionStatus::Completed.to_value() {
             one.completed = 1;
         } else {
             one.failed = 1;

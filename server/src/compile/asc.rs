@@ -551,7 +551,7 @@ pub(crate) mod testing {
     }
 
     /// The contract's example (what the compiler warms up on).
-    pub const ADD: &str = include_str!("../../compiler/example.ts");
+    pub const ADD: &str = crate::compile::EXAMPLE_SOURCE;
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use entity::execution::ExecutionStatus;
+use sea_orm::{ActiveEnum as _, DatabaseConnection};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -131,7 +132,8 @@ async fn watch_finals(runs: Arc<HeldRuns>, mut events: BusReceiver, stop: Cancel
         };
         match message {
             Ok(BusMessage::Execution(announcement))
-                if matches!(announcement.change.status.as_str(), "COMPLETED" | "FAILED") =>
+                if ExecutionStatus::try_from_value(&announcement.change.status)
+                    .is_ok_and(ExecutionStatus::is_final) =>
             {
                 runs.stop(announcement.change.id);
             }

@@ -44,14 +44,12 @@ pub(crate) fn wasm(name: &str) -> Vec<u8> {
 }
 
 fn compile(name: &str) -> Vec<u8> {
-    let source_path = if name == "add" {
-        // The contract's example, kept once beside the compiler.
-        server_dir().join("compiler/example.ts")
+    let source = if name == "add" {
+        crate::compile::EXAMPLE_SOURCE.to_owned()
     } else {
-        fixtures_dir().join(format!("{name}.ts"))
+        let path = fixtures_dir().join(format!("{name}.ts"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
     };
-    let source = std::fs::read_to_string(&source_path)
-        .unwrap_or_else(|e| panic!("fixture {}: {e}", source_path.display()));
     let modules = node_modules();
     let mut hasher = DefaultHasher::new();
     source.hash(&mut hasher);
