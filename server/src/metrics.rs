@@ -8,7 +8,7 @@
 //! `worker` subcommand, unit tests), every recording is a cheap no-op.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use metrics::{
@@ -29,6 +29,9 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Event-bus receivers the process holds for itself (the cache warmer), which
 /// are not client subscriptions.
 static INTERNAL_RECEIVERS: AtomicUsize = AtomicUsize::new(0);
+/// Subscribers of shared subscription streams minus the streams: each
+/// stream holds one bus receiver for all of its subscribers.
+static SHARED_SUBSCRIBERS_BEYOND_STREAMS: AtomicIsize = AtomicIsize::new(0);
 
 /// Latency buckets in seconds: from a cached query (~1 ms) to a long compile.
 const BUCKETS: &[f64] = &[
@@ -153,6 +156,16 @@ fn describe() {
 /// they are not counted as client subscriptions.
 pub fn set_internal_subscribers(count: usize) {
     INTERNAL_RECEIVERS.store(count, Ordering::Relaxed);
+}
+
+/// A subscriber joined (+1) or left (-1) a shared subscription stream.
+pub fn shared_subscriber(delta: isize) {
+    SHARED_SUBSCRIBERS_BEYOND_STREAMS.fetch_add(delta, Ordering::Relaxed);
+}
+
+/// A shared subscription stream started (+1) or stopped (-1).
+pub fn shared_stream(delta: isize) {
+    SHARED_SUBSCRIBERS_BEYOND_STREAMS.fetch_sub(delta, Ordering::Relaxed);
 }
 
 /// How a compilation job ended, as the `outcome` label says.
@@ -280,7 +293,8 @@ pub async fn render(sources: &ScrapeSources) -> Option<String> {
     let subscriptions = sources
         .events
         .subscriber_count()
-        .saturating_sub(INTERNAL_RECEIVERS.load(Ordering::Relaxed));
+        .saturating_sub(INTERNAL_RECEIVERS.load(Ordering::Relaxed))
+        .saturating_add_signed(SHARED_SUBSCRIBERS_BEYOND_STREAMS.load(Ordering::Relaxed));
     gauge!("projectnil_active_subscriptions").set(subscriptions as f64);
     let cache = sources.runtime.stats();
     counter!("projectnil_module_cache_hits_total").absolute(cache.hits);

@@ -25,7 +25,58 @@ use crate::functions::{self, FunctionRecord};
 
 pub struct SubscriptionRoot;
 
-const FELL_BEHIND: &str =
+/// Whether subscribers of `request` may share one stream of its results
+/// (`http::ws`'s shared fan-out): a subscription whose every root field is
+/// called without an `id`. Those streams pass on the events of all
+/// functions or executions (or of one function's executions) as they come,
+/// the same whenever one joins and whoever asks: access is all or nothing
+/// (an API key), so no result depends on the connection. With an `id`, a
+/// stream starts with the current state and follows on from it, which is
+/// each subscriber's own.
+pub fn shares_results(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{OperationType, Selection};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let operation = match &request.operation_name {
+        Some(name) => document
+            .operations
+            .iter()
+            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+        None => document.operations.iter().next(),
+    };
+    let Some((_, operation)) = operation else {
+        return false;
+    };
+    let operation = &operation.node;
+    if operation.ty != OperationType::Subscription {
+        return false;
+    }
+    operation.selection_set.node.items.iter().all(|selection| {
+        let Selection::Field(field) = &selection.node else {
+            return false;
+        };
+        field.node.arguments.iter().all(|(name, value)| {
+            name.node.as_str() != "id"
+                || value
+                    .node
+                    .clone()
+                    .into_const_with(|variable| {
+                        Ok::<_, ()>(
+                            request
+                                .variables
+                                .get(&variable)
+                                .cloned()
+                                .unwrap_or(async_graphql::Value::Null),
+                        )
+                    })
+                    .is_ok_and(|value| value == async_graphql::Value::Null)
+        })
+    })
+}
+
+/// What a subscriber that fell behind the events gets before its stream ends.
+pub const FELL_BEHIND: &str =
     "this subscription fell too far behind the event stream and was closed; subscribe again";
 
 #[Subscription(name = "Subscription")]
@@ -315,6 +366,70 @@ where
         Err(_) => {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             load().await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{Request, Variables};
+    use serde_json::json;
+
+    use super::shares_results;
+
+    fn request(query: &str, variables: serde_json::Value) -> Request {
+        Request::new(query).variables(Variables::from_json(variables))
+    }
+
+    #[test]
+    fn only_subscriptions_without_an_id_are_shared() {
+        let shared = [
+            (
+                "subscription { functionStatusChanged { status } }",
+                json!({}),
+            ),
+            (
+                "subscription($f: UUID) { executionStatusChanged(functionId: $f) { status } }",
+                json!({ "f": "00000000-0000-0000-0000-000000000001" }),
+            ),
+            (
+                "subscription($id: UUID) { functionChanged(id: $id) { kind } }",
+                json!({}),
+            ),
+            (
+                "subscription { functionChanged(id: null) { kind } }",
+                json!({}),
+            ),
+            (
+                "query Q { languages } subscription S { functionChanged { kind } }",
+                json!({}),
+            ),
+        ];
+        for (query, variables) in shared {
+            let mut request = request(query, variables);
+            if query.starts_with("query Q") {
+                request = request.operation_name("S");
+            }
+            assert!(shares_results(&request), "{query}");
+        }
+        let own = [
+            (
+                "subscription { functionStatusChanged(id: \"00000000-0000-0000-0000-000000000001\") { status } }",
+                json!({}),
+            ),
+            (
+                "subscription($id: UUID) { executionStatusChanged(id: $id) { status } }",
+                json!({ "id": "00000000-0000-0000-0000-000000000001" }),
+            ),
+            ("{ languages }", json!({})),
+            (
+                "subscription { ...F } fragment F on Subscription { functionChanged { kind } }",
+                json!({}),
+            ),
+            ("subscription {", json!({})),
+        ];
+        for (query, variables) in own {
+            assert!(!shares_results(&request(query, variables)), "{query}");
         }
     }
 }

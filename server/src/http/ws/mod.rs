@@ -17,6 +17,7 @@
 
 mod protocol;
 mod session;
+mod shared;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use session::Connection;
+pub use shared::SharePolicy;
+use shared::SharedStreams;
 
 /// A `graphql-transport-ws` client that has not sent connection_init this long
 /// after the socket opened is closed with 4408.
@@ -202,6 +205,7 @@ pub struct GraphQLWs<E> {
     auth: Arc<dyn ConnectionAuth>,
     settings: WsSettings,
     sockets: Sockets,
+    shared: Option<SharedStreams>,
 }
 
 impl<E: Executor> GraphQLWs<E> {
@@ -213,6 +217,17 @@ impl<E: Executor> GraphQLWs<E> {
             auth: Arc::new(AcceptAll),
             settings: WsSettings::from_env(),
             sockets: Sockets::default(),
+            shared: None,
+        }
+    }
+
+    /// Subscribers of an operation `policy` allows share one stream of its
+    /// results, resolved and serialised once (see [`shared`]).
+    #[must_use]
+    pub fn share_results(self, policy: SharePolicy) -> Self {
+        Self {
+            shared: Some(SharedStreams::new(policy)),
+            ..self
         }
     }
 
@@ -287,6 +302,7 @@ impl<E: Executor> Endpoint for GraphQLWs<E> {
             settings: self.settings,
             protocol,
             headers: req.headers().clone(),
+            shared: self.shared.clone(),
         };
         let shutdown = self.sockets.shutdown.clone();
         let open = self.sockets.tracker.token();

@@ -22,16 +22,28 @@ use tokio_stream::StreamMap;
 
 use super::Protocol;
 use super::session::{Stop, close};
-use crate::graphql::error::ErrorCode;
+use super::shared::{SharedResult, SharedStreams};
+use crate::graphql::error::{ApiError, ErrorCode};
+use crate::graphql::subscription::FELL_BEHIND;
 
-/// An operation's results, then `None` once it has ended (so its end is
-/// seen: a `StreamMap` drops finished streams silently).
-type Results = BoxStream<'static, Option<Response>>;
+/// What an operation produces.
+pub(super) enum Event {
+    /// A result of the operation's own stream.
+    Response(Box<Response>),
+    /// A result of a stream it shares with other subscribers.
+    Shared(Arc<SharedResult>),
+    /// It ended (a `StreamMap` drops finished streams silently, so the end
+    /// is an event of its own).
+    End,
+}
+
+type Results = BoxStream<'static, Event>;
 
 /// The protocol state of one connection.
 pub(super) struct State<E> {
     protocol: Protocol,
     executor: E,
+    shared: Option<SharedStreams>,
     max_operations: usize,
     pub(super) init_received: bool,
     /// The connection's data once connection_init was accepted.
@@ -69,15 +81,29 @@ fn text(value: &impl Serialize) -> Message {
     Message::text(serde_json::to_string(value).unwrap_or_default())
 }
 
+/// `{"id", "type", "payload"}` around a payload already serialised.
+fn addressed_raw(id: &str, kind: &str, payload: &str) -> Message {
+    let id = serde_json::to_string(id).unwrap_or_default();
+    Message::text(format!(
+        r#"{{"id":{id},"type":"{kind}","payload":{payload}}}"#
+    ))
+}
+
 fn complete(id: &str) -> Message {
     text(&json!({ "id": id, "type": "complete" }))
 }
 
 impl<E: Executor> State<E> {
-    pub(super) fn new(protocol: Protocol, executor: E, max_operations: usize) -> Self {
+    pub(super) fn new(
+        protocol: Protocol,
+        executor: E,
+        shared: Option<SharedStreams>,
+        max_operations: usize,
+    ) -> Self {
         Self {
             protocol,
             executor,
+            shared,
             max_operations,
             init_received: false,
             data: None,
@@ -132,12 +158,19 @@ impl<E: Executor> State<E> {
         }
     }
 
-    /// The next event of operation `id`: a result, or `None` when it ended.
-    pub(super) fn on_operation(&mut self, id: String, event: Option<Response>) -> Vec<Message> {
-        let Some(response) = event else {
-            self.end(&id);
-            return vec![complete(&id)];
-        };
+    /// The next event of operation `id`.
+    pub(super) fn on_operation(&mut self, id: String, event: Event) -> Vec<Message> {
+        match event {
+            Event::End => {
+                self.end(&id);
+                vec![complete(&id)]
+            }
+            Event::Response(response) => self.on_response(id, *response),
+            Event::Shared(result) => self.on_shared(id, &result),
+        }
+    }
+
+    fn on_response(&mut self, id: String, response: Response) -> Vec<Message> {
         let first = self.answered.insert(id.clone());
         if self.protocol == Protocol::TransportWs && first && is_request_error(&response) {
             // The protocol's `error` message: the operation never ran, and no
@@ -149,15 +182,47 @@ impl<E: Executor> State<E> {
                 payload: &response.errors,
             })];
         }
-        let kind = match self.protocol {
-            Protocol::TransportWs => "next",
-            Protocol::Legacy => "data",
-        };
         vec![text(&Addressed {
             id: &id,
-            kind,
+            kind: self.result_kind(),
             payload: &response,
         })]
+    }
+
+    /// A shared result: its bytes, wrapped in this connection's message.
+    fn on_shared(&mut self, id: String, result: &SharedResult) -> Vec<Message> {
+        match (result, self.protocol) {
+            (SharedResult::Next(payload), _)
+            | (
+                SharedResult::RequestError {
+                    response: payload, ..
+                },
+                Protocol::Legacy,
+            ) => {
+                vec![addressed_raw(&id, self.result_kind(), payload)]
+            }
+            (SharedResult::RequestError { errors, .. }, Protocol::TransportWs) => {
+                self.end(&id);
+                vec![addressed_raw(&id, "error", errors)]
+            }
+            (SharedResult::FellBehind, _) => {
+                let error: async_graphql::Error =
+                    ApiError::new(ErrorCode::InternalServerError, FELL_BEHIND).into();
+                let response = Response::from_errors(vec![
+                    error.into_server_error(async_graphql::Pos::default()),
+                ]);
+                self.on_response(id, response)
+            }
+            // Never handed on: the shared stream ends before it.
+            (SharedResult::End, _) => Vec::new(),
+        }
+    }
+
+    fn result_kind(&self) -> &'static str {
+        match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::Legacy => "data",
+        }
     }
 
     fn end(&mut self, id: &str) -> bool {
@@ -170,12 +235,20 @@ impl<E: Executor> State<E> {
         if self.operations.len() >= self.max_operations {
             return vec![self.too_many_operations(&id)];
         }
-        let results = self
-            .executor
-            .execute_stream(request, Some(data))
-            .map(Some)
-            .chain(futures::stream::once(std::future::ready(None)))
-            .boxed();
+        let shared = match &self.shared {
+            Some(shared) => shared.subscribe(&self.executor, request, &data),
+            None => Err(Box::new(request)),
+        };
+        let results = match shared {
+            Ok(results) => results.map(Event::Shared).boxed(),
+            Err(request) => self
+                .executor
+                .execute_stream(*request, Some(data))
+                .map(|response| Event::Response(Box::new(response)))
+                .boxed(),
+        }
+        .chain(futures::stream::once(std::future::ready(Event::End)))
+        .boxed();
         self.answered.remove(&id);
         self.operations.insert(id, results);
         Vec::new()

@@ -11,6 +11,7 @@ use poem::web::websocket::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{State, Step};
+use super::shared::SharedStreams;
 use super::{
     CLOSE_HANDSHAKE, ConnectionAuth, ConnectionInit, MAX_CLOSE_REASON, Protocol, WsSettings,
 };
@@ -22,6 +23,7 @@ pub(super) struct Connection<E> {
     pub(super) settings: WsSettings,
     pub(super) protocol: Protocol,
     pub(super) headers: HeaderMap,
+    pub(super) shared: Option<SharedStreams>,
 }
 
 /// Why the connection loop stops.
@@ -54,6 +56,7 @@ impl<E: Executor> Connection<E> {
         let mut state = State::new(
             self.protocol,
             self.executor.clone(),
+            self.shared.clone(),
             self.settings.max_operations,
         );
 

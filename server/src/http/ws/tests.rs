@@ -4,8 +4,9 @@ use futures::channel::mpsc as channel;
 use poem::web::websocket::Message;
 use serde_json::json;
 
-use super::protocol::{State, Step, TransportMessage, is_request_error};
+use super::protocol::{Event, State, Step, TransportMessage, is_request_error};
 use super::session::{Connection, Stop, truncate};
+use super::shared::SharedStreams;
 
 use super::*;
 
@@ -34,6 +35,23 @@ impl SubscriptionRoot {
     async fn forever(&self) -> impl futures::Stream<Item = i32> {
         futures::stream::once(ready(1)).chain(futures::stream::pending())
     }
+
+    /// Every pulse sent on the schema's [`Pulses`]; counts its streams.
+    async fn pulses(&self, ctx: &async_graphql::Context<'_>) -> impl futures::Stream<Item = i32> {
+        let pulses = ctx.data_unchecked::<Pulses>();
+        pulses
+            .streams
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio_stream::wrappers::BroadcastStream::new(pulses.sender.subscribe())
+            .filter_map(|pulse| ready(pulse.ok()))
+    }
+}
+
+/// What the `pulses` subscription follows.
+#[derive(Clone)]
+struct Pulses {
+    sender: tokio::sync::broadcast::Sender<i32>,
+    streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -42,7 +60,16 @@ struct User(String);
 type TestSchema = Schema<Query, EmptyMutation, SubscriptionRoot>;
 
 fn schema() -> TestSchema {
-    TestSchema::new(Query, EmptyMutation, SubscriptionRoot)
+    schema_with(Pulses {
+        sender: tokio::sync::broadcast::channel(16).0,
+        streams: Arc::default(),
+    })
+}
+
+fn schema_with(pulses: Pulses) -> TestSchema {
+    TestSchema::build(Query, EmptyMutation, SubscriptionRoot)
+        .data(pulses)
+        .finish()
 }
 
 /// The replies of a client message that asks nothing of the session.
@@ -74,14 +101,26 @@ impl Client {
         shutdown: CancellationToken,
         settings: WsSettings,
     ) -> Self {
+        Self::connect(schema(), None, protocol, auth, shutdown, settings)
+    }
+
+    fn connect(
+        executor: TestSchema,
+        shared: Option<SharedStreams>,
+        protocol: Protocol,
+        auth: Arc<dyn ConnectionAuth>,
+        shutdown: CancellationToken,
+        settings: WsSettings,
+    ) -> Self {
         let (to_server, rx) = channel::unbounded();
         let (tx, replies) = channel::unbounded();
         let connection = Connection {
-            executor: schema(),
+            executor,
             auth,
             settings,
             protocol,
             headers: HeaderMap::new(),
+            shared,
         };
         let task = tokio::spawn(connection.serve(tx, rx, shutdown));
         Self {
@@ -327,7 +366,7 @@ fn close_reasons_fit_a_frame() {
 #[tokio::test]
 async fn operations_beyond_the_limit_are_refused_and_the_others_stay_live() {
     for protocol in [Protocol::TransportWs, Protocol::Legacy] {
-        let mut state = State::new(protocol, schema(), 2);
+        let mut state = State::new(protocol, schema(), None, 2);
         state.acknowledge();
         let start = |id: &str| {
             let kind = match protocol {
@@ -363,7 +402,7 @@ async fn operations_beyond_the_limit_are_refused_and_the_others_stay_live() {
         assert_eq!(state.live_ids(), ["1".to_string(), "2".to_string()].into());
         // Once one ends, there is room again.
         assert_eq!(
-            state.on_operation("1".into(), None),
+            state.on_operation("1".into(), Event::End),
             [Message::text(
                 json!({ "id": "1", "type": "complete" }).to_string()
             )]
@@ -431,6 +470,7 @@ async fn a_client_that_stops_reading_is_disconnected() {
         },
         protocol: Protocol::TransportWs,
         headers: HeaderMap::new(),
+        shared: None,
     };
     let task = tokio::spawn(connection.serve(Box::pin(stuck), rx, CancellationToken::new()));
     to_server
@@ -447,7 +487,12 @@ async fn a_client_that_stops_reading_is_disconnected() {
 
 #[tokio::test]
 async fn live_ids_follow_both_directions() {
-    let mut state = State::new(Protocol::TransportWs, schema(), DEFAULT_MAX_OPERATIONS);
+    let mut state = State::new(
+        Protocol::TransportWs,
+        schema(),
+        None,
+        DEFAULT_MAX_OPERATIONS,
+    );
     state.acknowledge();
     let subscribe = |id: &str| {
         json!({ "id": id, "type": "subscribe", "payload": { "query": "{ a }" } }).to_string()
@@ -456,7 +501,7 @@ async fn live_ids_follow_both_directions() {
     assert!(
         matches!(state.on_client(subscribe("1").as_bytes()), Err(Stop::Close(4409, reason)) if reason == "Subscriber for 1 already exists")
     );
-    let sent = state.on_operation("1".into(), None);
+    let sent = state.on_operation("1".into(), Event::End);
     assert_eq!(sent.len(), 1);
     assert!(state.live_ids().is_empty());
     assert!(state.on_client(subscribe("1").as_bytes()).is_ok());
@@ -509,4 +554,105 @@ async fn the_legacy_protocol_starts_stops_and_terminates() {
         early.close_code().await,
         (1011, "The handshake is not completed.".to_string())
     );
+}
+
+#[tokio::test]
+async fn subscribers_of_one_operation_share_one_stream() {
+    let pulses = Pulses {
+        sender: tokio::sync::broadcast::channel(16).0,
+        streams: Arc::default(),
+    };
+    let schema = schema_with(pulses.clone());
+    let shared = SharedStreams::new(Arc::new(|_: &async_graphql::Request| true));
+    let client = |protocol| {
+        Client::connect(
+            schema.clone(),
+            Some(shared.clone()),
+            protocol,
+            Arc::new(AcceptAll),
+            CancellationToken::new(),
+            WsSettings::default(),
+        )
+    };
+    let (mut a, mut b, mut legacy) = (
+        client(Protocol::TransportWs),
+        client(Protocol::TransportWs),
+        client(Protocol::Legacy),
+    );
+    a.init().await;
+    b.init().await;
+    legacy.send(json!({ "type": "connection_init" }));
+    assert_eq!(legacy.json().await["type"], "connection_ack");
+    assert_eq!(legacy.json().await["type"], "ka");
+    let pulses_query = json!({ "query": "subscription { pulses }" });
+    a.send(json!({ "id": "a", "type": "subscribe", "payload": pulses_query }));
+    b.send(json!({ "id": "b", "type": "subscribe", "payload": pulses_query }));
+    legacy.send(json!({ "id": "l", "type": "start", "payload": pulses_query }));
+    // Everyone joined when the one stream has three receivers behind it.
+    let started = tokio::time::Instant::now();
+    while pulses.sender.receiver_count() < 1 || shared.len() != 1 || shared.subscribers() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the stream never started"
+        );
+        tokio::task::yield_now().await;
+    }
+    pulses.sender.send(7).unwrap();
+    let expected = |id: &str, kind: &str| json!({ "id": id, "type": kind, "payload": { "data": { "pulses": 7 } } });
+    assert_eq!(a.json().await, expected("a", "next"));
+    assert_eq!(b.json().await, expected("b", "next"));
+    assert_eq!(legacy.json().await, expected("l", "data"));
+    assert_eq!(pulses.streams.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // One leaving does not stop the others; the last one stops the stream.
+    a.send(json!({ "id": "a", "type": "complete" }));
+    legacy.send(json!({ "id": "l", "type": "stop" }));
+    assert_eq!(
+        legacy.json().await,
+        json!({ "id": "l", "type": "complete" })
+    );
+    a.send(json!({ "type": "ping" }));
+    assert_eq!(a.json().await, json!({ "type": "pong" }));
+    pulses.sender.send(8).unwrap();
+    assert_eq!(b.json().await["payload"]["data"]["pulses"], 8);
+    b.send(json!({ "id": "b", "type": "complete" }));
+    let started = tokio::time::Instant::now();
+    while pulses.sender.receiver_count() > 0 || shared.len() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the stream kept running"
+        );
+        tokio::task::yield_now().await;
+    }
+
+    // A request error reaches each subscriber as its own `error`.
+    let nope = json!({ "query": "subscription { nope }" });
+    a.send(json!({ "id": "x", "type": "subscribe", "payload": nope }));
+    let error = a.json().await;
+    assert_eq!(
+        (error["type"].as_str(), error["id"].as_str()),
+        (Some("error"), Some("x"))
+    );
+    assert!(
+        error["payload"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nope"),
+        "{error}"
+    );
+    // A finished stream is not joined: the next subscriber starts afresh.
+    a.send(json!({ "id": "c", "type": "subscribe", "payload": { "query": "subscription { count(to: 2) }" } }));
+    b.send(json!({ "id": "d", "type": "subscribe", "payload": { "query": "subscription { count(to: 2) }" } }));
+    for (client, id) in [(&mut a, "c"), (&mut b, "d")] {
+        let mut got = Vec::new();
+        loop {
+            let message = client.json().await;
+            if message["type"] == "complete" {
+                break;
+            }
+            got.push(message["payload"]["data"]["count"].clone());
+        }
+        assert!(!got.is_empty() && got.len() <= 2, "{id}: {got:?}");
+        assert_eq!(got.last(), Some(&json!(1)), "{id}: {got:?}");
+    }
 }
