@@ -1,9 +1,12 @@
-//! Subscription fan-out: many WebSocket subscribers to `functionStatusChanged`
-//! (all functions) while functions are created at a steady rate; latency is
-//! receipt time minus the event's `at` (the database's `clock_timestamp()` in
-//! the trigger that announces the change, on the same machine's clock). The
-//! peer is a bare LISTEN client (sqlx `PgListener`) on the same NOTIFY stream,
-//! timed the same way. The server's RSS is sampled from /proc/<pid>/status.
+//! Subscription fan-out: many WebSocket subscribers to `executionStatusChanged`
+//! while one function is executed at a steady rate. The subscribers are mixed
+//! as a dashboard fleet would be: some follow every function, some the one
+//! being executed, some another function that sees nothing (each must get
+//! none of the events). Latency is receipt time minus the event's `at` (the
+//! database's `clock_timestamp()` in the trigger that announces the change,
+//! on the same machine's clock). The peer is a bare LISTEN client (sqlx
+//! `PgListener`) on the same NOTIFY stream, timed the same way. The server's
+//! RSS is sampled from /proc/<pid>/status, its CPU from /proc/<pid>/stat.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +16,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -23,17 +26,40 @@ use crate::results::{Fanout, Taken};
 use crate::stats::{self, Latency};
 use crate::{Paths, Plan, gql};
 
-const SUBSCRIPTION: &str =
-    "subscription { functionStatusChanged { status previousStatus at function { id status } } }";
+const SUBSCRIPTION: &str = "subscription($f: UUID) { executionStatusChanged(functionId: $f) { status previousStatus at execution { id functionId status } } }";
+
+/// What a subscriber follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// Every function's executions (no `functionId`).
+    All,
+    /// The executed function's.
+    One,
+    /// Another function's: it must receive nothing while measuring.
+    Other,
+}
+
+impl Group {
+    /// Of every ten subscribers: four follow all, four the one, two another.
+    fn of(index: usize) -> Self {
+        match index % 10 {
+            0..=3 => Self::All,
+            4..=7 => Self::One,
+            _ => Self::Other,
+        }
+    }
+}
 /// WebSocket handshakes in flight at once while subscribers connect.
 const CONNECTING: usize = 50;
 
 struct Shared {
     measuring: AtomicBool,
     subscribed: AtomicUsize,
-    /// READY events seen by all subscribers (the barrier and the end).
-    ready_seen: AtomicU64,
+    /// COMPLETED events seen by all subscribers (the barrier and the end).
+    completed_seen: AtomicU64,
     delivered: AtomicU64,
+    /// Events that reached a subscriber of another function while measuring.
+    misrouted: AtomicU64,
     histogram: Mutex<Histogram<u64>>,
 }
 
@@ -49,6 +75,8 @@ impl Shared {
 
 async fn subscriber(
     url: String,
+    group: Group,
+    function: Value,
     shared: Arc<Shared>,
     connecting: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
@@ -56,7 +84,7 @@ async fn subscriber(
     let mut socket = {
         let _permit = connecting.acquire().await?;
         let mut socket = gql::ws_connect(&url).await?;
-        gql::subscribe(&mut socket, "1", SUBSCRIPTION, Value::Null).await?;
+        gql::subscribe(&mut socket, "1", SUBSCRIPTION, json!({ "f": function })).await?;
         socket
     };
     shared.subscribed.fetch_add(1, Ordering::SeqCst);
@@ -75,11 +103,18 @@ async fn subscriber(
         let message: Value = serde_json::from_str(&text)?;
         match message["type"].as_str() {
             Some("next") => {
-                let event = &message["payload"]["data"]["functionStatusChanged"];
-                if event["status"] == "READY" {
-                    shared.ready_seen.fetch_add(1, Ordering::SeqCst);
+                let event = &message["payload"]["data"]["executionStatusChanged"];
+                if event.is_null() {
+                    bail!("an error instead of an event: {message}");
+                }
+                if event["status"] == "COMPLETED" {
+                    shared.completed_seen.fetch_add(1, Ordering::SeqCst);
                 }
                 if shared.measuring.load(Ordering::SeqCst) {
+                    if group == Group::Other {
+                        shared.misrouted.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     shared.delivered.fetch_add(1, Ordering::Relaxed);
                     shared.record(
                         event["at"].as_str().context("event without `at`")?,
@@ -111,7 +146,7 @@ async fn listener(
         };
         let received = SystemTime::now();
         let change: Value = serde_json::from_str(notification.payload())?;
-        if change["kind"] != "function" || !measuring.load(Ordering::SeqCst) {
+        if change["kind"] != "execution" || !measuring.load(Ordering::SeqCst) {
             continue;
         }
         let at: DateTime<Utc> = change["at"].as_str().context("no `at`")?.parse()?;
@@ -145,12 +180,22 @@ pub async fn run(
 ) -> anyhow::Result<Fanout> {
     let taken = Taken::start();
     let source = std::fs::read_to_string(paths.fixture("echo"))?;
+    let executed = client
+        .create_function("bench-fanout-executed", &source)
+        .await?;
+    let other = client
+        .create_function("bench-fanout-other", &source)
+        .await?;
+    for id in [&executed, &other] {
+        client.wait_ready(id, Duration::from_secs(120)).await?;
+    }
     let rss_idle_mb = server.rss_mb().unwrap_or(0.0);
     let shared = Arc::new(Shared {
         measuring: AtomicBool::new(false),
         subscribed: AtomicUsize::new(0),
-        ready_seen: AtomicU64::new(0),
+        completed_seen: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
+        misrouted: AtomicU64::new(0),
         histogram: Mutex::new(stats::histogram()),
     });
     let listen_measuring = Arc::new(AtomicBool::new(false));
@@ -163,17 +208,43 @@ pub async fn run(
 
     let connecting = Arc::new(Semaphore::new(CONNECTING));
     let mut subscribers = Vec::with_capacity(plan.subscribers);
-    for _ in 0..plan.subscribers {
+    let groups: Vec<Group> = (0..plan.subscribers).map(Group::of).collect();
+    let count_of = |group| groups.iter().filter(|g| **g == group).count() as u64;
+    let (all, one, others) = (
+        count_of(Group::All),
+        count_of(Group::One),
+        count_of(Group::Other),
+    );
+    for group in &groups {
+        let function = match group {
+            Group::All => Value::Null,
+            Group::One => json!(executed),
+            Group::Other => json!(other),
+        };
         subscribers.push(tokio::spawn(subscriber(
             server.ws_url(),
+            *group,
+            function,
             Arc::clone(&shared),
             Arc::clone(&connecting),
             stopped.clone(),
         )));
     }
+    let execute = |id: String| async move {
+        let data = client
+            .data(
+                "mutation($id: UUID!) { executeFunction(id: $id, input: {}) { status } }",
+                json!({ "id": id }),
+            )
+            .await?;
+        if data["executeFunction"]["status"] != "COMPLETED" {
+            bail!("execution did not complete: {data}");
+        }
+        anyhow::Ok(())
+    };
     let outcome = async {
         let n = plan.subscribers;
-        wait_for("subscribers to connect", Duration::from_secs(180), || {
+        wait_for("subscribers to connect", Duration::from_secs(300), || {
             shared.subscribed.load(Ordering::SeqCst) >= n
                 || subscribers.iter().any(|s| s.is_finished())
         })
@@ -181,25 +252,34 @@ pub async fn run(
         if let Some(failed) = subscribers.iter().position(|s| s.is_finished()) {
             bail!("subscriber {failed} stopped while connecting");
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_subscribed_mb = server.rss_mb().unwrap_or(0.0);
-        eprintln!("bench:   {n} subscribers connected; server RSS {rss_subscribed_mb:.1} MB");
+        eprintln!(
+            "bench:   {n} subscribers connected ({all} to all, {one} to the executed function, {others} to another); server RSS {rss_subscribed_mb:.1} MB"
+        );
 
-        // Every subscriber sees a first function become READY: all are live.
-        // It also puts the source in the content cache, so every function
-        // created below is a cache hit and the compiler stays out of the way.
-        let barrier = client
-            .create_function("bench-fanout-barrier", &source)
-            .await?;
-        client
-            .wait_ready(&barrier, Duration::from_secs(120))
-            .await?;
-        wait_for(
-            "every subscriber to see the barrier",
-            Duration::from_secs(60),
-            || shared.ready_seen.load(Ordering::SeqCst) >= n as u64,
-        )
-        .await?;
+        // Every subscriber sees a first execution complete: all are live.
+        // (Subscribing is asynchronous, so the barrier is retried until it
+        // reaches everyone.)
+        let barrier = all * 2 + one + others;
+        let mut reached = false;
+        for _ in 0..30 {
+            shared.completed_seen.store(0, Ordering::SeqCst);
+            execute(executed.clone()).await?;
+            execute(other.clone()).await?;
+            let seen = wait_for(
+                "every subscriber to see the barrier",
+                Duration::from_secs(5),
+                || shared.completed_seen.load(Ordering::SeqCst) >= barrier,
+            );
+            if seen.await.is_ok() {
+                reached = true;
+                break;
+            }
+        }
+        if !reached {
+            bail!("not every subscriber saw the barrier");
+        }
+        shared.completed_seen.store(0, Ordering::SeqCst);
 
         let peak = Arc::new(AtomicU64::new(0));
         let sampling = {
@@ -228,15 +308,13 @@ pub async fn run(
         let started = Instant::now();
         for i in 0..count {
             tokio::time::sleep_until(started + interval * i as u32).await;
-            client
-                .create_function(&format!("bench-fanout-{i}"), &source)
-                .await?;
+            execute(executed.clone()).await?;
         }
-        let target = (n * (count + 1)) as u64;
+        let target = count as u64 * (all + one);
         let all_seen = wait_for(
-            "every subscriber to see every READY",
+            "every subscriber to see every COMPLETED",
             Duration::from_secs(60),
-            || shared.ready_seen.load(Ordering::SeqCst) >= target,
+            || shared.completed_seen.load(Ordering::SeqCst) >= target,
         )
         .await;
         // Let stragglers of other transitions arrive.
@@ -278,19 +356,22 @@ pub async fn run(
     let websocket = Latency::of(&shared.histogram.lock().unwrap());
     let listen = Latency::of(&listen_histogram);
     let delivered = shared.delivered.load(Ordering::SeqCst);
-    let expected = events * plan.subscribers as u64;
+    let misrouted = shared.misrouted.load(Ordering::SeqCst);
+    let receiving = groups.iter().filter(|g| **g != Group::Other).count() as u64;
+    let expected = events * receiving;
     eprintln!(
-        "bench:   fan-out p50 {:.2} ms p99 {:.2} ms ({delivered}/{expected} delivered); LISTEN p50 {:.2} ms p99 {:.2} ms; RSS peak {rss_peak_mb:.1} MB; CPU over {measured_s:.1} s: server {server_cpu_s:.1} s, loadgen {loadgen_cpu_s:.1} s",
+        "bench:   fan-out p50 {:.2} ms p99 {:.2} ms ({delivered}/{expected} delivered, {misrouted} misrouted); LISTEN p50 {:.2} ms p99 {:.2} ms; RSS peak {rss_peak_mb:.1} MB; CPU over {measured_s:.1} s: server {server_cpu_s:.1} s, loadgen {loadgen_cpu_s:.1} s",
         websocket.p50_ms, websocket.p99_ms, listen.p50_ms, listen.p99_ms
     );
     Ok(Fanout {
         taken: taken.finish(),
         subscribers: plan.subscribers,
-        functions_created: count,
-        create_rate_per_s: plan.create_rate,
+        executions: count,
+        rate_per_s: plan.create_rate,
         events,
         delivered,
         expected,
+        misrouted,
         websocket,
         listen,
         rss_idle_mb,

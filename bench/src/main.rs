@@ -112,8 +112,8 @@ pub struct Plan {
     pub compiles: usize,
     pub cache_hits: usize,
     pub asc_runs: usize,
-    /// Subscription fan-out: subscribers, functions created per second and
-    /// for how long.
+    /// Subscription fan-out: subscribers, executions per second and for how
+    /// long.
     pub subscribers: usize,
     pub create_rate: f64,
     pub fanout_secs: u64,
@@ -146,7 +146,7 @@ impl Plan {
                 compiles: 15,
                 cache_hits: 20,
                 asc_runs: 3,
-                subscribers: 1000,
+                subscribers: 10_000,
                 create_rate: 5.0,
                 fanout_secs: 30,
                 list_functions: 10_000,

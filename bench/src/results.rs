@@ -184,15 +184,23 @@ pub struct Compile {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Fanout {
     pub taken: Taken,
+    /// Four in ten follow every function, four the executed one, two
+    /// another function.
     pub subscribers: usize,
-    pub functions_created: usize,
-    pub create_rate_per_s: f64,
-    /// Function events the bare LISTEN client saw while measuring.
+    /// `executeFunction` calls while measuring, and their rate.
+    #[serde(alias = "functions_created")]
+    pub executions: usize,
+    #[serde(alias = "create_rate_per_s")]
+    pub rate_per_s: f64,
+    /// Execution events the bare LISTEN client saw while measuring.
     pub events: u64,
-    /// Event messages received by all WebSocket subscribers, and how many
-    /// would be `events × subscribers`.
+    /// Event messages received by the subscribers that follow all or the
+    /// executed function, and how many would be `events × those subscribers`.
     pub delivered: u64,
     pub expected: u64,
+    /// Events that reached subscribers of another function (must be 0).
+    #[serde(default)]
+    pub misrouted: u64,
     pub websocket: Latency,
     pub listen: Latency,
     pub rss_idle_mb: f64,
