@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::Executor;
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{FutureExt as _, Sink, SinkExt, Stream, StreamExt};
 use poem::http::HeaderMap;
 use poem::web::websocket::Message;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,9 @@ pub(super) enum Stop {
 pub(super) fn close(code: u16, reason: impl Into<String>) -> Stop {
     Stop::Close(code, reason.into())
 }
+
+/// At most this many results that are ready at once go out in one write.
+const COALESCE: usize = 64;
 
 /// 1009 Message Too Big, naming the limit.
 fn too_big(limit: usize) -> Stop {
@@ -101,7 +104,17 @@ impl<E: Executor> Connection<E> {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break Stop::Gone,
                 },
                 Some((id, event)) = state.operations.next(), if !state.operations.is_empty() => {
-                    state.on_operation(id, event)
+                    let mut outgoing = state.on_operation(id, event);
+                    // Whatever else is ready goes out in the same write: under
+                    // load a socket's messages coalesce instead of costing a
+                    // system call each.
+                    while outgoing.len() < COALESCE {
+                        let Some(Some((id, event))) = state.operations.next().now_or_never() else {
+                            break;
+                        };
+                        outgoing.extend(state.on_operation(id, event));
+                    }
+                    outgoing
                 }
             };
             if state.acknowledged() && keepalive.is_none() {
@@ -167,14 +180,18 @@ impl<E: Executor> Connection<E> {
     }
 }
 
+/// Queues `messages` and flushes once: one write for all of them.
 async fn send_all<Tx: Sink<Message> + Unpin>(
     tx: &mut Tx,
     messages: Vec<Message>,
 ) -> Result<(), Tx::Error> {
-    for message in messages {
-        tx.send(message).await?;
+    if messages.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    for message in messages {
+        tx.feed(message).await?;
+    }
+    tx.flush().await
 }
 
 /// Waits for the next keep-alive, or forever when there is none yet.
