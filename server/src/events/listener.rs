@@ -11,7 +11,7 @@ use super::{Announcement, BusMessage, BusReceiver, Notification};
 
 /// Subscribers that fall further behind than this are told they lagged (they
 /// then re-read current state instead of replaying a stale backlog).
-const BUS_CAPACITY: usize = 4096;
+pub const BUS_CAPACITY: usize = 4096;
 
 #[derive(Clone)]
 pub struct EventBus {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::sync::{OnceCell, broadcast};
 use uuid::Uuid;
 
-pub use listener::EventBus;
+pub use listener::{BUS_CAPACITY, EventBus};
 
 /// One announcement as the database sends it, told apart by its `kind`.
 #[derive(Debug, Clone, Deserialize)]

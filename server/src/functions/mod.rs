@@ -287,10 +287,14 @@ pub async fn get_many(db: &DatabaseConnection, ids: &[Uuid]) -> Result<Vec<Funct
         .await
 }
 
+/// Newest first, optionally by status and part of the name. The total is
+/// counted only `with_total` (otherwise the page's `total_count` is 0): the
+/// count reads every matching row, the page only `first` of them.
 pub async fn list(
     db: &DatabaseConnection,
     filter: &FunctionFilter,
     page: &PageRequest,
+    with_total: bool,
 ) -> Result<Page<FunctionRecord>, DbErr> {
     let mut condition = Condition::all();
     if let Some(status) = filter.status {
@@ -301,10 +305,14 @@ pub async fn list(
         condition =
             condition.add(Expr::expr(Func::lower(Expr::col(function::Column::Name))).like(pattern));
     }
-    let total = function::Entity::find()
-        .filter(condition.clone())
-        .count(db)
-        .await? as i64;
+    let total = if with_total {
+        function::Entity::find()
+            .filter(condition.clone())
+            .count(db)
+            .await? as i64
+    } else {
+        0
+    };
     if let Some(after) = page.after {
         condition =
             condition.add(after.rows_after(function::Column::CreatedAt, function::Column::Id));

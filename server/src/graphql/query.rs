@@ -37,7 +37,9 @@ impl QueryRoot {
             name_contains,
         };
         let state = ctx.data_unchecked::<AppState>();
-        let page = functions::list(&state.db, &filter, &page).await.api()?;
+        let page = functions::list(&state.db, &filter, &page, selects_total_count(ctx))
+            .await
+            .api()?;
         Ok(connection(
             page,
             |f| PageCursor {

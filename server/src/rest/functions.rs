@@ -54,7 +54,7 @@ impl FunctionsApi {
         after: Query<Option<String>>,
     ) -> Result<Listed<FunctionResponse>, RestError> {
         let page = page_request(limit.0, after.0.as_deref())?;
-        let page = functions::list(&state.db, &FunctionFilter::default(), &page).await?;
+        let page = functions::list(&state.db, &FunctionFilter::default(), &page, false).await?;
         let next = next_link("/functions", &page, |f| (f.created_at, f.id));
         Ok(Listed::Ok(
             Json(page.items.into_iter().map(Into::into).collect()),

@@ -24,8 +24,10 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::protocol::is_request_error;
 
-/// Results a shared stream holds for its slowest subscriber.
-pub(super) const SHARED_BUFFER: usize = 1024;
+/// Results a shared stream holds for its slowest subscriber: the slack the
+/// event bus gives every stream. The buffer is the stream's, not each
+/// subscriber's, so its size does not grow with them.
+pub(super) const SHARED_BUFFER: usize = crate::events::BUS_CAPACITY;
 
 /// Decides which operations may share one stream (see the module docs).
 pub type SharePolicy = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
