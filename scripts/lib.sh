@@ -23,7 +23,13 @@ ensure_postgres() {
 # Installs the AssemblyScript compiler packages from the committed lock file
 # (only when they are missing or the lock changed).
 ensure_compiler_packages() {
-  local dir=server/compiler
+  ensure_npm_packages server/compiler
+}
+
+# Installs a directory's npm packages from its lockfile when they are missing
+# or out of date.
+ensure_npm_packages() {
+  local dir=$1
   if [ ! -f "$dir/node_modules/.package-lock.json" ] || ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.lock-installed" 2>/dev/null; then
     npm ci --prefix "$dir" --no-audit --no-fund
     cp "$dir/package-lock.json" "$dir/node_modules/.lock-installed"

@@ -1,14 +1,15 @@
 //! List query: `functions(first: 50)` with 10,000 functions in the database,
 //! against pgbench running the same two statements `functions::list` sends
-//! (the count and the page; bench/sql/list.sql) with as many clients.
+//! (the count and the page; bench/sql/list.sql) with as many clients, and
+//! against PostGraphile v4 answering the same page from the same database.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::results::{List, Taken};
-use crate::{Paths, Plan, gql, load, pgbench};
+use crate::results::{List, Peer, Taken};
+use crate::{Paths, Plan, gql, load, pgbench, postgraphile};
 
 const QUERY: &str = "{ functions(first: 50) { totalCount pageInfo { hasNextPage endCursor } nodes { id name status revision wasmSize createdAt updatedAt } } }";
 
@@ -97,11 +98,33 @@ pub async fn run(
         "bench:   pgbench c={clients:<3} {:8.1} tx/s  p50 {:6.2} ms p99 {:6.2} ms",
         pgbench.per_second, pgbench.latency.p50_ms, pgbench.latency.p99_ms
     );
+    let peer = postgraphile::start(paths, db_url).await?;
+    let peer_client = gql::Client::new(&peer.base_url);
+    let peer_http = load::closed_loop(&peer_client, clients, warmup, duration, |c| async move {
+        let data = c.data(postgraphile::LIST_QUERY, Value::Null).await?;
+        if data["allFunctions"]["nodes"].as_array().map_or(0, Vec::len) != 50 {
+            bail!("expected 50 functions, got {}", data["allFunctions"]);
+        }
+        Ok(())
+    })
+    .await?;
+    eprintln!(
+        "bench:   postgraphile {} c={clients:<3} {:8.1} req/s p50 {:6.2} ms p99 {:6.2} ms ({} errors)",
+        peer.version,
+        peer_http.per_second,
+        peer_http.latency.p50_ms,
+        peer_http.latency.p99_ms,
+        peer_http.errors
+    );
     Ok(List {
         taken: taken.finish(),
         functions,
         clients,
         http,
         pgbench,
+        peer: Some(Peer {
+            name: format!("PostGraphile {}", peer.version),
+            throughput: peer_http,
+        }),
     })
 }

@@ -23,6 +23,7 @@ mod growth;
 mod list;
 mod load;
 mod pgbench;
+mod postgraphile;
 mod report;
 mod results;
 mod soak;

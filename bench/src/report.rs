@@ -192,6 +192,23 @@ pub fn render(r: &Results) -> String {
             p50_p99(&l.pgbench.latency),
             l.http.per_second / l.pgbench.per_second
         );
+        if let Some(peer) = &l.peer {
+            let ratio = l.http.per_second / peer.throughput.per_second.max(0.001);
+            let _ = writeln!(
+                out,
+                "| list query, the same page from {} on the same database, {} clients | {} req/s, {} | {} {} req/s, {} | {:.2}× {} | ≥ 3× | {} |",
+                peer.name,
+                l.clients,
+                rate(l.http.per_second),
+                p50_p99(&l.http.latency),
+                peer.name,
+                rate(peer.throughput.per_second),
+                p50_p99(&peer.throughput.latency),
+                ratio,
+                peer.name,
+                verdict(ratio >= 3.0)
+            );
+        }
         taken.push(("list", &l.taken));
     }
     if let Some(b) = &r.background {

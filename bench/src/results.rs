@@ -223,6 +223,15 @@ pub struct List {
     pub clients: usize,
     pub http: Throughput,
     pub pgbench: Throughput,
+    /// The same page from a GraphQL server users might pick instead.
+    #[serde(default)]
+    pub peer: Option<Peer>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Peer {
+    pub name: String,
+    pub throughput: Throughput,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

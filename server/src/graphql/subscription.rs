@@ -10,8 +10,11 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Result, Subscription};
 use chrono::Utc;
-use futures::Stream;
+use futures::stream::BoxStream;
+use futures::{FutureExt as _, Stream, StreamExt as _};
 use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use uuid::Uuid;
 
 use super::AppState;
@@ -86,9 +89,36 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         id: Option<Uuid>,
-    ) -> impl Stream<Item = Result<FunctionStatusEvent>> {
+    ) -> BoxStream<'static, Result<FunctionStatusEvent>> {
         let state = ctx.data_unchecked::<AppState>().clone();
         let mut bus = state.events.subscribe();
+        if id.is_none() {
+            return follow_all(bus, move |message| {
+                let BusMessage::Function(announcement) = message else {
+                    return None;
+                };
+                let change = &announcement.change;
+                let status = FunctionStatus::parse(&change.status)?;
+                let previous = change
+                    .previous_status
+                    .as_deref()
+                    .and_then(FunctionStatus::parse);
+                let state = state.clone();
+                Some(async move {
+                    let change = &announcement.change;
+                    match load_function(&state, &announcement, change.id).await {
+                        Ok(Some(function)) => Some(Ok(FunctionStatusEvent {
+                            function,
+                            previous_status: previous,
+                            status,
+                            at: change.at,
+                        })),
+                        Ok(None) => None,
+                        Err(error) => Some(Err(error.into())),
+                    }
+                })
+            });
+        }
         async_stream::stream! {
             let mut last: Option<FunctionStatus> = None;
             // A whole recompile (READY → … → READY) can happen during a gap;
@@ -143,6 +173,7 @@ impl SubscriptionRoot {
                 }
             }
         }
+        .boxed()
     }
 
     /// Transitions of one execution (id given; its current state is sent first), of one function's executions, or of all.
@@ -151,9 +182,38 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         id: Option<Uuid>,
         function_id: Option<Uuid>,
-    ) -> impl Stream<Item = Result<ExecutionStatusEvent>> {
+    ) -> BoxStream<'static, Result<ExecutionStatusEvent>> {
         let state = ctx.data_unchecked::<AppState>().clone();
         let mut bus = state.events.subscribe();
+        if id.is_none() {
+            return follow_all(bus, move |message| {
+                let BusMessage::Execution(announcement) = message else {
+                    return None;
+                };
+                let change = &announcement.change;
+                if function_id.is_some_and(|f| f != change.function_id) {
+                    return None;
+                }
+                let status = ExecutionStatus::parse(&change.status)?;
+                let previous = change
+                    .previous_status
+                    .as_deref()
+                    .and_then(ExecutionStatus::parse);
+                let state = state.clone();
+                Some(async move {
+                    match load_execution(&state, &announcement).await {
+                        Ok(Some(execution)) => Some(Ok(ExecutionStatusEvent {
+                            execution,
+                            previous_status: previous,
+                            status,
+                            at: announcement.change.at,
+                        })),
+                        Ok(None) => None,
+                        Err(error) => Some(Err(error.into())),
+                    }
+                })
+            });
+        }
         async_stream::stream! {
             let mut last: Option<ExecutionStatus> = None;
             if let Some(id) = id {
@@ -209,6 +269,7 @@ impl SubscriptionRoot {
                 }
             }
         }
+        .boxed()
     }
 
     /// Every change of one function (id given; its current state first) or of every function.
@@ -280,6 +341,56 @@ impl SubscriptionRoot {
             }
         }
     }
+}
+
+/// Announcements whose entities may be loading at once on an id-less stream.
+const LOAD_AHEAD: usize = 32;
+
+/// What one bus message becomes on an id-less stream.
+enum Step<T> {
+    Event(Option<Result<T>>),
+    FellBehind,
+}
+
+/// An id-less stream: every announcement `event` picks, its entity loaded up
+/// to [`LOAD_AHEAD`] announcements ahead and handed on in order. Such a
+/// stream is shared by all its subscribers, so it must keep up with the bus
+/// although each load is a database round trip. No snapshot, no `last`
+/// status: it passes changes on as they come, and ends with an error when it
+/// falls behind the bus.
+fn follow_all<T, F, Fut>(bus: events::BusReceiver, event: F) -> BoxStream<'static, Result<T>>
+where
+    T: Send + 'static,
+    F: Fn(BusMessage) -> Option<Fut> + Send + 'static,
+    Fut: Future<Output = Option<Result<T>>> + Send + 'static,
+{
+    BroadcastStream::new(bus)
+        .filter_map(move |message| {
+            std::future::ready(match message {
+                Ok(message) => event(message).map(|load| load.map(Step::Event).left_future()),
+                Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    Some(std::future::ready(Step::FellBehind).right_future())
+                }
+            })
+        })
+        .buffered(LOAD_AHEAD)
+        .scan(false, |ended, step| {
+            let item = match step {
+                _ if *ended => None,
+                Step::Event(event) => Some(event),
+                Step::FellBehind => {
+                    *ended = true;
+                    Some(Some(Err(ApiError::new(
+                        ErrorCode::InternalServerError,
+                        FELL_BEHIND,
+                    )
+                    .into())))
+                }
+            };
+            std::future::ready(item)
+        })
+        .filter_map(std::future::ready)
+        .boxed()
 }
 
 fn not_found(what: &str, id: Uuid) -> async_graphql::Error {
