@@ -92,7 +92,7 @@ impl SubscriptionRoot {
     ) -> BoxStream<'static, Result<FunctionStatusEvent>> {
         let state = ctx.data_unchecked::<AppState>().clone();
         let mut bus = state.events.subscribe();
-        if id.is_none() {
+        let Some(id) = id else {
             return follow_all(bus, move |message| {
                 let BusMessage::Function(announcement) = message else {
                     return None;
@@ -118,28 +118,27 @@ impl SubscriptionRoot {
                     }
                 })
             });
-        }
+        };
         async_stream::stream! {
-            let mut last: Option<FunctionStatus> = None;
+            let event = match snapshot_function(&state, id, None).await {
+                Ok(Some(event)) => event,
+                Ok(None) => { yield Err(not_found("function", id)); return; }
+                Err(error) => { yield Err(error.into()); return; }
+            };
+            let mut last = Some(event.status);
             // A whole recompile (READY → … → READY) can happen during a gap;
             // the revision tells it apart from "nothing happened".
-            let mut last_revision: Option<i64> = None;
-            if let Some(id) = id {
-                match snapshot_function(&state, id, None).await {
-                    Ok(Some(event)) => { last = Some(event.status); last_revision = Some(event.function.revision); yield Ok(event); }
-                    Ok(None) => { yield Err(not_found("function", id)); return; }
-                    Err(error) => { yield Err(error.into()); return; }
-                }
-            }
+            let mut last_revision = Some(event.function.revision);
+            yield Ok(event);
             loop {
                 match bus.recv().await {
                     Ok(BusMessage::Function(announcement)) => {
                         let change = &announcement.change;
-                        if id.is_some_and(|id| id != change.id) {
+                        if id != change.id {
                             continue;
                         }
                         let (Some(status), previous) = (FunctionStatus::parse(&change.status), change.previous_status.as_deref().and_then(FunctionStatus::parse)) else { continue };
-                        if id.is_some() && previous != last {
+                        if previous != last {
                             continue;
                         }
                         match load_function(&state, &announcement, change.id).await {
@@ -148,14 +147,12 @@ impl SubscriptionRoot {
                                 last_revision = Some(function.revision);
                                 yield Ok(FunctionStatusEvent { function, previous_status: previous, status, at: change.at });
                             }
-                            Ok(None) if id.is_some() => return, // deleted: nothing more will happen
-                            Ok(None) => {}
+                            Ok(None) => return, // deleted: nothing more will happen
                             Err(error) => yield Err(error.into()),
                         }
                     }
                     Ok(BusMessage::Execution(_) | BusMessage::FunctionChanged(_)) => {}
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) if id.is_some() => {
-                        let Some(id) = id else { continue };
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
                         match snapshot_function(&state, id, last).await {
                             Ok(Some(event)) if Some(event.status) != last || Some(event.function.revision) != last_revision => {
                                 last = Some(event.status);
@@ -167,8 +164,6 @@ impl SubscriptionRoot {
                             Err(error) => yield Err(error.into()),
                         }
                     }
-                    Ok(BusMessage::Resync) => {}
-                    Err(RecvError::Lagged(_)) => { yield Err(ApiError::new(ErrorCode::InternalServerError, FELL_BEHIND).into()); return; }
                     Err(RecvError::Closed) => return,
                 }
             }
@@ -185,7 +180,7 @@ impl SubscriptionRoot {
     ) -> BoxStream<'static, Result<ExecutionStatusEvent>> {
         let state = ctx.data_unchecked::<AppState>().clone();
         let mut bus = state.events.subscribe();
-        if id.is_none() {
+        let Some(id) = id else {
             return follow_all(bus, move |message| {
                 let BusMessage::Execution(announcement) = message else {
                     return None;
@@ -213,25 +208,24 @@ impl SubscriptionRoot {
                     }
                 })
             });
-        }
+        };
         async_stream::stream! {
-            let mut last: Option<ExecutionStatus> = None;
-            if let Some(id) = id {
-                match snapshot_execution(&state, id, None).await {
-                    Ok(Some(event)) if function_id.is_none_or(|f| f == event.execution.function_id) => { last = Some(event.status); yield Ok(event); }
-                    Ok(_) => { yield Err(not_found("execution", id)); return; }
-                    Err(error) => { yield Err(error.into()); return; }
-                }
-            }
+            let event = match snapshot_execution(&state, id, None).await {
+                Ok(Some(event)) if function_id.is_none_or(|f| f == event.execution.function_id) => event,
+                Ok(_) => { yield Err(not_found("execution", id)); return; }
+                Err(error) => { yield Err(error.into()); return; }
+            };
+            let mut last = Some(event.status);
+            yield Ok(event);
             loop {
                 match bus.recv().await {
                     Ok(BusMessage::Execution(announcement)) => {
                         let change = &announcement.change;
-                        if id.is_some_and(|id| id != change.id) || function_id.is_some_and(|f| f != change.function_id) {
+                        if id != change.id {
                             continue;
                         }
                         let (Some(status), previous) = (ExecutionStatus::parse(&change.status), change.previous_status.as_deref().and_then(ExecutionStatus::parse)) else { continue };
-                        if id.is_some() && previous != last {
+                        if previous != last {
                             continue;
                         }
                         match load_execution(&state, &announcement).await {
@@ -239,18 +233,16 @@ impl SubscriptionRoot {
                                 last = Some(status);
                                 let finished = matches!(status, ExecutionStatus::Completed | ExecutionStatus::Failed);
                                 yield Ok(ExecutionStatusEvent { execution, previous_status: previous, status, at: change.at });
-                                if finished && id.is_some() {
+                                if finished {
                                     return;
                                 }
                             }
-                            Ok(None) if id.is_some() => return,
-                            Ok(None) => {}
+                            Ok(None) => return,
                             Err(error) => yield Err(error.into()),
                         }
                     }
                     Ok(BusMessage::Function(_) | BusMessage::FunctionChanged(_)) => {}
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) if id.is_some() => {
-                        let Some(id) = id else { continue };
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
                         match snapshot_execution(&state, id, last).await {
                             Ok(Some(event)) if Some(event.status) != last => {
                                 let finished = matches!(event.status, ExecutionStatus::Completed | ExecutionStatus::Failed);
@@ -263,8 +255,6 @@ impl SubscriptionRoot {
                             Err(error) => yield Err(error.into()),
                         }
                     }
-                    Ok(BusMessage::Resync) => {}
-                    Err(RecvError::Lagged(_)) => { yield Err(ApiError::new(ErrorCode::InternalServerError, FELL_BEHIND).into()); return; }
                     Err(RecvError::Closed) => return,
                 }
             }
