@@ -79,14 +79,16 @@ pub async fn run(
     let warmup = Duration::from_secs(plan.warmup_secs);
     let duration = Duration::from_secs(plan.level_secs);
     let clients = plan.list_clients;
-    let http = load::closed_loop(client, clients, warmup, duration, |c| async move {
-        let data = c.data(QUERY, Value::Null).await?;
-        if data["functions"]["nodes"].as_array().map_or(0, Vec::len) != 50 {
-            bail!("expected 50 functions, got {}", data["functions"]);
-        }
-        Ok(())
-    })
-    .await?;
+    let pages = |client, query, field| {
+        load::closed_loop(client, clients, warmup, duration, move |c| async move {
+            let data = c.data(query, Value::Null).await?;
+            if data[field]["nodes"].as_array().map_or(0, Vec::len) != 50 {
+                bail!("expected 50 functions, got {}", data[field]);
+            }
+            Ok(())
+        })
+    };
+    let http = pages(client, QUERY, "functions").await?;
     eprintln!(
         "bench:   http    c={clients:<3} {:8.1} req/s p50 {:6.2} ms p99 {:6.2} ms ({} errors)",
         http.per_second, http.latency.p50_ms, http.latency.p99_ms, http.errors
@@ -100,14 +102,7 @@ pub async fn run(
     );
     let peer = postgraphile::start(paths, db_url).await?;
     let peer_client = gql::Client::new(&peer.base_url);
-    let peer_http = load::closed_loop(&peer_client, clients, warmup, duration, |c| async move {
-        let data = c.data(postgraphile::LIST_QUERY, Value::Null).await?;
-        if data["allFunctions"]["nodes"].as_array().map_or(0, Vec::len) != 50 {
-            bail!("expected 50 functions, got {}", data["allFunctions"]);
-        }
-        Ok(())
-    })
-    .await?;
+    let peer_http = pages(&peer_client, postgraphile::LIST_QUERY, "allFunctions").await?;
     eprintln!(
         "bench:   postgraphile {} c={clients:<3} {:8.1} req/s p50 {:6.2} ms p99 {:6.2} ms ({} errors)",
         peer.version,
