@@ -158,7 +158,7 @@ impl Executor {
             Some(module) if named == Some(key) => module,
             _ => self.load(key).await,
         };
-        let outcome = self.invoke(slot, module, &running, &held).await;
+        let outcome = self.invoke(slot, module, &running, held.token()).await;
         self.finish(&running, outcome, Some(delivery.msg_id))
             .await
             .map(drop)

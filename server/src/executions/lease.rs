@@ -55,7 +55,11 @@ impl HeldRuns {
     }
 
     pub fn hold(self: &Arc<Self>, id: Uuid, attempt: i32) -> Held {
-        let token = CancellationToken::new();
+        self.hold_with(id, attempt, CancellationToken::new())
+    }
+
+    /// Holds a run that is already under way, stopped by `token`.
+    pub fn hold_with(self: &Arc<Self>, id: Uuid, attempt: i32, token: CancellationToken) -> Held {
         self.lock().insert((id, attempt), token.clone());
         Held {
             runs: Arc::clone(self),

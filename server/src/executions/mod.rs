@@ -8,7 +8,9 @@
 //! of this process (one per thread plus `queue_capacity` are taken; beyond that
 //! the call is refused before anything is recorded), a background one in `execution_jobs`
 //! for any process ([`jobs`]). RUNNING is written when a wasm thread is free to
-//! start it. Every status write is guarded ([`store`]), every run holds a lease
+//! start it; when one is free at once, PENDING, RUNNING and (for a call that is
+//! over by then) the final status share one commit ([`Executor::run_at_once`]).
+//! Every status write is guarded ([`store`]), every run holds a lease
 //! ([`lease`]), and recovery reclaims only lapsed leases ([`recovery`]).
 
 mod jobs;
@@ -221,6 +223,17 @@ impl Executor {
             owner: self.inner.runner,
             lease: self.inner.settings.lease,
         };
+        if let Some(slot) = self.inner.runtime.try_reserve() {
+            // In a task of its own, so a caller who hangs up abandons nothing.
+            let this = self.clone();
+            let run = self.inner.tasks.spawn(async move {
+                this.run_at_once(function_id, input, how, admitted, slot)
+                    .await
+            });
+            return run
+                .await
+                .map_err(|error| ExecutionError::Task(error.to_string()))?;
+        }
         let accepted = store::accept(&self.inner.db, function_id, &input, how).await?;
         let Some(execution) = accepted else {
             return Err(self.not_runnable(function_id).await);
@@ -239,6 +252,77 @@ impl Executor {
         );
         run.await
             .map_err(|error| ExecutionError::Task(error.to_string()))?
+    }
+
+    /// A synchronous execution with a wasm thread free for it now: PENDING
+    /// and RUNNING are written in one transaction, and the user's code starts
+    /// as soon as the first write names the revision to run (it has no side
+    /// effects, so running it before the commit is safe; nobody else can see
+    /// or cancel the execution until then). When the call is over before
+    /// RUNNING is written, which is the usual case, its outcome joins the same
+    /// commit: one commit instead of three, and the announcements still come
+    /// in order (PENDING, RUNNING, then the final status).
+    async fn run_at_once(
+        &self,
+        function_id: Uuid,
+        input: Value,
+        how: Acceptance,
+        admitted: OwnedSemaphorePermit,
+        slot: Slot,
+    ) -> Result<execution::Model, ExecutionError> {
+        let db = &self.inner.db;
+        let txn = db.begin().await?;
+        let Some(pending) = store::accept(&txn, function_id, &input, how).await? else {
+            drop(txn);
+            return Err(self.not_runnable(function_id).await);
+        };
+        let key = ModuleKey {
+            function_id,
+            revision: pending.revision,
+        };
+        let span = execution_span(&pending);
+        span.in_scope(|| tracing::info!("execution.accepted"));
+        let stop = CancellationToken::new();
+        let call = {
+            let (this, execution, stop) = (self.clone(), pending.clone(), stop.clone());
+            self.inner.tasks.spawn(
+                async move {
+                    let module = this.load(key).await;
+                    this.invoke(slot, module, &execution, &stop).await
+                }
+                .instrument(span.clone()),
+            )
+        };
+        // Stops the call if this ends early (an error, or the task dropped).
+        let stop_guard = stop.clone().drop_guard();
+        let (runner, lease) = (self.inner.runner, self.inner.settings.lease);
+        let running = store::start_held(&txn, &pending, runner, lease)
+            .await?
+            .ok_or(ExecutionError::Vanished(pending.id))?;
+        span.in_scope(|| tracing::info!("execution.started"));
+        if call.is_finished() {
+            let outcome = call.await.unwrap_or_else(|error| Err(error.to_string()));
+            let outcome = Outcome::from(outcome);
+            let finished = store::finish(&txn, &running, &outcome)
+                .await?
+                .ok_or(ExecutionError::Vanished(pending.id))?;
+            txn.commit().await?;
+            stop_guard.disarm();
+            drop(admitted);
+            span.in_scope(|| record_finished(&finished, run_time(&running)));
+            return Ok(finished);
+        }
+        txn.commit().await?;
+        // Held only now that the lease keeper can see the row to renew it.
+        let held = self
+            .inner
+            .held
+            .hold_with(pending.id, pending.attempt, stop_guard.disarm());
+        let outcome = call.await.unwrap_or_else(|error| Err(error.to_string()));
+        drop(admitted);
+        let finished = self.finish(&running, outcome, None).instrument(span).await;
+        drop(held);
+        finished
     }
 
     /// Records a background execution and its `execution_jobs` message in one
@@ -346,7 +430,8 @@ impl Executor {
             }
             started
         };
-        let (started, outcome) = tokio::join!(start, self.invoke(slot, module, &pending, &held));
+        let (started, outcome) =
+            tokio::join!(start, self.invoke(slot, module, &pending, held.token()));
         drop(admitted);
         let Some(running) = started? else {
             // Cancelled or ended by recovery while it waited.
@@ -381,7 +466,7 @@ impl Executor {
         slot: Slot,
         module: Result<LoadedModule, PlatformFailure>,
         execution: &execution::Model,
-        held: &Held,
+        stop: &CancellationToken,
     ) -> Result<crate::runtime::Invocation, PlatformFailure> {
         let module = module?;
         let input = execution
@@ -390,7 +475,7 @@ impl Executor {
             .map_or_else(|| "{}".to_owned(), Value::to_string);
         self.inner
             .runtime
-            .run(slot, &module, &input, held.token())
+            .run(slot, &module, &input, stop)
             .await
             .map_err(platform_failure)
     }
@@ -404,9 +489,7 @@ impl Executor {
         outcome: Result<crate::runtime::Invocation, PlatformFailure>,
         message: Option<i64>,
     ) -> Result<execution::Model, ExecutionError> {
-        let took = running
-            .started_at
-            .map(|at| (chrono::Utc::now() - at).to_std().unwrap_or_default());
+        let took = run_time(running);
         let outcome = Outcome::from(outcome);
         let db = &self.inner.db;
         let written = retry::transient("final status", || async {
@@ -441,19 +524,7 @@ impl Executor {
             }
             return current;
         };
-        let took = took.unwrap_or_default();
-        let ms = took.as_millis() as u64;
-        crate::metrics::execution_finished(finished.status, took);
-        match finished.status {
-            ExecutionStatus::Completed => tracing::info!(ms, "execution.completed"),
-            _ => {
-                tracing::info!(
-                    ms,
-                    error = finished.error_message.as_deref().unwrap_or(""),
-                    "execution.failed"
-                )
-            }
-        }
+        record_finished(&finished, took);
         Ok(finished)
     }
 
@@ -461,6 +532,30 @@ impl Executor {
         store::get(&self.inner.db, id)
             .await?
             .ok_or(ExecutionError::Vanished(id))
+    }
+}
+
+/// How long `running` has been RUNNING.
+fn run_time(running: &execution::Model) -> Duration {
+    running
+        .started_at
+        .map(|at| (chrono::Utc::now() - at).to_std().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// Counts and logs a final status this process wrote.
+fn record_finished(finished: &execution::Model, took: Duration) {
+    let ms = took.as_millis() as u64;
+    crate::metrics::execution_finished(finished.status, took);
+    match finished.status {
+        ExecutionStatus::Completed => tracing::info!(ms, "execution.completed"),
+        _ => {
+            tracing::info!(
+                ms,
+                error = finished.error_message.as_deref().unwrap_or(""),
+                "execution.failed"
+            )
+        }
     }
 }
 
