@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::results::{CallCost, Taken};
 use crate::{Paths, Plan};
 
-fn criterion_estimates() -> anyhow::Result<PathBuf> {
+fn criterion_estimates(bench: &str) -> anyhow::Result<PathBuf> {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => std::env::current_exe()?
@@ -20,34 +20,39 @@ fn criterion_estimates() -> anyhow::Result<PathBuf> {
             .context("target directory")?
             .to_path_buf(),
     };
-    Ok(target.join("criterion/call_cost/echo_100b/new/estimates.json"))
+    Ok(target.join(format!("criterion/call_cost/{bench}/new/estimates.json")))
 }
 
 pub async fn run(paths: &Paths, plan: &Plan) -> anyhow::Result<CallCost> {
     let taken = Taken::start();
-    let estimates_path = criterion_estimates()?;
-    let estimates: Value = serde_json::from_slice(
-        &std::fs::read(&estimates_path)
-            .with_context(|| format!("{} (run cargo bench first)", estimates_path.display()))?,
-    )?;
-    let age = std::fs::metadata(&estimates_path)?
-        .modified()?
-        .elapsed()
-        .unwrap_or_default();
-    if age > Duration::from_secs(3600) {
-        eprintln!(
-            "bench:   warning: {} is {} minutes old",
-            estimates_path.display(),
-            age.as_secs() / 60
-        );
-    }
-    let estimate = |name: &str| -> anyhow::Result<f64> {
+    let read = |bench: &str| -> anyhow::Result<Value> {
+        let path = criterion_estimates(bench)?;
+        let estimates = serde_json::from_slice(
+            &std::fs::read(&path)
+                .with_context(|| format!("{} (run cargo bench first)", path.display()))?,
+        )?;
+        let age = std::fs::metadata(&path)?
+            .modified()?
+            .elapsed()
+            .unwrap_or_default();
+        if age > Duration::from_secs(3600) {
+            eprintln!(
+                "bench:   warning: {} is {} minutes old",
+                path.display(),
+                age.as_secs() / 60
+            );
+        }
+        Ok(estimates)
+    };
+    let estimate = |estimates: &Value, name: &str| -> anyhow::Result<f64> {
         estimates[name]["point_estimate"]
             .as_f64()
             .with_context(|| format!("no {name} in criterion's estimates"))
     };
-    let runtime_median_ns = estimate("median")?;
-    let runtime_mean_ns = estimate("mean")?;
+    let runtime = read("echo_100b")?;
+    let runtime_median_ns = estimate(&runtime, "median")?;
+    let runtime_mean_ns = estimate(&runtime, "mean")?;
+    let bare_median_ns = estimate(&read("bare_wasmtime")?, "median")?;
 
     let wasm = paths.echo_wasm();
     let output = tokio::process::Command::new("node")
@@ -78,6 +83,7 @@ pub async fn run(paths: &Paths, plan: &Plan) -> anyhow::Result<CallCost> {
         taken: taken.finish(),
         runtime_median_ns,
         runtime_mean_ns,
+        bare_median_ns,
         v8_fresh_median_ns: number(&["fresh", "median_ns"])?,
         v8_fresh_mean_ns: number(&["fresh", "mean_ns"])?,
         v8_reuse_median_ns: number(&["reuse", "median_ns"])?,
@@ -89,8 +95,9 @@ pub async fn run(paths: &Paths, plan: &Plan) -> anyhow::Result<CallCost> {
         wasm_bytes: std::fs::metadata(&wasm)?.len() as usize,
     };
     eprintln!(
-        "bench:   runtime {:.1} µs; V8 fresh instance {:.1} µs, reused {:.2} µs",
+        "bench:   runtime {:.1} µs (bare wasmtime {:.1} µs); V8 fresh instance {:.1} µs, reused {:.2} µs",
         result.runtime_median_ns / 1e3,
+        result.bare_median_ns / 1e3,
         result.v8_fresh_median_ns / 1e3,
         result.v8_reuse_median_ns / 1e3
     );

@@ -145,6 +145,9 @@ pub struct CallCost {
     /// criterion's median and mean of `Runtime::execute` (ns per call).
     pub runtime_median_ns: f64,
     pub runtime_mean_ns: f64,
+    /// criterion's median of the bare-wasmtime floor (`call_cost/bare_wasmtime`).
+    #[serde(default)]
+    pub bare_median_ns: f64,
     /// V8 with a fresh `WebAssembly.Instance` per call, and with one reused.
     pub v8_fresh_median_ns: f64,
     /// V8's fresh-instance batches are bimodal (garbage collection of the

@@ -5,6 +5,12 @@
 //! V8 running the same module, is `bench/node/call_cost.mjs`; `scripts/bench`
 //! runs both and writes the ratio into BENCHMARKS.md.
 //!
+//! `call_cost/bare_wasmtime` is the floor, in the same run: the same
+//! pre-initialised module instantiated from an `InstancePre` of a pooling
+//! engine that recycles memory as the runtime's does, the same four calls and
+//! the same reading and parsing of the output, on the calling thread, without
+//! limits, epoch checks, deadline or CPU clock.
+//!
 //! ```text
 //! PROJECTNIL_BENCH_WASM=echo.wasm cargo bench -p server --bench call_cost
 //! ```
@@ -13,42 +19,26 @@
 //! is compiled with the AssemblyScript CLI and the platform's flags.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use server::runtime::{ExecutionLimits, ModuleKey, Runtime, RuntimeError};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, Store,
+};
+
+/// AssemblyScript's class id of `String` (the first argument of `__new`).
+const STRING_CLASS: i32 = 2;
 
 const INPUT: &str = include_str!("../../bench/echo-input.json");
+
+mod support;
 
 fn echo_wasm() -> Vec<u8> {
     if let Ok(path) = std::env::var("PROJECTNIL_BENCH_WASM") {
         return std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     }
-    let server = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let modules = server.join("compiler/node_modules");
-    let work = std::env::temp_dir().join(format!("projectnil-call-cost-{}", std::process::id()));
-    std::fs::create_dir_all(&work).expect("scratch dir");
-    std::fs::copy(
-        server.join("../tests/fixtures/functions/echo.ts"),
-        work.join("index.ts"),
-    )
-    .expect("copy echo.ts");
-    let link = work.join("node_modules");
-    if !link.exists() {
-        std::os::unix::fs::symlink(&modules, &link).expect("link node_modules");
-    }
-    let status = Command::new(PathBuf::from(&modules).join(".bin/asc"))
-        .arg("index.ts")
-        .args(server::compile::ASC_FLAGS.split_whitespace())
-        .args(["-o", "out.wasm"])
-        .current_dir(&work)
-        .status()
-        .expect("run asc (npm ci --prefix server/compiler)");
-    assert!(status.success(), "asc failed on echo.ts");
-    let wasm = std::fs::read(work.join("out.wasm")).expect("read out.wasm");
-    let _ = std::fs::remove_dir_all(&work);
-    wasm
+    support::compile_fixture("echo", server::compile::ASC_FLAGS)
 }
 
 async fn never_loaded() -> Result<Vec<u8>, RuntimeError> {
@@ -77,7 +67,15 @@ fn call_cost(c: &mut Criterion) {
         .expect("execute");
     assert_eq!(run.outcome.expect("echo ran"), expected);
 
+    let preinitialized = server::runtime::preinitialized_wasm(&wasm, &ExecutionLimits::default())
+        .expect("echo pre-initialises");
+    let bare = BareWasmtime::new(&preinitialized);
+    assert_eq!(bare.call(INPUT), expected);
+
     let mut group = c.benchmark_group("call_cost");
+    group.bench_function("bare_wasmtime", |b| {
+        b.iter(|| black_box(bare.call(black_box(INPUT))))
+    });
     group.bench_function("echo_100b", |b| {
         b.iter(|| {
             let run = tokio
@@ -87,6 +85,78 @@ fn call_cost(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// The floor: wasmtime at its fastest for this work, with nothing of the
+/// platform around it.
+struct BareWasmtime {
+    engine: Engine,
+    pre: InstancePre<()>,
+}
+
+impl BareWasmtime {
+    fn new(wasm: &[u8]) -> Self {
+        // The runtime's own memory recycling (runtime/engine.rs, PoolTuning):
+        // without it every instantiation pays page faults, which is not the
+        // floor of this work.
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(1)
+            .total_memories(1)
+            .total_tables(1)
+            .total_stacks(0)
+            .total_component_instances(0)
+            .max_memory_size(64 << 20)
+            .linear_memory_keep_resident(2 << 20)
+            .pagemap_scan(Enabled::Auto);
+        let mut config = Config::new();
+        config
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).expect("engine");
+        let module = Module::new(&engine, wasm).expect("compile");
+        let mut linker = Linker::new(&engine);
+        linker
+            .define_unknown_imports_as_traps(&module)
+            .expect("imports");
+        let pre = linker.instantiate_pre(&module).expect("link");
+        Self { engine, pre }
+    }
+
+    fn call(&self, input: &str) -> serde_json::Value {
+        let mut store = Store::new(&self.engine, ());
+        let instance = self.pre.instantiate(&mut store).expect("instantiate");
+        let memory = instance.get_memory(&mut store, "memory").expect("memory");
+        let new = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, "__new")
+            .expect("__new");
+        let pin = instance
+            .get_typed_func::<i32, i32>(&mut store, "__pin")
+            .expect("__pin");
+        let unpin = instance
+            .get_typed_func::<i32, ()>(&mut store, "__unpin")
+            .expect("__unpin");
+        let handle = instance
+            .get_typed_func::<i32, i32>(&mut store, "handle")
+            .expect("handle");
+        let units: Vec<u16> = input.encode_utf16().collect();
+        let ptr = new
+            .call(&mut store, (units.len() as i32 * 2, STRING_CLASS))
+            .expect("__new");
+        let bytes: Vec<u8> = units.iter().flat_map(|unit| unit.to_le_bytes()).collect();
+        memory
+            .write(&mut store, ptr as usize, &bytes)
+            .expect("write input");
+        pin.call(&mut store, ptr).expect("__pin");
+        let out = handle.call(&mut store, ptr).expect("handle") as usize;
+        unpin.call(&mut store, ptr).expect("__unpin");
+        let data = memory.data(&store);
+        let len = u32::from_le_bytes(data[out - 4..out].try_into().expect("length")) as usize;
+        let units: Vec<u16> = data[out..out + len]
+            .chunks_exact(2)
+            .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+            .collect();
+        serde_json::from_str(&String::from_utf16(&units).expect("UTF-16")).expect("JSON output")
+    }
 }
 
 criterion_group!(benches, call_cost);

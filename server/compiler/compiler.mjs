@@ -1,5 +1,8 @@
 // Long-lived AssemblyScript compiler process, driven by server/src/compile/asc.rs.
 //
+// Usage: node compiler.mjs <asc flags...> (server/src/compile/mod.rs, ASC_FLAGS,
+// which also keys the content cache on them).
+//
 // Protocol (JSON lines):
 //   startup  -> {"ready":true,"compilerVersion":"assemblyscript X; json-as Y"}
 //               or {"ready":false,"error":"..."} when the toolchain cannot be loaded
@@ -20,7 +23,13 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 const COMPILER_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ENTRY = "index.ts";
 const OUT = "index.wasm";
-const FLAGS = ["--exportRuntime", "--runtime", "incremental", "--optimize", "--noColors"];
+// The transform the flags name is loaded once below and handed to asc as a
+// class, so it is not passed on as a flag.
+const FLAGS = [...withoutTransforms(process.argv.slice(2)), "--noColors"];
+
+function withoutTransforms(flags) {
+  return flags.filter((flag, i) => flag !== "--transform" && flags[i - 1] !== "--transform");
+}
 
 // ---- stdout discipline ------------------------------------------------------
 // Keep the real stdout writer for protocol lines and send everything else to stderr.
@@ -45,6 +54,11 @@ for (const key of Object.keys(process.env)) if (key.startsWith("JSON_")) delete 
 // Everything relative (asconfig lookup, node_modules resolution, json-as's import
 // rewriting) is resolved against the compiler directory, whatever the caller's cwd.
 process.chdir(COMPILER_DIR);
+
+if (FLAGS.length === 1) {
+  send({ ready: false, error: "compiler.mjs needs the compiler flags as arguments (the server passes ASC_FLAGS)" });
+  process.exit(2);
+}
 
 let asc;
 let Transformer;

@@ -331,6 +331,7 @@ impl AscCompiler {
 
         let mut child = Command::new(&self.config.node)
             .arg(&script)
+            .args(super::ASC_FLAGS.split_whitespace())
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

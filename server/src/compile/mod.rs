@@ -17,6 +17,22 @@ pub const EXAMPLE_SOURCE: &str = include_str!("../../compiler/example.ts");
 /// Where [`EXAMPLE_SOURCE`] lives, relative to the repository root.
 pub const EXAMPLE_PATH: &str = "server/compiler/example.ts";
 
-/// Flags every module is compiled with (part of the content-cache key).
-pub const ASC_FLAGS: &str =
-    "--exportRuntime --runtime incremental --optimize --transform json-as/transform";
+/// Flags every module is compiled with (part of the content-cache key); the
+/// compiler process gets them from here too.
+pub const ASC_FLAGS: &str = "--exportRuntime --runtime incremental --optimizeLevel 1 --shrinkLevel 0 \
+     --transform json-as/transform";
+
+/// Binaryen's optimisation level within [`ASC_FLAGS`]. Binaryen's passes are
+/// most of a compile: `-O1` takes about a third of `-O3`'s time in them, and
+/// its modules run as fast as `-O3`'s once Cranelift has compiled them
+/// (BENCHMARKS.md, "Compile"; `cargo bench -p server --bench opt_level`).
+pub const ASC_OPTIMIZE: &str = "--optimizeLevel 1 --shrinkLevel 0";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_optimisation_level_is_one_of_the_flags() {
+        assert!(super::ASC_FLAGS.contains(super::ASC_OPTIMIZE));
+        assert!(!super::ASC_FLAGS.contains("--optimize "));
+    }
+}

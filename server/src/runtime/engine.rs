@@ -9,6 +9,7 @@ use wasmtime::{
 
 use super::error::RuntimeError;
 use super::limits::ExecutionLimits;
+use super::pool::HOST_STACK_HEADROOM;
 
 /// Epoch granularity: timeouts fire at most one tick late.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -64,13 +65,17 @@ impl Default for PoolTuning {
     }
 }
 
-/// The engine executions run on: a pooling allocator with one slot per
-/// concurrent execution, so instantiation reuses warm, pre-mapped memory.
+/// The engine executions run on: a pooling allocator with one slot (memory,
+/// table, fiber stack) per concurrent execution, so instantiation reuses
+/// warm, pre-mapped memory.
 pub(crate) fn execution_engine(
     limits: &ExecutionLimits,
     tuning: PoolTuning,
 ) -> Result<Engine, RuntimeError> {
     let mut config = base_config(limits);
+    // Calls run on fibers (see `invoke`): room for wasm's own stack limit
+    // plus host frames.
+    config.async_stack_size(limits.max_stack_bytes + HOST_STACK_HEADROOM);
     let slots = u32::try_from(limits.max_concurrency.max(1)).unwrap_or(u32::MAX);
     let memory_size = usize::try_from(limits.memory_limit_pages_bytes())
         .map_err(|_| RuntimeError::Engine("memory limit does not fit in usize".into()))?;
@@ -78,7 +83,7 @@ pub(crate) fn execution_engine(
     pool.total_core_instances(slots)
         .total_memories(slots)
         .total_tables(slots)
-        .total_stacks(0)
+        .total_stacks(slots)
         .total_component_instances(0)
         .max_memories_per_module(u32::try_from(limits.max_memories).unwrap_or(1))
         .max_tables_per_module(u32::try_from(limits.max_tables).unwrap_or(1))

@@ -36,6 +36,9 @@ pub(crate) struct HostState {
     pub(crate) abort: Option<AbortInfo>,
     /// Why the epoch callback interrupted the call, if it did.
     pub(crate) stopped: Option<Stop>,
+    /// Whether wasm is running on a fiber (an `_async` call), so the epoch
+    /// callback may yield; a synchronous call must not.
+    pub(crate) on_fiber: bool,
     timers: HashMap<String, Instant>,
 }
 
@@ -55,6 +58,7 @@ impl HostState {
             logs: LogBuffer::new(limits.max_log_bytes, limits.max_log_lines),
             abort: None,
             stopped: None,
+            on_fiber: true,
             timers: HashMap::new(),
         }
     }

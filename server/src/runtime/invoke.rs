@@ -1,6 +1,8 @@
 //! One execution: a fresh store and instance, the string ABI around
 //! `handle`, and the translation of every failure into a user-facing error.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -28,8 +30,6 @@ pub struct Invocation {
     pub logs: Vec<String>,
     /// Wall time of instantiation plus the call (not time spent queued).
     pub duration: Duration,
-    /// CPU time the call used on its thread: what the timeout limits.
-    pub cpu_time: Duration,
 }
 
 enum Failure {
@@ -53,29 +53,91 @@ fn thread_cpu_time() -> Duration {
     )
 }
 
-/// Blocking: run `handle(input)` on a fresh instance of `module`, on the
-/// calling thread. At every epoch tick the call is stopped when `cancel` fired
-/// or when this thread has spent `limits.timeout` of CPU time on it: time the
-/// thread waits for a core is not the function's, so it does not count.
-pub(crate) fn invoke(
-    engine: &Engine,
-    limits: &ExecutionLimits,
-    module: &PreparedModule,
-    input: &str,
-    cancel: &CancellationToken,
-) -> Result<Invocation, RuntimeError> {
+/// The CPU time one call has used, across the (at most two) threads it runs
+/// on: the caller's, until its first epoch tick, and a wasm thread's after
+/// that ([`super::Runtime::run`]). Each thread's share is read from its own
+/// CPU clock, so time a thread waits for a core is not the function's.
+#[derive(Debug)]
+pub(crate) struct CpuClock {
+    /// Nanoseconds used on threads the call has left.
+    earlier: AtomicU64,
+    /// The current thread's CPU clock when the call arrived on it.
+    arrived: AtomicU64,
+}
+
+impl CpuClock {
+    pub(crate) fn start() -> Arc<Self> {
+        Arc::new(Self {
+            earlier: AtomicU64::new(0),
+            arrived: AtomicU64::new(nanos(thread_cpu_time())),
+        })
+    }
+
+    /// Call on the thread the call runs on.
+    fn spent(&self) -> Duration {
+        let here = nanos(thread_cpu_time()).saturating_sub(self.arrived.load(Ordering::Relaxed));
+        Duration::from_nanos(self.earlier.load(Ordering::Relaxed).saturating_add(here))
+    }
+
+    /// The call moves on from this thread: bank what it used here.
+    fn leave(&self) {
+        let spent = nanos(self.spent());
+        self.earlier.store(spent, Ordering::Relaxed);
+        self.arrived
+            .store(nanos(thread_cpu_time()), Ordering::Relaxed);
+    }
+
+    /// The call continues on this thread.
+    pub(crate) fn arrive(&self) {
+        self.arrived
+            .store(nanos(thread_cpu_time()), Ordering::Relaxed);
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What one call needs, owned, so the call can move between threads.
+pub(crate) struct Call {
+    pub(crate) engine: Engine,
+    pub(crate) limits: ExecutionLimits,
+    pub(crate) module: Arc<PreparedModule>,
+    pub(crate) input: String,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) clock: Arc<CpuClock>,
+}
+
+/// Runs `handle(input)` on a fresh instance of the module. Wasm runs on a
+/// fiber (its own stack, sized for the wasm stack limit), so the call can
+/// start on whatever thread polls it. At its first epoch tick the call
+/// yields once, so a caller can move a call that is not over by then to a
+/// thread of its own; it never yields again. At every tick it is stopped
+/// when `cancel` fired or when it has used `limits.timeout` of CPU time.
+pub(crate) async fn invoke(call: Call) -> Result<Invocation, RuntimeError> {
+    let Call {
+        engine,
+        limits,
+        module,
+        input,
+        cancel,
+        clock,
+    } = call;
     let started = Instant::now();
-    let cpu_started = thread_cpu_time();
-    let mut store = Store::new(engine, HostState::new(limits));
+    let mut store = Store::new(&engine, HostState::new(&limits));
     store.limiter(|state| &mut state.limiter);
     let budget = limits.timeout;
-    let cancel = cancel.clone();
+    let mut yielded = false;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |mut context| {
         let stop = if cancel.is_cancelled() {
             Stop::Cancelled
-        } else if thread_cpu_time().saturating_sub(cpu_started) >= budget {
+        } else if clock.spent() >= budget {
             Stop::Timeout
+        } else if !yielded && context.data().on_fiber {
+            yielded = true;
+            clock.leave();
+            return Ok(UpdateDeadline::Yield(1));
         } else {
             return Ok(UpdateDeadline::Continue(1));
         };
@@ -83,23 +145,39 @@ pub(crate) fn invoke(
         Ok(UpdateDeadline::Interrupt)
     });
 
-    let result = run(&mut store, module, limits, input);
+    let result = run(&mut store, &module, &limits, &input).await;
     let outcome = match result {
         Ok(value) => Ok(value),
         Err(Failure::User(err)) => Err(err),
         Err(Failure::Platform(err)) => return Err(err),
-        Err(Failure::Wasm(err)) => Err(classify(&err, store.data(), limits, &module.facts)?),
+        Err(Failure::Wasm(err)) => Err(classify(&err, store.data(), &limits, &module.facts)?),
     };
     let logs = store.data_mut().logs.take();
     let duration = started.elapsed();
-    let cpu_time = thread_cpu_time().saturating_sub(cpu_started);
     drop(store);
     Ok(Invocation {
         outcome,
         logs,
         duration,
-        cpu_time,
     })
+}
+
+/// Runs one call to its end on the calling thread (tests and measurements).
+#[cfg(test)]
+pub(crate) fn invoke_here(
+    engine: &Engine,
+    limits: &ExecutionLimits,
+    module: &Arc<PreparedModule>,
+    input: &str,
+) -> Result<Invocation, RuntimeError> {
+    futures::executor::block_on(invoke(Call {
+        engine: engine.clone(),
+        limits: limits.clone(),
+        module: Arc::clone(module),
+        input: input.to_owned(),
+        cancel: CancellationToken::new(),
+        clock: CpuClock::start(),
+    }))
 }
 
 fn typed<P: WasmParams, R: WasmResults>(
@@ -115,14 +193,14 @@ fn typed<P: WasmParams, R: WasmResults>(
         .map_err(|e| Failure::Platform(RuntimeError::Instantiate(describe(&e))))
 }
 
-fn run(
+async fn run(
     store: &mut Store<HostState>,
     module: &PreparedModule,
     limits: &ExecutionLimits,
     input: &str,
 ) -> Result<serde_json::Value, Failure> {
     let exports = &module.exports;
-    let instance = module.pre.instantiate(&mut *store)?;
+    let instance = module.pre.instantiate_async(&mut *store).await?;
     let memory = instance
         .get_module_export(store.as_context_mut(), &exports.memory)
         .and_then(Extern::into_memory)
@@ -131,7 +209,6 @@ fn run(
         })?;
     let new = typed::<(i32, i32), i32>(store, &instance, &exports.new)?;
     let pin = typed::<i32, i32>(store, &instance, &exports.pin)?;
-    let unpin = typed::<i32, ()>(store, &instance, &exports.unpin)?;
     let handle = typed::<i32, i32>(store, &instance, &exports.handle)?;
 
     let byte_len = abi::utf16_byte_len(input);
@@ -141,7 +218,9 @@ fn run(
             mb: limits.memory_limit_mib(),
         })
     })?;
-    let ptr = new.call(&mut *store, (byte_len_i32, STRING_CLASS_ID))?;
+    let ptr = new
+        .call_async(&mut *store, (byte_len_i32, STRING_CLASS_ID))
+        .await?;
     abi::write_utf16(memory.data_mut(&mut *store), ptr as u32, input, byte_len).ok_or_else(
         || {
             Failure::User(UserCodeError::Trap(
@@ -149,12 +228,17 @@ fn run(
             ))
         },
     )?;
+    // `__pin` only links the object into the pinned set (it cannot run user
+    // code, unlike `__new`, whose GC step may run a `__finalize`): called
+    // directly, it saves setting up a fiber.
+    store.data_mut().on_fiber = false;
     pin.call(&mut *store, ptr)?;
-    let out = handle.call(&mut *store, ptr)?;
+    store.data_mut().on_fiber = true;
+    let out = handle.call_async(&mut *store, ptr).await?;
     let (text, lone_surrogate) =
         read_output(memory.data(&*store), out as u32, limits.max_output_bytes)
             .map_err(Failure::User)?;
-    unpin.call(&mut *store, ptr)?;
+    // No `__unpin`: the instance is dropped with the store right after.
 
     let output: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
         Failure::User(match lone_surrogate {

@@ -37,7 +37,11 @@ mod snapshot;
 mod tests;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
+
+use futures::FutureExt as _;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +56,15 @@ use cache::ModuleCache;
 use host::HostState;
 use module::{Engines, PreparedModule};
 use pool::WorkerPool;
+
+/// The module `wasm` becomes once its start function has run, as executions
+/// instantiate it (Wizer's snapshot, taken under `limits`); `Err` says why it
+/// cannot be pre-initialised. For tools that measure or inspect what the
+/// runtime runs; the runtime itself does this in [`Runtime::prepare`].
+pub fn preinitialized_wasm(wasm: &[u8], limits: &ExecutionLimits) -> Result<Vec<u8>, String> {
+    let engine = engine::init_engine(limits).map_err(|e| e.to_string())?;
+    snapshot::preinitialize(&engine, limits, wasm)
+}
 
 /// Identifies one compiled revision of a function.
 #[derive(Clone, Copy, Hash, Eq, PartialEq, Debug)]
@@ -212,11 +225,14 @@ impl Runtime {
         self.module(key, load).await.map(LoadedModule)
     }
 
-    /// Runs `handle(input)` on a fresh instance of `module`, on the thread
-    /// `slot` reserved (so it starts at once), and frees the slot when the
-    /// call ends. `cancel` stops the call within an epoch tick (a few ms);
-    /// it then fails with [`UserCodeError::Cancelled`]. Dropping the future
-    /// does not stop the call; its timeout or `cancel` does.
+    /// Runs `handle(input)` on a fresh instance of `module` and frees `slot`
+    /// when the call ends. The call starts on the calling thread, so a short
+    /// one (most are) costs no hand-off between threads; one still running at
+    /// its first epoch tick (within [`EPOCH_TICK`](engine::EPOCH_TICK)) moves
+    /// to the wasm thread `slot` reserved, so it never holds up the async
+    /// executor for longer. `cancel` stops the call within an epoch tick (a
+    /// few ms); it then fails with [`UserCodeError::Cancelled`]. Dropping the
+    /// future does not stop a call that moved; its timeout or `cancel` does.
     pub async fn run(
         &self,
         slot: Slot,
@@ -224,19 +240,32 @@ impl Runtime {
         input: &str,
         cancel: &CancellationToken,
     ) -> Result<Invocation, RuntimeError> {
-        let engine = self.inner.engines.execution.clone();
-        let limits = self.inner.limits.clone();
-        let module = Arc::clone(&module.0);
-        let input = input.to_owned();
-        let cancel = cancel.clone();
-        self.inner
-            .pool
-            .run(move || {
-                let invocation = invoke::invoke(&engine, &limits, &module, &input, &cancel);
-                drop(slot);
-                invocation
-            })
-            .await?
+        let clock = invoke::CpuClock::start();
+        let call = invoke::Call {
+            engine: self.inner.engines.execution.clone(),
+            limits: self.inner.limits.clone(),
+            module: Arc::clone(&module.0),
+            input: input.to_owned(),
+            cancel: cancel.clone(),
+            clock: Arc::clone(&clock),
+        };
+        // A panic fails this call only, as on a wasm thread.
+        let mut call = Box::pin(AssertUnwindSafe(invoke::invoke(call)).catch_unwind());
+        let invocation = match futures::poll!(call.as_mut()) {
+            Poll::Ready(invocation) => invocation,
+            // The call yielded at its first tick: continue it on its own thread.
+            Poll::Pending => {
+                self.inner
+                    .pool
+                    .run(move || {
+                        clock.arrive();
+                        futures::executor::block_on(call)
+                    })
+                    .await?
+            }
+        };
+        drop(slot);
+        invocation.map_err(|_| RuntimeError::Worker("the execution panicked".into()))?
     }
 
     /// Whether the cached module for `key` had its start function

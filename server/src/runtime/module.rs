@@ -16,7 +16,6 @@ pub(crate) struct AbiExports {
     pub(crate) memory: ModuleExport,
     pub(crate) new: ModuleExport,
     pub(crate) pin: ModuleExport,
-    pub(crate) unpin: ModuleExport,
     pub(crate) handle: ModuleExport,
 }
 
@@ -153,7 +152,6 @@ fn abi_exports(module: &Module) -> Result<AbiExports, RuntimeError> {
         memory,
         new: func("__new", 2, 1)?,
         pin: func("__pin", 1, 1)?,
-        unpin: func("__unpin", 1, 0)?,
         handle: func("handle", 1, 1)?,
     })
 }

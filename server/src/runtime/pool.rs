@@ -1,9 +1,10 @@
-//! Dedicated threads that run wasm, off the async executor.
+//! Dedicated threads for the calls that outlast their first epoch tick, so
+//! long-running user code never occupies the async executor's threads.
 //!
-//! A dedicated pool (rather than `spawn_blocking`) fixes two things the
-//! runtime depends on: the native stack size, which must exceed the wasm
-//! stack limit so deep recursion traps instead of crashing the host, and the
-//! number of executions in flight, which must not exceed the instance pool.
+//! A dedicated pool (rather than `spawn_blocking`) keeps one thread per
+//! instance-pool slot, started once: a call that moves here always finds a
+//! thread. (Wasm runs on its fiber's stack wherever it is polled; the stack
+//! size here is room for the host side only, kept generous.)
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
@@ -14,7 +15,8 @@ use tokio::sync::oneshot;
 
 use super::error::RuntimeError;
 
-/// Room for host frames (wasmtime's entry, host imports) beyond wasm's own.
+/// Room for host frames (wasmtime's entry, host imports) beyond wasm's own,
+/// on a fiber stack and on the pre-initialisation thread.
 pub(crate) const HOST_STACK_HEADROOM: usize = 2 * 1024 * 1024;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;

@@ -5,13 +5,14 @@
 //! cargo test --release -p server runtime::tests::bench -- --ignored --nocapture
 //! ```
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
 use super::super::engine::{self, PoolTuning, deadline_ticks};
 use super::super::host::{self, HostState};
-use super::super::invoke::invoke;
+use super::super::invoke::invoke_here;
 use super::super::module::{self, Engines};
 use super::fixtures;
 use super::limits;
@@ -90,8 +91,9 @@ fn instantiate_and_call_timings() {
             let wasm = fixtures::wasm(fixture);
             for preinitialize in [false, true] {
                 let started = Instant::now();
-                let prepared =
-                    module::prepare(&engines, &linker, &limits, &wasm, preinitialize).unwrap();
+                let prepared = Arc::new(
+                    module::prepare(&engines, &linker, &limits, &wasm, preinitialize).unwrap(),
+                );
                 let prepare_time = started.elapsed();
                 assert_eq!(prepared.preinitialized, preinitialize);
 
@@ -108,14 +110,7 @@ fn instantiate_and_call_timings() {
                     let elapsed = started.elapsed();
 
                     let started = Instant::now();
-                    let out = invoke(
-                        &engines.execution,
-                        &limits,
-                        &prepared,
-                        input,
-                        &Default::default(),
-                    )
-                    .unwrap();
+                    let out = invoke_here(&engines.execution, &limits, &prepared, input).unwrap();
                     let total = started.elapsed();
                     assert!(out.outcome.is_ok());
                     if round >= WARMUP {

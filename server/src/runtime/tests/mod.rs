@@ -163,9 +163,13 @@ async fn timeout_stops_a_loop_while_other_executions_complete() {
         let rt = rt.clone();
         tokio::spawn(async move { rt.execute(spin, must_be_cached, "1").await })
     };
-    // Let the loop get onto a worker before the echoes queue up.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The loop holds one worker; the other three keep serving.
+    // The loop starts on this (only) thread and moves to a wasm thread at
+    // its first epoch tick; it holds one slot from the start.
+    let all = rt.free_slots();
+    while rt.free_slots() == all {
+        tokio::task::yield_now().await;
+    }
+    // The loop holds one slot; the others keep serving.
     for i in 0..30 {
         let out = rt
             .execute(echo, must_be_cached, &i.to_string())
@@ -182,6 +186,7 @@ async fn timeout_stops_a_loop_while_other_executions_complete() {
         looped.outcome.unwrap_err(),
         UserCodeError::Timeout { ms: 2000 }
     );
+    // Its CPU time is counted on both threads it ran on: not one tick early.
     assert!(looped.duration >= Duration::from_secs(2));
 }
 
@@ -529,7 +534,7 @@ async fn preinitialised_modules_behave_like_running_the_start_function() {
         let snap = module::prepare(&engines, &linker, &limits, &wasm, true);
         let plain = module::prepare(&engines, &linker, &limits, &wasm, false);
         let (snap, plain) = match (snap, plain) {
-            (Ok(snap), Ok(plain)) => (snap, plain),
+            (Ok(snap), Ok(plain)) => (Arc::new(snap), Arc::new(plain)),
             (Err(a), Err(b)) => {
                 assert_eq!(a.to_string(), b.to_string(), "{fixture}");
                 continue;
@@ -549,14 +554,7 @@ async fn preinitialised_modules_behave_like_running_the_start_function() {
         );
         for input in *inputs {
             let invoke = |prepared| {
-                super::invoke::invoke(
-                    &engines.execution,
-                    &limits,
-                    prepared,
-                    input,
-                    &Default::default(),
-                )
-                .unwrap()
+                super::invoke::invoke_here(&engines.execution, &limits, prepared, input).unwrap()
             };
             let (a, b) = (invoke(&snap), invoke(&plain));
             if NONDETERMINISTIC.contains(fixture) {
