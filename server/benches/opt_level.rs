@@ -1,8 +1,8 @@
 //! What Binaryen's optimisation level costs at execution time: fixtures
-//! compiled with `-O3` and with `-O1` (everything else as the platform
-//! compiles), each run through `Runtime::execute` on a cached, pre-initialised
-//! module. `-O1` compiles in about half the time (BENCHMARKS.md, "Compile");
-//! this is the other side of that trade.
+//! compiled with `-O3`, `-O1` (the platform's) and `-O0`, everything else as
+//! the platform compiles, each run through `Runtime::execute` on a cached,
+//! pre-initialised module. The lower the level, the faster the compile
+//! (BENCHMARKS.md, "Compile"); this is the other side of that trade.
 //!
 //! ```text
 //! cargo bench -p server --bench opt_level
@@ -19,6 +19,7 @@ mod support;
 const LEVELS: &[(&str, &str)] = &[
     ("O3", "--optimizeLevel 3 --shrinkLevel 0"),
     ("O1", "--optimizeLevel 1 --shrinkLevel 0"),
+    ("O0", "--optimizeLevel 0 --shrinkLevel 0"),
 ];
 /// Fixture, input: JSON in and out (the example and echo) and CPU-bound work.
 const CASES: &[(&str, &str)] = &[

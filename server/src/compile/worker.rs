@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -110,12 +110,15 @@ impl CompilerWorker {
                 .publish(delivery, job, JobOutcome::Rejected(message), Duration::ZERO)
                 .await;
         }
+        let started = Instant::now();
+        if let Some(wasm) = self.cached(job).await? {
+            return self.publish_cached(delivery, job, wasm, started).await;
+        }
         if !functions::mark_compiling(&self.db, job.function_id, job.revision).await? {
             tracing::info!("job.stale");
             queue::archive(&self.db, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
             return Ok(());
         }
-        let started = Instant::now();
         let outcome = self.compile(job).await?;
         match &outcome {
             JobOutcome::Compiled { wasm, cache_hit } => {
@@ -144,6 +147,67 @@ impl CompilerWorker {
             .await
     }
 
+    /// The content-cache key of `job`'s source with this compiler.
+    async fn cache_key(&self, job: &CompilationJob) -> Result<String, WorkerError> {
+        let version = self
+            .compiler
+            .compiler_version()
+            .await
+            .map_err(WorkerError::Compiler)?;
+        Ok(content_cache::cache_key(
+            &job.language,
+            &job.source,
+            &version,
+            ASC_FLAGS,
+        ))
+    }
+
+    /// The module compiled earlier from the same source, if any.
+    async fn cached(&self, job: &CompilationJob) -> Result<Option<Vec<u8>>, WorkerError> {
+        if job.language != "assemblyscript" {
+            return Ok(None);
+        }
+        let key = self.cache_key(job).await?;
+        Ok(content_cache::lookup(&self.db, &key).await?)
+    }
+
+    /// A cache hit has nothing to wait for: COMPILING, the result and the
+    /// job's archive are one transaction (listeners still hear COMPILING
+    /// before the result makes it READY).
+    async fn publish_cached(
+        &self,
+        delivery: &Delivery,
+        job: &CompilationJob,
+        wasm: Vec<u8>,
+        started: Instant,
+    ) -> Result<(), WorkerError> {
+        let txn = self.db.begin().await?;
+        if !functions::mark_compiling(&txn, job.function_id, job.revision).await? {
+            tracing::info!("job.stale");
+            queue::archive(&txn, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
+            txn.commit().await?;
+            return Ok(());
+        }
+        let took = started.elapsed();
+        let bytes = wasm.len();
+        let outcome = JobOutcome::Compiled {
+            wasm,
+            cache_hit: true,
+        };
+        self.publish_in(&txn, delivery, job, outcome, took).await?;
+        txn.commit().await?;
+        crate::metrics::compilation_finished(CompilationOutcome::Compiled, true, took);
+        tracing::info!(
+            bytes,
+            cache_hit = true,
+            ms = took.as_millis() as u64,
+            "job.compiled"
+        );
+        tracing::info!(success = true, "result.published");
+        Ok(())
+    }
+
+    /// Compiles `job` after a cache miss, and caches the module.
     async fn compile(&self, job: &CompilationJob) -> Result<JobOutcome, WorkerError> {
         if job.language != "assemblyscript" {
             return Ok(JobOutcome::Rejected(format!(
@@ -151,18 +215,7 @@ impl CompilerWorker {
                 job.language
             )));
         }
-        let version = self
-            .compiler
-            .compiler_version()
-            .await
-            .map_err(WorkerError::Compiler)?;
-        let key = content_cache::cache_key(&job.language, &job.source, &version, ASC_FLAGS);
-        if let Some(wasm) = content_cache::lookup(&self.db, &key).await? {
-            return Ok(JobOutcome::Compiled {
-                wasm,
-                cache_hit: true,
-            });
-        }
+        let key = self.cache_key(job).await?;
         let wasm = match self.compiler.compile(&job.source).await {
             Ok(wasm) => wasm,
             Err(error) if error.is_user_error() => {
@@ -189,6 +242,23 @@ impl CompilerWorker {
         outcome: JobOutcome,
         took: Duration,
     ) -> Result<(), WorkerError> {
+        let txn = self.db.begin().await?;
+        let success = self.publish_in(&txn, delivery, job, outcome, took).await?;
+        txn.commit().await?;
+        tracing::info!(success, "result.published");
+        Ok(())
+    }
+
+    /// Sends the result and archives the job in `txn`; returns whether the
+    /// compile succeeded.
+    async fn publish_in(
+        &self,
+        txn: &DatabaseTransaction,
+        delivery: &Delivery,
+        job: &CompilationJob,
+        outcome: JobOutcome,
+        took: Duration,
+    ) -> Result<bool, WorkerError> {
         let version = self.compiler.compiler_version().await.ok();
         let (success, wasm_binary, error, cache_hit) = match outcome {
             JobOutcome::Compiled { wasm, cache_hit } => {
@@ -206,12 +276,9 @@ impl CompilerWorker {
             duration_ms: Some(took.as_millis() as u64),
             cache_hit,
         };
-        let txn = self.db.begin().await?;
-        queue::send(&txn, queue::COMPILATION_RESULTS_QUEUE, &result).await?;
-        queue::archive(&txn, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
-        txn.commit().await?;
-        tracing::info!(success, "result.published");
-        Ok(())
+        queue::send(txn, queue::COMPILATION_RESULTS_QUEUE, &result).await?;
+        queue::archive(txn, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
+        Ok(success)
     }
 
     async fn archive_logged(&self, msg_id: i64) {

@@ -32,8 +32,8 @@ fn statement(sql: &str, values: Vec<Value>) -> Statement {
 /// PENDING → COMPILING for this revision (and for the function, if it is
 /// still the latest). False when there is nothing to compile: the revision
 /// is gone (function deleted) or already has its outcome.
-pub async fn mark_compiling(
-    db: &DatabaseConnection,
+pub async fn mark_compiling<C: ConnectionTrait>(
+    db: &C,
     function_id: Uuid,
     revision: i64,
 ) -> Result<bool, DbErr> {
