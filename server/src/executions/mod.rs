@@ -21,6 +21,7 @@ mod store;
 mod warmup;
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use sea_orm::{
@@ -283,25 +284,26 @@ impl Executor {
         let span = execution_span(&pending);
         span.in_scope(|| tracing::info!("execution.accepted"));
         let stop = CancellationToken::new();
-        let call = {
-            let (this, execution, stop) = (self.clone(), pending.clone(), stop.clone());
-            self.inner.tasks.spawn(
-                async move {
-                    let module = this.load(key).await;
-                    this.invoke(slot, module, &execution, &stop).await
-                }
-                .instrument(span.clone()),
-            )
-        };
         // Stops the call if this ends early (an error, or the task dropped).
         let stop_guard = stop.clone().drop_guard();
+        let call = async {
+            let module = self.load(key).await;
+            self.invoke(slot, module, &pending, &stop).await
+        };
+        let mut call = std::pin::pin!(call.instrument(span.clone()));
+        // A short call is over within this first poll; a longer one has moved
+        // to a wasm thread by the end of it (see `Runtime::run`) and goes on
+        // there while RUNNING is written.
+        let mut outcome = futures::poll!(call.as_mut());
         let (runner, lease) = (self.inner.runner, self.inner.settings.lease);
         let running = store::start_held(&txn, &pending, runner, lease)
             .await?
             .ok_or(ExecutionError::Vanished(pending.id))?;
         span.in_scope(|| tracing::info!("execution.started"));
-        if call.is_finished() {
-            let outcome = call.await.unwrap_or_else(|error| Err(error.to_string()));
+        if outcome.is_pending() {
+            outcome = futures::poll!(call.as_mut());
+        }
+        if let Poll::Ready(outcome) = outcome {
             let outcome = Outcome::from(outcome);
             let finished = store::finish(&txn, &running, &outcome)
                 .await?
@@ -318,7 +320,7 @@ impl Executor {
             .inner
             .held
             .hold_with(pending.id, pending.attempt, stop_guard.disarm());
-        let outcome = call.await.unwrap_or_else(|error| Err(error.to_string()));
+        let outcome = call.await;
         drop(admitted);
         let finished = self.finish(&running, outcome, None).instrument(span).await;
         drop(held);
