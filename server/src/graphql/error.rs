@@ -3,14 +3,8 @@
 //! Internal details (database errors) are logged, never shown.
 
 use crate::analytics::AnalyticsError;
-use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe,
-};
 use async_graphql::{Error, ErrorExtensions, Response, ServerError};
-use futures::StreamExt;
-use futures::stream::BoxStream;
 
 use crate::executions::ExecutionError;
 use crate::functions::FunctionError;
@@ -216,17 +210,7 @@ impl<T, E: Into<ApiError>> ResultExt<T> for Result<T, E> {
 /// Gives a code to the errors async-graphql raises itself before any resolver
 /// runs (syntax, unknown fields, bad argument values such as a malformed UUID or
 /// an unknown enum value, depth and complexity limits): all are the client's.
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
-    }
-}
-
-struct ErrorCodesExtension;
-
-fn with_codes(mut response: Response) -> Response {
+pub(super) fn with_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
         add_default_code(error);
     }
@@ -255,21 +239,5 @@ fn add_default_code(error: &mut ServerError) {
             .extensions
             .get_or_insert_with(Default::default)
             .set("code", ErrorCode::BadUserInput.as_str());
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        with_codes(next.run(ctx).await)
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream).map(with_codes).boxed()
     }
 }

@@ -1,41 +1,13 @@
 //! Counts GraphQL operations by type and outcome for `/metrics`, whatever the
-//! transport (HTTP, batches, WebSocket). The type is learnt from the parsed
-//! document and the request's operation name; the outcome is `ok` or the code
-//! of the first error, read after [`super::error::ErrorCodes`] gave every error
-//! one (this extension is registered before it, so it wraps it).
+//! transport (HTTP, batches, WebSocket; see [`super::operation`]). The type is
+//! learnt from the parsed document and the request's operation name; the
+//! outcome is `ok` or the code of the first error, read after
+//! [`super::error::with_codes`] gave every error one.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
-    NextSubscribe,
-};
+use async_graphql::Response;
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
-use async_graphql::{Request, Response, ServerResult, Variables};
-use futures::StreamExt;
-use futures::stream::BoxStream;
 
 use super::error::ErrorCode;
-
-pub struct OperationMetrics;
-
-impl ExtensionFactory for OperationMetrics {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OperationMetricsExtension::default())
-    }
-}
-
-#[derive(Default)]
-struct Seen {
-    operation_name: Option<String>,
-    kind: Option<&'static str>,
-}
-
-/// One per request; shared with the subscription stream it wraps.
-#[derive(Default)]
-struct OperationMetricsExtension {
-    seen: Arc<Mutex<Seen>>,
-}
 
 /// The `type` label values, "unknown" for a document that did not parse.
 pub const OPERATION_KINDS: [&str; 4] = ["query", "mutation", "subscription", "unknown"];
@@ -55,7 +27,10 @@ fn kind_name(ty: OperationType) -> &'static str {
     }
 }
 
-fn operation_kind(document: &ExecutableDocument, name: Option<&str>) -> Option<&'static str> {
+pub(super) fn operation_kind(
+    document: &ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'static str> {
     let ty = match (&document.operations, name) {
         (DocumentOperations::Single(operation), _) => operation.node.ty,
         (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name)?.node.ty,
@@ -87,67 +62,7 @@ fn outcome(response: &Response) -> &'static str {
         .unwrap_or("other")
 }
 
-fn record(seen: &Mutex<Seen>, response: &Response) {
-    let kind = seen
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .kind
-        .unwrap_or("unknown");
+/// Counts one operation of `kind` by its response.
+pub(super) fn record(kind: &'static str, response: &Response) {
     crate::metrics::graphql_operation(kind, outcome(response));
-}
-
-#[async_trait::async_trait]
-impl Extension for OperationMetricsExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let response = next.run(ctx).await;
-        record(&self.seen, &response);
-        response
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        // Counted once, by its first response: the snapshot or the error.
-        let seen = Arc::clone(&self.seen);
-        let mut counted = false;
-        next.run(ctx, stream)
-            .map(move |response| {
-                if !counted {
-                    counted = true;
-                    record(&seen, &response);
-                }
-                response
-            })
-            .boxed()
-    }
-
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .operation_name = request.operation_name.clone();
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.kind = operation_kind(&document, seen.operation_name.as_deref());
-        drop(seen);
-        Ok(document)
-    }
 }

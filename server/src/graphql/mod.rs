@@ -8,6 +8,7 @@ pub mod error;
 pub mod loaders;
 pub mod metrics;
 pub mod mutation;
+pub mod operation;
 pub mod query;
 pub mod subscription;
 pub mod types;
@@ -53,9 +54,8 @@ pub fn build_schema(state: AppState, settings: &ApiSettings) -> AppSchema {
     .data(state)
     .limit_depth(settings.max_query_depth)
     .limit_complexity(settings.max_query_complexity)
-    // Outermost first: the metrics see every error with its code.
-    .extension(metrics::OperationMetrics)
-    .extension(error::ErrorCodes)
+    // No extensions: error codes and metrics are added by the transports
+    // (see `operation`).
     .finish()
 }
 

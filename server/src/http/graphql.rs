@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::graphql::AppSchema;
 use crate::graphql::error::{ErrorCode, refusal_body};
+use crate::graphql::operation::Operation;
 
 pub struct GraphQLHttp {
     schema: AppSchema,
@@ -61,6 +62,25 @@ impl IntoResponse for Refused {
     }
 }
 
+impl GraphQLHttp {
+    /// Runs a request or batch, each request as its own [`Operation`].
+    async fn execute(&self, batch: BatchRequest) -> BatchResponse {
+        match batch {
+            BatchRequest::Single(mut request) => {
+                let operation = Operation::start(&mut request);
+                BatchResponse::Single(operation.finish(self.schema.execute(request).await))
+            }
+            BatchRequest::Batch(requests) => {
+                let responses = requests.into_iter().map(|mut request| {
+                    let operation = Operation::start(&mut request);
+                    async move { operation.finish(self.schema.execute(request).await) }
+                });
+                BatchResponse::Batch(futures::future::join_all(responses).await)
+            }
+        }
+    }
+}
+
 impl Endpoint for GraphQLHttp {
     type Output = Response;
 
@@ -70,7 +90,7 @@ impl Endpoint for GraphQLHttp {
             Ok(batch) => batch,
             Err(refused) => return Ok(refused.into_response()),
         };
-        match self.schema.execute_batch(batch).await {
+        match self.execute(batch).await {
             BatchResponse::Single(response) if graphql_response => {
                 Ok(as_graphql_response(response))
             }

@@ -24,6 +24,7 @@ use super::Protocol;
 use super::session::{Stop, close};
 use super::shared::{SharedResult, SharedStreams};
 use crate::graphql::error::{ApiError, ErrorCode};
+use crate::graphql::operation::Operation;
 use crate::graphql::subscription::FELL_BEHIND;
 
 /// What an operation produces.
@@ -241,11 +242,13 @@ impl<E: Executor> State<E> {
         };
         let results = match shared {
             Ok(results) => results.map(Event::Shared).boxed(),
-            Err(request) => self
-                .executor
-                .execute_stream(*request, Some(data))
-                .map(|response| Event::Response(Box::new(response)))
-                .boxed(),
+            Err(mut request) => {
+                let operation = Operation::start(&mut request);
+                operation
+                    .follow(self.executor.execute_stream(*request, Some(data)))
+                    .map(|response| Event::Response(Box::new(response)))
+                    .boxed()
+            }
         }
         .chain(futures::stream::once(std::future::ready(Event::End)))
         .boxed();

@@ -23,6 +23,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::protocol::is_request_error;
+use crate::graphql::operation::Operation;
 
 /// Results a shared stream holds for its slowest subscriber: the slack the
 /// event bus gives every stream. The buffer is the stream's, not each
@@ -170,11 +171,12 @@ impl SharedStreams {
         &self,
         executor: &E,
         key: Key,
-        request: Request,
+        mut request: Request,
         data: &Arc<Data>,
     ) -> Arc<Shared> {
         let (sender, _) = broadcast::channel(SHARED_BUFFER);
-        let mut results = executor.execute_stream(request, Some(data.clone()));
+        let operation = Operation::start(&mut request);
+        let mut results = operation.follow(executor.execute_stream(request, Some(data.clone())));
         let live = Arc::downgrade(&self.live);
         let publish = sender.clone();
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
