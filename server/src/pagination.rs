@@ -8,7 +8,30 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, IntoIden, SimpleExpr};
+use sea_orm::{
+    Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
+};
 use uuid::Uuid;
+
+/// How many rows of `E` match `condition`, counted only when the caller
+/// selected the total (`totalCount`): the count is a query of its own. 0
+/// otherwise.
+pub async fn total_if_wanted<E, C>(
+    db: &C,
+    condition: &Condition,
+    wanted: bool,
+) -> Result<i64, DbErr>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult + Send + Sync,
+    C: ConnectionTrait,
+{
+    if !wanted {
+        return Ok(0);
+    }
+    let count = E::find().filter(condition.clone()).count(db).await?;
+    Ok(i64::try_from(count).unwrap_or(i64::MAX))
+}
 
 pub const MAX_PAGE_SIZE: i32 = 100;
 /// `first` when a client omits it or passes null.

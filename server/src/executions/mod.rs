@@ -25,8 +25,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -688,14 +688,9 @@ pub async fn list(
     if let Some(kind) = filter.error_kind {
         condition = condition.add(execution::Column::ErrorKind.eq(kind));
     }
-    let total = if with_total {
-        execution::Entity::find()
-            .filter(condition.clone())
-            .count(db)
-            .await? as i64
-    } else {
-        0
-    };
+    let total =
+        crate::pagination::total_if_wanted::<execution::Entity, _>(db, &condition, with_total)
+            .await?;
     if let Some(after) = page.after {
         condition =
             condition.add(after.rows_after(execution::Column::CreatedAt, execution::Column::Id));

@@ -12,7 +12,7 @@ mod versions;
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -305,14 +305,9 @@ pub async fn list(
         condition =
             condition.add(Expr::expr(Func::lower(Expr::col(function::Column::Name))).like(pattern));
     }
-    let total = if with_total {
-        function::Entity::find()
-            .filter(condition.clone())
-            .count(db)
-            .await? as i64
-    } else {
-        0
-    };
+    let total =
+        crate::pagination::total_if_wanted::<function::Entity, _>(db, &condition, with_total)
+            .await?;
     if let Some(after) = page.after {
         condition =
             condition.add(after.rows_after(function::Column::CreatedAt, function::Column::Id));
