@@ -185,6 +185,7 @@ pub fn render(r: &Results) -> String {
         taken.push(("fan-out", &f.taken));
     }
     if let Some(l) = &r.list {
+        let to_floor = l.http.per_second / l.pgbench.per_second;
         let _ = writeln!(
             out,
             "| list query `functions(first: 50)`, {} functions, {} clients | {} req/s, {} | pgbench (count + page) {} tx/s, {} | {:.2}× | ≥ 0.6× | {} |",
@@ -194,8 +195,8 @@ pub fn render(r: &Results) -> String {
             p50_p99(&l.http.latency),
             rate(l.pgbench.per_second),
             p50_p99(&l.pgbench.latency),
-            l.http.per_second / l.pgbench.per_second,
-            verdict(l.http.per_second / l.pgbench.per_second >= 0.6)
+            to_floor,
+            verdict(to_floor >= 0.6)
         );
         if let Some(peer) = &l.peer {
             let ratio = l.http.per_second / peer.throughput.per_second.max(0.001);

@@ -35,6 +35,27 @@ enum JobOutcome {
     Rejected(String),
 }
 
+impl JobOutcome {
+    /// Counts and logs how the job ended, `took` after it was taken.
+    fn record(&self, took: Duration) {
+        let ms = took.as_millis() as u64;
+        match self {
+            JobOutcome::Compiled { wasm, cache_hit } => {
+                crate::metrics::compilation_finished(
+                    CompilationOutcome::Compiled,
+                    *cache_hit,
+                    took,
+                );
+                tracing::info!(bytes = wasm.len(), cache_hit, ms, "job.compiled")
+            }
+            JobOutcome::Rejected(error) => {
+                crate::metrics::compilation_finished(CompilationOutcome::Rejected, false, took);
+                tracing::info!(error = error.as_str(), "job.rejected")
+            }
+        }
+    }
+}
+
 impl CompilerWorker {
     pub fn new(db: DatabaseConnection, compiler: AscCompiler, settings: CompilerSettings) -> Self {
         Self {
@@ -120,31 +141,9 @@ impl CompilerWorker {
             return Ok(());
         }
         let outcome = self.compile(job).await?;
-        match &outcome {
-            JobOutcome::Compiled { wasm, cache_hit } => {
-                crate::metrics::compilation_finished(
-                    CompilationOutcome::Compiled,
-                    *cache_hit,
-                    started.elapsed(),
-                );
-                tracing::info!(
-                    bytes = wasm.len(),
-                    cache_hit,
-                    ms = started.elapsed().as_millis() as u64,
-                    "job.compiled"
-                )
-            }
-            JobOutcome::Rejected(error) => {
-                crate::metrics::compilation_finished(
-                    CompilationOutcome::Rejected,
-                    false,
-                    started.elapsed(),
-                );
-                tracing::info!(error = error.as_str(), "job.rejected")
-            }
-        }
-        self.publish(delivery, job, outcome, started.elapsed())
-            .await
+        let took = started.elapsed();
+        outcome.record(took);
+        self.publish(delivery, job, outcome, took).await
     }
 
     /// The content-cache key of `job`'s source with this compiler.
@@ -189,20 +188,13 @@ impl CompilerWorker {
             return Ok(());
         }
         let took = started.elapsed();
-        let bytes = wasm.len();
         let outcome = JobOutcome::Compiled {
             wasm,
             cache_hit: true,
         };
+        outcome.record(took);
         self.publish_in(&txn, delivery, job, outcome, took).await?;
         txn.commit().await?;
-        crate::metrics::compilation_finished(CompilationOutcome::Compiled, true, took);
-        tracing::info!(
-            bytes,
-            cache_hit = true,
-            ms = took.as_millis() as u64,
-            "job.compiled"
-        );
         tracing::info!(success = true, "result.published");
         Ok(())
     }

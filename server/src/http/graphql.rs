@@ -66,18 +66,16 @@ impl GraphQLHttp {
     /// Runs a request or batch, each request as its own [`Operation`].
     async fn execute(&self, batch: BatchRequest) -> BatchResponse {
         match batch {
-            BatchRequest::Single(mut request) => {
-                let operation = Operation::start(&mut request);
-                BatchResponse::Single(operation.finish(self.schema.execute(request).await))
-            }
-            BatchRequest::Batch(requests) => {
-                let responses = requests.into_iter().map(|mut request| {
-                    let operation = Operation::start(&mut request);
-                    async move { operation.finish(self.schema.execute(request).await) }
-                });
-                BatchResponse::Batch(futures::future::join_all(responses).await)
-            }
+            BatchRequest::Single(request) => BatchResponse::Single(self.execute_one(request).await),
+            BatchRequest::Batch(requests) => BatchResponse::Batch(
+                futures::future::join_all(requests.into_iter().map(|r| self.execute_one(r))).await,
+            ),
         }
+    }
+
+    async fn execute_one(&self, mut request: async_graphql::Request) -> async_graphql::Response {
+        let operation = Operation::start(&mut request);
+        operation.finish(self.schema.execute(request).await)
     }
 }
 
