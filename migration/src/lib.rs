@@ -2,7 +2,8 @@
 //! `executions` tables with their invariants, the status-change notifications,
 //! the compilation queues and the notifications of their inserts, and the
 //! leases and job queue of dependable executions, versions, and the daily
-//! partitions and statistics rollups of executions.
+//! partitions and statistics rollups of executions, and the one-statement
+//! record of a synchronous run.
 //!
 //! Always apply migrations through [`apply`] (what `projectnil migrate` and
 //! `projectnil serve` call): sea-orm runs every PostgreSQL migration inside one
@@ -22,6 +23,7 @@ mod m20261201_000007_dependable_executions;
 mod m20261201_000008_function_versions;
 mod m20261201_000009_unique_function_names;
 mod m20261201_000010_execution_analytics;
+mod m20261202_000011_synchronous_runs;
 
 pub use m20261201_000009_unique_function_names::FUNCTION_NAME_INDEX;
 pub use sea_orm_migration::MigratorTrait;
@@ -65,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_function_versions::Migration),
             Box::new(m20261201_000009_unique_function_names::Migration),
             Box::new(m20261201_000010_execution_analytics::Migration),
+            Box::new(m20261202_000011_synchronous_runs::Migration),
         ]
     }
 }

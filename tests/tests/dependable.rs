@@ -678,3 +678,70 @@ async fn the_backlog_waits_in_postgres_visible_to_operators_and_is_bounded() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_run_recorded_in_one_statement_keeps_its_run_time_and_only_its_deployed_revision() {
+    let app = TestApp::start().await.unwrap();
+    let client = app.client();
+    let add = client.ready_function("add", ADD).await.unwrap();
+
+    // Through the API: a short call takes the one-statement path.
+    let answer = client
+        .data(EXECUTE, json!({ "id": add, "input": { "a": 2, "b": 3 } }))
+        .await
+        .unwrap();
+    let id = answer["executeFunction"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(answer["executeFunction"]["status"], "COMPLETED", "{answer}");
+    assert_eq!(answer["executeFunction"]["output"], json!({ "sum": 5 }));
+    assert_eq!(
+        scalar(
+            &app.db,
+            &format!(
+                "SELECT count(*) FROM executions WHERE id = '{id}'
+                   AND created_at <= started_at AND started_at <= completed_at
+                   AND lease_expires_at IS NULL AND revision = 1"
+            )
+        )
+        .await,
+        1
+    );
+
+    // The statement itself: a revision that is not the deployed one records
+    // nothing; the deployed one is recorded with the measured intervals.
+    let record = |revision: i64| {
+        format!(
+            "SELECT count(*) FROM projectnil_record_run(
+                 gen_random_uuid(), '{add}', {revision}, '{{}}'::jsonb, gen_random_uuid(),
+                 '10 seconds', '3 milliseconds', '2 milliseconds', '1500 microseconds',
+                 'COMPLETED', '{{\"sum\": 0}}'::jsonb, NULL, NULL, NULL)"
+        )
+    };
+    let before = scalar(&app.db, "SELECT count(*) FROM executions").await;
+    assert_eq!(scalar(&app.db, &record(2)).await, 0);
+    assert_eq!(
+        scalar(&app.db, "SELECT count(*) FROM executions").await,
+        before
+    );
+    assert_eq!(scalar(&app.db, &record(1)).await, 1);
+    assert_eq!(
+        scalar(
+            &app.db,
+            "SELECT count(*) FROM executions
+              WHERE output = '{\"sum\": 0}' AND status = 'COMPLETED'
+                AND completed_at - started_at = interval '1500 microseconds'
+                AND started_at - created_at = interval '1 millisecond'"
+        )
+        .await,
+        1
+    );
+
+    // The statistics see the run's own duration.
+    assert_eq!(
+        scalar(
+            &app.db,
+            "SELECT count(*) FROM execution_finishes WHERE duration_ms = 1.5"
+        )
+        .await,
+        1
+    );
+}

@@ -67,6 +67,12 @@ async fn migrations_apply_roll_back_and_apply_again() {
     const PARTITIONED: &str = "SELECT count(*) FROM pg_partitioned_table p \
          JOIN pg_class c ON c.oid = p.partrelid WHERE c.relname = 'executions'";
     assert_eq!(scalar_i64(&db, PARTITIONED).await, 1);
+    const RECORD_RUN: &str = "SELECT count(*) FROM pg_proc WHERE proname = 'projectnil_record_run'";
+    assert_eq!(scalar_i64(&db, RECORD_RUN).await, 1);
+    // The one-statement record of a synchronous run alone.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(scalar_i64(&db, RECORD_RUN).await, 0);
+    assert_eq!(scalar_i64(&db, PARTITIONED).await, 1);
     // The analytics migration alone: executions go back to one table, rows kept.
     Migrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(scalar_i64(&db, PARTITIONED).await, 0);

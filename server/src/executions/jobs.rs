@@ -158,7 +158,9 @@ impl Executor {
             Some(module) if named == Some(key) => module,
             _ => self.load(key).await,
         };
-        let outcome = self.invoke(slot, module, &running, held.token()).await;
+        let outcome = self
+            .invoke(slot, module, running.input.as_ref(), held.token())
+            .await;
         self.finish(&running, outcome, Some(delivery.msg_id))
             .await
             .map(drop)

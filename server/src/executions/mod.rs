@@ -8,11 +8,13 @@
 //! of this process (one per thread plus `queue_capacity` are taken; beyond that
 //! the call is refused before anything is recorded), a background one in `execution_jobs`
 //! for any process ([`jobs`]). RUNNING is written when a wasm thread is free to
-//! start it; when one is free at once, PENDING, RUNNING and (for a call that is
-//! over by then) the final status share one commit ([`Executor::run_at_once`]).
+//! start it; when one is free at once, the call starts before anything is
+//! written, and PENDING, RUNNING and (for a call that is over by then) the
+//! final status are one statement and one commit ([`Executor::run_at_once`]).
 //! Every status write is guarded ([`store`]), every run holds a lease
 //! ([`lease`]), and recovery reclaims only lapsed leases ([`recovery`]).
 
+mod deployed;
 mod jobs;
 mod lease;
 mod recovery;
@@ -22,7 +24,7 @@ mod warmup;
 
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -45,6 +47,7 @@ use crate::events::EventBus;
 use crate::pagination::{Page, PageRequest};
 use crate::queue::{self, ExecutionJob, QueueError};
 use crate::runtime::{LoadedModule, ModuleKey, Runtime, RuntimeError, Slot, UserCodeError};
+use deployed::DeployedRevisions;
 use lease::{Held, HeldRuns};
 use store::{Acceptance, Outcome, RunnerId};
 
@@ -142,6 +145,8 @@ struct Inner {
     /// (running or waiting): wasm threads + `queue_capacity`.
     admitted: Arc<Semaphore>,
     held: Arc<HeldRuns>,
+    /// The revision to run without reading it first (a hint; see [`deployed`]).
+    deployed: DeployedRevisions,
     /// Every run in flight, awaited on shutdown so none is left behind.
     tasks: TaskTracker,
     keeper_stop: CancellationToken,
@@ -179,6 +184,7 @@ impl Executor {
                 settings,
                 runner,
                 held,
+                deployed: DeployedRevisions::default(),
                 tasks: TaskTracker::new(),
                 keeper_stop,
             }),
@@ -220,21 +226,34 @@ impl Executor {
                 waiting: self.inner.settings.queue_capacity,
             });
         };
+        let this = self.clone();
+        // In a task of its own, so a caller who hangs up abandons nothing.
+        let run = match self.inner.runtime.try_reserve() {
+            Some(slot) => self
+                .inner
+                .tasks
+                .spawn(async move { this.run_at_once(function_id, input, admitted, slot).await }),
+            None => self
+                .inner
+                .tasks
+                .spawn(async move { this.accept_and_run(function_id, input, admitted).await }),
+        };
+        run.await
+            .map_err(|error| ExecutionError::Task(error.to_string()))?
+    }
+
+    /// A synchronous execution that waits for a wasm thread: recorded
+    /// PENDING first, then run by [`run_held`](Self::run_held).
+    async fn accept_and_run(
+        &self,
+        function_id: Uuid,
+        input: Value,
+        admitted: OwnedSemaphorePermit,
+    ) -> Result<execution::Model, ExecutionError> {
         let how = Acceptance::Synchronous {
             owner: self.inner.runner,
             lease: self.inner.settings.lease,
         };
-        if let Some(slot) = self.inner.runtime.try_reserve() {
-            // In a task of its own, so a caller who hangs up abandons nothing.
-            let this = self.clone();
-            let run = self.inner.tasks.spawn(async move {
-                this.run_at_once(function_id, input, how, admitted, slot)
-                    .await
-            });
-            return run
-                .await
-                .map_err(|error| ExecutionError::Task(error.to_string()))?;
-        }
         let accepted = store::accept(&self.inner.db, function_id, &input, how).await?;
         let Some(execution) = accepted else {
             return Err(self.not_runnable(function_id).await);
@@ -246,85 +265,126 @@ impl Executor {
         };
         let span = execution_span(&execution);
         span.in_scope(|| tracing::info!("execution.accepted"));
-        // In a task of its own, so a caller who hangs up abandons nothing.
-        let this = self.clone();
-        let run = self.inner.tasks.spawn(
-            async move { this.run_held(execution, key, admitted, held).await }.instrument(span),
-        );
-        run.await
-            .map_err(|error| ExecutionError::Task(error.to_string()))?
+        self.run_held(execution, key, admitted, held)
+            .instrument(span)
+            .await
     }
 
-    /// A synchronous execution with a wasm thread free for it now: PENDING
-    /// and RUNNING are written in one transaction, and the user's code starts
-    /// as soon as the first write names the revision to run (it has no side
-    /// effects, so running it before the commit is safe; nobody else can see
-    /// or cancel the execution until then). When the call is over before
-    /// RUNNING is written, which is the usual case, its outcome joins the same
-    /// commit: one commit instead of three, and the announcements still come
-    /// in order (PENDING, RUNNING, then the final status).
+    /// A synchronous execution with a wasm thread free for it now. The
+    /// deployed revision is known from an earlier run or read (no write; see
+    /// [`deployed`]), and the user's code starts at
+    /// once (it has no side effects, so running it before anything is
+    /// recorded is safe; nobody else can see or cancel the execution until
+    /// then). A call that is over within its first poll, the usual case, is
+    /// then recorded with all three of its transitions in one statement and
+    /// one commit ([`store::record_run`]); a longer one, which has moved to a
+    /// wasm thread by the end of that poll (see `Runtime::run`), is recorded
+    /// RUNNING the same way while it goes on, and finished as any other.
+    /// Should a new revision be deployed meanwhile, nothing is recorded and
+    /// the execution starts over on the queued path.
     async fn run_at_once(
         &self,
         function_id: Uuid,
         input: Value,
-        how: Acceptance,
         admitted: OwnedSemaphorePermit,
         slot: Slot,
     ) -> Result<execution::Model, ExecutionError> {
+        match self.run_recorded_after(function_id, &input, slot).await? {
+            Some(finished) => Ok(finished),
+            // The call is stopped and its slot free by now.
+            None => self.accept_and_run(function_id, input, admitted).await,
+        }
+    }
+
+    /// The body of [`run_at_once`](Self::run_at_once); `None` when the
+    /// revision that ran is no longer deployed and nothing was recorded.
+    async fn run_recorded_after(
+        &self,
+        function_id: Uuid,
+        input: &Value,
+        slot: Slot,
+    ) -> Result<Option<execution::Model>, ExecutionError> {
+        let accepted = Instant::now();
         let db = &self.inner.db;
-        let txn = db.begin().await?;
-        let Some(pending) = store::accept(&txn, function_id, &input, how).await? else {
-            drop(txn);
-            return Err(self.not_runnable(function_id).await);
+        let deployed = &self.inner.deployed;
+        let revision = match deployed.get(function_id) {
+            Some(revision) => revision,
+            None => {
+                let Some(revision) = store::deployed_revision(db, function_id).await? else {
+                    return Err(self.not_runnable(function_id).await);
+                };
+                deployed.remember(function_id, revision);
+                revision
+            }
         };
+        let mut run = store::StartedRun {
+            id: Uuid::new_v4(),
+            function_id,
+            revision,
+            input,
+            owner: self.inner.runner,
+            lease: self.inner.settings.lease,
+            accepted_ago: Duration::ZERO,
+            started_ago: Duration::ZERO,
+        };
+        let span = tracing::info_span!(
+            "execution",
+            execution_id = %run.id,
+            function_id = %function_id,
+            attempt = 1
+        );
+        let stop = CancellationToken::new();
+        // Stops the call if this ends early (an error, a revision that
+        // changed, or the task dropped).
+        let stop_guard = stop.clone().drop_guard();
         let key = ModuleKey {
             function_id,
-            revision: pending.revision,
+            revision,
         };
-        let span = execution_span(&pending);
-        span.in_scope(|| tracing::info!("execution.accepted"));
-        let stop = CancellationToken::new();
-        // Stops the call if this ends early (an error, or the task dropped).
-        let stop_guard = stop.clone().drop_guard();
+        let started = Instant::now();
         let call = async {
             let module = self.load(key).await;
-            self.invoke(slot, module, &pending, &stop).await
+            self.invoke(slot, module, Some(input), &stop).await
         };
         let mut call = std::pin::pin!(call.instrument(span.clone()));
-        // A short call is over within this first poll; a longer one has moved
-        // to a wasm thread by the end of it (see `Runtime::run`) and goes on
-        // there while RUNNING is written.
-        let mut outcome = futures::poll!(call.as_mut());
-        let (runner, lease) = (self.inner.runner, self.inner.settings.lease);
-        let running = store::start_held(&txn, &pending, runner, lease)
-            .await?
-            .ok_or(ExecutionError::Vanished(pending.id))?;
-        span.in_scope(|| tracing::info!("execution.started"));
-        if outcome.is_pending() {
-            outcome = futures::poll!(call.as_mut());
-        }
+        let outcome = futures::poll!(call.as_mut());
+        let ran = started.elapsed();
+        (run.accepted_ago, run.started_ago) = (accepted.elapsed(), ran);
+        let revision_changed = || {
+            deployed.forget(function_id);
+            span.in_scope(|| tracing::info!(revision, "execution.revision_changed"));
+        };
         if let Poll::Ready(outcome) = outcome {
             let outcome = Outcome::from(outcome);
-            let finished = store::finish(&txn, &running, &outcome)
-                .await?
-                .ok_or(ExecutionError::Vanished(pending.id))?;
-            txn.commit().await?;
+            let Some(finished) = store::record_run(db, &run, Some((&outcome, ran))).await? else {
+                revision_changed();
+                return Ok(None);
+            };
             stop_guard.disarm();
-            drop(admitted);
-            span.in_scope(|| record_finished(&finished, run_time(&running)));
-            return Ok(finished);
+            span.in_scope(|| {
+                tracing::info!("execution.accepted");
+                tracing::info!("execution.started");
+                record_finished(&finished, ran);
+            });
+            return Ok(Some(finished));
         }
-        txn.commit().await?;
+        let Some(running) = store::record_run(db, &run, None).await? else {
+            revision_changed();
+            return Ok(None);
+        };
+        span.in_scope(|| {
+            tracing::info!("execution.accepted");
+            tracing::info!("execution.started");
+        });
         // Held only now that the lease keeper can see the row to renew it.
         let held = self
             .inner
             .held
-            .hold_with(pending.id, pending.attempt, stop_guard.disarm());
+            .hold_with(running.id, running.attempt, stop_guard.disarm());
         let outcome = call.await;
-        drop(admitted);
         let finished = self.finish(&running, outcome, None).instrument(span).await;
         drop(held);
-        finished
+        finished.map(Some)
     }
 
     /// Records a background execution and its `execution_jobs` message in one
@@ -432,8 +492,10 @@ impl Executor {
             }
             started
         };
-        let (started, outcome) =
-            tokio::join!(start, self.invoke(slot, module, &pending, held.token()));
+        let (started, outcome) = tokio::join!(
+            start,
+            self.invoke(slot, module, pending.input.as_ref(), held.token())
+        );
         drop(admitted);
         let Some(running) = started? else {
             // Cancelled or ended by recovery while it waited.
@@ -467,14 +529,11 @@ impl Executor {
         &self,
         slot: Slot,
         module: Result<LoadedModule, PlatformFailure>,
-        execution: &execution::Model,
+        input: Option<&Value>,
         stop: &CancellationToken,
     ) -> Result<crate::runtime::Invocation, PlatformFailure> {
         let module = module?;
-        let input = execution
-            .input
-            .as_ref()
-            .map_or_else(|| "{}".to_owned(), Value::to_string);
+        let input = input.map_or_else(|| "{}".to_owned(), Value::to_string);
         self.inner
             .runtime
             .run(slot, &module, &input, stop)

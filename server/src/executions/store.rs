@@ -53,6 +53,11 @@ fn interval(lease: Duration) -> String {
     format!("{} milliseconds", lease.as_millis())
 }
 
+/// A measured interval, to the microsecond (PostgreSQL's resolution).
+fn micros(duration: Duration) -> String {
+    format!("{} microseconds", duration.as_micros())
+}
+
 async fn one<C: ConnectionTrait>(
     db: &C,
     sql: String,
@@ -90,6 +95,80 @@ pub async fn accept<C: ConnectionTrait>(
             background.into(),
             owner.into(),
             lease.into(),
+        ],
+    )
+    .await
+}
+
+/// The revision `function_id` would run now, if it has one deployed.
+pub async fn deployed_revision<C: ConnectionTrait>(
+    db: &C,
+    function_id: Uuid,
+) -> Result<Option<i64>, DbErr> {
+    let row = db
+        .query_one(statement(
+            "SELECT deployed_revision FROM functions WHERE id = $1 AND deployed_revision IS NOT NULL"
+                .to_owned(),
+            vec![function_id.into()],
+        ))
+        .await?;
+    row.map(|row| row.try_get::<i64>("", "deployed_revision"))
+        .transpose()
+}
+
+/// A synchronous run that has already started on this runner, as
+/// [`record_run`] writes it.
+#[derive(Debug)]
+pub struct StartedRun<'a> {
+    pub id: Uuid,
+    pub function_id: Uuid,
+    /// The revision whose module runs; recorded only while it is deployed.
+    pub revision: i64,
+    pub input: &'a Value,
+    pub owner: RunnerId,
+    pub lease: Duration,
+    /// How long ago the request was admitted (the execution's `created_at`).
+    pub accepted_ago: Duration,
+    /// How long ago the call started (its `started_at`).
+    pub started_ago: Duration,
+}
+
+/// Records `run` PENDING and RUNNING and, with `finished` (the outcome and
+/// how long the call took), its final status, in one statement and one
+/// commit (migration `m20261202_000011`). `None` when `run.revision` is no
+/// longer deployed (or the function is gone): nothing was recorded.
+pub async fn record_run<C: ConnectionTrait>(
+    db: &C,
+    run: &StartedRun<'_>,
+    finished: Option<(&Outcome, Duration)>,
+) -> Result<Option<execution::Model>, DbErr> {
+    use sea_orm::ActiveEnum as _;
+    let outcome = finished.map(|(outcome, _)| outcome);
+    one(
+        db,
+        format!(
+            "SELECT {COLUMNS} FROM projectnil_record_run(
+                 $1, $2, $3, $4::jsonb, $5, $6::interval, $7::interval, $8::interval, $9::interval,
+                 $10::execution_status, $11::jsonb, $12, $13::jsonb, $14::execution_error_kind)"
+        ),
+        vec![
+            run.id.into(),
+            run.function_id.into(),
+            run.revision.into(),
+            run.input.clone().into(),
+            run.owner.into(),
+            interval(run.lease).into(),
+            micros(run.accepted_ago).into(),
+            micros(run.started_ago).into(),
+            finished.map(|(_, ran)| micros(ran)).into(),
+            outcome.map(|o| o.status.to_value()).into(),
+            outcome.and_then(|o| o.output.clone()).into(),
+            outcome.and_then(|o| o.error_message.clone()).into(),
+            outcome.and_then(|o| o.logs.clone()).into(),
+            outcome
+                .and_then(|o| o.error_kind)
+                .map(|kind| kind.to_value())
+                .into(),
         ],
     )
     .await
