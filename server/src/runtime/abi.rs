@@ -67,6 +67,9 @@ fn units(bytes: &[u8]) -> impl Iterator<Item = u16> + '_ {
 /// JSON parsing afterwards. Returns the index (in code units) of the first
 /// lone surrogate, if any, for the error message.
 pub(crate) fn decode_json_text(bytes: &[u8]) -> (String, Option<usize>) {
+    if let Some(text) = ascii_text(bytes) {
+        return (text, None);
+    }
     let mut out = String::with_capacity(bytes.len() / 2);
     let mut index = 0;
     let mut first_lone = None;
@@ -84,6 +87,19 @@ pub(crate) fn decode_json_text(bytes: &[u8]) -> (String, Option<usize>) {
         }
     }
     (out, first_lone)
+}
+
+/// The text of UTF-16LE `bytes` that are all ASCII (most JSON is), decoded
+/// without going through `char`; `None` at the first unit that is not.
+fn ascii_text(bytes: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    for unit in bytes.chunks_exact(2) {
+        match unit {
+            [low, 0] if low.is_ascii() => out.push(*low),
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Lossy decoding of at most `max_units` code units, for diagnostics (abort
@@ -105,6 +121,9 @@ pub(crate) fn utf8_len(bytes: &[u8]) -> usize {
 
 /// Number of bytes `s` occupies as UTF-16.
 pub(crate) fn utf16_byte_len(s: &str) -> usize {
+    if s.is_ascii() {
+        return s.len() * 2;
+    }
     s.encode_utf16().count() * 2
 }
 
@@ -112,6 +131,12 @@ pub(crate) fn utf16_byte_len(s: &str) -> usize {
 pub(crate) fn write_utf16(memory: &mut [u8], ptr: u32, s: &str, byte_len: usize) -> Option<()> {
     let start = ptr as usize;
     let dest = memory.get_mut(start..start.checked_add(byte_len)?)?;
+    if s.is_ascii() {
+        for (slot, byte) in dest.chunks_exact_mut(2).zip(s.bytes()) {
+            slot.copy_from_slice(&[byte, 0]);
+        }
+        return Some(());
+    }
     for (slot, unit) in dest.chunks_exact_mut(2).zip(s.encode_utf16()) {
         slot.copy_from_slice(&unit.to_le_bytes());
     }
@@ -197,6 +222,21 @@ mod tests {
         assert!(write_utf16(&mut memory, 4, "a😀", len).is_some());
         assert_eq!(decode_json_text(&memory[4..10]).0, "a😀");
         assert!(write_utf16(&mut memory, 12, "a😀", len).is_none());
+    }
+
+    #[test]
+    fn ascii_takes_the_fast_path_with_the_same_result() {
+        let text = "{\"a\":1,\"b\":[true,null,\"x y\"]}\u{7f}\u{0}";
+        let len = utf16_byte_len(text);
+        assert_eq!(len, text.len() * 2);
+        let mut memory = vec![0u8; len + 4];
+        assert!(write_utf16(&mut memory, 4, text, len).is_some());
+        assert_eq!(&memory[4..], utf16(text).as_slice());
+        assert_eq!(ascii_text(&memory[4..]).as_deref(), Some(text));
+        assert_eq!(decode_json_text(&memory[4..]), (text.to_owned(), None));
+        // One unit past ASCII anywhere, and the general path decodes it.
+        assert_eq!(ascii_text(&utf16("ab\u{80}")), None);
+        assert_eq!(decode_json_text(&utf16("ab\u{80}")).0, "ab\u{80}");
     }
 
     #[test]

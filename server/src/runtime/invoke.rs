@@ -55,27 +55,41 @@ fn thread_cpu_time() -> Duration {
 
 /// The CPU time one call has used, across the (at most two) threads it runs
 /// on: the caller's, until its first epoch tick, and a wasm thread's after
-/// that ([`super::Runtime::run`]). Each thread's share is read from its own
-/// CPU clock, so time a thread waits for a core is not the function's.
+/// that ([`super::Runtime::run`]). A wasm thread's share is read from its own
+/// CPU clock, so time it waits for a core is not the function's. The
+/// caller's share, at most one tick, is measured by the wall clock instead,
+/// an upper bound of its CPU time: reading a thread's CPU clock is a system
+/// call (it took 6 % of a short call, BENCHMARKS.md), and most calls are over
+/// within that tick, so they never read it.
 #[derive(Debug)]
 pub(crate) struct CpuClock {
+    /// When the call started, on the caller's thread.
+    started: Instant,
     /// Nanoseconds used on threads the call has left.
     earlier: AtomicU64,
-    /// The current thread's CPU clock when the call arrived on it.
+    /// The current thread's CPU clock when the call arrived on it;
+    /// [`ON_CALLER`] while it is still on the thread it started on.
     arrived: AtomicU64,
 }
+
+/// [`CpuClock::arrived`] before the call has left the caller's thread.
+const ON_CALLER: u64 = u64::MAX;
 
 impl CpuClock {
     pub(crate) fn start() -> Arc<Self> {
         Arc::new(Self {
+            started: Instant::now(),
             earlier: AtomicU64::new(0),
-            arrived: AtomicU64::new(nanos(thread_cpu_time())),
+            arrived: AtomicU64::new(ON_CALLER),
         })
     }
 
     /// Call on the thread the call runs on.
     fn spent(&self) -> Duration {
-        let here = nanos(thread_cpu_time()).saturating_sub(self.arrived.load(Ordering::Relaxed));
+        let here = match self.arrived.load(Ordering::Relaxed) {
+            ON_CALLER => nanos(self.started.elapsed()),
+            arrived => nanos(thread_cpu_time()).saturating_sub(arrived),
+        };
         Duration::from_nanos(self.earlier.load(Ordering::Relaxed).saturating_add(here))
     }
 
@@ -83,8 +97,8 @@ impl CpuClock {
     fn leave(&self) {
         let spent = nanos(self.spent());
         self.earlier.store(spent, Ordering::Relaxed);
-        self.arrived
-            .store(nanos(thread_cpu_time()), Ordering::Relaxed);
+        // Should it be resumed here after all, it goes on from now.
+        self.arrive();
     }
 
     /// The call continues on this thread.

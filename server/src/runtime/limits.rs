@@ -19,7 +19,8 @@ pub struct ExecutionLimits {
     /// CPU time the execution's own thread may spend on instantiation plus the
     /// `handle` call. Time spent waiting for a wasm thread or for a CPU core
     /// does not count, so a busy machine never times out a function that needs
-    /// less than this.
+    /// less than this by more than its first epoch tick, which is measured by
+    /// the wall clock (see `invoke::CpuClock`).
     pub timeout: Duration,
     /// Cap on the linear memory of one instance.
     pub memory_bytes: u64,
