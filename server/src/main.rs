@@ -3,9 +3,6 @@ use clap::Parser;
 use server::config::{Cli, Command};
 use server::{app, telemetry};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
