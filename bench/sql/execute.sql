@@ -1,7 +1,8 @@
 -- The floor of "execute over HTTP": the three statements of a synchronous
 -- execution (server/src/executions/store.rs: accept, start_held, finish) as
 -- the server sent them before #18 (with a wasm thread free it now writes them
--- in one transaction), each in its own transaction as on the server's pool
+-- with one statement, projectnil_record_run), each in its own transaction as
+-- on the server's pool
 -- (the finish also fires the trigger that stages it for the statistics). The
 -- server binds created_at (which names the partition) as a parameter; pgbench
 -- variables are text, hence the microseconds.
