@@ -291,7 +291,7 @@ impl Executor {
     ) -> Result<execution::Model, ExecutionError> {
         match self.run_recorded_after(function_id, &input, slot).await? {
             Some(finished) => Ok(finished),
-            // The call is stopped and its slot free by now.
+            // Nothing was recorded; the call is stopped (its slot frees once it is).
             None => self.accept_and_run(function_id, input, admitted).await,
         }
     }
