@@ -327,12 +327,8 @@ impl Executor {
             accepted_ago: Duration::ZERO,
             started_ago: Duration::ZERO,
         };
-        let span = tracing::info_span!(
-            "execution",
-            execution_id = %run.id,
-            function_id = %function_id,
-            attempt = 1
-        );
+        // A new execution's first attempt.
+        let span = run_span(run.id, function_id, 1);
         let stop = CancellationToken::new();
         // Stops the call if this ends early (an error, a revision that
         // changed, or the task dropped).
@@ -354,6 +350,11 @@ impl Executor {
             deployed.forget(function_id);
             span.in_scope(|| tracing::info!(revision, "execution.revision_changed"));
         };
+        // Accepted and started are recorded by the same statement.
+        let recorded = || {
+            tracing::info!("execution.accepted");
+            tracing::info!("execution.started");
+        };
         if let Poll::Ready(outcome) = outcome {
             let outcome = Outcome::from(outcome);
             let Some(finished) = store::record_run(db, &run, Some((&outcome, ran))).await? else {
@@ -362,8 +363,7 @@ impl Executor {
             };
             stop_guard.disarm();
             span.in_scope(|| {
-                tracing::info!("execution.accepted");
-                tracing::info!("execution.started");
+                recorded();
                 record_finished(&finished, ran);
             });
             return Ok(Some(finished));
@@ -372,10 +372,7 @@ impl Executor {
             revision_changed();
             return Ok(None);
         };
-        span.in_scope(|| {
-            tracing::info!("execution.accepted");
-            tracing::info!("execution.started");
-        });
+        span.in_scope(recorded);
         // Held only now that the lease keeper can see the row to renew it.
         let held = self
             .inner
@@ -687,11 +684,16 @@ fn platform_failure(error: RuntimeError) -> PlatformFailure {
 
 /// Every log line of an execution's flow carries its ids through this span.
 fn execution_span(execution: &execution::Model) -> tracing::Span {
+    run_span(execution.id, execution.function_id, execution.attempt)
+}
+
+/// [`execution_span`] of a run not recorded yet.
+fn run_span(execution_id: Uuid, function_id: Uuid, attempt: i32) -> tracing::Span {
     tracing::info_span!(
         "execution",
-        execution_id = %execution.id,
-        function_id = %execution.function_id,
-        attempt = execution.attempt
+        execution_id = %execution_id,
+        function_id = %function_id,
+        attempt
     )
 }
 

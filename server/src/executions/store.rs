@@ -142,8 +142,19 @@ pub async fn record_run<C: ConnectionTrait>(
     run: &StartedRun<'_>,
     finished: Option<(&Outcome, Duration)>,
 ) -> Result<Option<execution::Model>, DbErr> {
-    use sea_orm::ActiveEnum as _;
     let outcome = finished.map(|(outcome, _)| outcome);
+    let mut values = vec![
+        run.id.into(),
+        run.function_id.into(),
+        run.revision.into(),
+        run.input.clone().into(),
+        run.owner.into(),
+        interval(run.lease).into(),
+        micros(run.accepted_ago).into(),
+        micros(run.started_ago).into(),
+        finished.map(|(_, ran)| micros(ran)).into(),
+    ];
+    values.extend(outcome_values(outcome));
     one(
         db,
         format!(
@@ -151,27 +162,25 @@ pub async fn record_run<C: ConnectionTrait>(
                  $1, $2, $3, $4::jsonb, $5, $6::interval, $7::interval, $8::interval, $9::interval,
                  $10::execution_status, $11::jsonb, $12, $13::jsonb, $14::execution_error_kind)"
         ),
-        vec![
-            run.id.into(),
-            run.function_id.into(),
-            run.revision.into(),
-            run.input.clone().into(),
-            run.owner.into(),
-            interval(run.lease).into(),
-            micros(run.accepted_ago).into(),
-            micros(run.started_ago).into(),
-            finished.map(|(_, ran)| micros(ran)).into(),
-            outcome.map(|o| o.status.to_value()).into(),
-            outcome.and_then(|o| o.output.clone()).into(),
-            outcome.and_then(|o| o.error_message.clone()).into(),
-            outcome.and_then(|o| o.logs.clone()).into(),
-            outcome
-                .and_then(|o| o.error_kind)
-                .map(|kind| kind.to_value())
-                .into(),
-        ],
+        values,
     )
     .await
+}
+
+/// An outcome's columns, bound in this order: status, output, error
+/// message, logs, error kind (all NULL without one).
+fn outcome_values(outcome: Option<&Outcome>) -> [SqlValue; 5] {
+    use sea_orm::ActiveEnum as _;
+    [
+        outcome.map(|o| o.status.to_value()).into(),
+        outcome.and_then(|o| o.output.clone()).into(),
+        outcome.and_then(|o| o.error_message.clone()).into(),
+        outcome.and_then(|o| o.logs.clone()).into(),
+        outcome
+            .and_then(|o| o.error_kind)
+            .map(|kind| kind.to_value())
+            .into(),
+    ]
 }
 
 /// PENDING → RUNNING for the synchronous execution `owner` holds, as its wasm
@@ -250,7 +259,9 @@ pub async fn finish<C: ConnectionTrait>(
     run: &execution::Model,
     outcome: &Outcome,
 ) -> Result<Option<execution::Model>, DbErr> {
-    use sea_orm::ActiveEnum as _;
+    let mut values = vec![run.id.into(), run.owner.into(), run.attempt.into()];
+    values.extend(outcome_values(Some(outcome)));
+    values.push(run.created_at.into());
     one(
         db,
         format!(
@@ -260,17 +271,7 @@ pub async fn finish<C: ConnectionTrait>(
              WHERE id = $1 AND created_at = $9 AND status = 'RUNNING' AND owner = $2 AND attempt = $3
              RETURNING {COLUMNS}"
         ),
-        vec![
-            run.id.into(),
-            run.owner.into(),
-            run.attempt.into(),
-            outcome.status.to_value().into(),
-            outcome.output.clone().into(),
-            outcome.error_message.clone().into(),
-            outcome.logs.clone().into(),
-            outcome.error_kind.map(|kind| kind.to_value()).into(),
-            run.created_at.into(),
-        ],
+        values,
     )
     .await
 }
