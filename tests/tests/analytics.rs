@@ -512,14 +512,25 @@ async fn retention_removes_exactly_what_is_old_once_with_two_replicas() {
     assert!(oldest_kept > now - retention, "{oldest_kept}");
     // Whole days past retention went as partitions, each dropped by one
     // replica only; today's and later partitions are there.
-    let dropped: Vec<String> = [&a, &b]
-        .iter()
-        .flat_map(|server| server.logs.lines_with("maintenance.done"))
-        .collect();
-    for age in [6, 5, 4, 3] {
-        let day = (now - TimeDelta::days(age))
+    let day_of = |age: i64| {
+        (now - TimeDelta::days(age))
             .format("executions_p%Y%m%d")
-            .to_string();
+            .to_string()
+    };
+    // The rows are gone once the drop commits; its log line may come a
+    // moment later.
+    let dropped: Vec<String> = eventually!("each dropped partition to be logged", async {
+        let lines: Vec<String> = [&a, &b]
+            .iter()
+            .flat_map(|server| server.logs.lines_with("maintenance.done"))
+            .collect();
+        [6, 5, 4, 3]
+            .iter()
+            .all(|age| lines.iter().any(|line| line.contains(&day_of(*age))))
+            .then_some(lines)
+    });
+    for age in [6, 5, 4, 3] {
+        let day = day_of(age);
         let mentions = dropped.iter().filter(|line| line.contains(&day)).count();
         assert_eq!(mentions, 1, "{day} in {dropped:#?}");
         assert_eq!(
