@@ -1,8 +1,11 @@
 //! What Binaryen's optimisation level costs at execution time: fixtures
-//! compiled with `-O3`, `-O1` (the platform's) and `-O0`, everything else as
-//! the platform compiles, each run through `Runtime::execute` on a cached,
-//! pre-initialised module. The lower the level, the faster the compile
-//! (BENCHMARKS.md, "Compile"); this is the other side of that trade.
+//! compiled with `-O3`, `-O1`, `-O0` with only the inlining pass (the
+//! platform's, [`ASC_OPTIMIZE`]) and plain `-O0`, everything else as the
+//! platform compiles, each run through `Runtime::execute` on a cached,
+//! pre-initialised module; the time to prepare each module (pre-initialise
+//! and compile with Cranelift) is printed too. The lower the level, the faster
+//! the compile (BENCHMARKS.md, "Compile"); this is the other side of that
+//! trade.
 //!
 //! ```text
 //! cargo bench -p server --bench opt_level
@@ -19,6 +22,7 @@ mod support;
 const LEVELS: &[(&str, &str)] = &[
     ("O3", "--optimizeLevel 3 --shrinkLevel 0"),
     ("O1", "--optimizeLevel 1 --shrinkLevel 0"),
+    ("O0+inlining", ASC_OPTIMIZE),
     ("O0", "--optimizeLevel 0 --shrinkLevel 0"),
 ];
 /// Fixture, input: JSON in and out (the example and echo) and CPU-bound work.
@@ -48,14 +52,19 @@ fn opt_level(c: &mut Criterion) {
                 function_id: uuid::Uuid::new_v4(),
                 revision: 1,
             };
+            let preparing = std::time::Instant::now();
             tokio
                 .block_on(runtime.prepare(key, &wasm))
                 .expect("prepare");
+            let prepared_in = preparing.elapsed();
             let run = tokio
                 .block_on(runtime.execute(key, never_loaded, input))
                 .expect("execute");
             outputs.push(run.outcome.expect("the fixture runs"));
-            println!("{fixture} {level}: {} bytes of wasm", wasm.len());
+            println!(
+                "{fixture} {level}: {} bytes of wasm, prepared (pre-initialised and compiled) in {prepared_in:.1?}",
+                wasm.len()
+            );
             group.bench_function(format!("{fixture}/{level}"), |b| {
                 b.iter(|| {
                     let run = tokio

@@ -13,7 +13,7 @@
 use async_graphql::{Request, Response};
 use futures::stream::{BoxStream, Stream, StreamExt};
 
-use super::{error, metrics};
+use super::{documents, error, metrics};
 
 /// One operation on its way through a transport.
 #[derive(Debug, Clone, Copy)]
@@ -23,12 +23,11 @@ pub struct Operation {
 
 impl Operation {
     /// Learns the operation's type from its document, which is parsed here
-    /// once and kept in `request` for the execution.
+    /// (or taken from [`documents`]) once and kept in `request` for the
+    /// execution.
     pub fn start(request: &mut Request) -> Self {
         let name = request.operation_name.clone();
-        let kind = request
-            .parsed_query()
-            .ok()
+        let kind = documents::parse(request)
             .and_then(|document| metrics::operation_kind(document, name.as_deref()))
             .unwrap_or("unknown");
         Self { kind }
