@@ -23,14 +23,14 @@ pub const ASC_FLAGS: &str = "--exportRuntime --runtime incremental \
      --optimizeLevel 0 --shrinkLevel 0 --runPasses inlining --transform json-as/transform";
 
 /// Binaryen's part within [`ASC_FLAGS`]: no optimisation pipeline, only its
-/// inlining pass. The pipeline was most of a compile (`-O1` about 100 ms of
-/// 340); Cranelift optimises each function again when the server compiles the
-/// module, but does not inline AssemblyScript's many small runtime helpers
-/// (its own inlining made preparing a module 6× slower), which is what `-O0`
-/// alone lost (CPU-bound code 2.8× slower). With the
+/// inlining pass. The pipeline was most of a compile (`-O1` spent about 100
+/// ms of 340 in it). Cranelift optimises each function again when the server
+/// compiles the module, but does not inline AssemblyScript's many small
+/// runtime helpers (its own inlining made preparing a module 6× slower), and
+/// that is what plain `-O0` lost: CPU-bound code ran 2.8× slower. With the
 /// inlining pass, compiles take about 40 % less than at `-O1` and code runs
-/// 1.0–1.2× `-O1`'s time (BENCHMARKS.md, "Compile: Binaryen's inlining pass
-/// instead of `-O1`"; `cargo bench -p server --bench opt_level`).
+/// in 1.0–1.2× `-O1`'s time (BENCHMARKS.md, "Compile: Binaryen's inlining
+/// pass instead of `-O1`"; `cargo bench -p server --bench opt_level`).
 pub const ASC_OPTIMIZE: &str = "--optimizeLevel 0 --shrinkLevel 0 --runPasses inlining";
 
 #[cfg(test)]
