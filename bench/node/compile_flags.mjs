@@ -23,7 +23,11 @@ if (flags.length === 0) {
 
 const child = spawn(process.execPath, [compiler, ...flags], { stdio: ["pipe", "pipe", "ignore"] });
 const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-const next = async () => JSON.parse((await lines.next()).value);
+const next = async () => {
+  const { value, done } = await lines.next();
+  if (done) throw new Error("the compiler process exited (is `npm ci --prefix server/compiler` done?)");
+  return JSON.parse(value);
+};
 
 const ready = await next();
 if (!ready.ready) throw new Error(`the compiler did not start: ${ready.error}`);
