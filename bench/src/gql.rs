@@ -64,11 +64,11 @@ impl Client {
 
     /// `data` of an operation that must succeed.
     pub async fn data(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
-        let body = self.raw(query, variables).await?;
+        let mut body = self.raw(query, variables).await?;
         if let Some(errors) = body.get("errors") {
             bail!("GraphQL errors: {errors}");
         }
-        Ok(body["data"].clone())
+        Ok(body["data"].take())
     }
 
     pub async fn create_function(&self, name: &str, source: &str) -> anyhow::Result<String> {

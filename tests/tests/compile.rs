@@ -236,6 +236,20 @@ async fn identical_source_hits_the_content_cache() {
         1,
         "compiled once"
     );
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT (pgmq.metrics('compilation_results')).total_messages"
+        )
+        .await,
+        1,
+        "the hit is applied by the worker, without a trip through compilation_results"
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM pgmq.a_compilation_jobs").await,
+        2,
+        "both jobs are archived"
+    );
     for id in [first, second] {
         assert_eq!(
             client

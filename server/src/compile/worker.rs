@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use super::asc::{AscCompiler, CompileError};
 use super::{ASC_FLAGS, content_cache, validate};
 use crate::config::CompilerSettings;
-use crate::functions;
+use crate::functions::{self, CompileOutcome};
 use crate::metrics::CompilationOutcome;
 use crate::queue::{self, CompilationJob, CompilationResult, Delivery, QueueError};
 
@@ -31,7 +31,7 @@ pub struct CompilerWorker {
 
 /// How one job ended, before it is published.
 enum JobOutcome {
-    Compiled { wasm: Vec<u8>, cache_hit: bool },
+    Compiled(Vec<u8>),
     Rejected(String),
 }
 
@@ -40,13 +40,9 @@ impl JobOutcome {
     fn record(&self, took: Duration) {
         let ms = took.as_millis() as u64;
         match self {
-            JobOutcome::Compiled { wasm, cache_hit } => {
-                crate::metrics::compilation_finished(
-                    CompilationOutcome::Compiled,
-                    *cache_hit,
-                    took,
-                );
-                tracing::info!(bytes = wasm.len(), cache_hit, ms, "job.compiled")
+            JobOutcome::Compiled(wasm) => {
+                crate::metrics::compilation_finished(CompilationOutcome::Compiled, false, took);
+                tracing::info!(bytes = wasm.len(), cache_hit = false, ms, "job.compiled")
             }
             JobOutcome::Rejected(error) => {
                 crate::metrics::compilation_finished(CompilationOutcome::Rejected, false, took);
@@ -170,9 +166,12 @@ impl CompilerWorker {
         Ok(content_cache::lookup(&self.db, &key).await?)
     }
 
-    /// A cache hit has nothing to wait for: COMPILING, the result and the
-    /// job's archive are one transaction (listeners still hear COMPILING
-    /// before the result makes it READY).
+    /// A cache hit has nothing to wait for, and nothing to send: its module
+    /// was compiled by this compiler and passed the API's own check
+    /// ([`validate::validate_module`], as in [`super::results::verdict`])
+    /// before it was cached. So COMPILING, READY and the job's archive are
+    /// one transaction, without a trip through `compilation_results`
+    /// (listeners still hear COMPILING before READY).
     async fn publish_cached(
         &self,
         delivery: &Delivery,
@@ -188,14 +187,24 @@ impl CompilerWorker {
             return Ok(());
         }
         let took = started.elapsed();
-        let outcome = JobOutcome::Compiled {
-            wasm,
-            cache_hit: true,
-        };
-        outcome.record(took);
-        self.publish_in(&txn, delivery, job, outcome, took).await?;
+        let bytes = wasm.len();
+        let ready = CompileOutcome::Ready(wasm);
+        let applied =
+            functions::record_outcome(&txn, job.function_id, Some(job.revision), &ready).await?;
+        queue::archive(&txn, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
         txn.commit().await?;
-        tracing::info!(success = true, "result.published");
+        crate::metrics::compilation_finished(CompilationOutcome::Compiled, true, took);
+        tracing::info!(
+            bytes,
+            cache_hit = true,
+            ms = took.as_millis() as u64,
+            "job.compiled"
+        );
+        if applied {
+            tracing::info!(ready = true, "compilation.result.applied");
+        } else {
+            tracing::info!("compilation.result.dropped");
+        }
         Ok(())
     }
 
@@ -219,10 +228,7 @@ impl CompilerWorker {
             return Ok(JobOutcome::Rejected(violation.to_string()));
         }
         content_cache::store(&self.db, &key, &wasm).await?;
-        Ok(JobOutcome::Compiled {
-            wasm,
-            cache_hit: false,
-        })
+        Ok(JobOutcome::Compiled(wasm))
     }
 
     /// Publishes the result and archives the job in one transaction, so a
@@ -252,11 +258,9 @@ impl CompilerWorker {
         took: Duration,
     ) -> Result<bool, WorkerError> {
         let version = self.compiler.compiler_version().await.ok();
-        let (success, wasm_binary, error, cache_hit) = match outcome {
-            JobOutcome::Compiled { wasm, cache_hit } => {
-                (true, Some(BASE64.encode(wasm)), None, Some(cache_hit))
-            }
-            JobOutcome::Rejected(error) => (false, None, Some(error), None),
+        let (success, wasm_binary, error) = match outcome {
+            JobOutcome::Compiled(wasm) => (true, Some(BASE64.encode(wasm)), None),
+            JobOutcome::Rejected(error) => (false, None, Some(error)),
         };
         let result = CompilationResult {
             function_id: job.function_id,
@@ -266,7 +270,6 @@ impl CompilerWorker {
             error,
             compiler_version: version,
             duration_ms: Some(took.as_millis() as u64),
-            cache_hit,
         };
         queue::send(txn, queue::COMPILATION_RESULTS_QUEUE, &result).await?;
         queue::archive(txn, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;

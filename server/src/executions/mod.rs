@@ -759,10 +759,8 @@ pub async fn list(
     let rows = execution::Entity::find()
         .filter(condition)
         .order_by_desc(execution::Column::CreatedAt)
-        .order_by_desc(execution::Column::Id)
-        .limit(page.fetch_limit())
-        .all(db)
-        .await?;
+        .order_by_desc(execution::Column::Id);
+    let rows = crate::pagination::fetch_page(db, rows, page).await?;
     Ok(Page::from_rows(rows, page, total))
 }
 

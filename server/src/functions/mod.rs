@@ -315,11 +315,8 @@ pub async fn list(
     let rows = FunctionRecord::select()
         .filter(condition)
         .order_by_desc(function::Column::CreatedAt)
-        .order_by_desc(function::Column::Id)
-        .limit(page.fetch_limit())
-        .into_model()
-        .all(db)
-        .await?;
+        .order_by_desc(function::Column::Id);
+    let rows = crate::pagination::fetch_page(db, rows, page).await?;
     Ok(Page::from_rows(rows, page, total))
 }
 

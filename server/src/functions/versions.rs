@@ -23,11 +23,8 @@ pub async fn list_versions<C: ConnectionTrait>(
     if let Some(RevisionCursor(after)) = page.after {
         rows = rows.filter(V::Revision.lt(after));
     }
-    let rows = rows
-        .order_by_desc(V::Revision)
-        .limit(page.fetch_limit())
-        .all(db)
-        .await?;
+    let rows: Vec<function_version::Model> =
+        crate::pagination::fetch_page(db, rows.order_by_desc(V::Revision), page).await?;
     Ok(Page::from_rows(
         rows.into_iter().map(VersionRecord::from).collect(),
         page,

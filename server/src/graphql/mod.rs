@@ -1,10 +1,11 @@
 //! The GraphQL API: schema assembly and the state its resolvers share. Types
 //! live in [`types`], operations in [`query`], [`mutation`] and
 //! [`subscription`], batching in [`loaders`], parsed documents in
-//! [`documents`], and the mapping of failures to the contract's error codes in
-//! [`error`].
+//! [`documents`], pages served in one pass in [`columns`], and the mapping
+//! of failures to the contract's error codes in [`error`].
 
 pub mod analytics;
+pub mod columns;
 pub mod documents;
 pub mod error;
 pub mod loaders;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::analytics::ExecutionStats;
+use super::columns::Listed;
 use super::error::ResultExt;
 use super::types::{
     Execution, ExecutionConnection, ExecutionErrorKind, ExecutionStatus, Function,
@@ -46,7 +47,7 @@ impl QueryRoot {
                 created_at: f.created_at,
                 id: f.id,
             },
-            Function::from,
+            |record| Listed(Function::from(record)),
         ))
     }
 

@@ -3,9 +3,11 @@
 
 use super::analytics::ExecutionStats;
 use crate::analytics::Scope;
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::{Connection, CursorType, Edge};
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{ComplexObject, Context, Enum, Json, Result, SimpleObject};
+use async_graphql::{
+    ComplexObject, Context, Enum, InputType as _, Json, Result, SimpleObject, Value,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
@@ -16,6 +18,7 @@ use crate::functions::{self, FunctionRecord, VersionRecord};
 use crate::pagination::{Cursor, DEFAULT_PAGE_SIZE, Page, PageCursor, PageRequest, RevisionCursor};
 use entity::execution;
 
+use super::columns::{Columns, Listed};
 use super::error::{ApiError, ErrorCode, ResultExt};
 use super::loaders::{ExecutionPageKey, ExecutionPages, Functions};
 use super::{AppState, DB_FIELD_COST};
@@ -84,19 +87,38 @@ pub struct ConnectionTotal {
     pub total_count: i32,
 }
 
-pub type FunctionConnection = Connection<String, Function, ConnectionTotal>;
-pub type ExecutionConnection = Connection<String, Execution, ConnectionTotal>;
-pub type FunctionVersionConnection = Connection<String, FunctionVersion, ConnectionTotal>;
+pub type FunctionConnection = Connection<PageCursor, Listed<Function>, ConnectionTotal>;
+pub type ExecutionConnection = Connection<PageCursor, Execution, ConnectionTotal>;
+pub type FunctionVersionConnection = Connection<RevisionCursor, FunctionVersion, ConnectionTotal>;
+
+/// Cursors are encoded only when a client selects them (`cursor`,
+/// `pageInfo`), not for every item of every page.
+macro_rules! cursor_type {
+    ($($cursor:ty),*) => {$(
+        impl CursorType for $cursor {
+            type Error = crate::pagination::PageError;
+
+            fn decode_cursor(text: &str) -> Result<Self, Self::Error> {
+                <$cursor as Cursor>::decode(text)
+            }
+
+            fn encode_cursor(&self) -> String {
+                self.encode()
+            }
+        }
+    )*};
+}
+cursor_type!(PageCursor, RevisionCursor);
 
 /// Turns a page of records into a Relay connection.
 pub fn connection<R, N, C>(
     page: Page<R>,
     cursor_of: impl Fn(&R) -> C,
     node: impl Fn(R) -> N,
-) -> Connection<String, N, ConnectionTotal>
+) -> Connection<C, N, ConnectionTotal>
 where
     N: async_graphql::OutputType,
-    C: Cursor,
+    C: CursorType + Send + Sync,
 {
     let mut connection = Connection::with_additional_fields(
         page.has_previous_page,
@@ -108,7 +130,7 @@ where
     connection.edges.extend(
         page.items
             .into_iter()
-            .map(|record| Edge::new(cursor_of(&record).encode(), node(record))),
+            .map(|record| Edge::new(cursor_of(&record), node(record))),
     );
     connection
 }
@@ -150,6 +172,26 @@ impl From<FunctionRecord> for Function {
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
+    }
+}
+
+impl Columns for Function {
+    fn column(&self, name: &str) -> Option<Value> {
+        Some(match name {
+            "id" => self.id.to_value(),
+            "name" => self.name.to_value(),
+            "description" => self.description.to_value(),
+            "language" => self.language.to_value(),
+            "source" => self.source.to_value(),
+            "status" => self.status.to_value(),
+            "compileError" => self.compile_error.to_value(),
+            "wasmSize" => self.wasm_size.to_value(),
+            "revision" => self.revision.to_value(),
+            "deployedRevision" => self.deployed_revision.to_value(),
+            "createdAt" => self.created_at.to_value(),
+            "updatedAt" => self.updated_at.to_value(),
+            _ => return None,
+        })
     }
 }
 

@@ -33,8 +33,6 @@ pub struct CompilationResult {
     pub compiler_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_hit: Option<bool>,
 }
 
 /// API → any process that runs executions: run this background execution.

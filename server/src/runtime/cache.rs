@@ -1,7 +1,14 @@
 //! Compiled modules, least-recently-used first out, bounded by bytes.
+//!
+//! Entries are per function revision, but the compiled module is shared by
+//! content: functions deployed from the same source (a content-cache hit of
+//! the compiler, a template, a rollback) get the module compiled for the
+//! first of them instead of compiling it again, which cost a core for tens
+//! of milliseconds per deploy (BENCHMARKS.md). A shared module counts
+//! against the budget once per entry, so the budget stays an upper bound.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use lru::LruCache;
 
@@ -27,8 +34,14 @@ pub(crate) struct ModuleCache {
     in_flight: Mutex<HashMap<ModuleKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// Digest of a module's wasm bytes.
+pub(crate) type ContentDigest = [u8; 32];
+
 struct Inner {
     entries: LruCache<ModuleKey, Arc<PreparedModule>>,
+    /// Modules by the digest of the wasm they were compiled from, while any
+    /// entry (or a running execution) still holds them.
+    by_content: HashMap<ContentDigest, Weak<PreparedModule>>,
     bytes: usize,
     capacity: usize,
     hits: u64,
@@ -52,6 +65,7 @@ impl ModuleCache {
         Self {
             inner: Mutex::new(Inner {
                 entries: LruCache::unbounded(),
+                by_content: HashMap::new(),
                 bytes: 0,
                 capacity,
                 hits: 0,
@@ -83,6 +97,27 @@ impl ModuleCache {
 
     pub(crate) fn generation(&self) -> u64 {
         lock(&self.inner).generation
+    }
+
+    /// The module compiled from the wasm with this digest, if one is alive.
+    pub(crate) fn by_content(&self, digest: &ContentDigest) -> Option<Arc<PreparedModule>> {
+        lock(&self.inner)
+            .by_content
+            .get(digest)
+            .and_then(Weak::upgrade)
+    }
+
+    /// Remembers `module` as compiled from the wasm with `digest`.
+    pub(crate) fn remember_content(&self, digest: ContentDigest, module: &Arc<PreparedModule>) {
+        let mut inner = lock(&self.inner);
+        // Forget modules nobody holds any more, so the index stays about as
+        // large as the cache.
+        if inner.by_content.len() > 2 * inner.entries.len() + 16 {
+            inner
+                .by_content
+                .retain(|_, module| module.strong_count() > 0);
+        }
+        inner.by_content.insert(digest, Arc::downgrade(module));
     }
 
     /// Insert unless an invalidation happened since `generation`. A module

@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures::FutureExt as _;
+use sha2::{Digest as _, Sha256};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -309,6 +310,11 @@ impl Runtime {
         }
         let generation = cache.generation();
         let wasm = load().await.map_err(|e| RuntimeError::Load(e.into()))?;
+        let digest: cache::ContentDigest = Sha256::digest(&wasm).into();
+        if let Some(prepared) = cache.by_content(&digest) {
+            cache.insert(key, Arc::clone(&prepared), generation);
+            return Ok(prepared);
+        }
         let inner = Arc::clone(&self.inner);
         // Caching inside the task keeps the compile even if this future is
         // dropped before it finishes.
@@ -320,6 +326,7 @@ impl Runtime {
                 &wasm,
                 true,
             )?);
+            inner.cache.remember_content(digest, &prepared);
             inner.cache.insert(key, Arc::clone(&prepared), generation);
             Ok(prepared)
         })

@@ -384,6 +384,37 @@ async fn cache_prepare_hit_and_invalidate() {
 }
 
 #[tokio::test]
+async fn revisions_with_the_same_wasm_share_one_compiled_module() {
+    let rt = runtime();
+    let (a, b, other) = (key(), key(), key());
+    let add = fixtures::wasm("add");
+    rt.prepare(a, &add).await.unwrap();
+    rt.prepare(b, &add).await.unwrap();
+    rt.prepare(other, &fixtures::wasm("echo")).await.unwrap();
+    let loaded = |k| rt.load(k, must_be_cached);
+    let (la, lb, lo) = (
+        loaded(a).await.unwrap(),
+        loaded(b).await.unwrap(),
+        loaded(other).await.unwrap(),
+    );
+    assert!(Arc::ptr_eq(&la.0, &lb.0), "compiled once for both");
+    assert!(!Arc::ptr_eq(&la.0, &lo.0));
+    assert_eq!(rt.stats().entries, 3);
+
+    // Dropping one function keeps the other's module working.
+    rt.invalidate(a.function_id);
+    drop((la, lb));
+    assert!(!rt.is_cached(a));
+    assert_eq!(
+        run_key(&rt, b, "add", r#"{"a":1,"b":2}"#)
+            .await
+            .outcome
+            .unwrap(),
+        json!({"sum": 3})
+    );
+}
+
+#[tokio::test]
 async fn cache_evicts_least_recently_used_by_bytes() {
     let wasm = fixtures::wasm("echo");
     let probe = runtime();
