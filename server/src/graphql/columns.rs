@@ -7,9 +7,10 @@
 //! largest share of the list's server time that async-graphql's typed
 //! objects can avoid (BENCHMARKS.md, "List query"). [`Listed`] builds such a
 //! selection's value directly, each field with the conversion its resolver
-//! would return (for scalars and enums, `InputType::to_value`). Any other selection (a fragment, a directive, a field with a resolver of
-//! its own) goes to the derived object unchanged, so the two paths cannot
-//! disagree on anything but speed; `tests` checks that they agree.
+//! would return (for scalars and enums, `InputType::to_value`). Any other
+//! selection (a fragment, a directive, a field with a resolver of its own)
+//! goes to the derived object unchanged, so the two paths cannot disagree on
+//! anything but speed; `tests` checks that they agree.
 //!
 //! This relies on the schema having no extensions (see
 //! [`super::operation`]): an extension's per-field hooks are not called on
