@@ -35,15 +35,19 @@ enum JobOutcome {
     Rejected(String),
 }
 
+/// Counts and logs a job that ended with a module (`cache_hit`: from the
+/// content cache), `took` after it was taken.
+fn record_compiled(bytes: usize, cache_hit: bool, took: Duration) {
+    crate::metrics::compilation_finished(CompilationOutcome::Compiled, cache_hit, took);
+    let ms = took.as_millis() as u64;
+    tracing::info!(bytes, cache_hit, ms, "job.compiled");
+}
+
 impl JobOutcome {
     /// Counts and logs how the job ended, `took` after it was taken.
     fn record(&self, took: Duration) {
-        let ms = took.as_millis() as u64;
         match self {
-            JobOutcome::Compiled(wasm) => {
-                crate::metrics::compilation_finished(CompilationOutcome::Compiled, false, took);
-                tracing::info!(bytes = wasm.len(), cache_hit = false, ms, "job.compiled")
-            }
+            JobOutcome::Compiled(wasm) => record_compiled(wasm.len(), false, took),
             JobOutcome::Rejected(error) => {
                 crate::metrics::compilation_finished(CompilationOutcome::Rejected, false, took);
                 tracing::info!(error = error.as_str(), "job.rejected")
@@ -193,13 +197,7 @@ impl CompilerWorker {
             functions::record_outcome(&txn, job.function_id, Some(job.revision), &ready).await?;
         queue::archive(&txn, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
         txn.commit().await?;
-        crate::metrics::compilation_finished(CompilationOutcome::Compiled, true, took);
-        tracing::info!(
-            bytes,
-            cache_hit = true,
-            ms = took.as_millis() as u64,
-            "job.compiled"
-        );
+        record_compiled(bytes, true, took);
         if applied {
             tracing::info!(ready = true, "compilation.result.applied");
         } else {

@@ -252,8 +252,9 @@ fn require_query(request: &async_graphql::Request, index: Option<usize>) -> Resu
 /// link or an image tag on another site, and caches and proxies may repeat it.
 fn refuse_mutation_over_get(request: &mut async_graphql::Request) -> Result<(), Refused> {
     let operation_name = request.operation_name.clone();
-    // A query that does not parse is answered by the schema with its syntax error.
-    let Ok(document) = request.parsed_query() else {
+    // A query that does not parse is answered by the schema with its syntax
+    // error. Parsed through the document cache, as `Operation::start` does.
+    let Some(document) = crate::graphql::documents::parse(request) else {
         return Ok(());
     };
     let is_mutation = match (&document.operations, operation_name.as_deref()) {
