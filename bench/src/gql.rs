@@ -1,9 +1,12 @@
 //! GraphQL over HTTP (keep-alive) and a lean `graphql-transport-ws` client.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -60,6 +63,42 @@ impl Client {
             .error_for_status()?
             .json()
             .await?)
+    }
+
+    /// How many `nodes` the connection `field` of a query's answer holds,
+    /// failing on GraphQL errors. It reads the body without building a value
+    /// tree: the load generator shares the machine's cores with the server
+    /// and the peer it measures, so what it spends on a response is taken
+    /// from them.
+    pub async fn page_len(&self, query: &str, field: &str) -> anyhow::Result<usize> {
+        #[derive(Deserialize)]
+        struct Body<'a> {
+            #[serde(borrow)]
+            data: Option<HashMap<&'a str, Page>>,
+            errors: Option<Value>,
+        }
+        #[derive(Deserialize)]
+        struct Page {
+            nodes: Vec<IgnoredAny>,
+        }
+        let bytes = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "query": query }))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        let body: Body = serde_json::from_slice(&bytes)?;
+        if let Some(errors) = body.errors {
+            bail!("GraphQL errors: {errors}");
+        }
+        body.data
+            .as_ref()
+            .and_then(|data| data.get(field))
+            .map(|page| page.nodes.len())
+            .with_context(|| format!("no `{field}` in {}", String::from_utf8_lossy(&bytes)))
     }
 
     /// `data` of an operation that must succeed.

@@ -7,56 +7,78 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, IntoIden, SimpleExpr};
+use sea_orm::sea_query::{Asterisk, Expr, IntoIden, Query, SimpleExpr};
 use sea_orm::{
     Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
-    QueryTrait, Select,
+    QuerySelect, QueryTrait, Select,
 };
 use uuid::Uuid;
 
-/// How many rows of `E` match `condition`, counted only when the caller
-/// selected the total (`totalCount`): the count is a query of its own. 0
-/// otherwise.
-pub async fn total_if_wanted<E, C>(
-    db: &C,
-    condition: &Condition,
-    wanted: bool,
-) -> Result<i64, DbErr>
-where
-    E: EntityTrait,
-    E::Model: FromQueryResult + Send + Sync,
-    C: ConnectionTrait,
-{
-    if !wanted {
-        return Ok(0);
-    }
-    let count = E::find().filter(condition.clone()).count(db).await?;
-    Ok(i64::try_from(count).unwrap_or(i64::MAX))
-}
+/// The column a page's rows carry the list's total in.
+const TOTAL_COLUMN: &str = "page_total_count";
 
-/// The rows of `select` (already filtered and ordered) for `page`, with its
-/// `LIMIT` written into the statement's text.
+/// One page of `select` (already filtered, cursor included, and ordered),
+/// and, when `count` is given, how many rows of `E` match it (the list's
+/// filter without the cursor: `totalCount`).
 ///
-/// As a bound parameter, the limit made PostgreSQL plan the statement again
-/// on every execution: a generic plan cannot know how few rows are wanted,
-/// so it costs out worse than a custom plan and is never kept. Written in,
-/// the prepared statement keeps its plan. The limit is a validated page size
-/// (at most [`MAX_PAGE_SIZE`] + 1, or the REST API's maximum + 1), so a
-/// connection caches a handful of such texts at most.
+/// The count rides in the page's statement as an uncorrelated scalar subquery,
+/// which PostgreSQL evaluates once: one statement instead of two, so a page
+/// takes one connection from the pool, one round trip and one snapshot. Only
+/// a page past the end of the list, which has no row to carry it, asks for
+/// the count on its own.
+///
+/// The `LIMIT` is written into the statement's text. As a bound parameter it
+/// made PostgreSQL plan the statement again on every execution: a generic
+/// plan cannot know how few rows are wanted, so it costs out worse than a
+/// custom plan and is never kept. Written in, the prepared statement keeps
+/// its plan. The limit is a validated page size (at most [`MAX_PAGE_SIZE`] +
+/// 1, or the REST API's maximum + 1), so a connection caches a handful of
+/// such texts at most.
 pub async fn fetch_page<M, E, C, K>(
     db: &C,
     select: Select<E>,
     page: &PageRequest<K>,
-) -> Result<Vec<M>, DbErr>
+    count: Option<Condition>,
+) -> Result<Page<M>, DbErr>
 where
     M: FromQueryResult,
     E: EntityTrait,
+    E::Model: FromQueryResult + Send + Sync,
     C: ConnectionTrait,
     K: Cursor,
 {
+    let select = match &count {
+        Some(condition) => select.expr_as(count_of::<E>(condition.clone()), TOTAL_COLUMN),
+        None => select,
+    };
     let mut statement = select.build(db.get_database_backend());
     statement.sql = format!("{} LIMIT {}", statement.sql, page.fetch_limit());
-    M::find_by_statement(statement).all(db).await
+    let rows = db.query_all(statement).await?;
+    let total = match (count, rows.first()) {
+        (None, _) => 0,
+        (Some(_), Some(row)) => row.try_get::<i64>("", TOTAL_COLUMN)?,
+        // Without a cursor the page's filter is the count's: nothing matches.
+        (Some(_), None) if page.after.is_none() => 0,
+        (Some(condition), None) => {
+            let count = E::find().filter(condition).count(db).await?;
+            i64::try_from(count).unwrap_or(i64::MAX)
+        }
+    };
+    let items = rows
+        .iter()
+        .map(|row| M::from_query_result(row, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(items, page, total))
+}
+
+/// `(SELECT COUNT(*) FROM <E> WHERE <condition>)`.
+fn count_of<E: EntityTrait>(condition: Condition) -> SimpleExpr {
+    let count = Query::select()
+        .expr(Expr::col(Asterisk).count())
+        .from(E::default().table_ref())
+        .cond_where(condition)
+        .to_owned();
+    SimpleExpr::SubQuery(None, Box::new(count.into_sub_query_statement()))
 }
 
 pub const MAX_PAGE_SIZE: i32 = 100;
@@ -183,6 +205,16 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// The same page with each item converted.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            has_next_page: self.has_next_page,
+            has_previous_page: self.has_previous_page,
+            total_count: self.total_count,
+        }
+    }
+
     /// Builds a page from `fetch_limit()` rows at most.
     pub fn from_rows<C>(mut rows: Vec<T>, request: &PageRequest<C>, total_count: i64) -> Self {
         let has_next_page = rows.len() as u64 > request.first;

@@ -252,6 +252,81 @@ async fn pages_are_stable_under_concurrent_inserts() {
 }
 
 #[tokio::test]
+async fn the_total_counts_every_match_on_any_page() {
+    let app = app().await;
+    let client = app.client();
+    let empty = client.data(LIST, json!({})).await.unwrap()["functions"].clone();
+    assert_eq!(empty["totalCount"], 0);
+    assert_eq!(names(&empty), Vec::<String>::new());
+    for i in 0..3 {
+        client.create_function(&format!("f{i}"), ADD).await.unwrap();
+    }
+    let all = client.data(LIST, json!({ "first": 3 })).await.unwrap()["functions"].clone();
+    assert_eq!(all["totalCount"], 3);
+    // Past the end of the list: no row carries the count, which is still 3.
+    let past_the_end = client
+        .data(
+            LIST,
+            json!({ "first": 3, "after": all["pageInfo"]["endCursor"] }),
+        )
+        .await
+        .unwrap()["functions"]
+        .clone();
+    assert_eq!(names(&past_the_end), Vec::<String>::new());
+    assert_eq!(past_the_end["totalCount"], 3);
+    assert_eq!(past_the_end["pageInfo"]["hasNextPage"], false);
+}
+
+#[tokio::test]
+async fn lists_read_the_large_columns_their_nodes_select() {
+    let app = app().await;
+    let client = app.client();
+    let id = client
+        .data(
+            "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id } }",
+            json!({ "input": { "name": "add", "description": "adds", "language": "assemblyscript", "source": ADD } }),
+        )
+        .await
+        .unwrap()["createFunction"]["id"]
+        .clone();
+    db(&app)
+        .await
+        .execute_unprepared(
+            "UPDATE functions SET status = 'FAILED', compile_error = 'ERROR TS2304'",
+        )
+        .await
+        .unwrap();
+    let expected = json!({ "source": ADD, "description": "adds", "compileError": "ERROR TS2304" });
+    // Directly, through a named fragment, an inline fragment and an alias,
+    // in `nodes` and in `edges { node }`: each must read the columns.
+    for query in [
+        "{ functions { nodes { source description compileError } } }",
+        "fragment F on Function { source description compileError }
+         { functions { nodes { ...F } } }",
+        "{ functions { edges { node { ... on Function { source description compileError } } } } }",
+        "{ functions { nodes { source: source description compileError } } }",
+    ] {
+        let data = client.data(query, json!({})).await.unwrap();
+        let page = &data["functions"];
+        let node = if page["nodes"].is_null() {
+            &page["edges"][0]["node"]
+        } else {
+            &page["nodes"][0]
+        };
+        assert_eq!(node, &expected, "{query}");
+    }
+    // A node that selects none of them still resolves its other fields.
+    let lean = client
+        .data("{ functions { nodes { id name status } } }", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        lean["functions"]["nodes"][0],
+        json!({ "id": id, "name": "add", "status": "FAILED" })
+    );
+}
+
+#[tokio::test]
 async fn filters_by_status_and_name() {
     let app = app().await;
     let client = app.client();

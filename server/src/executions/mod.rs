@@ -749,9 +749,7 @@ pub async fn list(
     if let Some(kind) = filter.error_kind {
         condition = condition.add(execution::Column::ErrorKind.eq(kind));
     }
-    let total =
-        crate::pagination::total_if_wanted::<execution::Entity, _>(db, &condition, with_total)
-            .await?;
+    let count = with_total.then(|| condition.clone());
     if let Some(after) = page.after {
         condition =
             condition.add(after.rows_after(execution::Column::CreatedAt, execution::Column::Id));
@@ -760,8 +758,7 @@ pub async fn list(
         .filter(condition)
         .order_by_desc(execution::Column::CreatedAt)
         .order_by_desc(execution::Column::Id);
-    let rows = crate::pagination::fetch_page(db, rows, page).await?;
-    Ok(Page::from_rows(rows, page, total))
+    crate::pagination::fetch_page(db, rows, page, count).await
 }
 
 #[cfg(test)]

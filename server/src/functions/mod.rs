@@ -20,7 +20,7 @@ pub use deploy::{CompileOutcome, mark_compiling, record_outcome, rollback};
 use entity::function::{self, FunctionStatus};
 use entity::function_version;
 use entity::module as stored_module;
-pub use record::{FunctionRecord, VersionRecord};
+pub use record::{FunctionRecord, OptionalColumns, VersionRecord};
 pub use validate::{FunctionLimits, SUPPORTED_LANGUAGES, check_language};
 pub use versions::{list_versions, module, version};
 
@@ -289,12 +289,14 @@ pub async fn get_many(db: &DatabaseConnection, ids: &[Uuid]) -> Result<Vec<Funct
 
 /// Newest first, optionally by status and part of the name. The total is
 /// counted only `with_total` (otherwise the page's `total_count` is 0): the
-/// count reads every matching row, the page only `first` of them.
+/// count reads every matching row, the page only `first` of them. Of the
+/// [`OptionalColumns`], the records hold only `columns`.
 pub async fn list(
     db: &DatabaseConnection,
     filter: &FunctionFilter,
     page: &PageRequest,
     with_total: bool,
+    columns: OptionalColumns,
 ) -> Result<Page<FunctionRecord>, DbErr> {
     let mut condition = Condition::all();
     if let Some(status) = filter.status {
@@ -305,19 +307,16 @@ pub async fn list(
         condition =
             condition.add(Expr::expr(Func::lower(Expr::col(function::Column::Name))).like(pattern));
     }
-    let total =
-        crate::pagination::total_if_wanted::<function::Entity, _>(db, &condition, with_total)
-            .await?;
+    let count = with_total.then(|| condition.clone());
     if let Some(after) = page.after {
         condition =
             condition.add(after.rows_after(function::Column::CreatedAt, function::Column::Id));
     }
-    let rows = FunctionRecord::select()
+    let rows = FunctionRecord::select_columns(columns)
         .filter(condition)
         .order_by_desc(function::Column::CreatedAt)
         .order_by_desc(function::Column::Id);
-    let rows = crate::pagination::fetch_page(db, rows, page).await?;
-    Ok(Page::from_rows(rows, page, total))
+    crate::pagination::fetch_page(db, rows, page, count).await
 }
 
 /// A write refused because another function has the name: a CONFLICT the

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{EntityTrait, FromQueryResult, QuerySelect, Select};
+use sea_orm::{EntityTrait, FromQueryResult, IdenStatic, QuerySelect, Select};
 use uuid::Uuid;
 
 use entity::function::{self, FunctionStatus};
@@ -27,26 +27,75 @@ pub struct FunctionRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The columns of a function that can be large (texts a user wrote) or cost
+/// a lookup (the module size, from the latest version). A list reads those
+/// its client selected; in its records the others are empty (`""` or
+/// `None`), never shown because nobody asked for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalColumns {
+    pub source: bool,
+    pub description: bool,
+    pub compile_error: bool,
+    /// Also what `wasmBinary` needs to know whether there is a module.
+    pub wasm_size: bool,
+}
+
+impl OptionalColumns {
+    pub const ALL: Self = Self {
+        source: true,
+        description: true,
+        compile_error: true,
+        wasm_size: true,
+    };
+    pub const NONE: Self = Self {
+        source: false,
+        description: false,
+        compile_error: false,
+        wasm_size: false,
+    };
+}
+
 impl FunctionRecord {
     /// Every column, plus the latest revision's module size.
     pub fn select() -> Select<function::Entity> {
+        Self::select_columns(OptionalColumns::ALL)
+    }
+
+    /// The columns every record has, and those of `optional` that are set;
+    /// the others come back empty.
+    pub fn select_columns(optional: OptionalColumns) -> Select<function::Entity> {
         use function::Column as C;
-        function::Entity::find()
-            .select_only()
-            .columns([
-                C::Id,
-                C::Name,
-                C::Description,
-                C::Language,
-                C::Source,
-                C::Status,
-                C::CompileError,
-                C::Revision,
-                C::DeployedRevision,
-                C::CreatedAt,
-                C::UpdatedAt,
-            ])
-            .column_as(Expr::cust(LATEST_WASM_SIZE), "wasm_size")
+        let select = function::Entity::find().select_only().columns([
+            C::Id,
+            C::Name,
+            C::Language,
+            C::Status,
+            C::Revision,
+            C::DeployedRevision,
+            C::CreatedAt,
+            C::UpdatedAt,
+        ]);
+        let either = |select: Select<function::Entity>, wanted: bool, column: C, empty: &str| {
+            if wanted {
+                select.column(column)
+            } else {
+                select.column_as(Expr::cust(empty.to_string()), column.as_str())
+            }
+        };
+        let select = either(select, optional.source, C::Source, "''");
+        let select = either(select, optional.description, C::Description, "NULL::text");
+        let select = either(
+            select,
+            optional.compile_error,
+            C::CompileError,
+            "NULL::text",
+        );
+        let wasm_size = if optional.wasm_size {
+            LATEST_WASM_SIZE
+        } else {
+            "NULL::integer"
+        };
+        select.column_as(Expr::cust(wasm_size), "wasm_size")
     }
 
     pub(super) fn from_model(m: function::Model, wasm_size: Option<i32>) -> Self {

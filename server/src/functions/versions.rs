@@ -1,7 +1,7 @@
 //! Reads of a function's revisions and of their compiled modules.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
     QueryOrder, QuerySelect, Statement,
 };
 use uuid::Uuid;
@@ -17,19 +17,15 @@ pub async fn list_versions<C: ConnectionTrait>(
     function_id: Uuid,
     page: &PageRequest<RevisionCursor>,
 ) -> Result<Page<VersionRecord>, DbErr> {
-    let of_function = function_version::Entity::find().filter(V::FunctionId.eq(function_id));
-    let total = of_function.clone().count(db).await? as i64;
-    let mut rows = of_function;
+    let of_function = Condition::all().add(V::FunctionId.eq(function_id));
+    let mut rows = function_version::Entity::find().filter(of_function.clone());
     if let Some(RevisionCursor(after)) = page.after {
         rows = rows.filter(V::Revision.lt(after));
     }
-    let rows: Vec<function_version::Model> =
-        crate::pagination::fetch_page(db, rows.order_by_desc(V::Revision), page).await?;
-    Ok(Page::from_rows(
-        rows.into_iter().map(VersionRecord::from).collect(),
-        page,
-        total,
-    ))
+    let page: Page<function_version::Model> =
+        crate::pagination::fetch_page(db, rows.order_by_desc(V::Revision), page, Some(of_function))
+            .await?;
+    Ok(page.map(VersionRecord::from))
 }
 
 pub async fn version<C: ConnectionTrait>(

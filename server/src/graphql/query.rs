@@ -14,11 +14,28 @@ use super::types::{
 use super::{AppState, DB_FIELD_COST};
 use crate::analytics::Scope;
 use crate::executions::{self, ExecutionFilter};
-use crate::functions::{self, FunctionFilter, SUPPORTED_LANGUAGES};
+use crate::functions::{self, FunctionFilter, OptionalColumns, SUPPORTED_LANGUAGES};
 use crate::pagination::{DEFAULT_PAGE_SIZE, PageCursor, PageRequest};
 use crate::queue;
 
 pub struct QueryRoot;
+
+/// The [`OptionalColumns`] a `functions` page's nodes select, through
+/// `nodes` or `edges { node }`, fragments included.
+fn listed_function_columns(ctx: &Context<'_>) -> OptionalColumns {
+    let connection = ctx.look_ahead();
+    let (nodes, edges) = (
+        connection.field("nodes"),
+        connection.field("edges").field("node"),
+    );
+    let selects = |field: &str| nodes.field(field).exists() || edges.field(field).exists();
+    OptionalColumns {
+        source: selects("source"),
+        description: selects("description"),
+        compile_error: selects("compileError"),
+        wasm_size: selects("wasmSize") || selects("wasmBinary"),
+    }
+}
 
 #[Object(name = "Query")]
 impl QueryRoot {
@@ -38,7 +55,8 @@ impl QueryRoot {
             name_contains,
         };
         let state = ctx.data_unchecked::<AppState>();
-        let page = functions::list(&state.db, &filter, &page, selects_total_count(ctx))
+        let columns = listed_function_columns(ctx);
+        let page = functions::list(&state.db, &filter, &page, selects_total_count(ctx), columns)
             .await
             .api()?;
         Ok(connection(

@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::bodies::{FunctionDetails, FunctionRequest, FunctionResponse};
 use super::error::RestError;
 use super::{ApiTag, Listed, next_link, page_request, parse_id};
-use crate::functions::{self, FunctionFilter};
+use crate::functions::{self, FunctionFilter, OptionalColumns};
 use crate::graphql::AppState;
 
 pub struct FunctionsApi;
@@ -54,7 +54,15 @@ impl FunctionsApi {
         after: Query<Option<String>>,
     ) -> Result<Listed<FunctionResponse>, RestError> {
         let page = page_request(limit.0, after.0.as_deref())?;
-        let page = functions::list(&state.db, &FunctionFilter::default(), &page, false).await?;
+        let page = functions::list(
+            &state.db,
+            &FunctionFilter::default(),
+            &page,
+            false,
+            // A listed function is its id, name, status and creation time.
+            OptionalColumns::NONE,
+        )
+        .await?;
         let next = next_link("/functions", &page, |f| (f.created_at, f.id));
         Ok(Listed::Ok(
             Json(page.items.into_iter().map(Into::into).collect()),

@@ -65,13 +65,18 @@ impl<E: Executor> Connection<E> {
 
         let init_deadline = tokio::time::sleep(self.settings.init_timeout);
         tokio::pin!(init_deadline);
+        // Made once: a new `cancelled()` each time round the loop would join
+        // and leave the token's waiter list (a lock every socket shares)
+        // twice for every message sent.
+        let shutting_down = shutdown.cancelled();
+        tokio::pin!(shutting_down);
         let mut keepalive: Option<tokio::time::Interval> = None;
         // Whether anything came from the peer since the last keep-alive.
         let mut heard = true;
 
         let stop = loop {
             let outgoing: Vec<Message> = tokio::select! {
-                _ = shutdown.cancelled() => break close(1001, "Server shutting down"),
+                _ = &mut shutting_down => break close(1001, "Server shutting down"),
                 _ = &mut init_deadline, if self.protocol == Protocol::TransportWs && !state.init_received => {
                     break close(4408, "Connection initialisation timeout")
                 }
