@@ -313,12 +313,14 @@ impl<E: Executor> Endpoint for GraphQLWs<E> {
             .max(64 * 1024);
         Ok(websocket
             .protocols([TRANSPORT_WS, LEGACY_WS])
-            // Clients send small messages; tungstenite's default 128 KiB read
-            // buffer, zero-filled on every wake-up, cost a fifth of the CPU and
-            // most of the memory at 1,000 subscribers (BENCHMARKS.md).
+            // Clients send small messages, and tungstenite zero-fills its
+            // read buffer before every read, that is on every wake-up of the
+            // session: the default 128 KiB cost a fifth of the CPU and most
+            // of the memory at 1,000 subscribers, 4 KiB still 3 % at 10,000
+            // (BENCHMARKS.md). A larger message takes a few more reads.
             .config(
                 WebSocketConfig::default()
-                    .read_buffer_size(4096)
+                    .read_buffer_size(512)
                     // Read a little past the limit, so an oversized message
                     // gets its 1009 instead of a dropped connection, and no
                     // further.
