@@ -18,8 +18,16 @@ pub fn postgres_server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// A bench database's URL. Over plain TCP unless `PROJECTNIL_BENCH_POSTGRES`
+/// says otherwise: the server and pgbench would otherwise negotiate TLS with
+/// a cluster that offers it (sqlx and libpq prefer it) while PostGraphile's
+/// node-postgres does not, so the peers would not reach PostgreSQL the same
+/// way; on loopback TLS only adds encryption at both ends.
 pub fn database_url(name: &str) -> String {
-    format!("{}/{name}", postgres_server_url())
+    match std::env::var("PROJECTNIL_BENCH_POSTGRES") {
+        Ok(server) => format!("{server}/{name}"),
+        Err(_) => format!("{}/{name}?sslmode=disable", postgres_server_url()),
+    }
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {

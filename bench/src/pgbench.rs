@@ -47,6 +47,14 @@ fn connection_args(db_url: &str) -> anyhow::Result<Vec<String>> {
     ])
 }
 
+/// The `sslmode` parameter of a `postgres://` URL.
+fn ssl_mode(db_url: &str) -> Option<&str> {
+    let (_, query) = db_url.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|param| param.strip_prefix("sslmode="))
+}
+
 /// Runs `script` for `duration` with `clients` connections; `defines` become
 /// pgbench variables (`-D name=value`). Latencies come from pgbench's
 /// per-transaction log.
@@ -77,6 +85,10 @@ pub async fn run(
         .kill_on_drop(true);
     for (name, value) in defines {
         command.arg("-D").arg(format!("{name}={value}"));
+    }
+    // The URL's sslmode, as the server and PostGraphile read it.
+    if let Some(mode) = ssl_mode(db_url) {
+        command.env("PGSSLMODE", mode);
     }
     command.args(connection_args(db_url)?);
     let output = command.output().await.context("running pgbench")?;

@@ -188,7 +188,7 @@ pub fn render(r: &Results) -> String {
         let to_floor = l.http.per_second / l.pgbench.per_second;
         let _ = writeln!(
             out,
-            "| list query `functions(first: 50)`, {} functions, {} clients | {} req/s, {} | pgbench (count + page) {} tx/s, {} | {:.2}× | ≥ 0.6× | {} |",
+            "| list query `functions(first: 50)`, {} functions, {} clients | {} req/s, {} | pgbench (the page with its count, one statement) {} tx/s, {} | {:.2}× | ≥ 0.6× | {} |",
             l.functions,
             l.clients,
             rate(l.http.per_second),

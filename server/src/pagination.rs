@@ -18,8 +18,8 @@ use uuid::Uuid;
 const TOTAL_COLUMN: &str = "page_total_count";
 
 /// One page of `select` (already filtered, cursor included, and ordered),
-/// and, when `count` is given, how many rows of `E` match it (the list's
-/// filter without the cursor: `totalCount`).
+/// and, when `count` is given, how many rows of `E` match it: `count` is
+/// `select`'s filter without the cursor, and the total is `totalCount`.
 ///
 /// The count rides in the page's statement as an uncorrelated scalar subquery,
 /// which PostgreSQL evaluates once: one statement instead of two, so a page
