@@ -71,12 +71,18 @@ struct Received {
     misrouted: u64,
 }
 
+/// From an event's `at` (the trigger's `clock_timestamp()`, RFC 3339) to
+/// `received`, on the same machine's clock.
+fn latency(at: &str, received: SystemTime) -> anyhow::Result<Duration> {
+    let at: DateTime<Utc> = at.parse().with_context(|| format!("bad `at` {at:?}"))?;
+    Ok(received
+        .duration_since(SystemTime::from(at))
+        .unwrap_or_default())
+}
+
 impl Received {
     fn record(&mut self, at: &str, received: SystemTime) -> anyhow::Result<()> {
-        let at: DateTime<Utc> = at.parse().with_context(|| format!("bad `at` {at:?}"))?;
-        let latency = received
-            .duration_since(SystemTime::from(at))
-            .unwrap_or_default();
+        let latency = latency(at, received)?;
         self.latencies_us
             .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
         Ok(())
@@ -185,13 +191,8 @@ async fn listener(
         if change["kind"] != "execution" || !measuring.load(Ordering::SeqCst) {
             continue;
         }
-        let at: DateTime<Utc> = change["at"].as_str().context("no `at`")?.parse()?;
-        stats::record(
-            &mut histogram,
-            received
-                .duration_since(SystemTime::from(at))
-                .unwrap_or_default(),
-        );
+        let at = change["at"].as_str().context("no `at`")?;
+        stats::record(&mut histogram, latency(at, received)?);
         events += 1;
     }
 }

@@ -74,13 +74,19 @@ impl ResultConsumer {
             functions::record_outcome(&txn, result.function_id, result.revision, &verdict).await?;
         queue::delete(&txn, queue::COMPILATION_RESULTS_QUEUE, delivery.msg_id).await?;
         txn.commit().await?;
-        let ready = matches!(verdict, CompileOutcome::Ready(_));
-        if applied {
-            tracing::info!(ready, "compilation.result.applied");
-        } else {
-            tracing::info!("compilation.result.dropped");
-        }
+        log_applied(applied, &verdict);
         Ok(())
+    }
+}
+
+/// Logs whether a committed outcome moved its revision (a duplicate, or one
+/// for a revision that moved on, changes nothing).
+pub(super) fn log_applied(applied: bool, outcome: &CompileOutcome) {
+    if applied {
+        let ready = matches!(outcome, CompileOutcome::Ready(_));
+        tracing::info!(ready, "compilation.result.applied");
+    } else {
+        tracing::info!("compilation.result.dropped");
     }
 }
 

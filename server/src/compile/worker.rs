@@ -198,11 +198,7 @@ impl CompilerWorker {
         queue::archive(&txn, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
         txn.commit().await?;
         record_compiled(bytes, true, took);
-        if applied {
-            tracing::info!(ready = true, "compilation.result.applied");
-        } else {
-            tracing::info!("compilation.result.dropped");
-        }
+        super::results::log_applied(applied, &ready);
         Ok(())
     }
 
