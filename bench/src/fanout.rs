@@ -8,6 +8,8 @@
 //! `PgListener`) on the same NOTIFY stream, timed the same way. The server's
 //! RSS is sampled from /proc/<pid>/status, its CPU from /proc/<pid>/stat.
 
+use std::future::Future;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -18,12 +20,15 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
 
 use crate::env::Server;
-use crate::results::{Fanout, Taken};
+use crate::fanout_floor::Shape;
+use crate::results::{Fanout, FanoutFloor, Taken};
 use crate::stats::{self, Latency};
 use crate::{Paths, Plan, gql};
 
@@ -227,43 +232,13 @@ pub async fn run(
         client.wait_ready(id, Duration::from_secs(120)).await?;
     }
     let rss_idle_mb = server.rss_mb().unwrap_or(0.0);
-    let shared = Arc::new(Shared {
-        measuring: AtomicBool::new(false),
-        subscribed: AtomicUsize::new(0),
-        completed_seen: AtomicU64::new(0),
-    });
     let listen_measuring = Arc::new(AtomicBool::new(false));
-    let (stop, stopped) = watch::channel(false);
+    let (stop_listening, listening) = watch::channel(false);
     let listen = tokio::spawn(listener(
         db_url.to_string(),
         Arc::clone(&listen_measuring),
-        stopped.clone(),
+        listening,
     ));
-
-    let connecting = Arc::new(Semaphore::new(CONNECTING));
-    let mut subscribers = Vec::with_capacity(plan.subscribers);
-    let groups: Vec<Group> = (0..plan.subscribers).map(Group::of).collect();
-    let count_of = |group| groups.iter().filter(|g| **g == group).count() as u64;
-    let (all, one, others) = (
-        count_of(Group::All),
-        count_of(Group::One),
-        count_of(Group::Other),
-    );
-    for group in &groups {
-        let function = match group {
-            Group::All => Value::Null,
-            Group::One => json!(executed),
-            Group::Other => json!(other),
-        };
-        subscribers.push(tokio::spawn(subscriber(
-            server.ws_url(),
-            *group,
-            function,
-            Arc::clone(&shared),
-            Arc::clone(&connecting),
-            stopped.clone(),
-        )));
-    }
     let execute = |id: String| async move {
         let data = client
             .data(
@@ -276,6 +251,202 @@ pub async fn run(
         }
         anyhow::Ok(())
     };
+    let measured = measure(
+        plan,
+        &server.ws_url(),
+        server.pid,
+        [&executed, &other],
+        execute,
+        &listen_measuring,
+    )
+    .await;
+    let _ = stop_listening.send(true);
+    let (listen_histogram, events) = listen.await??;
+    let m = measured?;
+    let listen = Latency::of(&listen_histogram);
+    let expected = events * m.receiving;
+    eprintln!(
+        "bench:   fan-out p50 {:.2} ms p99 {:.2} ms ({}/{expected} delivered, {} misrouted); LISTEN p50 {:.2} ms p99 {:.2} ms; RSS peak {:.1} MB; CPU over {:.1} s: server {:.1} s, loadgen {:.1} s",
+        m.websocket.p50_ms,
+        m.websocket.p99_ms,
+        m.delivered,
+        m.misrouted,
+        listen.p50_ms,
+        listen.p99_ms,
+        m.rss_peak_mb,
+        m.measured_s,
+        m.cpu_s,
+        m.loadgen_cpu_s
+    );
+    let mut floors = Vec::new();
+    for shape in [Shape::Tasks, Shape::Direct] {
+        floors.push(floor(plan, shape).await?);
+    }
+    Ok(Fanout {
+        taken: taken.finish(),
+        subscribers: plan.subscribers,
+        executions: m.executions,
+        rate_per_s: plan.create_rate,
+        events,
+        delivered: m.delivered,
+        expected,
+        misrouted: m.misrouted,
+        websocket: m.websocket,
+        listen,
+        rss_idle_mb,
+        rss_subscribed_mb: m.rss_subscribed_mb,
+        rss_peak_mb: m.rss_peak_mb,
+        measured_s: m.measured_s,
+        server_cpu_s: m.cpu_s,
+        loadgen_cpu_s: m.loadgen_cpu_s,
+        floors,
+    })
+}
+
+/// The same subscribers, at the same pace, against the bare WebSocket server
+/// of [`crate::fanout_floor`] in a child process.
+async fn floor(plan: &Plan, shape: Shape) -> anyhow::Result<FanoutFloor> {
+    eprintln!(
+        "bench:   a floor: a bare WebSocket fan-out of the same messages ({})",
+        shape.describe()
+    );
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["fanout-floor", "--shape", shape.name()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting `loadgen fanout-floor`")?;
+    let stdout = child.stdout.take().context("the floor's stdout")?;
+    let port: u16 = tokio::time::timeout(
+        Duration::from_secs(10),
+        BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .context("the floor did not say its port within 10 s")??
+    .context("the floor exited before saying its port")?
+    .trim()
+    .parse()?;
+    let pid = child.id().context("the floor's pid")?;
+    let stdin = tokio::sync::Mutex::new(child.stdin.take().context("the floor's stdin")?);
+    let fire = |function: String| {
+        let stdin = &stdin;
+        async move {
+            let mut stdin = stdin.lock().await;
+            stdin.write_all(format!("{function}\n").as_bytes()).await?;
+            stdin.flush().await?;
+            anyhow::Ok(())
+        }
+    };
+    let (executed, other) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    let measured = measure(
+        plan,
+        &format!("ws://127.0.0.1:{port}/"),
+        pid,
+        [&executed, &other],
+        fire,
+        &AtomicBool::new(false),
+    )
+    .await;
+    // Its stdin closed, the floor exits.
+    drop(stdin);
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        child.kill().await.ok();
+    }
+    let m = measured?;
+    // Three events per execution, to every subscriber that follows them.
+    let expected = m.executions as u64 * 3 * m.receiving;
+    eprintln!(
+        "bench:   floor p50 {:.2} ms p99 {:.2} ms ({}/{expected} delivered, {} misrouted); RSS peak {:.1} MB; CPU over {:.1} s: floor {:.1} s, loadgen {:.1} s",
+        m.websocket.p50_ms,
+        m.websocket.p99_ms,
+        m.delivered,
+        m.misrouted,
+        m.rss_peak_mb,
+        m.measured_s,
+        m.cpu_s,
+        m.loadgen_cpu_s
+    );
+    Ok(FanoutFloor {
+        shape: shape.describe().to_string(),
+        websocket: m.websocket,
+        delivered: m.delivered,
+        expected,
+        misrouted: m.misrouted,
+        rss_peak_mb: m.rss_peak_mb,
+        measured_s: m.measured_s,
+        cpu_s: m.cpu_s,
+        loadgen_cpu_s: m.loadgen_cpu_s,
+    })
+}
+
+/// What one measurement of a fan-out delivered, and what it cost.
+struct Measured {
+    executions: usize,
+    /// Subscribers that follow the executed function's events.
+    receiving: u64,
+    websocket: Latency,
+    delivered: u64,
+    misrouted: u64,
+    rss_subscribed_mb: f64,
+    rss_peak_mb: f64,
+    measured_s: f64,
+    /// CPU seconds of the sending process (`pid`) and of the load generator.
+    cpu_s: f64,
+    loadgen_cpu_s: f64,
+}
+
+/// Connects the subscribers to `ws_url`, makes sure each one is live, then
+/// has `fire` announce executions of the first of `functions` at the plan's
+/// pace and measures what reaches them. `also_measuring` is raised while
+/// measuring (the LISTEN client's window).
+async fn measure<F, Fut>(
+    plan: &Plan,
+    ws_url: &str,
+    pid: u32,
+    [executed, other]: [&str; 2],
+    fire: F,
+    also_measuring: &AtomicBool,
+) -> anyhow::Result<Measured>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let shared = Arc::new(Shared {
+        measuring: AtomicBool::new(false),
+        subscribed: AtomicUsize::new(0),
+        completed_seen: AtomicU64::new(0),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let groups: Vec<Group> = (0..plan.subscribers).map(Group::of).collect();
+    let count_of = |group| groups.iter().filter(|g| **g == group).count() as u64;
+    let (all, one, others) = (
+        count_of(Group::All),
+        count_of(Group::One),
+        count_of(Group::Other),
+    );
+    let subscribers: Vec<_> = groups
+        .iter()
+        .map(|group| {
+            let function = match group {
+                Group::All => Value::Null,
+                Group::One => json!(executed),
+                Group::Other => json!(other),
+            };
+            tokio::spawn(subscriber(
+                ws_url.to_string(),
+                *group,
+                function,
+                Arc::clone(&shared),
+                Arc::clone(&connecting),
+                stopped.clone(),
+            ))
+        })
+        .collect();
     let outcome = async {
         let n = plan.subscribers;
         wait_for("subscribers to connect", Duration::from_secs(300), || {
@@ -286,9 +457,9 @@ pub async fn run(
         if let Some(failed) = subscribers.iter().position(|s| s.is_finished()) {
             bail!("subscriber {failed} stopped while connecting");
         }
-        let rss_subscribed_mb = server.rss_mb().unwrap_or(0.0);
+        let rss_subscribed_mb = crate::env::rss_mb_of(pid).unwrap_or(0.0);
         eprintln!(
-            "bench:   {n} subscribers connected ({all} to all, {one} to the executed function, {others} to another); server RSS {rss_subscribed_mb:.1} MB"
+            "bench:   {n} subscribers connected ({all} to all, {one} to the executed function, {others} to another); RSS {rss_subscribed_mb:.1} MB"
         );
 
         // Every subscriber sees a first execution complete: all are live.
@@ -298,8 +469,8 @@ pub async fn run(
         let mut reached = false;
         for _ in 0..30 {
             shared.completed_seen.store(0, Ordering::SeqCst);
-            execute(executed.clone()).await?;
-            execute(other.clone()).await?;
+            fire(executed.to_string()).await?;
+            fire(other.to_string()).await?;
             let seen = wait_for(
                 "every subscriber to see the barrier",
                 Duration::from_secs(5),
@@ -318,7 +489,6 @@ pub async fn run(
         let peak = Arc::new(AtomicU64::new(0));
         let sampling = {
             let peak = Arc::clone(&peak);
-            let pid = server.pid;
             let mut stopped = stopped.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -335,14 +505,14 @@ pub async fn run(
         };
 
         shared.measuring.store(true, Ordering::SeqCst);
-        listen_measuring.store(true, Ordering::SeqCst);
-        let cpu_before = (cpu_seconds(&server.pid.to_string()), cpu_seconds("self"));
+        also_measuring.store(true, Ordering::SeqCst);
+        let cpu_before = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
         let count = (plan.create_rate * plan.fanout_secs as f64).round() as usize;
         let interval = Duration::from_secs_f64(1.0 / plan.create_rate);
         let started = Instant::now();
         for i in 0..count {
             tokio::time::sleep_until(started + interval * i as u32).await;
-            execute(executed.clone()).await?;
+            fire(executed.to_string()).await?;
         }
         let target = count as u64 * (all + one);
         let all_seen = wait_for(
@@ -354,9 +524,9 @@ pub async fn run(
         // Let stragglers of other transitions arrive.
         tokio::time::sleep(Duration::from_millis(500)).await;
         shared.measuring.store(false, Ordering::SeqCst);
-        listen_measuring.store(false, Ordering::SeqCst);
+        also_measuring.store(false, Ordering::SeqCst);
         let cpu = (
-            cpu_seconds(&server.pid.to_string()) - cpu_before.0,
+            cpu_seconds(&pid.to_string()) - cpu_before.0,
             cpu_seconds("self") - cpu_before.1,
         );
         let measured = started.elapsed().as_secs_f64();
@@ -390,36 +560,20 @@ pub async fn run(
             _ => failures += 1,
         }
     }
-    let (listen_histogram, events) = listen.await??;
-    let (count, rss_subscribed_mb, rss_peak_mb, (server_cpu_s, loadgen_cpu_s), measured_s) =
-        outcome?;
+    let (executions, rss_subscribed_mb, rss_peak_mb, (cpu_s, loadgen_cpu_s), measured_s) = outcome?;
     if failures > 0 {
         eprintln!("bench:   {failures} subscribers failed");
     }
-    let websocket = Latency::of(&histogram);
-    let listen = Latency::of(&listen_histogram);
-    let receiving = groups.iter().filter(|g| **g != Group::Other).count() as u64;
-    let expected = events * receiving;
-    eprintln!(
-        "bench:   fan-out p50 {:.2} ms p99 {:.2} ms ({delivered}/{expected} delivered, {misrouted} misrouted); LISTEN p50 {:.2} ms p99 {:.2} ms; RSS peak {rss_peak_mb:.1} MB; CPU over {measured_s:.1} s: server {server_cpu_s:.1} s, loadgen {loadgen_cpu_s:.1} s",
-        websocket.p50_ms, websocket.p99_ms, listen.p50_ms, listen.p99_ms
-    );
-    Ok(Fanout {
-        taken: taken.finish(),
-        subscribers: plan.subscribers,
-        executions: count,
-        rate_per_s: plan.create_rate,
-        events,
+    Ok(Measured {
+        executions,
+        receiving: all + one,
+        websocket: Latency::of(&histogram),
         delivered,
-        expected,
         misrouted,
-        websocket,
-        listen,
-        rss_idle_mb,
         rss_subscribed_mb,
         rss_peak_mb,
         measured_s,
-        server_cpu_s,
+        cpu_s,
         loadgen_cpu_s,
     })
 }

@@ -18,6 +18,7 @@ mod compile;
 mod env;
 mod execute;
 mod fanout;
+mod fanout_floor;
 mod gql;
 mod growth;
 mod list;
@@ -82,6 +83,13 @@ enum Command {
         subscribers: usize,
         #[arg(long)]
         server_bin: Option<PathBuf>,
+    },
+    /// The fan-out's floor, a bare WebSocket server (see `fanout_floor.rs`);
+    /// started by `run` itself.
+    #[command(hide = true)]
+    FanoutFloor {
+        #[arg(long, value_enum, default_value = "tasks")]
+        shape: fanout_floor::Shape,
     },
     /// Rewrite the generated tables of a markdown file from DIR/results.json.
     Report {
@@ -246,6 +254,7 @@ fn main() -> anyhow::Result<()> {
             tokio.block_on(env::drop_database(&db_name)).ok();
             outcome
         }
+        Command::FanoutFloor { shape } => tokio.block_on(fanout_floor::serve(shape)),
         Command::Soak {
             dir,
             db_name,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::results::{Results, Taken};
+use crate::results::{FanoutFloor, Results, Taken};
 use crate::stats::Latency;
 
 pub const START: &str = "<!-- bench:results:start -->";
@@ -156,9 +156,47 @@ pub fn render(r: &Results) -> String {
     }
     if let Some(f) = &r.fanout {
         let per_message_us = f.server_cpu_s * 1e6 / (f.delivered.max(1) as f64);
+        let floor_per_message_us = |b: &FanoutFloor| b.cpu_s * 1e6 / (b.delivered.max(1) as f64);
+        let shapes = f
+            .floors
+            .iter()
+            .map(|b| b.shape.as_str())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let (floor_latency, floor_ratio) = if f.floors.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (
+                format!(
+                    "; bare WebSocket fan-outs of the same messages: {}",
+                    f.floors
+                        .iter()
+                        .map(|b| format!(
+                            "{} {} ({} of {} delivered)",
+                            b.shape,
+                            p50_p99(&b.websocket),
+                            b.delivered,
+                            b.expected
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                format!(
+                    ", {}× the bare fan-outs ({shapes})",
+                    f.floors
+                        .iter()
+                        .map(|b| format!(
+                            "{:.1}",
+                            f.websocket.p99_ms / b.websocket.p99_ms.max(0.001)
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                ),
+            )
+        };
         let _ = writeln!(
             out,
-            "| subscription fan-out: {} WebSocket subscribers to `executionStatusChanged` (4/10 all functions, 4/10 the executed one, 2/10 another), {} executions at {}/s; trigger `at` → receipt | {}; {} of {} messages delivered, {} misrouted | bare LISTEN client {} | p99 {:.1}× LISTEN | p99 ≤ 50 ms, all delivered | {} |",
+            "| subscription fan-out: {} WebSocket subscribers to `executionStatusChanged` (4/10 all functions, 4/10 the executed one, 2/10 another), {} executions at {}/s; trigger `at` → receipt | {}; {} of {} messages delivered, {} misrouted | bare LISTEN client {}{} | p99 {:.1}× LISTEN{} | p99 ≤ 50 ms, all delivered | {} |",
             f.subscribers,
             f.executions,
             f.rate_per_s,
@@ -167,12 +205,43 @@ pub fn render(r: &Results) -> String {
             f.expected,
             f.misrouted,
             p50_p99(&f.listen),
+            floor_latency,
             f.websocket.p99_ms / f.listen.p99_ms.max(0.001),
+            floor_ratio,
             verdict(f.websocket.p99_ms <= 50.0 && f.delivered == f.expected && f.misrouted == 0)
         );
+        let (floor_cost, cost_ratio) = if f.floors.is_empty() {
+            ("—".to_string(), "—".to_string())
+        } else {
+            (
+                format!(
+                    "bare WebSocket fan-outs: {}",
+                    f.floors
+                        .iter()
+                        .map(|b| format!(
+                            "{} {:.2} µs per delivered message, {:.2} cores, RSS peak {:.0} MB (load generator {:.2} cores)",
+                            b.shape,
+                            floor_per_message_us(b),
+                            b.cpu_s / b.measured_s.max(0.001),
+                            b.rss_peak_mb,
+                            b.loadgen_cpu_s / b.measured_s.max(0.001)
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                format!(
+                    "{}× the bare fan-outs' CPU per message ({shapes})",
+                    f.floors
+                        .iter()
+                        .map(|b| format!("{:.2}", per_message_us / floor_per_message_us(b).max(0.001)))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                ),
+            )
+        };
         let _ = writeln!(
             out,
-            "| server during the fan-out | RSS peak {:.0} MB (idle {:.0} MB, {} subscribed {:.0} MB); CPU {:.2} cores, {:.2} µs per delivered message (load generator {:.2} cores) | — | — | RSS ≤ 400 MB, ≤ 5 µs per message | {} |",
+            "| server during the fan-out | RSS peak {:.0} MB (idle {:.0} MB, {} subscribed {:.0} MB); CPU {:.2} cores, {:.2} µs per delivered message (load generator {:.2} cores) | {floor_cost} | {cost_ratio} | RSS ≤ 400 MB, ≤ 5 µs per message | {} |",
             f.rss_peak_mb,
             f.rss_idle_mb,
             f.subscribers,

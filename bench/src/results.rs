@@ -217,6 +217,26 @@ pub struct Fanout {
     pub server_cpu_s: f64,
     #[serde(default)]
     pub loadgen_cpu_s: f64,
+    /// The same subscribers and pace against bare WebSocket servers, one
+    /// per shape.
+    #[serde(default)]
+    pub floors: Vec<FanoutFloor>,
+}
+
+/// The fan-out's floor (see `fanout_floor.rs`): three events per execution.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct FanoutFloor {
+    /// How it writes (`fanout_floor::Shape::describe`).
+    pub shape: String,
+    pub websocket: Latency,
+    pub delivered: u64,
+    pub expected: u64,
+    pub misrouted: u64,
+    pub rss_peak_mb: f64,
+    pub measured_s: f64,
+    /// CPU seconds of the floor's process and of the load generator.
+    pub cpu_s: f64,
+    pub loadgen_cpu_s: f64,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
