@@ -82,6 +82,10 @@ impl<E: Executor> Connection<E> {
         let mut ready_rounds = 0;
 
         let stop = loop {
+            // A flow of ready results never makes this task wait; this lets
+            // the runtime run others (the reader among them) once its
+            // budget is spent.
+            tokio::task::consume_budget().await;
             // Results that are ready go out without polling the client's
             // side and the timers, whose wake-ups stay registered from the
             // last full wait below. After a few rounds the full wait comes

@@ -32,6 +32,11 @@ impl SubscriptionRoot {
         futures::stream::iter(0..to)
     }
 
+    /// Results as fast as they can be taken, each ready at once.
+    async fn flood(&self, count: i32) -> impl futures::Stream<Item = i32> {
+        futures::stream::iter(0..count)
+    }
+
     async fn forever(&self) -> impl futures::Stream<Item = i32> {
         futures::stream::once(ready(1)).chain(futures::stream::pending())
     }
@@ -229,6 +234,31 @@ async fn accepted_init_data_reaches_operations() {
     assert_eq!(
         client.json().await,
         json!({ "id": "1", "type": "complete" })
+    );
+}
+
+#[tokio::test]
+async fn a_flow_of_results_does_not_starve_the_clients_messages() {
+    let mut client = Client::transport();
+    client.init().await;
+    let flood = 200_000;
+    client.send(json!({ "id": "f", "type": "subscribe", "payload": {
+        "query": format!("subscription {{ flood(count: {flood}) }}")
+    } }));
+    assert_eq!(client.json().await["type"], "next");
+    client.send(json!({ "type": "ping" }));
+    let mut results_before_pong = 0;
+    loop {
+        let message = client.json().await;
+        match message["type"].as_str() {
+            Some("pong") => break,
+            Some("next") => results_before_pong += 1,
+            _ => panic!("the pong came after every result: {message}"),
+        }
+    }
+    assert!(
+        results_before_pong < flood - 1,
+        "the pong waited for every result"
     );
 }
 
