@@ -151,6 +151,10 @@ fn execution_events(function: &str) -> Vec<Arc<str>> {
     .collect()
 }
 
+#[expect(
+    clippy::result_large_err,
+    reason = "the handshake callback's error type is tungstenite's"
+)]
 async fn connection(stream: TcpStream, routes: &Routes) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
     let agree = |_: &Request, mut response: Response| {
