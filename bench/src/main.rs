@@ -7,6 +7,9 @@
 //!   `projectnil serve` on a fresh database `N` (dropped afterwards), measures
 //!   each figure and its floor or peer in the same run, and merges the numbers
 //!   into `D/results.json`.
+//! - `loadgen fanout-floor --shape tasks|direct` is the fan-out's floor, a
+//!   bare WebSocket server that `run` starts as a child process
+//!   (`fanout_floor.rs`).
 //! - `loadgen report --dir D --markdown BENCHMARKS.md` rewrites the tables
 //!   between the markers in BENCHMARKS.md from `D/results.json`.
 //!

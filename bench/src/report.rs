@@ -52,6 +52,19 @@ fn verdict(met: bool) -> &'static str {
     if met { "**met**" } else { "**missed**" }
 }
 
+/// `describe` of each fan-out floor, joined by `separator`.
+fn each_floor(
+    floors: &[FanoutFloor],
+    separator: &str,
+    describe: impl Fn(&FanoutFloor) -> String,
+) -> String {
+    floors
+        .iter()
+        .map(describe)
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
 fn p50_p99(l: &Latency) -> String {
     format!("p50 {}, p99 {}", ms(l.p50_ms), ms(l.p99_ms))
 }
@@ -157,41 +170,25 @@ pub fn render(r: &Results) -> String {
     if let Some(f) = &r.fanout {
         let per_message_us = f.server_cpu_s * 1e6 / (f.delivered.max(1) as f64);
         let floor_per_message_us = |b: &FanoutFloor| b.cpu_s * 1e6 / (b.delivered.max(1) as f64);
-        let shapes = f
-            .floors
-            .iter()
-            .map(|b| b.shape.as_str())
-            .collect::<Vec<_>>()
-            .join(" / ");
+        let shapes = each_floor(&f.floors, " / ", |b| b.shape.clone());
         let (floor_latency, floor_ratio) = if f.floors.is_empty() {
             (String::new(), String::new())
         } else {
+            let latencies = each_floor(&f.floors, "; ", |b| {
+                format!(
+                    "{} {} ({} of {} delivered)",
+                    b.shape,
+                    p50_p99(&b.websocket),
+                    b.delivered,
+                    b.expected
+                )
+            });
+            let ratios = each_floor(&f.floors, " / ", |b| {
+                format!("{:.1}", f.websocket.p99_ms / b.websocket.p99_ms.max(0.001))
+            });
             (
-                format!(
-                    "; bare WebSocket fan-outs of the same messages: {}",
-                    f.floors
-                        .iter()
-                        .map(|b| format!(
-                            "{} {} ({} of {} delivered)",
-                            b.shape,
-                            p50_p99(&b.websocket),
-                            b.delivered,
-                            b.expected
-                        ))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-                format!(
-                    ", {}× the bare fan-outs ({shapes})",
-                    f.floors
-                        .iter()
-                        .map(|b| format!(
-                            "{:.1}",
-                            f.websocket.p99_ms / b.websocket.p99_ms.max(0.001)
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(" / ")
-                ),
+                format!("; bare WebSocket fan-outs of the same messages: {latencies}"),
+                format!(", {ratios}× the bare fan-outs ({shapes})"),
             )
         };
         let _ = writeln!(
@@ -213,30 +210,22 @@ pub fn render(r: &Results) -> String {
         let (floor_cost, cost_ratio) = if f.floors.is_empty() {
             ("—".to_string(), "—".to_string())
         } else {
+            let costs = each_floor(&f.floors, "; ", |b| {
+                format!(
+                    "{} {:.2} µs per delivered message, {:.2} cores, RSS peak {:.0} MB (load generator {:.2} cores)",
+                    b.shape,
+                    floor_per_message_us(b),
+                    b.cpu_s / b.measured_s.max(0.001),
+                    b.rss_peak_mb,
+                    b.loadgen_cpu_s / b.measured_s.max(0.001)
+                )
+            });
+            let ratios = each_floor(&f.floors, " / ", |b| {
+                format!("{:.2}", per_message_us / floor_per_message_us(b).max(0.001))
+            });
             (
-                format!(
-                    "bare WebSocket fan-outs: {}",
-                    f.floors
-                        .iter()
-                        .map(|b| format!(
-                            "{} {:.2} µs per delivered message, {:.2} cores, RSS peak {:.0} MB (load generator {:.2} cores)",
-                            b.shape,
-                            floor_per_message_us(b),
-                            b.cpu_s / b.measured_s.max(0.001),
-                            b.rss_peak_mb,
-                            b.loadgen_cpu_s / b.measured_s.max(0.001)
-                        ))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-                format!(
-                    "{}× the bare fan-outs' CPU per message ({shapes})",
-                    f.floors
-                        .iter()
-                        .map(|b| format!("{:.2}", per_message_us / floor_per_message_us(b).max(0.001)))
-                        .collect::<Vec<_>>()
-                        .join(" / ")
-                ),
+                format!("bare WebSocket fan-outs: {costs}"),
+                format!("{ratios}× the bare fan-outs' CPU per message ({shapes})"),
             )
         };
         let _ = writeln!(
