@@ -5,8 +5,11 @@
 //! none of the events). Latency is receipt time minus the event's `at` (the
 //! database's `clock_timestamp()` in the trigger that announces the change,
 //! on the same machine's clock). The peer is a bare LISTEN client (sqlx
-//! `PgListener`) on the same NOTIFY stream, timed the same way. The server's
-//! RSS is sampled from /proc/<pid>/status, its CPU from /proc/<pid>/stat.
+//! `PgListener`) on the same NOTIFY stream, timed the same way. The floors
+//! of the write side are bare WebSocket servers ([`crate::fanout_floor`]),
+//! measured with the same subscribers at the same pace ([`measure`] serves
+//! both). The sender's RSS is sampled from /proc/<pid>/status, its CPU from
+//! /proc/<pid>/stat.
 
 use std::future::Future;
 use std::process::Stdio;

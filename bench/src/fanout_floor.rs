@@ -272,7 +272,9 @@ fn reply(kind: &str) -> String {
 
 /// The direct shape: the WebSocket handshake and framing by hand over the
 /// raw socket, a reader task per socket that only wakes when its client
-/// writes, and the publisher writing every subscriber's frames itself.
+/// writes, and the publisher writing every subscriber's frames itself. A
+/// subscriber stays routed until the process ends (a floor lives for one
+/// measurement).
 mod direct {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, PoisonError};
@@ -443,29 +445,31 @@ mod direct {
             )
             .await?;
         let socket = Arc::new(stream);
-        let mut subscribed: Option<Arc<Subscriber>> = None;
+        let subscriber = |id: String| {
+            Arc::new(Subscriber {
+                id,
+                socket: Arc::clone(&socket),
+                backlog: Mutex::new(None),
+            })
+        };
+        // Replies before a subscribe go out through one without an id.
+        let mut this = subscriber(String::new());
         loop {
             while let Some((opcode, payload, used)) = client_frame(&buffer)? {
                 buffer.drain(..used);
-                let subscriber = Subscriber {
-                    id: String::new(),
-                    socket: Arc::clone(&socket),
-                    backlog: Mutex::new(None),
-                };
                 let mut out = Vec::new();
                 match opcode {
                     0x1 => match ClientMessage::parse(std::str::from_utf8(&payload)?)? {
                         ClientMessage::Reply(kind) => frame(&mut out, 0x1, reply(kind).as_bytes()),
                         ClientMessage::Subscribe { id, filter } => {
-                            let subscriber = Arc::new(Subscriber { id, ..subscriber });
+                            this = subscriber(id);
                             routes
                                 .subscribers
                                 .lock()
                                 .unwrap_or_else(PoisonError::into_inner)
                                 .entry(filter)
                                 .or_default()
-                                .push(Arc::clone(&subscriber));
-                            subscribed = Some(subscriber);
+                                .push(Arc::clone(&this));
                             continue;
                         }
                         ClientMessage::Complete | ClientMessage::Other => continue,
@@ -474,10 +478,7 @@ mod direct {
                     0x9 => frame(&mut out, 0xA, &payload),
                     _ => continue,
                 }
-                match &subscribed {
-                    Some(subscriber) => write(subscriber, out),
-                    None => write(&Arc::new(subscriber), out),
-                }
+                write(&this, out);
             }
             socket.readable().await?;
             let mut chunk = [0u8; 512];

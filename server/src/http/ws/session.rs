@@ -220,7 +220,7 @@ fn coalesce<E: Executor>(state: &mut State<E>, id: String, event: Event) -> Vec<
 /// Reads the client's frames in a task of its own and hands them over one
 /// at a time. The session's loop then waits on a channel instead of the
 /// socket's read stack (tungstenite, the split's lock, poem's upgraded
-/// stream), which every wake-up for a result polled: 6 % of the server's
+/// stream), which every wake-up for a result polled: about 5 % of the server's
 /// samples at 10,000 subscribers (BENCHMARKS.md). A client that sends faster
 /// than the session takes waits on its own socket, as before; at most two
 /// frames wait read (one in the channel, one being handed over). The reader
