@@ -314,7 +314,7 @@ async fn floor(plan: &Plan, shape: Shape) -> anyhow::Result<FanoutFloor> {
         shape.describe()
     );
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["fanout-floor", "--shape", shape.name()])
+        .args(["fanout-floor", "--shape", &shape.name()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -1,10 +1,12 @@
-//! The fan-out's floor: a bare WebSocket server that sends the fan-out's
-//! messages to the same subscribers as the real one, written the way a tokio
-//! service would be without GraphQL: tokio-tungstenite (the library under
-//! poem's WebSockets, with the same read buffer), one task per socket, a
-//! tokio broadcast channel per filter, results that are ready together
-//! written together. No database, no GraphQL, no protocol checks beyond the
-//! handshake the subscribers need (`connection_init`, `subscribe`, `ping`).
+//! The fan-out's floors: bare WebSocket servers that send the fan-out's
+//! messages to the same subscribers as the real one, with no database, no
+//! GraphQL and no protocol checks beyond the handshake the subscribers need
+//! (`connection_init`, `subscribe`, `ping`). Two shapes ([`Shape`]):
+//! - *a task per socket*, the way a tokio service would be written:
+//!   tokio-tungstenite (the library under poem's WebSockets, with the same
+//!   read buffer), a tokio broadcast channel per filter, results that are
+//!   ready together written together;
+//! - *direct writes* ([`direct`]), as cheap as the machine allows.
 //!
 //! It runs as a child process of the load generator (`loadgen fanout-floor`),
 //! so its CPU is its own. It prints its port on stdout, then each line on
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 use chrono::{SecondsFormat, Utc};
+use clap::ValueEnum as _;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -28,8 +31,8 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// The server's event bus holds as many (`events::BUS_CAPACITY`).
-const BUFFER: usize = 4096;
+/// As many results as the server's event bus holds.
+const BUFFER: usize = server::events::BUS_CAPACITY;
 /// As the server's sessions: at most this many ready results per write.
 const COALESCE: usize = 64;
 
@@ -71,11 +74,10 @@ pub enum Shape {
 
 impl Shape {
     /// Its `--shape` argument.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Tasks => "tasks",
-            Self::Direct => "direct",
-        }
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map(|value| value.get_name().to_owned())
+            .unwrap_or_default()
     }
 
     /// What the report calls it.
@@ -87,25 +89,47 @@ impl Shape {
     }
 }
 
+/// A floor's subscribers, by shape.
+enum Floor {
+    Tasks(Routes),
+    Direct(direct::Routes),
+}
+
+impl Floor {
+    async fn connection(&self, stream: TcpStream) -> anyhow::Result<()> {
+        match self {
+            Self::Tasks(routes) => connection(stream, routes).await,
+            Self::Direct(routes) => direct::connection(stream, routes).await,
+        }
+    }
+
+    async fn publish(&self, function: &str, payloads: &[Arc<str>]) {
+        match self {
+            Self::Tasks(routes) => {
+                for payload in payloads {
+                    routes.publish(function, payload);
+                }
+            }
+            Self::Direct(routes) => routes.publish(function, payloads).await,
+        }
+    }
+}
+
 /// `loadgen fanout-floor`: serves until stdin closes.
 pub async fn serve(shape: Shape) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("{}", listener.local_addr()?.port());
-    let routes = Arc::new(Routes::default());
-    let direct = Arc::new(direct::Routes::default());
+    let floor = Arc::new(match shape {
+        Shape::Tasks => Floor::Tasks(Routes::default()),
+        Shape::Direct => Floor::Direct(direct::Routes::default()),
+    });
     let accepting = {
-        let routes = Arc::clone(&routes);
-        let direct = Arc::clone(&direct);
+        let floor = Arc::clone(&floor);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let routes = Arc::clone(&routes);
-                let direct = Arc::clone(&direct);
+                let floor = Arc::clone(&floor);
                 tokio::spawn(async move {
-                    let served = match shape {
-                        Shape::Tasks => connection(stream, &routes).await,
-                        Shape::Direct => direct::connection(stream, &direct).await,
-                    };
-                    if let Err(error) = served {
+                    if let Err(error) = floor.connection(stream).await {
                         eprintln!("fanout-floor: {error:#}");
                     }
                 });
@@ -114,15 +138,7 @@ pub async fn serve(shape: Shape) -> anyhow::Result<()> {
     };
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(function) = lines.next_line().await? {
-        let payloads = execution_events(&function);
-        match shape {
-            Shape::Tasks => {
-                for payload in &payloads {
-                    routes.publish(&function, payload);
-                }
-            }
-            Shape::Direct => direct.publish(&function, &payloads).await,
-        }
+        floor.publish(&function, &execution_events(&function)).await;
     }
     accepting.abort();
     Ok(())

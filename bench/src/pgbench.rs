@@ -24,37 +24,6 @@ fn binary() -> PathBuf {
     PathBuf::from("pgbench")
 }
 
-/// Connection parts of a `postgres://user@host:port/db` URL, as pgbench flags.
-fn connection_args(db_url: &str) -> anyhow::Result<Vec<String>> {
-    let rest = db_url
-        .strip_prefix("postgres://")
-        .or_else(|| db_url.strip_prefix("postgresql://"))
-        .context("a postgres:// URL")?;
-    let (authority, db) = rest.split_once('/').context("URL without a database")?;
-    let (user, host) = authority
-        .rsplit_once('@')
-        .unwrap_or(("postgres", authority));
-    let user = user.split(':').next().unwrap_or("postgres");
-    let (host, port) = host.split_once(':').unwrap_or((host, "5432"));
-    Ok(vec![
-        "-h".into(),
-        host.into(),
-        "-p".into(),
-        port.into(),
-        "-U".into(),
-        user.into(),
-        db.split('?').next().unwrap_or(db).into(),
-    ])
-}
-
-/// The `sslmode` parameter of a `postgres://` URL.
-fn ssl_mode(db_url: &str) -> Option<&str> {
-    let (_, query) = db_url.split_once('?')?;
-    query
-        .split('&')
-        .find_map(|param| param.strip_prefix("sslmode="))
-}
-
 /// Runs `script` for `duration` with `clients` connections; `defines` become
 /// pgbench variables (`-D name=value`). Latencies come from pgbench's
 /// per-transaction log.
@@ -86,11 +55,9 @@ pub async fn run(
     for (name, value) in defines {
         command.arg("-D").arg(format!("{name}={value}"));
     }
-    // The URL's sslmode, as the server and PostGraphile read it.
-    if let Some(mode) = ssl_mode(db_url) {
-        command.env("PGSSLMODE", mode);
-    }
-    command.args(connection_args(db_url)?);
+    // libpq takes the URL itself as the database name: host, port, user and
+    // `sslmode` as the server and PostGraphile read them.
+    command.arg(db_url);
     let output = command.output().await.context("running pgbench")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
