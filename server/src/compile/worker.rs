@@ -132,7 +132,8 @@ impl CompilerWorker {
                 .await;
         }
         let started = Instant::now();
-        if let Some(wasm) = self.cached(job).await? {
+        let key = self.cache_key(job).await?;
+        if let Some(wasm) = self.cached(key.as_deref()).await? {
             return self.publish_cached(delivery, job, wasm, started).await;
         }
         if !functions::mark_compiling(&self.db, job.function_id, job.revision).await? {
@@ -140,34 +141,37 @@ impl CompilerWorker {
             queue::archive(&self.db, queue::COMPILATION_JOBS_QUEUE, delivery.msg_id).await?;
             return Ok(());
         }
-        let outcome = self.compile(job).await?;
+        let outcome = self.compile(job, key.as_deref()).await?;
         let took = started.elapsed();
         outcome.record(took);
         self.publish(delivery, job, outcome, took).await
     }
 
-    /// The content-cache key of `job`'s source with this compiler.
-    async fn cache_key(&self, job: &CompilationJob) -> Result<String, WorkerError> {
+    /// The content-cache key of `job`'s source with this compiler; `None`
+    /// for a language this compiler does not take.
+    async fn cache_key(&self, job: &CompilationJob) -> Result<Option<String>, WorkerError> {
+        if job.language != "assemblyscript" {
+            return Ok(None);
+        }
         let version = self
             .compiler
             .compiler_version()
             .await
             .map_err(WorkerError::Compiler)?;
-        Ok(content_cache::cache_key(
+        Ok(Some(content_cache::cache_key(
             &job.language,
             &job.source,
             &version,
             ASC_FLAGS,
-        ))
+        )))
     }
 
     /// The module compiled earlier from the same source, if any.
-    async fn cached(&self, job: &CompilationJob) -> Result<Option<Vec<u8>>, WorkerError> {
-        if job.language != "assemblyscript" {
-            return Ok(None);
+    async fn cached(&self, key: Option<&str>) -> Result<Option<Vec<u8>>, WorkerError> {
+        match key {
+            Some(key) => Ok(content_cache::lookup(&self.db, key).await?),
+            None => Ok(None),
         }
-        let key = self.cache_key(job).await?;
-        Ok(content_cache::lookup(&self.db, &key).await?)
     }
 
     /// A cache hit has nothing to wait for, and nothing to send: its module
@@ -202,15 +206,19 @@ impl CompilerWorker {
         Ok(())
     }
 
-    /// Compiles `job` after a cache miss, and caches the module.
-    async fn compile(&self, job: &CompilationJob) -> Result<JobOutcome, WorkerError> {
-        if job.language != "assemblyscript" {
+    /// Compiles `job` after a cache miss, and caches the module under `key`
+    /// (`None`: a language this compiler does not take).
+    async fn compile(
+        &self,
+        job: &CompilationJob,
+        key: Option<&str>,
+    ) -> Result<JobOutcome, WorkerError> {
+        let Some(key) = key else {
             return Ok(JobOutcome::Rejected(format!(
                 "language {:?} is not supported by this compiler",
                 job.language
             )));
-        }
-        let key = self.cache_key(job).await?;
+        };
         let wasm = match self.compiler.compile(&job.source).await {
             Ok(wasm) => wasm,
             Err(error) if error.is_user_error() => {
@@ -221,7 +229,7 @@ impl CompilerWorker {
         if let Err(violation) = validate::validate_module(&wasm) {
             return Ok(JobOutcome::Rejected(violation.to_string()));
         }
-        content_cache::store(&self.db, &key, &wasm).await?;
+        content_cache::store(&self.db, key, &wasm).await?;
         Ok(JobOutcome::Compiled(wasm))
     }
 
