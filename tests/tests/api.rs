@@ -753,3 +753,92 @@ async fn graphql_over_get_and_health_endpoints() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+/// `FunctionRecord` is read by position, in the order its select writes the
+/// columns: every column must come back as the table holds it (read here by
+/// name, through the entity), from a lookup and from a page alike.
+#[tokio::test]
+async fn function_records_read_every_column_as_stored() {
+    use sea_orm::EntityTrait;
+    use server::functions::{
+        self, CompileOutcome, FunctionFilter, FunctionRecord, OptionalColumns,
+    };
+    use server::pagination::PageRequest;
+
+    let app = app().await;
+    let client = app.client();
+    let db = db(&app).await;
+    let mut ids = Vec::new();
+    for (name, outcome) in [
+        ("ready", CompileOutcome::Ready(b"\0asm\x01\0\0\0".to_vec())),
+        ("failed", CompileOutcome::Failed("line 1: oops".into())),
+    ] {
+        let id: uuid::Uuid = client.create_function(name, ADD).await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let txn = db.begin().await.unwrap();
+        functions::record_outcome(&txn, id, Some(1), &outcome)
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        ids.push(id);
+    }
+    // A later update time and a description, so no two columns hold the same.
+    client
+        .data(
+            "mutation($id: UUID!) { updateFunction(id: $id, input: { description: \"d\" }) { id } }",
+            json!({ "id": ids[0] }),
+        )
+        .await
+        .unwrap();
+
+    let page = functions::list(
+        &db,
+        &FunctionFilter::default(),
+        &PageRequest::new(10, None).unwrap(),
+        true,
+        OptionalColumns::ALL,
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.total_count, 2);
+    for (i, id) in ids.into_iter().enumerate() {
+        let stored = entity::function::Entity::find_by_id(id)
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        let wasm_size = db
+            .query_one(sea_orm::Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "SELECT wasm_size FROM function_versions WHERE function_id = $1 AND revision = $2",
+                [id.into(), stored.revision.into()],
+            ))
+            .await
+            .unwrap()
+            .and_then(|row| row.try_get::<Option<i32>>("", "wasm_size").unwrap());
+        let expected = FunctionRecord {
+            id,
+            name: stored.name,
+            description: stored.description,
+            language: stored.language,
+            source: stored.source,
+            status: stored.status,
+            compile_error: stored.compile_error,
+            revision: stored.revision,
+            deployed_revision: stored.deployed_revision,
+            wasm_size,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        };
+        if i == 0 {
+            assert_ne!(expected.created_at, expected.updated_at);
+        }
+        let got = functions::get(&db, id).await.unwrap().unwrap();
+        assert_eq!(got, expected);
+        let listed = page.items.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(listed, &expected);
+    }
+}
