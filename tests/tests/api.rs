@@ -785,7 +785,7 @@ async fn function_records_read_every_column_as_stored() {
         txn.commit().await.unwrap();
         ids.push(id);
     }
-    // A later update time and a description, so no two columns hold the same.
+    // Created and updated at different times, so a swap of the two shows.
     client
         .data(
             "mutation($id: UUID!) { updateFunction(id: $id, input: { description: \"d\" }) { id } }",

@@ -120,9 +120,10 @@ impl FunctionRecord {
 /// Read by position, in the order [`FunctionRecord::select_columns`] writes
 /// the columns (every statement that reads records is built by it). Read by
 /// name, as sea-orm's derive does, each column of each row cost a formatted
-/// name and a hashed lookup: about 6 % of a list request's server time, for a
-/// page of 50 (BENCHMARKS.md, session 14). A test compares both readings
-/// column for column (`tests/tests/api.rs`).
+/// name and a hashed lookup, about 6 % of a list request's server time for a
+/// page of 50; by position, the server's CPU per list request fell by about
+/// 11 % (BENCHMARKS.md, session 14). A test compares both readings column for
+/// column (`tests/tests/api.rs`).
 impl FromQueryResult for FunctionRecord {
     fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
         if !pre.is_empty() {
