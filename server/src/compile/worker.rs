@@ -150,7 +150,7 @@ impl CompilerWorker {
     /// The content-cache key of `job`'s source with this compiler; `None`
     /// for a language this compiler does not take.
     async fn cache_key(&self, job: &CompilationJob) -> Result<Option<String>, WorkerError> {
-        if !functions::SUPPORTED_LANGUAGES.contains(&job.language.as_str()) {
+        if functions::check_language(&job.language).is_err() {
             return Ok(None);
         }
         let version = self
