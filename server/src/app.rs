@@ -72,6 +72,7 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
 
     let state = AppState {
         db: db.clone(),
+        reads: db::KeptConnections::new(db.clone()),
         executor: executor.clone(),
         events,
         function_limits: FunctionLimits {

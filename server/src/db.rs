@@ -1,11 +1,15 @@
 //! Database connection: creates the database named in the URL when it does not
 //! exist yet, opens the pool and applies migrations; opens LISTEN connections.
 
+mod kept;
+
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbErr, SqlxPostgresConnector};
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+
+pub use kept::KeptConnections;
 
 use crate::config::DatabaseSettings;
 

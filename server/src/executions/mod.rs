@@ -27,8 +27,8 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -734,7 +734,7 @@ enum ModuleUnavailable {
 /// total is counted only `with_total` (otherwise the page's `total_count` is
 /// 0): it is the one part whose cost grows with the table.
 pub async fn list(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     filter: &ExecutionFilter,
     page: &PageRequest,
     with_total: bool,

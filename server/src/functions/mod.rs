@@ -11,8 +11,9 @@ mod versions;
 
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -271,7 +272,7 @@ pub async fn delete(db: &DatabaseConnection, id: Uuid) -> Result<(), FunctionErr
     Ok(())
 }
 
-pub async fn get(db: &DatabaseConnection, id: Uuid) -> Result<Option<FunctionRecord>, DbErr> {
+pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<FunctionRecord>, DbErr> {
     FunctionRecord::select()
         .filter(function::Column::Id.eq(id))
         .into_model()
@@ -279,7 +280,10 @@ pub async fn get(db: &DatabaseConnection, id: Uuid) -> Result<Option<FunctionRec
         .await
 }
 
-pub async fn get_many(db: &DatabaseConnection, ids: &[Uuid]) -> Result<Vec<FunctionRecord>, DbErr> {
+pub async fn get_many(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<Vec<FunctionRecord>, DbErr> {
     FunctionRecord::select()
         .filter(function::Column::Id.is_in(ids.iter().copied()))
         .into_model()
@@ -292,7 +296,7 @@ pub async fn get_many(db: &DatabaseConnection, ids: &[Uuid]) -> Result<Vec<Funct
 /// count reads every matching row, the page only `first` of them. Of the
 /// [`OptionalColumns`], the records hold only `columns`.
 pub async fn list(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     filter: &FunctionFilter,
     page: &PageRequest,
     with_total: bool,

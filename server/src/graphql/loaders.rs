@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
-use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement, Value};
 use uuid::Uuid;
 
 use entity::ExecutionStatus;
@@ -12,12 +12,13 @@ use entity::execution;
 use entity::execution::ExecutionErrorKind;
 
 use super::error::ApiError;
+use crate::db::KeptConnections;
 use crate::executions::EXECUTION_COLUMNS;
 use crate::functions::{self, FunctionRecord};
 use crate::pagination::{Page, PageRequest};
 
 /// Functions by id.
-pub struct Functions(pub DatabaseConnection);
+pub struct Functions(pub KeptConnections);
 
 impl Loader<Uuid> for Functions {
     type Value = FunctionRecord;
@@ -54,7 +55,7 @@ type Shape = (
 /// Pages of executions for many functions at once: one query taking the top
 /// N rows of each function from its index, plus one grouped count per
 /// distinct page shape when `totalCount` is selected.
-pub struct ExecutionPages(pub DatabaseConnection);
+pub struct ExecutionPages(pub KeptConnections);
 
 #[derive(FromQueryResult)]
 struct Count {

@@ -21,6 +21,7 @@ use async_graphql::dataloader::DataLoader;
 use sea_orm::DatabaseConnection;
 
 use crate::config::ApiSettings;
+use crate::db::KeptConnections;
 use crate::events::EventBus;
 use crate::executions::Executor;
 use crate::functions::FunctionLimits;
@@ -37,23 +38,28 @@ pub type AppSchema =
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// The API's reads (single statements), on connections kept between them.
+    pub reads: KeptConnections,
     pub executor: Executor,
     pub events: EventBus,
     pub function_limits: FunctionLimits,
 }
 
 pub fn build_schema(state: AppState, settings: &ApiSettings) -> AppSchema {
-    let db = state.db.clone();
+    let reads = state.reads.clone();
     Schema::build(
         query::QueryRoot,
         mutation::MutationRoot,
         subscription::SubscriptionRoot,
     )
     .data(DataLoader::new(
-        loaders::Functions(db.clone()),
+        loaders::Functions(reads.clone()),
         tokio::spawn,
     ))
-    .data(DataLoader::new(loaders::ExecutionPages(db), tokio::spawn))
+    .data(DataLoader::new(
+        loaders::ExecutionPages(reads),
+        tokio::spawn,
+    ))
     .data(state)
     .limit_depth(settings.max_query_depth)
     .limit_complexity(settings.max_query_complexity)

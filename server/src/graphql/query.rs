@@ -56,9 +56,15 @@ impl QueryRoot {
         };
         let state = ctx.data_unchecked::<AppState>();
         let columns = listed_function_columns(ctx);
-        let page = functions::list(&state.db, &filter, &page, selects_total_count(ctx), columns)
-            .await
-            .api()?;
+        let page = functions::list(
+            &state.reads,
+            &filter,
+            &page,
+            selects_total_count(ctx),
+            columns,
+        )
+        .await
+        .api()?;
         Ok(connection(
             page,
             |f| PageCursor {
@@ -73,7 +79,7 @@ impl QueryRoot {
     #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn function(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Function>> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(functions::get(&state.db, id)
+        Ok(functions::get(&state.reads, id)
             .await
             .api()?
             .map(Function::from))
@@ -104,7 +110,7 @@ impl QueryRoot {
             error_kind: error_kind.map(Into::into),
         };
         let state = ctx.data_unchecked::<AppState>();
-        let page = executions::list(&state.db, &filter, &page, selects_total_count(ctx))
+        let page = executions::list(&state.reads, &filter, &page, selects_total_count(ctx))
             .await
             .api()?;
         Ok(connection(
@@ -129,7 +135,7 @@ impl QueryRoot {
         let scope = match function_id {
             Some(id) => {
                 let state = ctx.data_unchecked::<AppState>();
-                if functions::get(&state.db, id).await.api()?.is_none() {
+                if functions::get(&state.reads, id).await.api()?.is_none() {
                     return Err(functions::FunctionError::NotFound(id)).api();
                 }
                 Scope::Function(id)

@@ -204,7 +204,7 @@ impl Function {
             return Ok(None);
         }
         let state = ctx.data_unchecked::<AppState>();
-        let wasm = functions::module(&state.db, self.id, self.revision)
+        let wasm = functions::module(&state.reads, self.id, self.revision)
             .await
             .api()?;
         Ok(wasm.map(|wasm| BASE64.encode(wasm)))
@@ -220,7 +220,7 @@ impl Function {
     ) -> Result<FunctionVersionConnection> {
         let page = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref()).api()?;
         let state = ctx.data_unchecked::<AppState>();
-        let page = functions::list_versions(&state.db, self.id, &page)
+        let page = functions::list_versions(&state.reads, self.id, &page)
             .await
             .api()?;
         Ok(connection(
@@ -234,7 +234,7 @@ impl Function {
     #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn version(&self, ctx: &Context<'_>, revision: i64) -> Result<Option<FunctionVersion>> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(functions::version(&state.db, self.id, revision)
+        Ok(functions::version(&state.reads, self.id, revision)
             .await
             .api()?
             .map(FunctionVersion::from))

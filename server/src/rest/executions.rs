@@ -53,14 +53,14 @@ impl ExecutionsApi {
     ) -> Result<Listed<ExecutionSummary>, RestError> {
         let id = parse_id("function", &id.0)?;
         let page = page_request(limit.0, after.0.as_deref())?;
-        if functions::get(&state.db, id).await?.is_none() {
+        if functions::get(&state.reads, id).await?.is_none() {
             return Err(RestError::function_not_found(id));
         }
         let filter = ExecutionFilter {
             function_id: Some(id),
             ..Default::default()
         };
-        let page = executions::list(&state.db, &filter, &page, false).await?;
+        let page = executions::list(&state.reads, &filter, &page, false).await?;
         let next = next_link(&format!("/functions/{id}/executions"), &page, |e| {
             (e.created_at, e.id)
         });

@@ -55,7 +55,7 @@ impl FunctionsApi {
     ) -> Result<Listed<FunctionResponse>, RestError> {
         let page = page_request(limit.0, after.0.as_deref())?;
         let page = functions::list(
-            &state.db,
+            &state.reads,
             &FunctionFilter::default(),
             &page,
             false,
@@ -79,7 +79,7 @@ impl FunctionsApi {
         id: Path<String>,
     ) -> Result<Json<FunctionDetails>, RestError> {
         let id = parse_id("function", &id.0)?;
-        let function = functions::get(&state.db, id)
+        let function = functions::get(&state.reads, id)
             .await?
             .ok_or_else(|| RestError::function_not_found(id))?;
         Ok(Json(function.into()))
