@@ -2,13 +2,28 @@
 //! against pgbench running the statement `functions::list` sends (the page
 //! with its count; bench/sql/list.sql) with as many clients, and
 //! against PostGraphile v4 answering the same page from the same database.
+//!
+//! The server and pgbench take turns in slices of [`SLICE`] (since session
+//! 15): on a shared 2-core machine whose pace drifts by a third within
+//! minutes, one window each, one after the other, let the drift between
+//! them decide the ratio. Taking turns, both see the same drift; the spread
+//! of the slices' ratios is reported beside the figure.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use crate::results::{List, Peer, Taken};
+use crate::stats::Throughput;
 use crate::{Paths, Plan, gql, load, pgbench, postgraphile};
+
+/// One turn of the server or of pgbench; the measured window is split into
+/// as many as fit (at least one).
+const SLICE: Duration = Duration::from_secs(3);
+
+/// Unrecorded requests at the start of each of the server's turns, on its
+/// clients' fresh keep-alive connections.
+const TURN_WARMUP: Duration = Duration::from_millis(250);
 
 const QUERY: &str = "{ functions(first: 50) { totalCount pageInfo { hasNextPage endCursor } nodes { id name status revision wasmSize createdAt updatedAt } } }";
 
@@ -81,7 +96,7 @@ pub async fn run(
     let warmup = Duration::from_secs(plan.warmup_secs);
     let duration = Duration::from_secs(plan.level_secs);
     let clients = plan.list_clients;
-    let pages = |client, query, field| {
+    let pages = |client, query, field, warmup, duration| {
         load::closed_loop(client, clients, warmup, duration, move |c| async move {
             let nodes = c.page_len(query, field).await?;
             if nodes != 50 {
@@ -90,21 +105,49 @@ pub async fn run(
             Ok(())
         })
     };
-    let http = pages(client, QUERY, "functions").await?;
+    let script = paths.repo.join("bench/sql/list.sql");
+    let floor = |duration| pgbench::run(db_url, &script, clients, duration, &[], &paths.dir);
+    pages(client, QUERY, "functions", warmup, Duration::ZERO).await?;
+    floor(warmup).await?;
+    let turns = (duration.as_secs() / SLICE.as_secs()).max(1);
+    let slice = duration / turns as u32;
+    let (mut http, mut pgbench) = (Vec::new(), Vec::new());
+    for turn in 1..=turns {
+        let server = pages(client, QUERY, "functions", TURN_WARMUP, slice).await?;
+        let sql = floor(slice).await?;
+        eprintln!(
+            "bench:   turn {turn}/{turns}: http {:8.1} req/s, pgbench {:8.1} tx/s ({:.2}×)",
+            server.per_second,
+            sql.per_second,
+            server.per_second / sql.per_second
+        );
+        http.push(server);
+        pgbench.push(sql);
+    }
+    let slice_ratios = http
+        .iter()
+        .zip(&pgbench)
+        .map(|(server, sql)| server.per_second / sql.per_second)
+        .collect();
+    let (http, pgbench) = (Throughput::combined(&http), Throughput::combined(&pgbench));
     eprintln!(
         "bench:   http    c={clients:<3} {:8.1} req/s p50 {:6.2} ms p99 {:6.2} ms ({} errors)",
         http.per_second, http.latency.p50_ms, http.latency.p99_ms, http.errors
     );
-    let script = paths.repo.join("bench/sql/list.sql");
-    pgbench::run(db_url, &script, clients, warmup, &[], &paths.dir).await?;
-    let pgbench = pgbench::run(db_url, &script, clients, duration, &[], &paths.dir).await?;
     eprintln!(
         "bench:   pgbench c={clients:<3} {:8.1} tx/s  p50 {:6.2} ms p99 {:6.2} ms",
         pgbench.per_second, pgbench.latency.p50_ms, pgbench.latency.p99_ms
     );
     let peer = postgraphile::start(paths, db_url).await?;
     let peer_client = gql::Client::new(&peer.base_url);
-    let peer_http = pages(&peer_client, postgraphile::LIST_QUERY, "allFunctions").await?;
+    let peer_http = pages(
+        &peer_client,
+        postgraphile::LIST_QUERY,
+        "allFunctions",
+        warmup,
+        duration,
+    )
+    .await?;
     eprintln!(
         "bench:   postgraphile {} c={clients:<3} {:8.1} req/s p50 {:6.2} ms p99 {:6.2} ms ({} errors)",
         peer.version,
@@ -119,6 +162,7 @@ pub async fn run(
         clients,
         http,
         pgbench,
+        slice_ratios,
         peer: Some(Peer {
             name: format!("PostGraphile {}", peer.version),
             throughput: peer_http,

@@ -77,5 +77,6 @@ where
         seconds,
         per_second: histogram.len() as f64 / seconds,
         latency: Latency::of(&histogram),
+        histogram: Some(histogram),
     })
 }

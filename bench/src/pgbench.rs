@@ -98,5 +98,6 @@ pub async fn run(
         seconds: duration.as_secs_f64(),
         per_second: tps,
         latency: Latency::of(&histogram),
+        histogram: Some(histogram),
     })
 }

@@ -244,15 +244,24 @@ pub fn render(r: &Results) -> String {
     }
     if let Some(l) = &r.list {
         let to_floor = l.http.per_second / l.pgbench.per_second;
+        let turns = match l.slice_ratios.len() {
+            0 => String::new(),
+            n => {
+                let low = l.slice_ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let high = l.slice_ratios.iter().copied().fold(0.0, f64::max);
+                format!("; {n} turns each, alternating, the turns' ratios {low:.2}–{high:.2}×")
+            }
+        };
         let _ = writeln!(
             out,
-            "| list query `functions(first: 50)`, {} functions, {} clients | {} req/s, {} | pgbench (the page with its count, one statement) {} tx/s, {} | {:.2}× | ≥ 0.6× | {} |",
+            "| list query `functions(first: 50)`, {} functions, {} clients | {} req/s, {} | pgbench (the page with its count, one statement) {} tx/s, {}{} | {:.2}× | ≥ 0.6× | {} |",
             l.functions,
             l.clients,
             rate(l.http.per_second),
             p50_p99(&l.http.latency),
             rate(l.pgbench.per_second),
             p50_p99(&l.pgbench.latency),
+            turns,
             to_floor,
             verdict(to_floor >= 0.6)
         );
