@@ -3,11 +3,11 @@
 //! with its count; bench/sql/list.sql) with as many clients, and
 //! against PostGraphile v4 answering the same page from the same database.
 //!
-//! The server and pgbench take turns in slices of [`SLICE`] (since session
-//! 15): on a shared 2-core machine whose pace drifts by a third within
-//! minutes, one window each, one after the other, let the drift between
-//! them decide the ratio. Taking turns, both see the same drift; the spread
-//! of the slices' ratios is reported beside the figure.
+//! The server and pgbench take turns of [`TURN`] (since session 15): on a
+//! shared 2-core machine whose pace drifts by a third within minutes, one
+//! window each, one after the other, let the drift between them decide the
+//! ratio. Taking turns, both see the same drift; the spread of the turns'
+//! ratios is reported beside the figure.
 
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use crate::{Paths, Plan, gql, load, pgbench, postgraphile};
 
 /// One turn of the server or of pgbench; the measured window is split into
 /// as many as fit (at least one).
-const SLICE: Duration = Duration::from_secs(3);
+const TURN: Duration = Duration::from_secs(3);
 
 /// Unrecorded requests at the start of each of the server's turns, on its
 /// clients' fresh keep-alive connections.
@@ -109,12 +109,12 @@ pub async fn run(
     let floor = |duration| pgbench::run(db_url, &script, clients, duration, &[], &paths.dir);
     pages(client, QUERY, "functions", warmup, Duration::ZERO).await?;
     floor(warmup).await?;
-    let turns = (duration.as_secs() / SLICE.as_secs()).max(1);
-    let slice = duration / turns as u32;
+    let turns = (duration.as_secs() / TURN.as_secs()).max(1);
+    let turn_length = duration / turns as u32;
     let (mut http, mut pgbench) = (Vec::new(), Vec::new());
     for turn in 1..=turns {
-        let server = pages(client, QUERY, "functions", TURN_WARMUP, slice).await?;
-        let sql = floor(slice).await?;
+        let server = pages(client, QUERY, "functions", TURN_WARMUP, turn_length).await?;
+        let sql = floor(turn_length).await?;
         eprintln!(
             "bench:   turn {turn}/{turns}: http {:8.1} req/s, pgbench {:8.1} tx/s ({:.2}×)",
             server.per_second,
@@ -124,7 +124,7 @@ pub async fn run(
         http.push(server);
         pgbench.push(sql);
     }
-    let slice_ratios = http
+    let turn_ratios = http
         .iter()
         .zip(&pgbench)
         .map(|(server, sql)| server.per_second / sql.per_second)
@@ -162,7 +162,7 @@ pub async fn run(
         clients,
         http,
         pgbench,
-        slice_ratios,
+        turn_ratios,
         peer: Some(Peer {
             name: format!("PostGraphile {}", peer.version),
             throughput: peer_http,

@@ -244,11 +244,11 @@ pub fn render(r: &Results) -> String {
     }
     if let Some(l) = &r.list {
         let to_floor = l.http.per_second / l.pgbench.per_second;
-        let turns = match l.slice_ratios.len() {
+        let turns = match l.turn_ratios.len() {
             0 => String::new(),
             n => {
-                let low = l.slice_ratios.iter().copied().fold(f64::INFINITY, f64::min);
-                let high = l.slice_ratios.iter().copied().fold(0.0, f64::max);
+                let low = l.turn_ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let high = l.turn_ratios.iter().copied().fold(0.0, f64::max);
                 format!("; {n} turns each, alternating, the turns' ratios {low:.2}–{high:.2}×")
             }
         };

@@ -249,7 +249,7 @@ pub struct List {
     /// Server ÷ pgbench in each pair of turns (empty before session 15,
     /// when each ran once, one after the other).
     #[serde(default)]
-    pub slice_ratios: Vec<f64>,
+    pub turn_ratios: Vec<f64>,
     /// The same page from a GraphQL server users might pick instead.
     #[serde(default)]
     pub peer: Option<Peer>,

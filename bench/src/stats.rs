@@ -50,26 +50,26 @@ pub struct Throughput {
     pub seconds: f64,
     pub per_second: f64,
     pub latency: Latency,
-    /// The latencies themselves, to combine the slices of one figure.
+    /// The latencies themselves, to combine the turns of one figure.
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
 }
 
 impl Throughput {
-    /// The slices of one load as if measured in one window: the rate over
+    /// The turns of one load as if measured in one window: the rate over
     /// their combined time, the latency over all their requests.
-    pub fn combined(slices: &[Throughput]) -> Self {
+    pub fn combined(turns: &[Throughput]) -> Self {
         let mut histogram = histogram();
-        for slice in slices {
-            if let Some(h) = &slice.histogram {
+        for turn in turns {
+            if let Some(h) = &turn.histogram {
                 histogram.add(h).expect("same bounds");
             }
         }
-        let seconds: f64 = slices.iter().map(|s| s.seconds).sum();
-        let done: f64 = slices.iter().map(|s| s.per_second * s.seconds).sum();
+        let seconds: f64 = turns.iter().map(|s| s.seconds).sum();
+        let done: f64 = turns.iter().map(|s| s.per_second * s.seconds).sum();
         Self {
-            requests: slices.iter().map(|s| s.requests).sum(),
-            errors: slices.iter().map(|s| s.errors).sum(),
+            requests: turns.iter().map(|s| s.requests).sum(),
+            errors: turns.iter().map(|s| s.errors).sum(),
             seconds,
             per_second: done / seconds.max(f64::MIN_POSITIVE),
             latency: Latency::of(&histogram),
