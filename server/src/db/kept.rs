@@ -41,7 +41,6 @@ pub struct KeptConnections {
 
 struct Inner {
     db: DatabaseConnection,
-    pool: PgPool,
     /// Oldest first: a statement takes the newest, the sweeper releases
     /// from the front. Never locked across an `.await`.
     kept: Mutex<Vec<Kept>>,
@@ -59,12 +58,14 @@ impl KeptConnections {
     /// Keeps at most half of `db`'s pool. Spawns the task that returns idle
     /// connections; it ends when the last clone is dropped.
     pub fn new(db: DatabaseConnection) -> Self {
-        let pool = db.get_postgres_connection_pool().clone();
-        let capacity = (pool.options().get_max_connections() as usize / 2).max(1);
+        let pool_size = db
+            .get_postgres_connection_pool()
+            .options()
+            .get_max_connections();
+        let capacity = (pool_size as usize / 2).max(1);
         let wake_sweeper = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
             db,
-            pool,
             kept: Mutex::new(Vec::with_capacity(capacity)),
             capacity,
             wake_sweeper: wake_sweeper.clone(),
@@ -82,12 +83,16 @@ impl KeptConnections {
     async fn connection(&self) -> Result<PoolConnection<Postgres>, DbErr> {
         match self.inner.take() {
             Some(connection) => Ok(connection),
-            None => self.inner.pool.acquire().await.map_err(acquire_error),
+            None => self.inner.pool().acquire().await.map_err(acquire_error),
         }
     }
 }
 
 impl Inner {
+    fn pool(&self) -> &PgPool {
+        self.db.get_postgres_connection_pool()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
         // A panic while locked cannot leave the list half-changed: every
         // change is one push, pop or drain.
@@ -101,9 +106,10 @@ impl Inner {
     fn keep(&self, connection: PoolConnection<Postgres>) {
         // With every connection of the pool out and none idle, another
         // task may be waiting for one: it goes back.
-        let pool_exhausted = self.pool.num_idle() == 0
-            && self.pool.size() >= self.pool.options().get_max_connections();
-        if self.pool.is_closed() || pool_exhausted {
+        let pool = self.pool();
+        let pool_exhausted =
+            pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections();
+        if pool.is_closed() || pool_exhausted {
             return;
         }
         let mut kept = self.lock();
