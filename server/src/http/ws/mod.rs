@@ -12,9 +12,12 @@
 //! cleanly (1001) when the process shuts down ([`Sockets`]).
 //!
 //! This file is the endpoint (settings, upgrade, subprotocol negotiation);
-//! [`session`] runs one socket's loop and its timers, and [`protocol`] is the
-//! state machine that checks and routes every message.
+//! [`session`] runs one socket's loop and its timers, [`protocol`] is the
+//! state machine that checks and routes every message, [`outbox`] holds what
+//! is sent until the socket takes it, and [`shared`] runs the streams that
+//! subscribers of the same operation share.
 
+mod outbox;
 mod protocol;
 mod session;
 mod shared;
@@ -27,11 +30,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{Data, Executor};
-use futures::StreamExt;
-use poem::http::{HeaderMap, StatusCode, header};
-use poem::web::websocket::{WebSocket, WebSocketConfig};
-use poem::{Endpoint, FromRequest, IntoResponse, Request, Response};
+use poem::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use poem::{Body, Endpoint, Request, Response};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -284,54 +287,91 @@ impl Protocol {
     }
 }
 
+/// The request's `Sec-WebSocket-Key` if it is a WebSocket upgrade (RFC 6455,
+/// section 4.2.1).
+fn upgrade_key(req: &Request) -> Option<&HeaderValue> {
+    let headers = req.headers();
+    let has = |name, wanted: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(wanted))
+    };
+    let upgrade = req.method() == Method::GET
+        && has(header::UPGRADE, "websocket")
+        && has(header::CONNECTION, "upgrade")
+        && headers.get(header::SEC_WEBSOCKET_VERSION) == Some(&HeaderValue::from_static("13"));
+    upgrade
+        .then(|| headers.get(header::SEC_WEBSOCKET_KEY))
+        .flatten()
+}
+
 impl<E: Executor> Endpoint for GraphQLWs<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let (req, mut body) = req.split();
-        let websocket = WebSocket::from_request(&req, &mut body).await?;
+        let Some(key) = upgrade_key(&req) else {
+            return Err(poem::Error::from_string(
+                "expected a WebSocket upgrade (GET with Upgrade: websocket, Connection: upgrade, \
+                 Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key)",
+                StatusCode::BAD_REQUEST,
+            ));
+        };
         let Some(protocol) = Protocol::requested(req.headers()) else {
             return Err(poem::Error::from_string(
                 format!("Sec-WebSocket-Protocol must offer {TRANSPORT_WS} or {LEGACY_WS}"),
                 StatusCode::BAD_REQUEST,
             ));
         };
+        let accept = derive_accept_key(key.as_bytes());
+        let on_upgrade = req.take_upgrade()?;
+        let max_read = self
+            .settings
+            .max_message_bytes
+            .saturating_mul(2)
+            .max(64 * 1024);
         let connection = Connection {
             executor: self.executor.clone(),
             auth: self.auth.clone(),
             settings: self.settings,
+            // Clients send small messages, and tungstenite zero-fills its
+            // read buffer before every read, that is on every wake-up of the
+            // reader: the default 128 KiB cost a fifth of the CPU and most
+            // of the memory at 1,000 subscribers, 4 KiB still 3 % at 10,000
+            // (BENCHMARKS.md). A larger message takes a few more reads.
+            config: WebSocketConfig::default()
+                .read_buffer_size(512)
+                // Read a little past the limit, so an oversized message
+                // gets its 1009 instead of a dropped connection, and no
+                // further.
+                .max_message_size(Some(max_read))
+                .max_frame_size(Some(max_read)),
             protocol,
             headers: req.headers().clone(),
             shared: self.shared.clone(),
         };
         let shutdown = self.sockets.shutdown.clone();
         let open = self.sockets.tracker.token();
-        let max_read = self
-            .settings
-            .max_message_bytes
-            .saturating_mul(2)
-            .max(64 * 1024);
-        Ok(websocket
-            .protocols([TRANSPORT_WS, LEGACY_WS])
-            // Clients send small messages, and tungstenite zero-fills its
-            // read buffer before every read, that is on every wake-up of the
-            // session: the default 128 KiB cost a fifth of the CPU and most
-            // of the memory at 1,000 subscribers, 4 KiB still 3 % at 10,000
-            // (BENCHMARKS.md). A larger message takes a few more reads.
-            .config(
-                WebSocketConfig::default()
-                    .read_buffer_size(512)
-                    // Read a little past the limit, so an oversized message
-                    // gets its 1009 instead of a dropped connection, and no
-                    // further.
-                    .max_message_size(Some(max_read))
-                    .max_frame_size(Some(max_read)),
+        tokio::spawn(async move {
+            let _open = open;
+            if let Ok(socket) = on_upgrade.await {
+                connection.serve(socket, shutdown).await;
+            }
+        });
+        Ok(Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .header(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                match protocol {
+                    Protocol::TransportWs => TRANSPORT_WS,
+                    Protocol::Legacy => LEGACY_WS,
+                },
             )
-            .on_upgrade(move |socket| async move {
-                let _open = open;
-                let (tx, rx) = socket.split();
-                connection.serve(tx, rx, shutdown).await;
-            })
-            .into_response())
+            .body(Body::empty()))
     }
 }

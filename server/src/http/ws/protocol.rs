@@ -21,6 +21,7 @@ use serde_json::{Map, Value, json};
 use tokio_stream::StreamMap;
 
 use super::Protocol;
+use super::outbox::Deliver;
 use super::session::{Stop, close};
 use super::shared::{SharedResult, SharedStreams};
 use crate::graphql::error::{ApiError, ErrorCode};
@@ -31,7 +32,8 @@ use crate::graphql::subscription::FELL_BEHIND;
 pub(super) enum Event {
     /// A result of the operation's own stream.
     Response(Box<Response>),
-    /// A result of a stream it shares with other subscribers.
+    /// What a stream it shares with other subscribers (which writes its
+    /// results to the socket itself) says about it.
     Shared(Arc<SharedResult>),
     /// It ended (a `StreamMap` drops finished streams silently, so the end
     /// is an event of its own).
@@ -44,7 +46,8 @@ type Results = BoxStream<'static, Event>;
 pub(super) struct State<E> {
     protocol: Protocol,
     executor: E,
-    shared: Option<SharedStreams>,
+    /// The shared streams, and this connection's socket they write to.
+    shared: Option<(SharedStreams, Arc<dyn Deliver>)>,
     max_operations: usize,
     pub(super) init_received: bool,
     /// The connection's data once connection_init was accepted.
@@ -98,7 +101,7 @@ impl<E: Executor> State<E> {
     pub(super) fn new(
         protocol: Protocol,
         executor: E,
-        shared: Option<SharedStreams>,
+        shared: Option<(SharedStreams, Arc<dyn Deliver>)>,
         max_operations: usize,
     ) -> Self {
         Self {
@@ -190,23 +193,20 @@ impl<E: Executor> State<E> {
         })]
     }
 
-    /// A shared result: its bytes, wrapped in this connection's message.
+    /// What a shared stream says of this connection's operation `id`.
     fn on_shared(&mut self, id: String, result: &SharedResult) -> Vec<Message> {
         match (result, self.protocol) {
-            (SharedResult::Next(payload), _)
-            | (
-                SharedResult::RequestError {
-                    response: payload, ..
-                },
-                Protocol::Legacy,
-            ) => {
-                vec![addressed_raw(&id, self.result_kind(), payload)]
+            (SharedResult::RequestError { response, .. }, Protocol::Legacy) => {
+                vec![addressed_raw(&id, self.result_kind(), response)]
             }
             (SharedResult::RequestError { errors, .. }, Protocol::TransportWs) => {
                 self.end(&id);
                 vec![addressed_raw(&id, "error", errors)]
             }
             (SharedResult::FellBehind, _) => {
+                // Results went out before it: the error is a `next`, not
+                // the protocol's `error` for a request that never ran.
+                self.answered.insert(id.clone());
                 let error: async_graphql::Error =
                     ApiError::new(ErrorCode::InternalServerError, FELL_BEHIND).into();
                 let response = Response::from_errors(vec![
@@ -214,8 +214,6 @@ impl<E: Executor> State<E> {
                 ]);
                 self.on_response(id, response)
             }
-            // Never handed on: the shared stream ends before it.
-            (SharedResult::End, _) => Vec::new(),
         }
     }
 
@@ -237,7 +235,9 @@ impl<E: Executor> State<E> {
             return vec![self.too_many_operations(&id)];
         }
         let shared = match &self.shared {
-            Some(shared) => shared.subscribe(&self.executor, request, &data),
+            Some((shared, socket)) => {
+                shared.subscribe(&self.executor, request, &data, socket, &id, self.protocol)
+            }
             None => Err(Box::new(request)),
         };
         let results = match shared {

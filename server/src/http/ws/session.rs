@@ -1,16 +1,23 @@
 //! One socket's session: the loop between the client, async-graphql and
-//! the timers (init deadline, keep-alives, send timeout), and how it closes.
+//! the timers (init deadline, keep-alives, a client too slow to read), and
+//! how it closes. tungstenite reads the client's frames; everything the
+//! server sends goes through the socket's [`Outbox`], which this loop drains
+//! whenever the socket did not take a write at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::Executor;
-use futures::{FutureExt as _, Sink, SinkExt, Stream, StreamExt};
+use futures::{FutureExt as _, Stream, StreamExt};
 use poem::http::HeaderMap;
 use poem::web::websocket::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 
+use super::outbox::{CONGESTED, Deliver, Outbox, Reading, frame};
 use super::protocol::{Event, State, Step};
 use super::shared::SharedStreams;
 use super::{
@@ -22,6 +29,7 @@ pub(super) struct Connection<E> {
     pub(super) executor: E,
     pub(super) auth: Arc<dyn ConnectionAuth>,
     pub(super) settings: WsSettings,
+    pub(super) config: WebSocketConfig,
     pub(super) protocol: Protocol,
     pub(super) headers: HeaderMap,
     pub(super) shared: Option<SharedStreams>,
@@ -30,8 +38,10 @@ pub(super) struct Connection<E> {
 /// Why the connection loop stops.
 #[derive(Debug)]
 pub(super) enum Stop {
-    /// The client closed or went away: nothing more to send.
+    /// The client went away, or does not read: nothing more to send.
     Gone,
+    /// The client closed: its close frame is answered.
+    ClosedByClient,
     /// We close with this code and reason.
     Close(u16, String),
     /// The legacy protocol refused the connection: this `connection_error`,
@@ -55,16 +65,32 @@ fn too_big(limit: usize) -> Stop {
 }
 
 impl<E: Executor> Connection<E> {
-    pub(super) async fn serve<Tx, Rx>(self, mut tx: Tx, rx: Rx, shutdown: CancellationToken)
+    /// Serves the WebSocket on `socket` (after the handshake) until either
+    /// side closes it or `shutdown` is cancelled.
+    pub(super) async fn serve<S>(self, socket: S, shutdown: CancellationToken)
     where
-        Tx: Sink<Message> + Unpin,
-        Rx: Stream<Item = std::io::Result<Message>> + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let (mut rx, _reader) = read_ahead(rx);
+        let (read, write) = tokio::io::split(socket);
+        let outbox = Arc::new(Outbox::new(write));
+        let reading = Reading {
+            read,
+            outbox: Arc::clone(&outbox),
+        };
+        let frames = WebSocketStream::from_raw_socket(reading, Role::Server, Some(self.config))
+            .await
+            .map(|frame| {
+                frame.map(Message::from).map_err(|error| match error {
+                    tokio_tungstenite::tungstenite::Error::Io(error) => error,
+                    other => std::io::Error::other(other),
+                })
+            });
+        let (mut rx, _reader) = read_ahead(frames);
+        let socket: Arc<dyn Deliver> = outbox.clone();
         let mut state = State::new(
             self.protocol,
             self.executor.clone(),
-            self.shared.clone(),
+            self.shared.clone().map(|shared| (shared, socket)),
             self.settings.max_operations,
         );
 
@@ -86,12 +112,17 @@ impl<E: Executor> Connection<E> {
             // the runtime run others (the reader among them) once its
             // budget is spent.
             tokio::task::consume_budget().await;
+            let waiting = outbox.waiting();
+            // While the client has this much to read, its operations wait:
+            // their pace is the client's.
+            let congested = waiting >= CONGESTED;
             // Results that are ready go out without polling the client's
             // side and the timers, whose wake-ups stay registered from the
             // last full wait below. After a few rounds the full wait comes
             // anyway, so that a flow of results cannot starve the client's
             // messages or the keep-alive.
-            let ready = if ready_rounds < READY_ROUNDS && !state.operations.is_empty() {
+            let ready = if !congested && ready_rounds < READY_ROUNDS && !state.operations.is_empty()
+            {
                 state.operations.next().now_or_never().flatten()
             } else {
                 None
@@ -103,6 +134,14 @@ impl<E: Executor> Connection<E> {
                 ready_rounds += 1;
                 coalesce(&mut state, id, event)
             } else {
+                // A client that takes nothing for this long is not reading.
+                // (Only polled while something waits.)
+                let stalled = async {
+                    tokio::time::sleep_until(
+                        (outbox.progress() + self.settings.send_timeout).into(),
+                    )
+                    .await;
+                };
                 tokio::select! {
                     _ = &mut shutting_down => break close(1001, "Server shutting down"),
                     _ = &mut init_deadline, if self.protocol == Protocol::TransportWs && !state.init_received => {
@@ -134,55 +173,67 @@ impl<E: Executor> Connection<E> {
                             Err(stop) => break stop,
                         },
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
-                        Some(Ok(Message::Close(_)) | Err(_)) | None => break Stop::Gone,
+                        Some(Ok(Message::Close(_))) => break Stop::ClosedByClient,
+                        Some(Err(_)) | None => break Stop::Gone,
                     },
-                    Some((id, event)) = state.operations.next(), if !state.operations.is_empty() => {
+                    Some((id, event)) = state.operations.next(), if !congested && !state.operations.is_empty() => {
                         coalesce(&mut state, id, event)
+                    }
+                    // Returns only when the socket failed.
+                    _ = outbox.drained() => break Stop::Gone,
+                    _ = stalled, if waiting > 0 => {
+                        if outbox.waiting() > 0 && outbox.progress().elapsed() >= self.settings.send_timeout {
+                            tracing::info!(
+                                timeout_ms = self.settings.send_timeout.as_millis() as u64,
+                                "ws.client_too_slow"
+                            );
+                            break Stop::Gone;
+                        }
+                        Vec::new()
                     }
                 }
             };
             if state.acknowledged() && keepalive.is_none() {
                 keepalive = Some(keepalive_timer(self.settings.keepalive));
             }
-            match tokio::time::timeout(self.settings.send_timeout, send_all(&mut tx, outgoing))
-                .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break Stop::Gone,
-                Err(_) => {
-                    // It does not read; a close frame would wait the same way.
-                    tracing::info!(
-                        timeout_ms = self.settings.send_timeout.as_millis() as u64,
-                        "ws.client_too_slow"
-                    );
-                    break Stop::Gone;
-                }
+            if send_all(&outbox, &outgoing).is_err() {
+                tracing::info!("ws.client_not_reading");
+                break Stop::Gone;
             }
         };
 
-        let stop = match stop {
-            Stop::Refused(notice) => {
-                let _ = tokio::time::timeout(self.settings.send_timeout, tx.send(notice)).await;
-                close(1011, "Connection refused")
+        let farewell = match stop {
+            Stop::Refused(notice) => vec![notice, close_frame(1011, "Connection refused".into())],
+            Stop::Close(code, reason) => {
+                tracing::debug!(code, reason = reason.as_str(), "ws.closing");
+                vec![close_frame(code, reason)]
             }
-            other => other,
+            Stop::ClosedByClient => vec![Message::Close(None)],
+            Stop::Gone => Vec::new(),
         };
-        if let Stop::Close(code, reason) = stop {
-            tracing::debug!(code, reason = reason.as_str(), "ws.closing");
-            let frame = Message::close_with(code, truncate(reason, MAX_CLOSE_REASON));
-            let sent = tokio::time::timeout(self.settings.send_timeout, tx.send(frame)).await;
+        let closing = !farewell.is_empty();
+        if send_all(&outbox, &farewell).is_ok() && closing {
+            let sent = tokio::time::timeout(self.settings.send_timeout, outbox.flush()).await;
             if matches!(sent, Ok(Ok(()))) {
-                // Read until the client answers with its close frame, so the TCP
-                // connection ends cleanly rather than being reset under a close
-                // frame the client has not read yet.
+                // Read until the client answers with its close frame (or
+                // goes), so the TCP connection ends cleanly rather than being
+                // reset under a close frame the client has not read yet.
                 let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
-                    while let Some(Ok(_)) = rx.recv().await {}
+                    while let Some(Ok(frame)) = rx.recv().await {
+                        if matches!(frame, Message::Close(_)) {
+                            break;
+                        }
+                    }
                 })
                 .await;
             }
         }
-        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, tx.close()).await;
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, outbox.finish()).await;
     }
+}
+
+fn close_frame(code: u16, reason: String) -> Message {
+    Message::close_with(code, truncate(reason, MAX_CLOSE_REASON))
 }
 
 impl<E: Executor> Connection<E> {
@@ -251,18 +302,34 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Queues `messages` and flushes once: one write for all of them.
-async fn send_all<Tx: Sink<Message> + Unpin>(
-    tx: &mut Tx,
-    messages: Vec<Message>,
-) -> Result<(), Tx::Error> {
+/// Frames `messages` and hands them to the socket in one write.
+fn send_all<W: AsyncWrite + Unpin>(
+    outbox: &Outbox<W>,
+    messages: &[Message],
+) -> std::io::Result<()> {
     if messages.is_empty() {
         return Ok(());
     }
+    let mut bytes = Vec::new();
     for message in messages {
-        tx.feed(message).await?;
+        encode(&mut bytes, message);
     }
-    tx.flush().await
+    outbox.send(&bytes)
+}
+
+/// A message's WebSocket frame.
+fn encode(out: &mut Vec<u8>, message: &Message) {
+    match message {
+        Message::Text(text) => frame(out, 0x1, &[text.as_bytes()]),
+        Message::Binary(bytes) => frame(out, 0x2, &[bytes]),
+        Message::Ping(bytes) => frame(out, 0x9, &[bytes]),
+        Message::Pong(bytes) => frame(out, 0xA, &[bytes]),
+        Message::Close(None) => frame(out, 0x8, &[]),
+        Message::Close(Some((code, reason))) => {
+            let code = u16::from(*code).to_be_bytes();
+            frame(out, 0x8, &[&code, reason.as_bytes()])
+        }
+    }
 }
 
 /// Waits for the next keep-alive, or forever when there is none yet.

@@ -1,43 +1,49 @@
 //! Shared subscription results: subscribers of the same operation (query,
 //! operation name, variables) share one async-graphql response stream, so an
-//! event is resolved and serialised once however many sockets follow it, and
-//! each socket only wraps the shared bytes in its own message.
+//! event is resolved and serialised once however many sockets follow it.
+//!
+//! The stream's task delivers each result itself: it frames the result once
+//! for each (operation id, protocol) among its subscribers and writes the
+//! frame to their sockets' [`Outbox`](super::outbox::Outbox)es, instead of
+//! waking a task per subscriber to do the same. Subscribers are split into
+//! parts written concurrently, one per runtime worker. What the session of
+//! each subscriber must still decide (a request error, falling behind, the
+//! end) reaches it on a small channel of its own.
 //!
 //! Only operations the application's [`SharePolicy`] allows are shared: their
 //! results must not depend on who asks (the connection's data) or on when one
 //! joins (no first snapshot of current state). A shared stream runs with the
-//! data of the connection that started it, ends when its last subscriber
-//! leaves, and hands results over a bounded channel: a subscriber that falls
-//! [`SHARED_BUFFER`] results behind gets an error and the operation ends,
+//! data of the connection that started it and ends when its last subscriber
+//! leaves. A subscriber whose socket has [`CAPACITY`](super::outbox::CAPACITY)
+//! bytes waiting falls behind: it gets an error and its operation ends,
 //! never an unbounded queue.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use async_graphql::{Data, Executor, Request, Response};
+use async_graphql::{Data, Executor, Request};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
+use super::Protocol;
+use super::outbox::{Deliver, Delivery, frame};
 use super::protocol::is_request_error;
 use crate::graphql::operation::Operation;
 
-/// Results a shared stream holds for its slowest subscriber: the slack the
-/// event bus gives every stream. The buffer is the stream's, not each
-/// subscriber's, so its size does not grow with them.
-pub(super) const SHARED_BUFFER: usize = crate::events::BUS_CAPACITY;
+/// Subscribers one task writes to, at least: below this, a part is not
+/// worth a task of its own.
+const PART: usize = 512;
 
 /// Decides which operations may share one stream (see the module docs).
 pub type SharePolicy = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
 
-/// One result of a shared stream, serialised once.
+/// What a subscriber's session hears from a shared stream: results are
+/// written to its socket directly, so never a `next`.
 #[derive(Debug)]
 pub(super) enum SharedResult {
-    /// A result: the `payload` of `next` (`data` on the legacy protocol).
-    Next(Arc<str>),
     /// The first result was a request error: the `errors` array, and the
     /// whole response (the legacy protocol sends it as `data`).
     RequestError {
@@ -46,7 +52,12 @@ pub(super) enum SharedResult {
     },
     /// The subscriber fell too far behind; the operation ends.
     FellBehind,
-    /// The stream ended.
+}
+
+/// A shared stream's notice to one subscriber's session.
+#[derive(Debug)]
+enum Notice {
+    Result(Arc<SharedResult>),
     End,
 }
 
@@ -58,11 +69,41 @@ struct Key {
     variables: String,
 }
 
+/// One subscriber: where its results go, and what it is told.
+struct Route {
+    id: Arc<str>,
+    protocol: Protocol,
+    socket: Arc<dyn Deliver>,
+    /// Cleared (under the socket's lock) when the operation ends, after
+    /// which nothing more is written for it.
+    open: AtomicBool,
+    notices: mpsc::Sender<Notice>,
+}
+
+impl Route {
+    fn notify(&self, notice: Notice) {
+        // Each route hears at most a request error and an end, or that it
+        // fell behind; the channel holds two.
+        if self.notices.try_send(notice).is_err() {
+            tracing::debug!(id = &*self.id, "ws.shared_notice_dropped");
+        }
+    }
+}
+
+/// The subscribers of one stream.
+#[derive(Default)]
+struct Routes {
+    by_serial: HashMap<u64, Arc<Route>>,
+    next_serial: u64,
+    /// The routes as the publisher last took them; `None` after a change.
+    snapshot: Option<Arc<[Arc<Route>]>>,
+}
+
 /// A running shared stream; dropping the last handle stops it.
 struct Shared {
     /// Tells it apart from a later stream of the same operation.
     generation: u64,
-    sender: broadcast::Sender<Arc<SharedResult>>,
+    routes: Arc<Mutex<Routes>>,
     task: tokio::task::AbortHandle,
 }
 
@@ -73,20 +114,36 @@ impl Drop for Shared {
     }
 }
 
-/// One subscriber of a shared stream, as the subscription gauge counts it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One subscriber of a shared stream; dropping it (the operation ended)
+/// closes its route and leaves the stream.
 struct Subscriber {
-    _stream: Arc<Shared>,
+    stream: Arc<Shared>,
+    serial: u64,
+    route: Arc<Route>,
 }
 
 impl Subscriber {
-    fn new(stream: Arc<Shared>) -> Self {
+    fn new(stream: Arc<Shared>, serial: u64, route: Arc<Route>) -> Self {
         crate::metrics::shared_subscriber(1);
-        Self { _stream: stream }
+        Self {
+            stream,
+            serial,
+            route,
+        }
     }
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        self.route.socket.close(&self.route.open);
+        let mut routes = lock(&self.stream.routes);
+        routes.by_serial.remove(&self.serial);
+        routes.snapshot = None;
+        drop(routes);
         crate::metrics::shared_subscriber(-1);
     }
 }
@@ -108,13 +165,18 @@ impl SharedStreams {
         }
     }
 
-    /// The results of `request` as shared by every subscriber of the same
-    /// operation, or the request back when the policy does not share it.
+    /// Joins the shared stream of `request` (starting it if none runs):
+    /// its results are written to `socket` as operation `id`'s, and the
+    /// returned stream carries what the session must act on. The request
+    /// comes back when the policy does not share it.
     pub(super) fn subscribe<E: Executor>(
         &self,
         executor: &E,
         request: Request,
         data: &Arc<Data>,
+        socket: &Arc<dyn Deliver>,
+        id: &str,
+        protocol: Protocol,
     ) -> Result<BoxStream<'static, Arc<SharedResult>>, Box<Request>> {
         if !(self.policy)(&request) {
             return Err(Box::new(request));
@@ -127,7 +189,15 @@ impl SharedStreams {
             operation_name: request.operation_name.clone(),
             variables,
         };
-        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let (notices, notified) = mpsc::channel(2);
+        let route = Arc::new(Route {
+            id: id.into(),
+            protocol,
+            socket: Arc::clone(socket),
+            open: AtomicBool::new(true),
+            notices,
+        });
+        let mut live = lock(&self.live);
         let shared = match live.get(&key).and_then(Weak::upgrade) {
             Some(shared) => shared,
             None => {
@@ -137,30 +207,30 @@ impl SharedStreams {
                 shared
             }
         };
-        // Subscribed under the lock: the stream's end (sent under it too)
+        // Routed under the lock: the stream's end (announced under it too)
         // cannot pass a subscriber by.
-        let receiver = shared.sender.subscribe();
+        let serial = {
+            let mut routes = lock(&shared.routes);
+            let serial = routes.next_serial;
+            routes.next_serial += 1;
+            routes.by_serial.insert(serial, Arc::clone(&route));
+            routes.snapshot = None;
+            serial
+        };
         drop(live);
-        let subscriber = Subscriber::new(shared);
-        Ok(BroadcastStream::new(receiver)
-            .map(move |result| {
-                // Holding the handle keeps the stream running.
-                let _running = &subscriber;
-                match result {
-                    Ok(result) => result,
-                    Err(BroadcastStreamRecvError::Lagged(_)) => Arc::new(SharedResult::FellBehind),
-                }
-            })
-            .scan(false, |ended, result| {
+        let subscriber = Subscriber::new(shared, serial, route);
+        Ok(ReceiverStream::new(notified)
+            .scan(false, move |ended, notice| {
+                // Holding the handle keeps the route and the stream.
+                let _routed = &subscriber;
                 // Nothing after the end, or after falling behind.
-                let item = match *result {
+                let item = match notice {
                     _ if *ended => None,
-                    SharedResult::End => None,
-                    SharedResult::FellBehind => {
-                        *ended = true;
+                    Notice::End => None,
+                    Notice::Result(result) => {
+                        *ended = matches!(*result, SharedResult::FellBehind);
                         Some(result)
                     }
-                    _ => Some(result),
                 };
                 std::future::ready(item)
             })
@@ -174,24 +244,32 @@ impl SharedStreams {
         mut request: Request,
         data: &Arc<Data>,
     ) -> Arc<Shared> {
-        let (sender, _) = broadcast::channel(SHARED_BUFFER);
         let operation = Operation::start(&mut request);
         let mut results = operation.follow(executor.execute_stream(request, Some(data.clone())));
         let live = Arc::downgrade(&self.live);
-        let publish = sender.clone();
+        let routes: Arc<Mutex<Routes>> = Arc::default();
+        let publish = Arc::clone(&routes);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let task = tokio::spawn(async move {
             let mut first = true;
             while let Some(response) = results.next().await {
-                let result = serialise(&response, std::mem::take(&mut first));
-                // No receiver left: the last handle is being dropped, which
-                // aborts this task.
-                let _ = publish.send(Arc::new(result));
+                let targets = snapshot(&publish);
+                if std::mem::take(&mut first) && is_request_error(&response) {
+                    let result = Arc::new(SharedResult::RequestError {
+                        errors: json(&response.errors),
+                        response: json(&response),
+                    });
+                    for route in targets.iter() {
+                        route.notify(Notice::Result(Arc::clone(&result)));
+                    }
+                    continue;
+                }
+                deliver(targets, json(&response)).await;
             }
             // Ended: forget it and say so under the lock, so that a later
             // subscriber starts afresh instead of joining a finished stream.
             if let Some(live) = live.upgrade() {
-                let mut live = live.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut live = lock(&live);
                 let ours = live
                     .get(&key)
                     .and_then(Weak::upgrade)
@@ -199,13 +277,15 @@ impl SharedStreams {
                 if ours {
                     live.remove(&key);
                 }
-                let _ = publish.send(Arc::new(SharedResult::End));
+                for route in lock(&publish).by_serial.values() {
+                    route.notify(Notice::End);
+                }
             }
         });
         crate::metrics::shared_stream(1);
         Arc::new(Shared {
             generation,
-            sender,
+            routes,
             task: task.abort_handle(),
         })
     }
@@ -213,9 +293,7 @@ impl SharedStreams {
     /// Operations currently shared (tests).
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.live)
             .values()
             .filter(|shared| shared.strong_count() > 0)
             .count()
@@ -224,24 +302,104 @@ impl SharedStreams {
     /// Subscribers of every shared stream (tests).
     #[cfg(test)]
     pub(super) fn subscribers(&self) -> usize {
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.live)
             .values()
             .filter_map(Weak::upgrade)
-            .map(|shared| shared.sender.receiver_count())
+            .map(|shared| lock(&shared.routes).by_serial.len())
             .sum()
     }
 }
 
-fn serialise(response: &Response, first: bool) -> SharedResult {
-    if first && is_request_error(response) {
-        return SharedResult::RequestError {
-            errors: json(&response.errors),
-            response: json(response),
-        };
+/// The routes as they are now, taken again only after a change.
+fn snapshot(routes: &Mutex<Routes>) -> Arc<[Arc<Route>]> {
+    let mut routes = lock(routes);
+    let routes = &mut *routes;
+    Arc::clone(
+        routes
+            .snapshot
+            .get_or_insert_with(|| routes.by_serial.values().cloned().collect()),
+    )
+}
+
+/// Writes one result to every route, in parts on the runtime's workers,
+/// and returns when all are written (so results never overtake each other).
+async fn deliver(targets: Arc<[Arc<Route>]>, payload: Arc<str>) {
+    let parts = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(targets.len().div_ceil(PART))
+        .max(1);
+    let size = targets.len().div_ceil(parts);
+    let mut writers = Vec::with_capacity(parts - 1);
+    for part in 1..parts {
+        let (targets, payload) = (Arc::clone(&targets), Arc::clone(&payload));
+        writers.push(tokio::spawn(async move {
+            let end = (part * size + size).min(targets.len());
+            deliver_part(&targets[part * size..end], &payload);
+        }));
     }
-    SharedResult::Next(json(response))
+    deliver_part(&targets[..size.min(targets.len())], &payload);
+    for writer in writers {
+        // A part only panics if a write does; the others are written.
+        let _ = writer.await;
+    }
+}
+
+/// Frames kept per result: one per (operation id, protocol) seen, for the
+/// first few; subscribers past them (each with ids of its own) get theirs
+/// framed one at a time.
+const FRAMES_KEPT: usize = 16;
+
+fn deliver_part(routes: &[Arc<Route>], payload: &str) {
+    let mut frames: Vec<(&str, Protocol, Vec<u8>)> = Vec::new();
+    let mut scratch = Vec::new();
+    for route in routes {
+        let kept = frames
+            .iter()
+            .position(|(id, protocol, _)| *id == &*route.id && *protocol == route.protocol);
+        let kept = match kept {
+            Some(at) => Some(at),
+            None if frames.len() < FRAMES_KEPT => {
+                let mut bytes = Vec::new();
+                result_frame(&mut bytes, &route.id, route.protocol, payload);
+                frames.push((&route.id, route.protocol, bytes));
+                Some(frames.len() - 1)
+            }
+            None => {
+                scratch.clear();
+                result_frame(&mut scratch, &route.id, route.protocol, payload);
+                None
+            }
+        };
+        let bytes = kept.map_or(&scratch, |at| &frames[at].2);
+        if route.socket.deliver(&route.open, bytes) == Delivery::Full {
+            // Nothing more for it: a gap would be worse than the end.
+            route.open.store(false, Ordering::Release);
+            route.notify(Notice::Result(Arc::new(SharedResult::FellBehind)));
+        }
+    }
+}
+
+/// The WebSocket frame of a result: `{"id","type","payload"}` around the
+/// shared payload.
+fn result_frame(out: &mut Vec<u8>, id: &str, protocol: Protocol, payload: &str) {
+    let id = serde_json::to_string(id).unwrap_or_default();
+    let kind = match protocol {
+        Protocol::TransportWs => "next",
+        Protocol::Legacy => "data",
+    };
+    frame(
+        out,
+        0x1,
+        &[
+            b"{\"id\":",
+            id.as_bytes(),
+            b",\"type\":\"",
+            kind.as_bytes(),
+            b"\",\"payload\":",
+            payload.as_bytes(),
+            b"}",
+        ],
+    );
 }
 
 /// Responses and errors are plain data: serialising them cannot fail.

@@ -80,6 +80,117 @@ fn replies(step: Result<Step, Stop>) -> Vec<Message> {
     }
 }
 
+/// A WebSocket client on `io` that does nothing by itself (it answers no
+/// ping), driven through channels: what is sent to the first goes to the
+/// server as masked frames (the client's side closes when the channel
+/// does), the frames the server sends arrive on the second.
+fn websocket_client(
+    io: tokio::io::DuplexStream,
+) -> (
+    channel::UnboundedSender<std::io::Result<Message>>,
+    channel::UnboundedReceiver<Message>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (to_server, mut outgoing) = channel::unbounded::<std::io::Result<Message>>();
+    let (received, replies) = channel::unbounded();
+    let (mut read, mut write) = tokio::io::split(io);
+    tokio::spawn(async move {
+        let reading = async {
+            let mut buffer = Vec::new();
+            loop {
+                while let Some((message, used)) = server_frame(&buffer) {
+                    buffer.drain(..used);
+                    if received.unbounded_send(message).is_err() {
+                        return;
+                    }
+                }
+                let mut chunk = [0u8; 4096];
+                match read.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                }
+            }
+        };
+        let writing = async {
+            while let Some(Ok(message)) = outgoing.next().await {
+                if write.write_all(&client_frame(message)).await.is_err() {
+                    break;
+                }
+            }
+        };
+        // Either side ending ends the client, and the socket with it.
+        tokio::select! {
+            () = reading => {}
+            () = writing => {}
+        }
+    });
+    (to_server, replies)
+}
+
+/// A client frame: final, masked.
+fn client_frame(message: Message) -> Vec<u8> {
+    let (opcode, payload) = match message {
+        Message::Text(text) => (0x1, text.into_bytes()),
+        Message::Binary(bytes) => (0x2, bytes),
+        Message::Ping(bytes) => (0x9, bytes),
+        Message::Pong(bytes) => (0xA, bytes),
+        Message::Close(None) => (0x8, Vec::new()),
+        Message::Close(Some((code, reason))) => {
+            let mut payload = u16::from(code).to_be_bytes().to_vec();
+            payload.extend_from_slice(reason.as_bytes());
+            (0x8, payload)
+        }
+    };
+    let mask = [0x5a, 0x17, 0xc3, 0x81];
+    let mut out = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// The server frame at the start of `buffer`, and the bytes it took.
+fn server_frame(buffer: &[u8]) -> Option<(Message, usize)> {
+    let (&first, &second) = (buffer.first()?, buffer.get(1)?);
+    assert_eq!(first & 0x80, 0x80, "the server fragments nothing");
+    assert_eq!(second & 0x80, 0, "the server masks nothing");
+    let (len, at) = match second & 0x7f {
+        126 => (
+            usize::from(u16::from_be_bytes([*buffer.get(2)?, *buffer.get(3)?])),
+            4,
+        ),
+        127 => {
+            let bytes: [u8; 8] = buffer.get(2..10)?.try_into().ok()?;
+            (usize::try_from(u64::from_be_bytes(bytes)).ok()?, 10)
+        }
+        n => (usize::from(n), 2),
+    };
+    let payload = buffer.get(at..at + len)?.to_vec();
+    let message = match first & 0x0f {
+        0x1 => Message::Text(String::from_utf8(payload).expect("UTF-8 text")),
+        0x2 => Message::Binary(payload),
+        0x9 => Message::Ping(payload),
+        0xA => Message::Pong(payload),
+        0x8 if payload.len() >= 2 => Message::Close(Some((
+            u16::from_be_bytes([payload[0], payload[1]]).into(),
+            String::from_utf8(payload[2..].to_vec()).expect("UTF-8 reason"),
+        ))),
+        0x8 => Message::Close(None),
+        other => panic!("opcode {other}"),
+    };
+    Some((message, at + len))
+}
+
 struct Client {
     to_server: channel::UnboundedSender<std::io::Result<Message>>,
     replies: channel::UnboundedReceiver<Message>,
@@ -112,17 +223,18 @@ impl Client {
         shutdown: CancellationToken,
         settings: WsSettings,
     ) -> Self {
-        let (to_server, rx) = channel::unbounded();
-        let (tx, replies) = channel::unbounded();
+        let (client_side, server_side) = tokio::io::duplex(64 * 1024);
         let connection = Connection {
             executor,
             auth,
             settings,
+            config: WebSocketConfig::default(),
             protocol,
             headers: HeaderMap::new(),
             shared,
         };
-        let task = tokio::spawn(connection.serve(tx, rx, shutdown));
+        let task = tokio::spawn(connection.serve(server_side, shutdown));
+        let (to_server, replies) = websocket_client(client_side);
         Self {
             to_server,
             replies,
@@ -481,11 +593,8 @@ async fn a_peer_that_answers_stays_connected() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected() {
-    let (to_server, rx) = channel::unbounded::<std::io::Result<Message>>();
-    // A socket whose buffers are full: no send ever completes.
-    let stuck = futures::sink::unfold((), |(), _: Message| {
-        futures::future::pending::<Result<(), std::io::Error>>()
-    });
+    // A pipe that holds 1 KiB: the flood below fills it at once.
+    let (client_side, server_side) = tokio::io::duplex(1024);
     let connection = Connection {
         executor: schema(),
         auth: Arc::new(AcceptAll),
@@ -493,16 +602,31 @@ async fn a_client_that_stops_reading_is_disconnected() {
             send_timeout: Duration::from_millis(100),
             ..WsSettings::default()
         },
+        config: WebSocketConfig::default(),
         protocol: Protocol::TransportWs,
         headers: HeaderMap::new(),
         shared: None,
     };
-    let task = tokio::spawn(connection.serve(Box::pin(stuck), rx, CancellationToken::new()));
-    to_server
-        .unbounded_send(Ok(Message::text(
-            json!({ "type": "connection_init" }).to_string(),
-        )))
-        .unwrap();
+    let task = tokio::spawn(connection.serve(server_side, CancellationToken::new()));
+    let mut client = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        client_side,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    for message in [
+        json!({ "type": "connection_init" }),
+        json!({ "id": "f", "type": "subscribe", "payload": { "query": "subscription { count(to: 1000000) }" } }),
+    ] {
+        use futures::SinkExt;
+        client
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                message.to_string(),
+            ))
+            .await
+            .unwrap();
+    }
+    // The client keeps its socket open and reads nothing.
     // The connection ends by itself instead of holding what it owes.
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
