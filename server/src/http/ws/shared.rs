@@ -26,7 +26,6 @@ use async_graphql::{Data, Executor, Request};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::Protocol;
 use super::outbox::{Deliver, Delivery, frame};
@@ -219,22 +218,24 @@ impl SharedStreams {
         };
         drop(live);
         let subscriber = Subscriber::new(shared, serial, route);
-        Ok(ReceiverStream::new(notified)
-            .scan(false, move |ended, notice| {
-                // Holding the handle keeps the route and the stream.
-                let _routed = &subscriber;
-                // Nothing after the end, or after falling behind.
-                let item = match notice {
-                    _ if *ended => None,
+        // Holding the handle keeps the route and the stream; nothing comes
+        // after the end, or after falling behind.
+        let notices = futures::stream::unfold(
+            (notified, subscriber, false),
+            |(mut notified, subscriber, ended)| async move {
+                if ended {
+                    return None;
+                }
+                match notified.recv().await? {
                     Notice::End => None,
                     Notice::Result(result) => {
-                        *ended = matches!(*result, SharedResult::FellBehind);
-                        Some(result)
+                        let ended = matches!(*result, SharedResult::FellBehind);
+                        Some((result, (notified, subscriber, ended)))
                     }
-                };
-                std::future::ready(item)
-            })
-            .boxed())
+                }
+            },
+        );
+        Ok(notices.boxed())
     }
 
     fn start<E: Executor>(
@@ -324,8 +325,9 @@ fn snapshot(routes: &Mutex<Routes>) -> Arc<[Arc<Route>]> {
 /// Writes one result to every route, in parts on the runtime's workers,
 /// and returns when all are written (so results never overtake each other).
 async fn deliver(targets: Arc<[Arc<Route>]>, payload: Arc<str>) {
-    let parts = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+    let parts = tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
         .min(targets.len().div_ceil(PART))
         .max(1);
     let size = targets.len().div_ceil(parts);

@@ -45,6 +45,17 @@ impl SubscriptionRoot {
         tokio_stream::wrappers::BroadcastStream::new(pulses.sender.subscribe())
             .filter_map(|pulse| ready(pulse.ok()))
     }
+
+    /// `pulse:xxx…` (`size` x's) for every pulse.
+    async fn blobs(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        size: usize,
+    ) -> impl futures::Stream<Item = String> {
+        let pulses = ctx.data_unchecked::<Pulses>();
+        tokio_stream::wrappers::BroadcastStream::new(pulses.sender.subscribe())
+            .filter_map(move |pulse| ready(pulse.ok().map(|p| format!("{p}:{}", "x".repeat(size)))))
+    }
 }
 
 /// What the `pulses` subscription follows.
@@ -86,6 +97,7 @@ fn replies(step: Result<Step, Stop>) -> Vec<Message> {
 /// does), the frames the server sends arrive on the second.
 fn websocket_client(
     io: tokio::io::DuplexStream,
+    start_reading: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> (
     channel::UnboundedSender<std::io::Result<Message>>,
     channel::UnboundedReceiver<Message>,
@@ -96,6 +108,9 @@ fn websocket_client(
     let (mut read, mut write) = tokio::io::split(io);
     tokio::spawn(async move {
         let reading = async {
+            if let Some(start) = start_reading {
+                let _ = start.await;
+            }
             let mut buffer = Vec::new();
             loop {
                 while let Some((message, used)) = server_frame(&buffer) {
@@ -223,6 +238,20 @@ impl Client {
         shutdown: CancellationToken,
         settings: WsSettings,
     ) -> Self {
+        Self::connect_reading(executor, shared, protocol, auth, shutdown, settings, None)
+    }
+
+    /// As [`Self::connect`]; with `start_reading`, the client reads nothing
+    /// until it is told to.
+    fn connect_reading(
+        executor: TestSchema,
+        shared: Option<SharedStreams>,
+        protocol: Protocol,
+        auth: Arc<dyn ConnectionAuth>,
+        shutdown: CancellationToken,
+        settings: WsSettings,
+        start_reading: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Self {
         let (client_side, server_side) = tokio::io::duplex(64 * 1024);
         let connection = Connection {
             executor,
@@ -234,7 +263,7 @@ impl Client {
             shared,
         };
         let task = tokio::spawn(connection.serve(server_side, shutdown));
-        let (to_server, replies) = websocket_client(client_side);
+        let (to_server, replies) = websocket_client(client_side, start_reading);
         Self {
             to_server,
             replies,
@@ -804,4 +833,77 @@ async fn subscribers_of_one_operation_share_one_stream() {
         assert!(!got.is_empty() && got.len() <= 2, "{id}: {got:?}");
         assert_eq!(got.last(), Some(&json!(1)), "{id}: {got:?}");
     }
+}
+
+#[tokio::test]
+async fn a_shared_subscriber_that_falls_behind_ends_alone() {
+    let pulses = Pulses {
+        sender: tokio::sync::broadcast::channel(1024).0,
+        streams: Arc::default(),
+    };
+    let schema = schema_with(pulses.clone());
+    let shared = SharedStreams::new(Arc::new(|_: &async_graphql::Request| true));
+    let (start_reading, reading_starts) = tokio::sync::oneshot::channel();
+    let client = |start| {
+        Client::connect_reading(
+            schema.clone(),
+            Some(shared.clone()),
+            Protocol::TransportWs,
+            Arc::new(AcceptAll),
+            CancellationToken::new(),
+            WsSettings::default(),
+            start,
+        )
+    };
+    let (mut reader, mut stalled) = (client(None), client(Some(reading_starts)));
+    reader.init().await;
+    stalled.send(json!({ "type": "connection_init" }));
+    let blobs = json!({ "query": "subscription { blobs(size: 4096) }" });
+    reader.send(json!({ "id": "r", "type": "subscribe", "payload": blobs }));
+    stalled.send(json!({ "id": "s", "type": "subscribe", "payload": blobs }));
+    let started = tokio::time::Instant::now();
+    while shared.subscribers() < 2 || pulses.sender.receiver_count() < 1 {
+        assert!(started.elapsed() < Duration::from_secs(5), "not subscribed");
+        tokio::task::yield_now().await;
+    }
+    // 1.2 MB for each: more than the pipe and the outbox hold together,
+    // at the pace of the one that reads.
+    let sent = 300;
+    for pulse in 0..sent {
+        pulses.sender.send(pulse).unwrap();
+        let next = reader.json().await;
+        assert_eq!(next["id"], "r");
+        let blob = next["payload"]["data"]["blobs"].as_str().unwrap();
+        assert!(blob.starts_with(&format!("{pulse}:")), "{pulse}");
+    }
+
+    // The stalled one reads now: the results its socket took, in order and
+    // without a gap, then why it ended; its connection stays usable.
+    start_reading.send(()).unwrap();
+    assert_eq!(stalled.json().await["type"], "connection_ack");
+    let mut received = 0;
+    let error = loop {
+        let next = stalled.json().await;
+        assert_eq!(
+            (next["id"].as_str(), next["type"].as_str()),
+            (Some("s"), Some("next"))
+        );
+        match next["payload"]["data"]["blobs"].as_str() {
+            Some(blob) => assert!(blob.starts_with(&format!("{received}:"))),
+            None => break next,
+        }
+        received += 1;
+    };
+    assert!(0 < received && received < sent, "{received} of {sent}");
+    assert_eq!(
+        error["payload"]["errors"][0]["message"],
+        crate::graphql::subscription::FELL_BEHIND
+    );
+    assert_eq!(
+        stalled.json().await,
+        json!({ "id": "s", "type": "complete" })
+    );
+    stalled.send(json!({ "type": "ping" }));
+    assert_eq!(stalled.json().await, json!({ "type": "pong" }));
+    assert_eq!(shared.subscribers(), 1);
 }
