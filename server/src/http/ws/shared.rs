@@ -26,6 +26,7 @@ use async_graphql::{Data, Executor, Request};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::mpsc;
+use tokio::task::coop::unconstrained;
 
 use super::Protocol;
 use super::outbox::{Deliver, Delivery, frame};
@@ -35,6 +36,13 @@ use crate::graphql::operation::Operation;
 /// Subscribers one task writes to, at least: below this, a part is not
 /// worth a task of its own.
 const PART: usize = 512;
+/// How long a result waits for the next ones of its stream, so that they
+/// reach each socket in one write: an execution's PENDING, RUNNING and
+/// COMPLETED come within a few milliseconds, and a write (and the reader's
+/// wake-up) per result cost most of a delivery (BENCHMARKS.md).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(4);
+/// Results gathered into one write at most.
+const BATCH: usize = 64;
 
 /// Decides which operations may share one stream (see the module docs).
 pub type SharePolicy = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
@@ -253,9 +261,10 @@ impl SharedStreams {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let task = tokio::spawn(async move {
             let mut first = true;
+            let mut ended = false;
             while let Some(response) = results.next().await {
-                let targets = snapshot(&publish);
                 if std::mem::take(&mut first) && is_request_error(&response) {
+                    let targets = snapshot(&publish);
                     let result = Arc::new(SharedResult::RequestError {
                         errors: json(&response.errors),
                         response: json(&response),
@@ -265,7 +274,24 @@ impl SharedStreams {
                     }
                     continue;
                 }
-                deliver(targets, json(&response)).await;
+                // Results that follow within GATHER go out with this one:
+                // one write per socket instead of one per result.
+                let mut batch = vec![json(&response)];
+                let gathered = tokio::time::Instant::now() + GATHER;
+                while batch.len() < BATCH {
+                    match tokio::time::timeout_at(gathered, results.next()).await {
+                        Ok(Some(response)) => batch.push(json(&response)),
+                        Ok(None) => {
+                            ended = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                deliver(snapshot(&publish), batch.into()).await;
+                if ended {
+                    break;
+                }
             }
             // Ended: forget it and say so under the lock, so that a later
             // subscriber starts afresh instead of joining a finished stream.
@@ -324,7 +350,12 @@ fn snapshot(routes: &Mutex<Routes>) -> Arc<[Arc<Route>]> {
 
 /// Writes one result to every route, in parts on the runtime's workers,
 /// and returns when all are written (so results never overtake each other).
-async fn deliver(targets: Arc<[Arc<Route>]>, payload: Arc<str>) {
+/// The writes run outside tokio's task budget: each socket write spends a
+/// unit of it, and once it is spent (after 128) every write would return
+/// `Pending` and queue in the backlog, waking each socket's session to do
+/// what a write here does at once. They do not wait on anything, so opting
+/// out cannot starve other tasks for longer than the part takes.
+async fn deliver(targets: Arc<[Arc<Route>]>, payloads: Arc<[Arc<str>]>) {
     let parts = tokio::runtime::Handle::current()
         .metrics()
         .num_workers()
@@ -333,25 +364,25 @@ async fn deliver(targets: Arc<[Arc<Route>]>, payload: Arc<str>) {
     let size = targets.len().div_ceil(parts);
     let mut writers = Vec::with_capacity(parts - 1);
     for part in 1..parts {
-        let (targets, payload) = (Arc::clone(&targets), Arc::clone(&payload));
-        writers.push(tokio::spawn(async move {
+        let (targets, payloads) = (Arc::clone(&targets), Arc::clone(&payloads));
+        writers.push(tokio::spawn(unconstrained(async move {
             let end = (part * size + size).min(targets.len());
-            deliver_part(&targets[part * size..end], &payload);
-        }));
+            deliver_part(&targets[part * size..end], &payloads);
+        })));
     }
-    deliver_part(&targets[..size.min(targets.len())], &payload);
+    unconstrained(async { deliver_part(&targets[..size.min(targets.len())], &payloads) }).await;
     for writer in writers {
         // A part only panics if a write does; the others are written.
         let _ = writer.await;
     }
 }
 
-/// Frames kept per result: one per (operation id, protocol) seen, for the
-/// first few; subscribers past them (each with ids of its own) get theirs
-/// framed one at a time.
+/// Frames kept per batch of results: one per (operation id, protocol)
+/// seen, for the first few; subscribers past them (each with ids of their
+/// own) get theirs framed one at a time.
 const FRAMES_KEPT: usize = 16;
 
-fn deliver_part(routes: &[Arc<Route>], payload: &str) {
+fn deliver_part(routes: &[Arc<Route>], payloads: &[Arc<str>]) {
     let mut frames: Vec<(&str, Protocol, Vec<u8>)> = Vec::new();
     let mut scratch = Vec::new();
     for route in routes {
@@ -362,13 +393,17 @@ fn deliver_part(routes: &[Arc<Route>], payload: &str) {
             Some(at) => Some(at),
             None if frames.len() < FRAMES_KEPT => {
                 let mut bytes = Vec::new();
-                result_frame(&mut bytes, &route.id, route.protocol, payload);
+                for payload in payloads {
+                    result_frame(&mut bytes, &route.id, route.protocol, payload);
+                }
                 frames.push((&route.id, route.protocol, bytes));
                 Some(frames.len() - 1)
             }
             None => {
                 scratch.clear();
-                result_frame(&mut scratch, &route.id, route.protocol, payload);
+                for payload in payloads {
+                    result_frame(&mut scratch, &route.id, route.protocol, payload);
+                }
                 None
             }
         };
