@@ -178,9 +178,10 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
         }
     }
 
-    /// Wakes the session when `delivery` began a backlog.
+    /// Wakes the session when a write began a backlog or found the socket
+    /// failed.
     fn backlog_began(&self, before: usize, state: &State<W>) {
-        if before == 0 && state.waiting() > 0 {
+        if (before == 0 && state.waiting() > 0) || state.failed {
             self.backlogged.notify_one();
         }
     }
@@ -213,14 +214,22 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
     }
 
     /// Drains every backlog as it begins; returns only when the socket
-    /// fails. Only the session's task runs it (see the module docs).
+    /// failed (here or in another's write). Only the session's task runs it
+    /// (see the module docs).
     pub(super) async fn drained(&self) -> io::Result<()> {
         loop {
-            if self.waiting() == 0 {
-                self.backlogged.notified().await;
-                continue;
+            let (failed, waiting) = {
+                let state = self.lock();
+                (state.failed, state.waiting())
+            };
+            if failed {
+                return Err(io::ErrorKind::BrokenPipe.into());
             }
-            self.flush().await?;
+            if waiting > 0 {
+                self.flush().await?;
+            } else {
+                self.backlogged.notified().await;
+            }
         }
     }
 

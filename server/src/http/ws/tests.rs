@@ -734,14 +734,21 @@ async fn the_legacy_protocol_starts_stops_and_terminates() {
     );
 }
 
-#[tokio::test]
-async fn subscribers_of_one_operation_share_one_stream() {
+/// Pulses holding `capacity`, a schema following them, and shared streams
+/// for every operation.
+fn sharing_everything(capacity: usize) -> (Pulses, TestSchema, SharedStreams) {
     let pulses = Pulses {
-        sender: tokio::sync::broadcast::channel(16).0,
+        sender: tokio::sync::broadcast::channel(capacity).0,
         streams: Arc::default(),
     };
     let schema = schema_with(pulses.clone());
     let shared = SharedStreams::new(Arc::new(|_: &async_graphql::Request| true));
+    (pulses, schema, shared)
+}
+
+#[tokio::test]
+async fn subscribers_of_one_operation_share_one_stream() {
+    let (pulses, schema, shared) = sharing_everything(16);
     let client = |protocol| {
         Client::connect(
             schema.clone(),
@@ -837,12 +844,7 @@ async fn subscribers_of_one_operation_share_one_stream() {
 
 #[tokio::test]
 async fn a_shared_subscriber_that_falls_behind_ends_alone() {
-    let pulses = Pulses {
-        sender: tokio::sync::broadcast::channel(1024).0,
-        streams: Arc::default(),
-    };
-    let schema = schema_with(pulses.clone());
-    let shared = SharedStreams::new(Arc::new(|_: &async_graphql::Request| true));
+    let (pulses, schema, shared) = sharing_everything(1024);
     let (start_reading, reading_starts) = tokio::sync::oneshot::channel();
     let client = |start| {
         Client::connect_reading(
