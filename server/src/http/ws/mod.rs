@@ -279,11 +279,27 @@ impl Protocol {
             .to_str()
             .ok()?
             .split(',')
-            .find_map(|offered| match offered.trim() {
-                TRANSPORT_WS => Some(Self::TransportWs),
-                LEGACY_WS => Some(Self::Legacy),
-                _ => None,
+            .find_map(|offered| {
+                [Self::TransportWs, Self::Legacy]
+                    .into_iter()
+                    .find(|protocol| protocol.name() == offered.trim())
             })
+    }
+
+    /// Its name in `Sec-WebSocket-Protocol`.
+    fn name(self) -> &'static str {
+        match self {
+            Self::TransportWs => TRANSPORT_WS,
+            Self::Legacy => LEGACY_WS,
+        }
+    }
+
+    /// The type of the message that carries a result.
+    fn result_kind(self) -> &'static str {
+        match self {
+            Self::TransportWs => "next",
+            Self::Legacy => "data",
+        }
     }
 }
 
@@ -365,13 +381,7 @@ impl<E: Executor> Endpoint for GraphQLWs<E> {
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, "websocket")
             .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-            .header(
-                header::SEC_WEBSOCKET_PROTOCOL,
-                match protocol {
-                    Protocol::TransportWs => TRANSPORT_WS,
-                    Protocol::Legacy => LEGACY_WS,
-                },
-            )
+            .header(header::SEC_WEBSOCKET_PROTOCOL, protocol.name())
             .body(Body::empty()))
     }
 }

@@ -86,11 +86,13 @@ fn text(value: &impl Serialize) -> Message {
 }
 
 /// `{"id", "type", "payload"}` around a payload already serialised.
-fn addressed_raw(id: &str, kind: &str, payload: &str) -> Message {
+pub(super) fn addressed_json(id: &str, kind: &str, payload: &str) -> String {
     let id = serde_json::to_string(id).unwrap_or_default();
-    Message::text(format!(
-        r#"{{"id":{id},"type":"{kind}","payload":{payload}}}"#
-    ))
+    format!(r#"{{"id":{id},"type":"{kind}","payload":{payload}}}"#)
+}
+
+fn addressed_raw(id: &str, kind: &str, payload: &str) -> Message {
+    Message::text(addressed_json(id, kind, payload))
 }
 
 fn complete(id: &str) -> Message {
@@ -218,10 +220,7 @@ impl<E: Executor> State<E> {
     }
 
     fn result_kind(&self) -> &'static str {
-        match self.protocol {
-            Protocol::TransportWs => "next",
-            Protocol::Legacy => "data",
-        }
+        self.protocol.result_kind()
     }
 
     fn end(&mut self, id: &str) -> bool {

@@ -30,7 +30,7 @@ use tokio::task::coop::unconstrained;
 
 use super::Protocol;
 use super::outbox::{Deliver, Delivery, frame};
-use super::protocol::is_request_error;
+use super::protocol::{addressed_json, is_request_error};
 use crate::graphql::operation::Operation;
 
 /// Subscribers one task writes to, at least: below this, a part is not
@@ -416,27 +416,11 @@ fn deliver_part(routes: &[Arc<Route>], payloads: &[Arc<str>]) {
     }
 }
 
-/// The WebSocket frame of a result: `{"id","type","payload"}` around the
+/// The WebSocket frame of a result: the protocol's message around the
 /// shared payload.
 fn result_frame(out: &mut Vec<u8>, id: &str, protocol: Protocol, payload: &str) {
-    let id = serde_json::to_string(id).unwrap_or_default();
-    let kind = match protocol {
-        Protocol::TransportWs => "next",
-        Protocol::Legacy => "data",
-    };
-    frame(
-        out,
-        0x1,
-        &[
-            b"{\"id\":",
-            id.as_bytes(),
-            b",\"type\":\"",
-            kind.as_bytes(),
-            b"\",\"payload\":",
-            payload.as_bytes(),
-            b"}",
-        ],
-    );
+    let message = addressed_json(id, protocol.result_kind(), payload);
+    frame(out, 0x1, &[message.as_bytes()]);
 }
 
 /// Responses and errors are plain data: serialising them cannot fail.
