@@ -70,6 +70,9 @@ enum Command {
         /// The `projectnil` binary (default: next to this one).
         #[arg(long)]
         server_bin: Option<PathBuf>,
+        /// The fan-out's subscribers (default 10,000; 1,000 with --quick).
+        #[arg(long)]
+        subscribers: Option<usize>,
     },
     /// Minutes of mixed load with live subscribers (see `soak.rs`); writes
     /// DIR/soak.json and DIR/soak.md.
@@ -224,6 +227,7 @@ fn main() -> anyhow::Result<()> {
             quick,
             only,
             server_bin,
+            subscribers,
         } => {
             for name in &only {
                 anyhow::ensure!(
@@ -245,7 +249,14 @@ fn main() -> anyhow::Result<()> {
                     .context("binary directory")?
                     .join("projectnil"),
             };
-            let plan = Plan::new(quick);
+            let mut plan = Plan::new(quick);
+            if let Some(subscribers) = subscribers {
+                anyhow::ensure!(
+                    subscribers >= 10,
+                    "--subscribers: at least 10 (one of each group)"
+                );
+                plan.subscribers = subscribers;
+            }
             let mut results = Results::load(&paths.results())?;
             let outcome = tokio.block_on(async {
                 tokio::select! {

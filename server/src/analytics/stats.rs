@@ -3,7 +3,7 @@
 //! staged or rolled up, never both or neither), added up here.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseConnection, DbErr, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
 
 use super::{AnalyticsError, DurationHistogram, Scope, SeriesBuckets, Tally, Window};
 
@@ -49,7 +49,7 @@ impl TallyRow {
 
 /// Everything that finished in `window`.
 pub async fn summary(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     scope: Scope,
     window: &Window,
 ) -> Result<Tally, DbErr> {
@@ -63,7 +63,7 @@ pub async fn summary(
 /// What finished in each point of `buckets` within `window`, oldest first;
 /// every point is there, empty ones too.
 pub async fn series(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     scope: Scope,
     window: &Window,
     buckets: &SeriesBuckets,
@@ -84,7 +84,7 @@ pub async fn series(
 /// Hour rows for the window's whole hours (when `hours`), minute rows for the
 /// rest, and staged finishes, of `scope`.
 async fn rows(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     scope: Scope,
     window: &Window,
     hours: bool,

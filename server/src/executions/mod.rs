@@ -437,10 +437,6 @@ impl Executor {
         self.inner.keeper_stop.cancel();
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Option<execution::Model>, DbErr> {
-        store::get(&self.inner.db, id).await
-    }
-
     /// Why `function_id` could not be run: missing, or no revision deployed.
     async fn not_runnable(&self, function_id: Uuid) -> ExecutionError {
         let status: Result<Option<FunctionStatus>, DbErr> =
@@ -728,6 +724,11 @@ enum ModuleUnavailable {
     Deleted,
     #[error(transparent)]
     Db(DbErr),
+}
+
+/// The execution with this id, if any.
+pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<execution::Model>, DbErr> {
+    store::get(db, id).await
 }
 
 /// Newest first, optionally of one function, status and/or error kind. The

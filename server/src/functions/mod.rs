@@ -336,7 +336,7 @@ fn name_taken(error: DbErr, name: &str) -> FunctionError {
 
 /// The function called `name` (compared ignoring case, as names are unique).
 pub async fn find_by_name(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     name: &str,
 ) -> Result<Option<FunctionRecord>, DbErr> {
     FunctionRecord::select()

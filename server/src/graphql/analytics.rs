@@ -28,7 +28,9 @@ impl ExecutionStats {
     ) -> Result<Self> {
         let window = Window::new(since, until, Utc::now()).api()?;
         let state = ctx.data_unchecked::<AppState>();
-        let tally = analytics::summary(&state.db, scope, &window).await.api()?;
+        let tally = analytics::summary(&state.reads, scope, &window)
+            .await
+            .api()?;
         Ok(Self {
             scope,
             window,
@@ -127,7 +129,7 @@ impl ExecutionStats {
     async fn series(&self, ctx: &Context<'_>, bucket_seconds: i32) -> Result<Vec<StatsPoint>> {
         let buckets = SeriesBuckets::new(&self.window, bucket_seconds).api()?;
         let state = ctx.data_unchecked::<AppState>();
-        let points = analytics::series(&state.db, self.scope, &self.window, &buckets)
+        let points = analytics::series(&state.reads, self.scope, &self.window, &buckets)
             .await
             .api()?;
         Ok(points

@@ -89,7 +89,10 @@ impl QueryRoot {
     #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
     async fn execution(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Execution>> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(state.executor.get(id).await.api()?.map(Execution::from))
+        Ok(executions::get(&state.reads, id)
+            .await
+            .api()?
+            .map(Execution::from))
     }
 
     /// Newest first, across all functions unless functionId is given.
@@ -156,7 +159,7 @@ impl QueryRoot {
         let state = ctx.data_unchecked::<AppState>();
         let mut stats = Vec::with_capacity(queue::QUEUES.len());
         for name in queue::QUEUES {
-            let metrics = queue::metrics(&state.db, name).await.api()?;
+            let metrics = queue::metrics(&state.reads, name).await.api()?;
             stats.push(QueueStats {
                 queue_name: metrics.queue_name,
                 length: metrics.queue_length.try_into().unwrap_or(i32::MAX),

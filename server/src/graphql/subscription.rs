@@ -24,6 +24,7 @@ use super::types::{
     FunctionChangeKind, FunctionStatus, FunctionStatusEvent,
 };
 use crate::events::{self, Announcement, BusMessage, ExecutionAnnouncement};
+use crate::executions;
 use crate::functions::{self, FunctionRecord};
 
 pub struct SubscriptionRoot;
@@ -393,7 +394,7 @@ async fn snapshot_function(
     id: Uuid,
     previous: Option<FunctionStatus>,
 ) -> Result<Option<FunctionStatusEvent>, ApiError> {
-    let record = functions::get(&state.db, id).await?;
+    let record = functions::get(&state.reads, id).await?;
     Ok(record.map(|record| {
         let function = Function::from(record);
         FunctionStatusEvent {
@@ -410,7 +411,7 @@ async fn snapshot_execution(
     id: Uuid,
     previous: Option<ExecutionStatus>,
 ) -> Result<Option<ExecutionStatusEvent>, ApiError> {
-    let model = state.executor.get(id).await?;
+    let model = executions::get(&state.reads, id).await?;
     Ok(model.map(|model| {
         let execution = Execution::from(model);
         ExecutionStatusEvent {
@@ -427,7 +428,7 @@ async fn current_function(
     state: &AppState,
     id: Uuid,
 ) -> Result<Option<FunctionChangeEvent>, ApiError> {
-    let record = functions::get(&state.db, id).await?;
+    let record = functions::get(&state.reads, id).await?;
     Ok(record.map(|record| FunctionChangeEvent {
         kind: FunctionChangeKind::Current,
         function_id: id,
@@ -442,7 +443,7 @@ async fn load_function<C>(
     announcement: &Arc<Announcement<C, FunctionRecord>>,
     id: Uuid,
 ) -> Result<Option<Function>, ApiError> {
-    let record = retry_once(|| announcement.entity(|| functions::get(&state.db, id))).await?;
+    let record = retry_once(|| announcement.entity(|| functions::get(&state.reads, id))).await?;
     Ok(record.map(Function::from))
 }
 
@@ -451,7 +452,7 @@ async fn load_execution(
     announcement: &Arc<ExecutionAnnouncement>,
 ) -> Result<Option<Execution>, ApiError> {
     let id = announcement.change.id;
-    let model = retry_once(|| announcement.entity(|| state.executor.get(id))).await?;
+    let model = retry_once(|| announcement.entity(|| executions::get(&state.reads, id))).await?;
     Ok(model.map(Execution::from))
 }
 

@@ -79,9 +79,7 @@ impl ExecutionsApi {
         id: Path<String>,
     ) -> Result<Json<ExecutionResponse>, RestError> {
         let id = parse_id("execution", &id.0)?;
-        let execution = state
-            .executor
-            .get(id)
+        let execution = executions::get(&state.reads, id)
             .await?
             .ok_or(ExecutionError::NotFound(id))?;
         Ok(Json(execution.into()))

@@ -81,7 +81,7 @@ async fn run(
     name: &str,
     input: Option<Value>,
 ) -> Result<TriggerAnswer, RestError> {
-    let function = functions::find_by_name(&state.db, name)
+    let function = functions::find_by_name(&state.reads, name)
         .await?
         .ok_or_else(|| RestError::function_not_found(name))?;
     let execution = match state
