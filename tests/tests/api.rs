@@ -842,3 +842,52 @@ async fn function_records_read_every_column_as_stored() {
         assert_eq!(listed, &expected);
     }
 }
+
+/// A row whose columns are not a function record's (the revision as text,
+/// or too few) is refused with what differs, not decoded.
+#[tokio::test]
+async fn a_row_of_other_column_types_is_not_read_as_a_function_record() {
+    use sea_orm::{FromQueryResult, Statement};
+    use server::functions::FunctionRecord;
+
+    let app = app().await;
+    let db = db(&app).await;
+    let row = |revision: &str| {
+        Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT gen_random_uuid() AS id, 'f' AS name, 'assemblyscript' AS language, \
+                 'READY' AS status, {revision} AS revision, NULL::bigint AS deployed_revision, \
+                 now() AS created_at, now() AS updated_at, '' AS source, \
+                 NULL::text AS description, NULL::text AS compile_error, NULL::integer AS wasm_size"
+            ),
+        )
+    };
+    let read = FunctionRecord::find_by_statement(row("1::bigint"))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.revision, 1);
+    let error = FunctionRecord::find_by_statement(row("'1'::text"))
+        .one(&db)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("column revision of a function record is TEXT, expected INT8"),
+        "{error}"
+    );
+    let short = Statement::from_string(db.get_database_backend(), "SELECT gen_random_uuid() AS id");
+    let error = FunctionRecord::find_by_statement(short)
+        .one(&db)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("a function record has 12 columns, this row only 1"),
+        "{error}"
+    );
+}

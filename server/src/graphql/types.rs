@@ -18,7 +18,7 @@ use crate::functions::{self, FunctionRecord, VersionRecord};
 use crate::pagination::{Cursor, DEFAULT_PAGE_SIZE, Page, PageCursor, PageRequest, RevisionCursor};
 use entity::execution;
 
-use super::columns::{Columns, Listed};
+use super::columns::{Columns, Listed, timestamp_value, uuid_value};
 use super::error::{ApiError, ErrorCode, ResultExt};
 use super::loaders::{ExecutionPageKey, ExecutionPages, Functions};
 use super::{AppState, DB_FIELD_COST};
@@ -178,7 +178,7 @@ impl From<FunctionRecord> for Function {
 impl Columns for Function {
     fn column(&self, name: &str) -> Option<Value> {
         Some(match name {
-            "id" => self.id.to_value(),
+            "id" => uuid_value(&self.id),
             "name" => self.name.to_value(),
             "description" => self.description.to_value(),
             "language" => self.language.to_value(),
@@ -188,8 +188,8 @@ impl Columns for Function {
             "wasmSize" => self.wasm_size.to_value(),
             "revision" => self.revision.to_value(),
             "deployedRevision" => self.deployed_revision.to_value(),
-            "createdAt" => self.created_at.to_value(),
-            "updatedAt" => self.updated_at.to_value(),
+            "createdAt" => timestamp_value(&self.created_at),
+            "updatedAt" => timestamp_value(&self.updated_at),
             _ => return None,
         })
     }
