@@ -170,7 +170,7 @@ const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// A timestamptz column's value. In the binary format it is microseconds
 /// since [`POSTGRES_EPOCH_MICROS`]; sqlx's decode adds them to its epoch
 /// through chrono's calendar arithmetic, about 490 instructions a value,
-/// where this takes about a fifth of that (BENCHMARKS.md, session 19). The
+/// where this takes less than half of that (BENCHMARKS.md, session 19). The
 /// text format, and anything out of chrono's range, goes to sqlx.
 fn timestamp(row: &PgRow, index: usize) -> Result<DateTime<Utc>, sqlx::Error> {
     let value = row.try_get_raw(index)?;
