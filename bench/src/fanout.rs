@@ -8,29 +8,32 @@
 //! `PgListener`) on the same NOTIFY stream, timed the same way. The floors
 //! of the write side are bare WebSocket servers ([`crate::fanout_floor`]),
 //! measured with the same subscribers at the same pace ([`measure`] serves
-//! both). The sender's RSS is sampled from /proc/<pid>/status, its CPU from
-//! /proc/<pid>/stat.
+//! both). The subscribers read with [`crate::raw_ws`], the leanest reader
+//! that still checks every message, since they share the machine's cores
+//! with the server they measure. The sender's RSS is sampled from
+//! /proc/<pid>/status, its CPU from /proc/<pid>/stat.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use crate::env::Server;
 use crate::fanout_floor::Shape;
+use crate::raw_ws::{Frame, RawSocket};
 use crate::results::{Fanout, FanoutFloor, Taken};
 use crate::stats::{self, Latency};
 use crate::{Paths, Plan, gql};
@@ -82,19 +85,75 @@ struct Received {
 /// From an event's `at` (the trigger's `clock_timestamp()`, RFC 3339) to
 /// `received`, on the same machine's clock.
 fn latency(at: &str, received: SystemTime) -> anyhow::Result<Duration> {
+    Ok(received.duration_since(parse_at(at)?).unwrap_or_default())
+}
+
+fn parse_at(at: &str) -> anyhow::Result<SystemTime> {
     let at: DateTime<Utc> = at.parse().with_context(|| format!("bad `at` {at:?}"))?;
-    Ok(received
-        .duration_since(SystemTime::from(at))
-        .unwrap_or_default())
+    Ok(SystemTime::from(at))
 }
 
 impl Received {
-    fn record(&mut self, at: &str, received: SystemTime) -> anyhow::Result<()> {
-        let latency = latency(at, received)?;
+    fn record(&mut self, at: SystemTime, received: SystemTime) {
+        let latency = received.duration_since(at).unwrap_or_default();
         self.latencies_us
             .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
-        Ok(())
     }
+}
+
+/// What a server message means to a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Meaning {
+    Event { completed: bool, at: SystemTime },
+    Ping,
+    Nothing,
+}
+
+/// Messages each thread keeps the meaning of: every subscriber of a stream
+/// receives the same bytes (the server shares them), so each is parsed once
+/// per thread instead of once per subscriber.
+const MEANINGS_KEPT: usize = 8;
+
+thread_local! {
+    static MEANINGS: RefCell<VecDeque<(Box<[u8]>, Meaning)>> =
+        RefCell::new(VecDeque::with_capacity(MEANINGS_KEPT));
+}
+
+/// The meaning of `text`, or why it is not a message a subscriber expects.
+fn meaning(text: &[u8]) -> anyhow::Result<Meaning> {
+    MEANINGS.with_borrow_mut(|kept| {
+        if let Some((_, meaning)) = kept.iter().find(|(seen, _)| **seen == *text) {
+            return Ok(*meaning);
+        }
+        let meaning = parse_message(text)?;
+        if kept.len() == MEANINGS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((text.into(), meaning));
+        Ok(meaning)
+    })
+}
+
+fn parse_message(text: &[u8]) -> anyhow::Result<Meaning> {
+    let unexpected = || format!("unexpected message {}", String::from_utf8_lossy(text));
+    let message = serde_json::from_slice::<ServerMessage>(text).with_context(unexpected)?;
+    Ok(match message.kind {
+        "next" => {
+            let Some(event) = message.payload.and_then(|p| p.data).and_then(|d| d.event) else {
+                bail!(
+                    "an error instead of an event: {}",
+                    String::from_utf8_lossy(text)
+                );
+            };
+            Meaning::Event {
+                completed: event.status == "COMPLETED",
+                at: parse_at(event.at)?,
+            }
+        }
+        "ping" => Meaning::Ping,
+        "pong" | "ka" => Meaning::Nothing,
+        _ => bail!(unexpected()),
+    })
 }
 
 /// A server message, read without building a value tree (other fields and
@@ -125,56 +184,72 @@ struct StatusEvent<'a> {
     at: &'a str,
 }
 
+/// A subscriber until its task is stopped (aborted) or fails: what it
+/// receives goes into `received`, which outlives the task.
 async fn subscriber(
     url: String,
     group: Group,
     function: Value,
     shared: Arc<Shared>,
     connecting: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<Received> {
+    received: Arc<Mutex<Received>>,
+) -> anyhow::Result<()> {
     let mut socket = {
         let _permit = connecting.acquire().await?;
-        let mut socket = gql::ws_connect(&url).await?;
-        gql::subscribe(&mut socket, "1", SUBSCRIPTION, json!({ "f": function })).await?;
+        let mut socket = RawSocket::connect(&url).await?;
+        socket
+            .subscribe("1", SUBSCRIPTION, json!({ "f": function }))
+            .await?;
         socket
     };
     shared.subscribed.fetch_add(1, Ordering::SeqCst);
-    let mut received = Received::default();
+    let mut pings = Vec::new();
     loop {
-        let frame = tokio::select! {
-            _ = stop.changed() => return Ok(received),
-            frame = socket.next() => frame,
-        };
+        socket.fill().await?;
+        // The moment the bytes are in hand, for every frame among them.
         let at_receipt = SystemTime::now();
-        let text = match frame {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(_))) | None => bail!("the server closed the socket"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-        };
-        let Ok(message) = serde_json::from_str::<ServerMessage>(&text) else {
-            bail!("unexpected message {}", text.as_str());
-        };
-        match message.kind {
-            "next" => {
-                let Some(event) = message.payload.and_then(|p| p.data).and_then(|d| d.event) else {
-                    bail!("an error instead of an event: {}", text.as_str());
-                };
-                if event.status == "COMPLETED" {
-                    shared.completed_seen.fetch_add(1, Ordering::Relaxed);
-                }
-                if shared.measuring.load(Ordering::Relaxed) {
-                    if group == Group::Other {
-                        received.misrouted += 1;
+        let (mut completed, mut pong) = (0, false);
+        {
+            let mut received = received.lock().unwrap_or_else(PoisonError::into_inner);
+            while let Some(frame) = socket.next_frame()? {
+                let text = match frame {
+                    Frame::Text(text) => socket.payload(&text),
+                    Frame::Ping(payload) => {
+                        pings.push(socket.payload(&payload).to_vec());
                         continue;
                     }
-                    received.record(event.at, at_receipt)?;
+                    Frame::Close => bail!("the server closed the socket"),
+                    Frame::Other => continue,
+                };
+                match meaning(text)? {
+                    Meaning::Event {
+                        completed: done,
+                        at,
+                    } => {
+                        completed += u64::from(done);
+                        if shared.measuring.load(Ordering::Relaxed) {
+                            if group == Group::Other {
+                                received.misrouted += 1;
+                            } else {
+                                received.record(at, at_receipt);
+                            }
+                        }
+                    }
+                    Meaning::Ping => pong = true,
+                    Meaning::Nothing => {}
                 }
             }
-            "ping" => gql::pong(&mut socket).await?,
-            "pong" | "ka" => {}
-            _ => bail!("unexpected message {}", text.as_str()),
+        }
+        if completed > 0 {
+            shared
+                .completed_seen
+                .fetch_add(completed, Ordering::Relaxed);
+        }
+        for payload in pings.drain(..) {
+            socket.send(0xA, &payload).await?;
+        }
+        if pong {
+            socket.send_json(&json!({ "type": "pong" })).await?;
         }
     }
 }
@@ -432,9 +507,11 @@ where
         count_of(Group::One),
         count_of(Group::Other),
     );
+    let received: Vec<Arc<Mutex<Received>>> = groups.iter().map(|_| Arc::default()).collect();
     let subscribers: Vec<_> = groups
         .iter()
-        .map(|group| {
+        .zip(&received)
+        .map(|(group, received)| {
             let function = match group {
                 Group::All => Value::Null,
                 Group::One => json!(executed),
@@ -446,7 +523,7 @@ where
                 function,
                 Arc::clone(&shared),
                 Arc::clone(&connecting),
-                stopped.clone(),
+                Arc::clone(received),
             ))
         })
         .collect();
@@ -548,19 +625,27 @@ where
     }
     .await;
     let _ = stop.send(true);
+    // A subscriber only ends by failing; the others are stopped here.
     let mut failures = 0;
     let mut histogram = stats::histogram();
     let (mut delivered, mut misrouted) = (0, 0);
-    for subscriber in subscribers {
-        match subscriber.await {
-            Ok(Ok(received)) => {
-                delivered += received.latencies_us.len() as u64;
-                misrouted += received.misrouted;
-                for us in received.latencies_us {
-                    histogram.saturating_record(u64::from(us).max(1));
-                }
+    for (subscriber, received) in subscribers.into_iter().zip(received) {
+        if subscriber.is_finished() {
+            failures += 1;
+            if let Ok(Err(error)) = subscriber.await
+                && failures == 1
+            {
+                eprintln!("bench:   a subscriber failed: {error:#}");
             }
-            _ => failures += 1,
+            continue;
+        }
+        subscriber.abort();
+        let received =
+            std::mem::take(&mut *received.lock().unwrap_or_else(PoisonError::into_inner));
+        delivered += received.latencies_us.len() as u64;
+        misrouted += received.misrouted;
+        for us in received.latencies_us {
+            histogram.saturating_record(u64::from(us).max(1));
         }
     }
     let (executions, rss_subscribed_mb, rss_peak_mb, (cpu_s, loadgen_cpu_s), measured_s) = outcome?;
@@ -611,4 +696,49 @@ fn rss_kb(pid: u32) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NEXT: &str = r#"{"id":"1","type":"next","payload":{"data":{"executionStatusChanged":{"status":"COMPLETED","previousStatus":"RUNNING","at":"2026-12-05T16:00:00.250+00:00","execution":{"id":"e","functionId":"f","status":"COMPLETED"}}}}}"#;
+
+    #[test]
+    fn a_message_means_the_same_parsed_or_kept() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_486_400_250);
+        let expected = Meaning::Event {
+            completed: true,
+            at,
+        };
+        assert_eq!(parse_message(NEXT.as_bytes()).unwrap(), expected);
+        assert_eq!(meaning(NEXT.as_bytes()).unwrap(), expected);
+        assert_eq!(meaning(NEXT.as_bytes()).unwrap(), expected);
+        let running = NEXT.replacen("COMPLETED", "RUNNING", 1);
+        assert_eq!(
+            meaning(running.as_bytes()).unwrap(),
+            Meaning::Event {
+                completed: false,
+                at
+            }
+        );
+        assert_eq!(meaning(br#"{"type":"ping"}"#).unwrap(), Meaning::Ping);
+        assert_eq!(meaning(br#"{"type":"pong"}"#).unwrap(), Meaning::Nothing);
+    }
+
+    #[test]
+    fn what_a_subscriber_does_not_expect_is_an_error() {
+        let error = br#"{"id":"1","type":"next","payload":{"errors":[{"message":"no"}]}}"#;
+        let refused = meaning(error).unwrap_err().to_string();
+        assert!(
+            refused.contains("an error instead of an event"),
+            "{refused}"
+        );
+        let complete = meaning(br#"{"id":"1","type":"complete"}"#).unwrap_err();
+        assert!(
+            complete.to_string().contains("unexpected message"),
+            "{complete}"
+        );
+        assert!(meaning(b"not json").is_err());
+    }
 }

@@ -28,6 +28,7 @@ mod list;
 mod load;
 mod pgbench;
 mod postgraphile;
+mod raw_ws;
 mod report;
 mod results;
 mod soak;
