@@ -36,11 +36,16 @@ use crate::graphql::operation::Operation;
 /// Subscribers one task writes to, at least: below this, a part is not
 /// worth a task of its own.
 const PART: usize = 512;
-/// How long a result waits for the next ones of its stream, so that they
-/// reach each socket in one write: an execution's PENDING, RUNNING and
-/// COMPLETED come within a few milliseconds, and a write (and the reader's
-/// wake-up) per result cost most of a delivery (BENCHMARKS.md).
+/// How long a result waits at most for the next ones of its stream, so
+/// that they reach each socket in one write: an execution's PENDING,
+/// RUNNING and COMPLETED come within a few milliseconds, and a write (and
+/// the reader's wake-up) per result cost most of a delivery (BENCHMARKS.md).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(4);
+/// The gathering ends early once no result has come for this long. The
+/// transitions one commit announces (`executeFunction` commits all three
+/// at once) are loaded and ready within a fraction of it, so they go out
+/// together without waiting out the whole window.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(1);
 /// Results gathered into one write at most.
 const BATCH: usize = 64;
 
@@ -274,12 +279,14 @@ impl SharedStreams {
                     }
                     continue;
                 }
-                // Results that follow within GATHER go out with this one:
-                // one write per socket instead of one per result.
+                // Results that follow (each within QUIET of the one before,
+                // all within GATHER) go out with this one: one write per
+                // socket instead of one per result.
                 let mut batch = vec![json(&response)];
                 let gathered = tokio::time::Instant::now() + GATHER;
                 while batch.len() < BATCH {
-                    match tokio::time::timeout_at(gathered, results.next()).await {
+                    let quiet = (tokio::time::Instant::now() + QUIET).min(gathered);
+                    match tokio::time::timeout_at(quiet, results.next()).await {
                         Ok(Some(response)) => batch.push(json(&response)),
                         Ok(None) => {
                             ended = true;
