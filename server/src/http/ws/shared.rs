@@ -42,9 +42,9 @@ const PART: usize = 512;
 /// the reader's wake-up) per result cost most of a delivery (BENCHMARKS.md).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(4);
 /// The gathering ends early once no result has come for this long. The
-/// transitions one commit announces (`executeFunction` commits all three
-/// at once) are loaded and ready within a fraction of it, so they go out
-/// together without waiting out the whole window.
+/// three transitions of an `executeFunction` are announced within about
+/// half a millisecond and loaded together, so they go out in one write
+/// without waiting out the whole window.
 const QUIET: std::time::Duration = std::time::Duration::from_millis(1);
 /// Results gathered into one write at most.
 const BATCH: usize = 64;
