@@ -301,6 +301,7 @@ mod direct {
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
     use super::{ClientMessage, next_message, reply};
+    use crate::ws_frame;
 
     /// A subscribed socket; `backlog` holds what a full socket buffer did not
     /// take, written by a task that waits for the socket to drain.
@@ -411,19 +412,7 @@ mod direct {
 
     /// Appends a server frame (unmasked, final) to `out`.
     fn frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-        out.push(0x80 | opcode);
-        match payload.len() {
-            n if n < 126 => out.push(n as u8),
-            n if n <= usize::from(u16::MAX) => {
-                out.push(126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(payload);
+        ws_frame::write(out, opcode, payload, None);
     }
 
     pub(super) async fn connection(mut stream: TcpStream, routes: &Routes) -> anyhow::Result<()> {
@@ -510,35 +499,17 @@ mod direct {
     /// A complete client frame at the start of `buffer`: opcode, unmasked
     /// payload and the bytes it took.
     fn client_frame(buffer: &[u8]) -> anyhow::Result<Option<(u8, Vec<u8>, usize)>> {
-        if buffer.len() < 2 {
+        let Some(head) = ws_frame::head(buffer)? else {
             return Ok(None);
-        }
-        let opcode = buffer[0] & 0x0F;
-        if buffer[1] & 0x80 == 0 {
-            bail!("an unmasked client frame");
-        }
-        let (len, mut at) = match buffer[1] & 0x7F {
-            126 if buffer.len() >= 4 => {
-                (usize::from(u16::from_be_bytes([buffer[2], buffer[3]])), 4)
-            }
-            127 if buffer.len() >= 10 => {
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(&buffer[2..10]);
-                (usize::try_from(u64::from_be_bytes(bytes))?, 10)
-            }
-            126 | 127 => return Ok(None),
-            n => (usize::from(n), 2),
         };
-        if buffer.len() < at + 4 + len {
-            return Ok(None);
-        }
-        let mask = [buffer[at], buffer[at + 1], buffer[at + 2], buffer[at + 3]];
-        at += 4;
-        let payload = buffer[at..at + len]
+        let Some(mask) = head.mask else {
+            bail!("an unmasked client frame");
+        };
+        let payload = buffer[head.header..head.end()]
             .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ mask[i % 4])
+            .zip(mask.iter().cycle())
+            .map(|(b, m)| b ^ m)
             .collect();
-        Ok(Some((opcode, payload, at + len)))
+        Ok(Some((head.opcode, payload, head.end())))
     }
 }

@@ -33,6 +33,7 @@ mod report;
 mod results;
 mod soak;
 mod stats;
+mod ws_frame;
 
 use std::path::PathBuf;
 

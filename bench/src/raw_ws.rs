@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::ws_frame;
+
 /// The buffer's first size; it grows for a larger frame.
 const BUFFER: usize = 8 * 1024;
 
@@ -123,22 +125,8 @@ impl RawSocket {
 
     /// Sends one final frame, masked as a client's must be.
     pub async fn send(&mut self, opcode: u8, payload: &[u8]) -> anyhow::Result<()> {
-        const MASK: [u8; 4] = [0x5a, 0x17, 0xc3, 0x8e];
-        let mut frame = Vec::with_capacity(payload.len() + 14);
-        frame.push(0x80 | opcode);
-        match payload.len() {
-            len @ 0..=125 => frame.push(0x80 | len as u8),
-            len @ 126..=0xffff => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            len => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(len as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&MASK);
-        frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+        let mut frame = Vec::new();
+        ws_frame::write(&mut frame, opcode, payload, Some([0x5a, 0x17, 0xc3, 0x8e]));
         self.stream.write_all(&frame).await?;
         Ok(())
     }
@@ -173,10 +161,10 @@ impl RawSocket {
 
     /// The next complete frame among the bytes read, if there is one.
     pub fn next_frame(&mut self) -> anyhow::Result<Option<Frame>> {
-        let Some(head) = frame_head(self.unread())? else {
+        let Some(head) = server_frame_head(self.unread())? else {
             return Ok(None);
         };
-        let payload = self.start + head.header..self.start + head.header + head.len;
+        let payload = self.start + head.header..self.start + head.end();
         self.start = payload.end;
         Ok(Some(match head.opcode {
             0x1 => Frame::Text(payload),
@@ -187,84 +175,29 @@ impl RawSocket {
     }
 }
 
-/// Where a server frame's payload lies.
-#[derive(Debug, PartialEq, Eq)]
-struct FrameHead {
-    opcode: u8,
-    /// Bytes before the payload.
-    header: usize,
-    len: usize,
-}
-
-/// The head of the frame `bytes` begin with, once all of the frame is there.
-fn frame_head(bytes: &[u8]) -> anyhow::Result<Option<FrameHead>> {
-    let [first, second, ..] = *bytes else {
+/// The head of the server frame `bytes` begin with, once all of it is there.
+fn server_frame_head(bytes: &[u8]) -> anyhow::Result<Option<ws_frame::Head>> {
+    let Some(head) = ws_frame::head(bytes)? else {
         return Ok(None);
     };
-    if first & 0x80 == 0 {
+    if !head.fin {
         bail!("a fragmented frame (the servers measured send none)");
     }
-    if second & 0x80 != 0 {
+    if head.mask.is_some() {
         bail!("a masked frame from the server");
     }
-    let (header, len) = match second & 0x7f {
-        126 if bytes.len() >= 4 => (4, usize::from(u16::from_be_bytes([bytes[2], bytes[3]]))),
-        127 if bytes.len() >= 10 => {
-            let len: [u8; 8] = bytes[2..10].try_into()?;
-            (10, usize::try_from(u64::from_be_bytes(len))?)
-        }
-        126 | 127 => return Ok(None),
-        len => (2, usize::from(len)),
-    };
-    if bytes.len() < header + len {
-        return Ok(None);
-    }
-    Ok(Some(FrameHead {
-        opcode: first & 0x0f,
-        header,
-        len,
-    }))
+    Ok(Some(head))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn head(opcode: u8, header: usize, len: usize) -> Option<FrameHead> {
-        Some(FrameHead {
-            opcode,
-            header,
-            len,
-        })
-    }
-
-    #[test]
-    fn reads_each_length_form_once_the_frame_is_complete() {
-        let mut short = vec![0x81, 3];
-        short.extend_from_slice(b"abc");
-        assert_eq!(frame_head(&short).unwrap(), head(1, 2, 3));
-        assert_eq!(frame_head(&short[..4]).unwrap(), None);
-
-        let mut medium = vec![0x81, 126, 0x01, 0x00];
-        medium.resize(4 + 256, b'x');
-        assert_eq!(frame_head(&medium).unwrap(), head(1, 4, 256));
-        assert_eq!(frame_head(&medium[..3]).unwrap(), None);
-        assert_eq!(frame_head(&medium[..100]).unwrap(), None);
-
-        let mut long = vec![0x89, 127, 0, 0, 0, 0, 0, 1, 0, 0];
-        long.resize(10 + 65_536, b'y');
-        assert_eq!(frame_head(&long).unwrap(), head(9, 10, 65_536));
-        assert_eq!(frame_head(&long[..9]).unwrap(), None);
-
-        assert_eq!(frame_head(&[0x81]).unwrap(), None);
-        assert_eq!(frame_head(&[0x8a, 0]).unwrap(), head(0xa, 2, 0));
-    }
-
     #[test]
     fn refuses_what_a_server_must_not_send() {
-        let fragment = frame_head(&[0x01, 0]).unwrap_err();
+        let fragment = server_frame_head(&[0x01, 0]).unwrap_err();
         assert!(fragment.to_string().contains("fragmented"), "{fragment}");
-        let masked = frame_head(&[0x81, 0x80, 1, 2, 3, 4]).unwrap_err();
+        let masked = server_frame_head(&[0x81, 0x80, 1, 2, 3, 4]).unwrap_err();
         assert!(masked.to_string().contains("masked"), "{masked}");
     }
 }
