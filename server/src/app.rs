@@ -85,11 +85,12 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
     let sockets = http::ws::Sockets::new(shutdown.clone());
     let app = http::routes(schema, state, &settings.api, sockets.clone());
 
-    let acceptor = NoDelay(
+    let acceptor = http::Accepting::new(
         TcpListener::bind(settings.listen)
             .into_acceptor()
             .await
             .with_context(|| format!("binding {}", settings.listen))?,
+        sockets.accepted(),
     );
     let bound = acceptor
         .local_addr()
@@ -248,33 +249,6 @@ async fn start_worker(
         .context("starting the AssemblyScript compiler")?;
     tracing::info!(compiler = %version, "compiler.ready");
     Ok(CompilerWorker::new(db, compiler, settings))
-}
-
-/// Accepts with TCP_NODELAY. Without it, a WebSocket frame sent right after
-/// another (a subscription's PENDING then COMPILING) waits for the client's
-/// delayed ACK, up to 40 ms on Linux (see BENCHMARKS.md).
-struct NoDelay(poem::listener::TcpAcceptor);
-
-impl Acceptor for NoDelay {
-    type Io = tokio::net::TcpStream;
-
-    fn local_addr(&self) -> Vec<poem::web::LocalAddr> {
-        self.0.local_addr()
-    }
-
-    async fn accept(
-        &mut self,
-    ) -> std::io::Result<(
-        Self::Io,
-        poem::web::LocalAddr,
-        poem::web::RemoteAddr,
-        poem::http::uri::Scheme,
-    )> {
-        let accepted = self.0.accept().await?;
-        // Best effort: a socket that refuses it still works, only slower.
-        let _ = accepted.0.set_nodelay(true);
-        Ok(accepted)
-    }
 }
 
 async fn shutdown_signal() {

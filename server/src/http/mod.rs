@@ -3,6 +3,7 @@
 //! GraphiQL, the playground, health and readiness probes and Prometheus
 //! metrics. Every error outside GraphQL has the REST error body.
 
+mod accepted;
 mod auth;
 mod body_limit;
 mod graphql;
@@ -11,6 +12,7 @@ mod probes;
 mod static_pages;
 pub mod ws;
 
+pub use accepted::{AcceptedSockets, Accepting};
 pub use auth::Face;
 
 /// The media type of a `Content-Type` or `Accept` item, without its

@@ -38,6 +38,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::accepted::AcceptedSockets;
 use session::Connection;
 pub use shared::SharePolicy;
 use shared::SharedStreams;
@@ -173,10 +174,14 @@ impl ConnectionAuth for AcceptAll {
 /// upgraded connections and the runtime would later drop them without a close
 /// frame; this closes each with 1001 when `shutdown` is cancelled and lets the
 /// process wait until they have said goodbye.
+///
+/// It also knows the process's accepted TCP connections, so that an upgraded
+/// one's socket is written directly ([`super::accepted`]).
 #[derive(Clone, Default)]
 pub struct Sockets {
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    accepted: AcceptedSockets,
 }
 
 impl Sockets {
@@ -184,7 +189,13 @@ impl Sockets {
         Self {
             shutdown,
             tracker: TaskTracker::new(),
+            accepted: AcceptedSockets::default(),
         }
+    }
+
+    /// The registry the process's acceptor keeps its connections in.
+    pub fn accepted(&self) -> AcceptedSockets {
+        self.accepted.clone()
     }
 
     /// Sockets currently open.
@@ -370,10 +381,14 @@ impl<E: Executor> Endpoint for GraphQLWs<E> {
         };
         let shutdown = self.sockets.shutdown.clone();
         let open = self.sockets.tracker.token();
+        let writer = self
+            .sockets
+            .accepted
+            .writer(req.local_addr(), req.remote_addr());
         tokio::spawn(async move {
             let _open = open;
             if let Ok(socket) = on_upgrade.await {
-                connection.serve(socket, shutdown).await;
+                connection.serve(socket, writer, shutdown).await;
             }
         });
         Ok(Response::builder()

@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 /// Bytes a socket's backlog holds for shared results: a subscriber further
@@ -263,14 +263,14 @@ impl<W: AsyncWrite + Unpin + Send> Deliver for Outbox<W> {
     }
 }
 
-/// The socket as tungstenite reads it: the reading half, and writes (its
+/// The socket as tungstenite reads it: its reading side, and writes (its
 /// pongs and close replies) that go through the [`Outbox`] and never wait.
 pub(super) struct Reading<R, W> {
-    pub(super) read: ReadHalf<R>,
+    pub(super) read: R,
     pub(super) outbox: std::sync::Arc<Outbox<W>>,
 }
 
-impl<R: AsyncRead, W> AsyncRead for Reading<R, W> {
+impl<R: AsyncRead + Unpin, W> AsyncRead for Reading<R, W> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

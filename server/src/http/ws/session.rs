@@ -23,6 +23,7 @@ use super::shared::SharedStreams;
 use super::{
     CLOSE_HANDSHAKE, ConnectionAuth, ConnectionInit, MAX_CLOSE_REASON, Protocol, WsSettings,
 };
+use crate::http::accepted::SharedTcp;
 
 /// One socket's settings, before it starts.
 pub(super) struct Connection<E> {
@@ -66,12 +67,31 @@ fn too_big(limit: usize) -> Stop {
 
 impl<E: Executor> Connection<E> {
     /// Serves the WebSocket on `socket` (after the handshake) until either
-    /// side closes it or `shutdown` is cancelled.
-    pub(super) async fn serve<S>(self, socket: S, shutdown: CancellationToken)
-    where
-        S: AsyncRead + AsyncWrite + Send + 'static,
+    /// side closes it or `shutdown` is cancelled. With `writer`, the
+    /// connection's own TCP socket, every frame is written there and
+    /// `socket` is only read.
+    pub(super) async fn serve<S>(
+        self,
+        socket: S,
+        writer: Option<SharedTcp>,
+        shutdown: CancellationToken,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (read, write) = tokio::io::split(socket);
+        match writer {
+            Some(writer) => self.serve_on(socket, writer, shutdown).await,
+            None => {
+                let (read, write) = tokio::io::split(socket);
+                self.serve_on(read, write, shutdown).await;
+            }
+        }
+    }
+
+    async fn serve_on<R, W>(self, read: R, write: W, shutdown: CancellationToken)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let outbox = Arc::new(Outbox::new(write));
         let reading = Reading {
             read,
@@ -270,8 +290,7 @@ fn coalesce<E: Executor>(state: &mut State<E>, id: String, event: Event) -> Vec<
 
 /// Reads the client's frames in a task of its own and hands them over one
 /// at a time. The session's loop then waits on a channel instead of the
-/// socket's read stack (tungstenite, the split's lock, poem's upgraded
-/// stream), which every wake-up for a result polled: about 5 % of the server's
+/// socket's read stack (tungstenite, poem's upgraded stream), which every wake-up for a result polled: about 5 % of the server's
 /// samples at 10,000 subscribers (BENCHMARKS.md). A client that sends faster
 /// than the session takes waits on its own socket, as before; at most two
 /// frames wait read (one in the channel, one being handed over). The reader

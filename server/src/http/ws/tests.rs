@@ -7,6 +7,7 @@ use serde_json::json;
 use super::protocol::{Event, State, Step, TransportMessage, is_request_error};
 use super::session::{Connection, Stop, truncate};
 use super::shared::SharedStreams;
+use crate::http::accepted::SharedTcp;
 
 use super::*;
 
@@ -96,7 +97,7 @@ fn replies(step: Result<Step, Stop>) -> Vec<Message> {
 /// server as masked frames (the client's side closes when the channel
 /// does), the frames the server sends arrive on the second.
 fn websocket_client(
-    io: tokio::io::DuplexStream,
+    io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     start_reading: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> (
     channel::UnboundedSender<std::io::Result<Message>>,
@@ -206,6 +207,25 @@ fn server_frame(buffer: &[u8]) -> Option<(Message, usize)> {
     Some((message, at + len))
 }
 
+/// A session's settings as the endpoint would make them.
+fn connection(
+    executor: TestSchema,
+    shared: Option<SharedStreams>,
+    protocol: Protocol,
+    auth: Arc<dyn ConnectionAuth>,
+    settings: WsSettings,
+) -> Connection<TestSchema> {
+    Connection {
+        executor,
+        auth,
+        settings,
+        config: WebSocketConfig::default(),
+        protocol,
+        headers: HeaderMap::new(),
+        shared,
+    }
+}
+
 struct Client {
     to_server: channel::UnboundedSender<std::io::Result<Message>>,
     replies: channel::UnboundedReceiver<Message>,
@@ -253,16 +273,45 @@ impl Client {
         start_reading: Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> Self {
         let (client_side, server_side) = tokio::io::duplex(64 * 1024);
-        let connection = Connection {
+        let connection = connection(executor, shared, protocol, auth, settings);
+        let task = tokio::spawn(connection.serve(server_side, None, shutdown));
+        let (to_server, replies) = websocket_client(client_side, start_reading);
+        Self {
+            to_server,
+            replies,
+            task,
+        }
+    }
+
+    /// As [`Self::connect_reading`] with `graphql-transport-ws`, over a real
+    /// loopback TCP connection whose socket the session writes itself, as
+    /// the endpoint does with the connections it accepted.
+    fn connect_over_tcp(
+        executor: TestSchema,
+        shared: Option<SharedStreams>,
+        settings: WsSettings,
+        start_reading: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client_side = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        let [client_side, server_side] = [client_side, server_side].map(|stream| {
+            stream.set_nonblocking(true).unwrap();
+            tokio::net::TcpStream::from_std(stream).unwrap()
+        });
+        let server_side = SharedTcp::new(server_side);
+        let connection = connection(
             executor,
-            auth,
-            settings,
-            config: WebSocketConfig::default(),
-            protocol,
-            headers: HeaderMap::new(),
             shared,
-        };
-        let task = tokio::spawn(connection.serve(server_side, shutdown));
+            Protocol::TransportWs,
+            Arc::new(AcceptAll),
+            settings,
+        );
+        let task = tokio::spawn(connection.serve(
+            server_side.clone(),
+            Some(server_side),
+            CancellationToken::new(),
+        ));
         let (to_server, replies) = websocket_client(client_side, start_reading);
         Self {
             to_server,
@@ -636,7 +685,7 @@ async fn a_client_that_stops_reading_is_disconnected() {
         headers: HeaderMap::new(),
         shared: None,
     };
-    let task = tokio::spawn(connection.serve(server_side, CancellationToken::new()));
+    let task = tokio::spawn(connection.serve(server_side, None, CancellationToken::new()));
     let mut client = tokio_tungstenite::WebSocketStream::from_raw_socket(
         client_side,
         tokio_tungstenite::tungstenite::protocol::Role::Client,
@@ -908,4 +957,80 @@ async fn a_shared_subscriber_that_falls_behind_ends_alone() {
     stalled.send(json!({ "type": "ping" }));
     assert_eq!(stalled.json().await, json!({ "type": "pong" }));
     assert_eq!(shared.subscribers(), 1);
+}
+
+#[tokio::test]
+async fn a_session_over_tcp_writes_its_socket_itself() {
+    let mut client = Client::connect_over_tcp(schema(), None, WsSettings::default(), None);
+    client.init().await;
+    client.send(json!({ "id": "c", "type": "subscribe", "payload": { "query": "subscription { count(to: 3) }" } }));
+    for n in 0..3 {
+        assert_eq!(
+            client.json().await,
+            json!({ "id": "c", "type": "next", "payload": { "data": { "count": n } } })
+        );
+    }
+    assert_eq!(
+        client.json().await,
+        json!({ "id": "c", "type": "complete" })
+    );
+    client.send(json!({ "type": "ping" }));
+    assert_eq!(client.json().await, json!({ "type": "pong" }));
+    client.to_server.close_channel();
+    tokio::time::timeout(Duration::from_secs(5), client.task)
+        .await
+        .expect("the session to end with the client")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn shared_results_reach_tcp_sockets() {
+    let (pulses, schema, shared) = sharing_everything(16);
+    let mut clients: Vec<Client> = (0..3)
+        .map(|_| {
+            Client::connect_over_tcp(
+                schema.clone(),
+                Some(shared.clone()),
+                WsSettings::default(),
+                None,
+            )
+        })
+        .collect();
+    for (n, client) in clients.iter_mut().enumerate() {
+        client.init().await;
+        client.send(json!({ "id": format!("p{n}"), "type": "subscribe", "payload": { "query": "subscription { pulses }" } }));
+    }
+    let started = tokio::time::Instant::now();
+    while shared.subscribers() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not every subscriber joined"
+        );
+        tokio::task::yield_now().await;
+    }
+    pulses.sender.send(5).unwrap();
+    for (n, client) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            client.json().await,
+            json!({ "id": format!("p{n}"), "type": "next", "payload": { "data": { "pulses": 5 } } })
+        );
+    }
+    assert_eq!(pulses.streams.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_client_over_tcp_that_stops_reading_is_disconnected() {
+    // Never told to read: the kernel's buffers fill, then the backlog.
+    let (_never, reading_starts) = tokio::sync::oneshot::channel();
+    let settings = WsSettings {
+        send_timeout: Duration::from_millis(100),
+        ..WsSettings::default()
+    };
+    let client = Client::connect_over_tcp(schema(), None, settings, Some(reading_starts));
+    client.send(json!({ "type": "connection_init" }));
+    client.send(json!({ "id": "f", "type": "subscribe", "payload": { "query": "subscription { count(to: 100000000) }" } }));
+    tokio::time::timeout(Duration::from_secs(20), client.task)
+        .await
+        .expect("the connection to give up on the client")
+        .unwrap();
 }
