@@ -134,7 +134,10 @@ impl AcceptedSockets {
 
     /// The socket of the connection a request came on, to write to it
     /// once the request's upgrade is done; `None` when it was not accepted
-    /// here (a test's in-memory stream).
+    /// here (a test's in-memory stream). The addresses must be the ones
+    /// the acceptor gave poem: a middleware that rewrote the remote
+    /// address (to a proxy's client, say) would make this find another
+    /// connection or none. Nothing in this server rewrites them.
     pub fn writer(&self, local: &LocalAddr, remote: &RemoteAddr) -> Option<SharedTcp> {
         let key = (*local.as_socket_addr()?, *remote.as_socket_addr()?);
         self.lock().get(&key).and_then(Weak::upgrade).map(SharedTcp)
