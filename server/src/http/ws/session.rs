@@ -290,12 +290,13 @@ fn coalesce<E: Executor>(state: &mut State<E>, id: String, event: Event) -> Vec<
 
 /// Reads the client's frames in a task of its own and hands them over one
 /// at a time. The session's loop then waits on a channel instead of the
-/// socket's read stack (tungstenite, poem's upgraded stream), which every wake-up for a result polled: about 5 % of the server's
-/// samples at 10,000 subscribers (BENCHMARKS.md). A client that sends faster
-/// than the session takes waits on its own socket, as before; at most two
-/// frames wait read (one in the channel, one being handed over). The reader
-/// stops after the client's close frame, an error or the end, and is
-/// aborted when the returned guard is dropped.
+/// socket's read stack (tungstenite, poem's upgraded stream), which every
+/// wake-up for a result polled: about 5 % of the server's samples at 10,000
+/// subscribers (BENCHMARKS.md, with the split's lock then in it too). A
+/// client that sends faster than the session takes waits on its own socket,
+/// as before; at most two frames wait read (one in the channel, one being
+/// handed over). The reader stops after the client's close frame, an error
+/// or the end, and is aborted when the returned guard is dropped.
 fn read_ahead<Rx>(mut rx: Rx) -> (mpsc::Receiver<std::io::Result<Message>>, AbortOnDrop)
 where
     Rx: Stream<Item = std::io::Result<Message>> + Unpin + Send + 'static,

@@ -673,18 +673,17 @@ async fn a_peer_that_answers_stays_connected() {
 async fn a_client_that_stops_reading_is_disconnected() {
     // A pipe that holds 1 KiB: the flood below fills it at once.
     let (client_side, server_side) = tokio::io::duplex(1024);
-    let connection = Connection {
-        executor: schema(),
-        auth: Arc::new(AcceptAll),
-        settings: WsSettings {
-            send_timeout: Duration::from_millis(100),
-            ..WsSettings::default()
-        },
-        config: WebSocketConfig::default(),
-        protocol: Protocol::TransportWs,
-        headers: HeaderMap::new(),
-        shared: None,
+    let settings = WsSettings {
+        send_timeout: Duration::from_millis(100),
+        ..WsSettings::default()
     };
+    let connection = connection(
+        schema(),
+        None,
+        Protocol::TransportWs,
+        Arc::new(AcceptAll),
+        settings,
+    );
     let task = tokio::spawn(connection.serve(server_side, None, CancellationToken::new()));
     let mut client = tokio_tungstenite::WebSocketStream::from_raw_socket(
         client_side,
