@@ -25,13 +25,27 @@ use tokio::net::TcpStream;
 /// A TCP stream that every holder may read and write through tokio's
 /// readiness API, without a lock: hyper reads and writes it while it
 /// serves HTTP; after an upgrade only the WebSocket session reads it and
-/// only its outbox writes it.
-#[derive(Clone)]
-pub struct SharedTcp(Arc<TcpStream>);
+/// only its outbox writes it. The handle the acceptor made (hyper's)
+/// leaves [`AcceptedSockets`] when it is dropped; the others do not.
+pub struct SharedTcp {
+    stream: Arc<TcpStream>,
+    registered: Option<(Peers, AcceptedSockets)>,
+}
 
 impl SharedTcp {
     pub fn new(stream: TcpStream) -> Self {
-        Self(Arc::new(stream))
+        Self {
+            stream: Arc::new(stream),
+            registered: None,
+        }
+    }
+
+    /// Another handle on the same socket, to write to it.
+    pub fn writer(&self) -> Self {
+        Self {
+            stream: Arc::clone(&self.stream),
+            registered: None,
+        }
     }
 
     /// Sends once the socket is writable (again when its readiness was
@@ -42,8 +56,8 @@ impl SharedTcp {
         mut send: impl FnMut(&TcpStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match send(&self.0) {
+            ready!(self.stream.poll_write_ready(cx))?;
+            match send(&self.stream) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 sent => return Poll::Ready(sent),
             }
@@ -58,7 +72,7 @@ impl AsyncRead for SharedTcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            ready!(self.0.poll_read_ready(cx))?;
+            ready!(self.stream.poll_read_ready(cx))?;
             // Received into the buffer as it is, as tokio's own `TcpStream`
             // does. Zeroing it first (`initialize_unfilled`, the safe way)
             // made every upgraded connection keep hyper's whole read buffer
@@ -66,8 +80,8 @@ impl AsyncRead for SharedTcp {
             // SAFETY: `recv` only writes initialised bytes into `unfilled`,
             // and says how many.
             let unfilled = unsafe { buf.unfilled_mut() };
-            let received = self.0.try_io(Interest::READABLE, || {
-                socket2::SockRef::from(&*self.0).recv(unfilled)
+            let received = self.stream.try_io(Interest::READABLE, || {
+                socket2::SockRef::from(&*self.stream).recv(unfilled)
             });
             match received {
                 Ok(n) => {
@@ -109,7 +123,7 @@ impl AsyncWrite for SharedTcp {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let shut = socket2::SockRef::from(&*self.0).shutdown(Shutdown::Write);
+        let shut = socket2::SockRef::from(&*self.stream).shutdown(Shutdown::Write);
         // Already shut, or the peer is gone: either way nothing more goes out.
         Poll::Ready(match shut {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
@@ -140,7 +154,11 @@ impl AcceptedSockets {
     /// connection or none. Nothing in this server rewrites them.
     pub fn writer(&self, local: &LocalAddr, remote: &RemoteAddr) -> Option<SharedTcp> {
         let key = (*local.as_socket_addr()?, *remote.as_socket_addr()?);
-        self.lock().get(&key).and_then(Weak::upgrade).map(SharedTcp)
+        let stream = self.lock().get(&key).and_then(Weak::upgrade)?;
+        Some(SharedTcp {
+            stream,
+            registered: None,
+        })
     }
 
     /// Connections open (tests).
@@ -150,81 +168,20 @@ impl AcceptedSockets {
     }
 }
 
-/// An accepted connection as hyper serves it; dropping it leaves the
-/// registry.
-pub struct AcceptedTcp {
-    stream: SharedTcp,
-    key: Option<Peers>,
-    sockets: AcceptedSockets,
-}
-
-impl AcceptedTcp {
-    fn new(stream: TcpStream, key: Option<Peers>, sockets: &AcceptedSockets) -> Self {
-        let stream = SharedTcp::new(stream);
-        if let Some(key) = key {
-            sockets.lock().insert(key, Arc::downgrade(&stream.0));
-        }
-        Self {
-            stream,
-            key,
-            sockets: sockets.clone(),
-        }
-    }
-}
-
-impl Drop for AcceptedTcp {
+impl Drop for SharedTcp {
     fn drop(&mut self) {
-        if let Some(key) = self.key {
-            let mut sockets = self.sockets.lock();
-            // A later connection from the same address may have taken the
-            // key already; leave that one.
-            if sockets
-                .get(&key)
-                .is_some_and(|kept| std::ptr::eq(kept.as_ptr(), Arc::as_ptr(&self.stream.0)))
-            {
-                sockets.remove(&key);
-            }
+        let Some((key, sockets)) = &self.registered else {
+            return;
+        };
+        let mut sockets = sockets.lock();
+        // A later connection from the same address may have taken the key
+        // already; leave that one.
+        if sockets
+            .get(key)
+            .is_some_and(|kept| std::ptr::eq(kept.as_ptr(), Arc::as_ptr(&self.stream)))
+        {
+            sockets.remove(key);
         }
-    }
-}
-
-impl AsyncRead for AcceptedTcp {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for AcceptedTcp {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -244,7 +201,7 @@ impl Accepting {
 }
 
 impl Acceptor for Accepting {
-    type Io = AcceptedTcp;
+    type Io = SharedTcp;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         self.tcp.local_addr()
@@ -260,7 +217,12 @@ impl Acceptor for Accepting {
             .as_socket_addr()
             .copied()
             .zip(remote.as_socket_addr().copied());
-        let accepted = AcceptedTcp::new(stream, key, &self.sockets);
+        let mut accepted = SharedTcp::new(stream);
+        if let Some(key) = key {
+            let socket = Arc::downgrade(&accepted.stream);
+            self.sockets.lock().insert(key, socket);
+            accepted.registered = Some((key, self.sockets.clone()));
+        }
         Ok((accepted, local, remote, scheme))
     }
 }

@@ -308,7 +308,7 @@ impl Client {
             settings,
         );
         let task = tokio::spawn(connection.serve(
-            server_side.clone(),
+            server_side.writer(),
             Some(server_side),
             CancellationToken::new(),
         ));
