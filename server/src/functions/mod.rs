@@ -9,11 +9,13 @@ mod record;
 mod validate;
 mod versions;
 
+use std::sync::LazyLock;
+
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -25,7 +27,7 @@ pub use record::{FunctionRecord, OptionalColumns, VersionRecord};
 pub use validate::{FunctionLimits, SUPPORTED_LANGUAGES, check_language};
 pub use versions::{list_versions, module, version};
 
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Page, PageRequest, StatementTexts, page_statement};
 use crate::queue::{self, CompilationJob, QueueError};
 
 #[derive(Debug, thiserror::Error)]
@@ -302,25 +304,91 @@ pub async fn list(
     with_total: bool,
     columns: OptionalColumns,
 ) -> Result<Page<FunctionRecord>, DbErr> {
+    static STATEMENTS: LazyLock<StatementTexts<ListShape>> = LazyLock::new(StatementTexts::new);
+    let shape = ListShape {
+        columns,
+        status: filter.status.is_some(),
+        name: name_pattern(filter).is_some(),
+        after: page.after.is_some(),
+        with_total,
+        limit: page.fetch_limit(),
+    };
+    let statement = STATEMENTS.statement(shape, list_parameters(filter, page, with_total), || {
+        list_statement(filter, page, with_total, columns)
+    });
+    let count = with_total.then(|| list_condition(filter));
+    crate::pagination::run_page::<_, function::Entity, _, _>(db, statement, page, count).await
+}
+
+/// What the text of [`list`]'s statement depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ListShape {
+    columns: OptionalColumns,
+    status: bool,
+    name: bool,
+    after: bool,
+    with_total: bool,
+    limit: u64,
+}
+
+fn list_statement(
+    filter: &FunctionFilter,
+    page: &PageRequest,
+    with_total: bool,
+    columns: OptionalColumns,
+) -> Statement {
+    let condition = list_condition(filter);
+    let count = with_total.then(|| condition.clone());
+    let rows_condition = match page.after {
+        Some(after) => {
+            condition.add(after.rows_after(function::Column::CreatedAt, function::Column::Id))
+        }
+        None => condition,
+    };
+    let rows = FunctionRecord::select_columns(columns)
+        .filter(rows_condition)
+        .order_by_desc(function::Column::CreatedAt)
+        .order_by_desc(function::Column::Id);
+    page_statement(DbBackend::Postgres, rows, page, count.as_ref())
+}
+
+/// The filter, without the cursor.
+fn list_condition(filter: &FunctionFilter) -> Condition {
     let mut condition = Condition::all();
     if let Some(status) = filter.status {
         condition = condition.add(function::Column::Status.eq(status));
     }
-    if let Some(needle) = filter.name_contains.as_deref().filter(|n| !n.is_empty()) {
-        let pattern = format!("%{}%", escape_like(&needle.to_lowercase()));
+    if let Some(pattern) = name_pattern(filter) {
         condition =
             condition.add(Expr::expr(Func::lower(Expr::col(function::Column::Name))).like(pattern));
     }
-    let count = with_total.then(|| condition.clone());
-    if let Some(after) = page.after {
-        condition =
-            condition.add(after.rows_after(function::Column::CreatedAt, function::Column::Id));
-    }
-    let rows = FunctionRecord::select_columns(columns)
-        .filter(condition)
-        .order_by_desc(function::Column::CreatedAt)
-        .order_by_desc(function::Column::Id);
-    crate::pagination::fetch_page(db, rows, page, count).await
+    condition
+}
+
+/// The parameters of [`list_statement`], in its order: the count's filter (in
+/// the selected columns), then the rows' filter and cursor.
+fn list_parameters(filter: &FunctionFilter, page: &PageRequest, with_total: bool) -> Vec<Value> {
+    let condition = [
+        filter.status.map(Into::<Value>::into),
+        name_pattern(filter).map(Value::from),
+    ];
+    let cursor = page
+        .after
+        .map(|after| [Value::from(after.created_at), Value::from(after.id)]);
+    let count = with_total.then_some(condition.clone());
+    count
+        .into_iter()
+        .flatten()
+        .chain(condition)
+        .flatten()
+        .chain(cursor.into_iter().flatten())
+        .collect()
+}
+
+/// The LIKE pattern of `nameContains`, matched against the lower-cased name.
+fn name_pattern(filter: &FunctionFilter) -> Option<String> {
+    let needle = filter.name_contains.as_deref().filter(|n| !n.is_empty())?;
+    Some(format!("%{}%", escape_like(&needle.to_lowercase())))
 }
 
 /// A write refused because another function has the name: a CONFLICT the
@@ -354,4 +422,43 @@ fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pagination::PageCursor;
+
+    /// Every shape's parameters are the rendered statement's, so every
+    /// shape's text is reused.
+    #[test]
+    fn list_parameters_are_in_the_statements_order() {
+        let cursor = PageCursor {
+            created_at: chrono::Utc::now(),
+            id: Uuid::new_v4(),
+        };
+        for status in [None, Some(FunctionStatus::Ready)] {
+            for name_contains in [None, Some(String::new()), Some("50%_\\".to_string())] {
+                for after in [None, Some(cursor)] {
+                    for with_total in [false, true] {
+                        for columns in [OptionalColumns::ALL, OptionalColumns::NONE] {
+                            let filter = FunctionFilter {
+                                status,
+                                name_contains: name_contains.clone(),
+                            };
+                            let page = PageRequest { first: 7, after };
+                            let statement = list_statement(&filter, &page, with_total, columns);
+                            let rendered = statement.values.map(|v| v.0).unwrap_or_default();
+                            assert_eq!(
+                                rendered,
+                                list_parameters(&filter, &page, with_total),
+                                "{filter:?} {after:?} with_total={with_total} {columns:?}"
+                            );
+                            assert!(statement.sql.ends_with(" LIMIT 8"), "{}", statement.sql);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

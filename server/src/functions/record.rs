@@ -35,7 +35,7 @@ pub struct FunctionRecord {
 /// a lookup (the module size, from the latest version). A list reads those
 /// its client selected; in its records the others are empty (`""` or
 /// `None`), never shown because nobody asked for them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OptionalColumns {
     pub source: bool,
     pub description: bool,

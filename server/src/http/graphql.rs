@@ -9,12 +9,12 @@
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse};
-use async_graphql_poem::GraphQLBatchResponse;
 use poem::http::{Method, StatusCode, header};
 use poem::web::Json;
 use poem::{Endpoint, IntoResponse, Request, Response, Result};
 use serde_json::Value;
 
+use super::response_json::{self, Data};
 use crate::graphql::AppSchema;
 use crate::graphql::error::{ErrorCode, refusal_body};
 use crate::graphql::operation::Operation;
@@ -92,9 +92,28 @@ impl Endpoint for GraphQLHttp {
             BatchResponse::Single(response) if graphql_response => {
                 Ok(as_graphql_response(response))
             }
-            batch => Ok(GraphQLBatchResponse(batch).into_response()),
+            batch => Ok(as_json(batch)),
         }
     }
+}
+
+/// A response or batch as `application/json`, with the headers
+/// async-graphql-poem's `GraphQLBatchResponse` sets: the schema's cache
+/// control when every response succeeded, and the headers resolvers added.
+fn as_json(batch: BatchResponse) -> Response {
+    let mut http = Response::builder()
+        .content_type("application/json; charset=utf-8")
+        .body(response_json::batch(&batch));
+    if batch.is_ok()
+        && let Some(cache_control) = batch.cache_control().value()
+        && let Ok(value) = header::HeaderValue::from_str(&cache_control)
+    {
+        http.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    for (name, value) in batch.http_headers_iter() {
+        http.headers_mut().append(name, value);
+    }
+    http
 }
 
 /// The media type of GraphQL over HTTP; `application/json` stays the answer
@@ -118,23 +137,18 @@ fn as_graphql_response(response: async_graphql::Response) -> Response {
     let request_error = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
-    let mut body = serde_json::to_value(&response).unwrap_or(Value::Null);
-    let status = if request_error {
-        if let Value::Object(map) = &mut body {
-            map.remove("data");
-        }
-        StatusCode::BAD_REQUEST
+    let (data, status) = if request_error {
+        (Data::Left, StatusCode::BAD_REQUEST)
     } else {
-        StatusCode::OK
+        (Data::Written, StatusCode::OK)
     };
-    let mut http = Json(body).with_status(status).into_response();
+    let mut http = Response::builder()
+        .status(status)
+        .content_type("application/graphql-response+json; charset=utf-8")
+        .body(response_json::single(&response, data));
     for (name, value) in response.http_headers.iter() {
         http.headers_mut().append(name.clone(), value.clone());
     }
-    http.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/graphql-response+json; charset=utf-8"),
-    );
     http
 }
 

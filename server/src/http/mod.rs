@@ -9,6 +9,7 @@ mod body_limit;
 mod graphql;
 mod metrics;
 mod probes;
+mod response_json;
 mod static_pages;
 pub mod ws;
 
