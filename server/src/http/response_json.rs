@@ -128,7 +128,7 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
 /// Whether JSON needs any byte of `bytes` escaped: a quote, a backslash or a
 /// control character (the bytes serde_json's escape table marks). Folded
 /// without an early exit, so that the compiler checks sixteen bytes at a time
-/// (`any` takes about three times the instructions on a list's strings).
+/// (with `any`, the benchmark's list took 40 % more instructions to write).
 fn needs_escape(bytes: &[u8]) -> bool {
     bytes.iter().fold(false, |found, &b| {
         found | (b < 0x20) | (b == b'"') | (b == b'\\')
