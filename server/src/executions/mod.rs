@@ -44,7 +44,7 @@ pub use store::COLUMNS as EXECUTION_COLUMNS;
 pub use warmup::spawn_cache_warmer;
 
 use crate::events::EventBus;
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Page, PageRequest, page_statement};
 use crate::queue::{self, ExecutionJob, QueueError};
 use crate::runtime::{LoadedModule, ModuleKey, Runtime, RuntimeError, Slot, UserCodeError};
 use deployed::DeployedRevisions;
@@ -759,7 +759,8 @@ pub async fn list(
         .filter(condition)
         .order_by_desc(execution::Column::CreatedAt)
         .order_by_desc(execution::Column::Id);
-    crate::pagination::fetch_page(db, rows, page, count).await
+    let statement = page_statement(db.get_database_backend(), rows, page, count.as_ref());
+    crate::pagination::fetch_page::<_, execution::Entity, _, _>(db, statement, page, count).await
 }
 
 #[cfg(test)]

@@ -317,7 +317,7 @@ pub async fn list(
         list_statement(filter, page, with_total, columns)
     });
     let count = with_total.then(|| list_condition(filter));
-    crate::pagination::run_page::<_, function::Entity, _, _>(db, statement, page, count).await
+    crate::pagination::fetch_page::<_, function::Entity, _, _>(db, statement, page, count).await
 }
 
 /// What the text of [`list`]'s statement depends on.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use entity::function_version::{self, Column as V};
 
 use super::VersionRecord;
-use crate::pagination::{Page, PageRequest, RevisionCursor};
+use crate::pagination::{Page, PageRequest, RevisionCursor, fetch_page, page_statement};
 
 /// The function's versions, newest first.
 pub async fn list_versions<C: ConnectionTrait>(
@@ -22,8 +22,10 @@ pub async fn list_versions<C: ConnectionTrait>(
     if let Some(RevisionCursor(after)) = page.after {
         rows = rows.filter(V::Revision.lt(after));
     }
+    let rows = rows.order_by_desc(V::Revision);
+    let statement = page_statement(db.get_database_backend(), rows, page, Some(&of_function));
     let page: Page<function_version::Model> =
-        crate::pagination::fetch_page(db, rows.order_by_desc(V::Revision), page, Some(of_function))
+        fetch_page::<_, function_version::Entity, _, _>(db, statement, page, Some(of_function))
             .await?;
     Ok(page.map(VersionRecord::from))
 }
