@@ -138,7 +138,7 @@ fn as_graphql_response(response: async_graphql::Response) -> Response {
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
     let (data, status) = if request_error {
-        (Data::Left, StatusCode::BAD_REQUEST)
+        (Data::Omitted, StatusCode::BAD_REQUEST)
     } else {
         (Data::Written, StatusCode::OK)
     };

@@ -35,7 +35,7 @@ pub fn batch(batch: &BatchResponse) -> Vec<u8> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Data {
     Written,
-    Left,
+    Omitted,
 }
 
 /// The body of one response.
@@ -212,12 +212,12 @@ mod tests {
             .errors
             .push(ServerError::new("Unknown field \"nope\"", None));
         let body: serde_json::Value =
-            serde_json::from_slice(&single(&response, Data::Left)).unwrap();
+            serde_json::from_slice(&single(&response, Data::Omitted)).unwrap();
         assert_eq!(
             body,
             serde_json::json!({ "errors": [{ "message": "Unknown field \"nope\"" }] })
         );
-        let empty = single(&Response::new(Value::Null), Data::Left);
+        let empty = single(&Response::new(Value::Null), Data::Omitted);
         assert_eq!(empty, b"{}");
     }
 
