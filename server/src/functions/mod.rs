@@ -305,18 +305,19 @@ pub async fn list(
     columns: OptionalColumns,
 ) -> Result<Page<FunctionRecord>, DbErr> {
     static STATEMENTS: LazyLock<StatementTexts<ListShape>> = LazyLock::new(StatementTexts::new);
+    let filter = ListFilter::of(filter);
     let shape = ListShape {
         columns,
         status: filter.status.is_some(),
-        name: name_pattern(filter).is_some(),
+        name: filter.name_pattern.is_some(),
         after: page.after.is_some(),
         with_total,
         limit: page.fetch_limit(),
     };
-    let statement = STATEMENTS.statement(shape, list_parameters(filter, page, with_total), || {
-        list_statement(filter, page, with_total, columns)
+    let statement = STATEMENTS.statement(shape, list_parameters(&filter, page, with_total), || {
+        list_statement(&filter, page, with_total, columns)
     });
-    let count = with_total.then(|| list_condition(filter));
+    let count = with_total.then(|| list_condition(&filter));
     crate::pagination::fetch_page::<_, function::Entity, _, _>(db, statement, page, count).await
 }
 
@@ -331,8 +332,26 @@ struct ListShape {
     limit: u64,
 }
 
+/// A [`FunctionFilter`] as [`list`]'s statement uses it, its LIKE pattern
+/// made once.
+struct ListFilter {
+    status: Option<FunctionStatus>,
+    /// `nameContains`, escaped, matched against the lower-cased name.
+    name_pattern: Option<String>,
+}
+
+impl ListFilter {
+    fn of(filter: &FunctionFilter) -> Self {
+        let needle = filter.name_contains.as_deref().filter(|n| !n.is_empty());
+        Self {
+            status: filter.status,
+            name_pattern: needle.map(|n| format!("%{}%", escape_like(&n.to_lowercase()))),
+        }
+    }
+}
+
 fn list_statement(
-    filter: &FunctionFilter,
+    filter: &ListFilter,
     page: &PageRequest,
     with_total: bool,
     columns: OptionalColumns,
@@ -353,24 +372,24 @@ fn list_statement(
 }
 
 /// The filter, without the cursor.
-fn list_condition(filter: &FunctionFilter) -> Condition {
+fn list_condition(filter: &ListFilter) -> Condition {
     let mut condition = Condition::all();
     if let Some(status) = filter.status {
         condition = condition.add(function::Column::Status.eq(status));
     }
-    if let Some(pattern) = name_pattern(filter) {
-        condition =
-            condition.add(Expr::expr(Func::lower(Expr::col(function::Column::Name))).like(pattern));
+    if let Some(pattern) = &filter.name_pattern {
+        condition = condition
+            .add(Expr::expr(Func::lower(Expr::col(function::Column::Name))).like(pattern.as_str()));
     }
     condition
 }
 
 /// The parameters of [`list_statement`], in its order: the count's filter (in
 /// the selected columns), then the rows' filter and cursor.
-fn list_parameters(filter: &FunctionFilter, page: &PageRequest, with_total: bool) -> Vec<Value> {
+fn list_parameters(filter: &ListFilter, page: &PageRequest, with_total: bool) -> Vec<Value> {
     let condition = [
         filter.status.map(Into::<Value>::into),
-        name_pattern(filter).map(Value::from),
+        filter.name_pattern.as_deref().map(Value::from),
     ];
     let cursor = page
         .after
@@ -383,12 +402,6 @@ fn list_parameters(filter: &FunctionFilter, page: &PageRequest, with_total: bool
         .flatten()
         .chain(cursor.into_iter().flatten())
         .collect()
-}
-
-/// The LIKE pattern of `nameContains`, matched against the lower-cased name.
-fn name_pattern(filter: &FunctionFilter) -> Option<String> {
-    let needle = filter.name_contains.as_deref().filter(|n| !n.is_empty())?;
-    Some(format!("%{}%", escape_like(&needle.to_lowercase())))
 }
 
 /// A write refused because another function has the name: a CONFLICT the
@@ -442,17 +455,17 @@ mod tests {
                 for after in [None, Some(cursor)] {
                     for with_total in [false, true] {
                         for columns in [OptionalColumns::ALL, OptionalColumns::NONE] {
-                            let filter = FunctionFilter {
+                            let filter = ListFilter::of(&FunctionFilter {
                                 status,
                                 name_contains: name_contains.clone(),
-                            };
+                            });
                             let page = PageRequest { first: 7, after };
                             let statement = list_statement(&filter, &page, with_total, columns);
                             let rendered = statement.values.map(|v| v.0).unwrap_or_default();
                             assert_eq!(
                                 rendered,
                                 list_parameters(&filter, &page, with_total),
-                                "{filter:?} {after:?} with_total={with_total} {columns:?}"
+                                "{status:?} {name_contains:?} {after:?} with_total={with_total} {columns:?}"
                             );
                             assert!(statement.sql.ends_with(" LIMIT 8"), "{}", statement.sql);
                         }
