@@ -3,7 +3,7 @@
 //! the compilation queues and the notifications of their inserts, and the
 //! leases and job queue of dependable executions, versions, and the daily
 //! partitions and statistics rollups of executions, and the one-statement
-//! record of a synchronous run.
+//! record of a synchronous run (one insert of its finished row).
 //!
 //! Always apply migrations through [`apply`] (what `projectnil migrate` and
 //! `projectnil serve` call): sea-orm runs every PostgreSQL migration inside one
@@ -24,6 +24,7 @@ mod m20261201_000008_function_versions;
 mod m20261201_000009_unique_function_names;
 mod m20261201_000010_execution_analytics;
 mod m20261202_000011_synchronous_runs;
+mod m20261206_000012_runs_inserted_whole;
 
 pub use m20261201_000009_unique_function_names::FUNCTION_NAME_INDEX;
 pub use sea_orm_migration::MigratorTrait;
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_unique_function_names::Migration),
             Box::new(m20261201_000010_execution_analytics::Migration),
             Box::new(m20261202_000011_synchronous_runs::Migration),
+            Box::new(m20261206_000012_runs_inserted_whole::Migration),
         ]
     }
 }

@@ -8,22 +8,10 @@
 
 use sea_orm_migration::prelude::*;
 
-pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261129_000003_status_notifications"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(
-                r#"
-CREATE FUNCTION projectnil_notify_status() RETURNS trigger
+/// The announcing trigger function as this migration made it; restored when
+/// `m20261206_000012_runs_inserted_whole` is rolled back.
+pub(crate) const NOTIFY_STATUS: &str = r#"
+CREATE OR REPLACE FUNCTION projectnil_notify_status() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     function_id uuid;
@@ -47,7 +35,23 @@ BEGIN
     RETURN NEW;
 END;
 $$;
+"#;
 
+pub struct Migration;
+
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "m20261129_000003_status_notifications"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(NOTIFY_STATUS).await?;
+        db.execute_unprepared(
+            r#"
 CREATE TRIGGER functions_status_notify
     AFTER INSERT OR UPDATE OF status ON functions
     FOR EACH ROW EXECUTE FUNCTION projectnil_notify_status();
@@ -55,8 +59,8 @@ CREATE TRIGGER executions_status_notify
     AFTER INSERT OR UPDATE OF status ON executions
     FOR EACH ROW EXECUTE FUNCTION projectnil_notify_status();
 "#,
-            )
-            .await?;
+        )
+        .await?;
         Ok(())
     }
 

@@ -19,22 +19,10 @@
 
 use sea_orm_migration::prelude::*;
 
-pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261202_000011_synchronous_runs"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(
-                r#"
-CREATE FUNCTION projectnil_record_run(
+/// The function as this migration made it; restored when
+/// `m20261206_000012_runs_inserted_whole` is rolled back.
+pub(crate) const RECORD_RUN: &str = r#"
+CREATE OR REPLACE FUNCTION projectnil_record_run(
     p_id uuid,
     p_function_id uuid,
     p_revision bigint,
@@ -83,8 +71,22 @@ BEGIN
     RETURN NEXT run;
 END;
 $$;
-"#,
-            )
+"#;
+
+pub struct Migration;
+
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "m20261202_000011_synchronous_runs"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(RECORD_RUN)
             .await?;
         Ok(())
     }

@@ -756,3 +756,120 @@ async fn a_run_recorded_in_one_statement_keeps_its_run_time_and_only_its_deploye
         1
     );
 }
+
+#[tokio::test]
+async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
+    let app = TestApp::start().await.unwrap();
+    let add = app.client().ready_function("add", ADD).await.unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect(&app.db.url)
+        .await
+        .unwrap();
+    listener.listen(migration::STATUS_CHANNEL).await.unwrap();
+    // The `(previousStatus, status)` of each announcement of execution `id`,
+    // until one ends in `last`.
+    let mut announced = async |id: &str, last: &str| {
+        let mut seen = Vec::new();
+        loop {
+            let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+                .await
+                .expect("an announcement within 10 s")
+                .unwrap();
+            let change: Value = serde_json::from_str(notification.payload()).unwrap();
+            if change["id"] != id {
+                continue;
+            }
+            assert_eq!(change["kind"], "execution", "{change}");
+            assert_eq!(change["functionId"], add.as_str(), "{change}");
+            let status = change["status"].as_str().unwrap().to_owned();
+            seen.push((
+                change["previousStatus"].as_str().map(str::to_owned),
+                status.clone(),
+            ));
+            if status == last {
+                return seen;
+            }
+        }
+    };
+    let pair =
+        |previous: Option<&str>, status: &str| (previous.map(str::to_owned), status.to_owned());
+    let record = |id: &str, outcome: &str| {
+        format!(
+            "SELECT status::text FROM projectnil_record_run(
+                 '{id}', '{add}', 1, '{{}}'::jsonb, gen_random_uuid(),
+                 '10 seconds', '3 milliseconds', '2 milliseconds', {outcome})"
+        )
+    };
+    let text = |sql: String| {
+        let db = &app.db;
+        async move {
+            let conn = db.connect().await.unwrap();
+            let row = conn
+                .query_one(Statement::from_string(conn.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index::<String>(0).unwrap()
+        }
+    };
+
+    // Finished: inserted whole, announced as the three transitions it made.
+    let finished = uuid::Uuid::new_v4().to_string();
+    let outcome = "'1 millisecond', 'FAILED', NULL, 'abort: no', NULL, 'ABORT'";
+    assert_eq!(text(record(&finished, outcome)).await, "FAILED");
+    assert_eq!(
+        announced(&finished, "FAILED").await,
+        [
+            pair(None, "PENDING"),
+            pair(Some("PENDING"), "RUNNING"),
+            pair(Some("RUNNING"), "FAILED")
+        ]
+    );
+    // Still running (the call went on past its first poll): PENDING and
+    // RUNNING, with its lease; the final write is an update, announced as one.
+    let running = uuid::Uuid::new_v4().to_string();
+    let no_outcome = "NULL, NULL, NULL, NULL, NULL, NULL";
+    assert_eq!(text(record(&running, no_outcome)).await, "RUNNING");
+    assert_eq!(
+        announced(&running, "RUNNING").await,
+        [pair(None, "PENDING"), pair(Some("PENDING"), "RUNNING")]
+    );
+    assert_eq!(
+        scalar(
+            &app.db,
+            &format!(
+                "SELECT count(*) FROM executions WHERE id = '{running}'
+                   AND lease_expires_at > now() AND completed_at IS NULL AND output IS NULL"
+            )
+        )
+        .await,
+        1
+    );
+    scalar(
+        &app.db,
+        &format!(
+            "WITH done AS (UPDATE executions SET status = 'COMPLETED', completed_at = clock_timestamp(),
+                                                lease_expires_at = NULL
+                            WHERE id = '{running}' AND status = 'RUNNING' RETURNING 1)
+             SELECT count(*) FROM done"
+        ),
+    )
+    .await;
+    assert_eq!(
+        announced(&running, "COMPLETED").await,
+        [pair(Some("RUNNING"), "COMPLETED")]
+    );
+    // Any other insert is announced once, as it always was.
+    let inserted = uuid::Uuid::new_v4().to_string();
+    scalar(
+        &app.db,
+        &format!(
+            "WITH i AS (INSERT INTO executions (id, function_id, revision) VALUES ('{inserted}', '{add}', 1) RETURNING 1)
+             SELECT count(*) FROM i"
+        ),
+    )
+    .await;
+    assert_eq!(
+        announced(&inserted, "PENDING").await,
+        [pair(None, "PENDING")]
+    );
+}

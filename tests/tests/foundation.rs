@@ -69,6 +69,12 @@ async fn migrations_apply_roll_back_and_apply_again() {
     assert_eq!(scalar_i64(&db, PARTITIONED).await, 1);
     const RECORD_RUN: &str = "SELECT count(*) FROM pg_proc WHERE proname = 'projectnil_record_run'";
     assert_eq!(scalar_i64(&db, RECORD_RUN).await, 1);
+    const RECORD_RUN_UPDATES: &str = "SELECT count(*) FROM pg_proc \
+         WHERE proname = 'projectnil_record_run' AND prosrc LIKE '%UPDATE executions%'";
+    assert_eq!(scalar_i64(&db, RECORD_RUN_UPDATES).await, 0);
+    // A run inserted whole alone: the insert-then-update record comes back.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(scalar_i64(&db, RECORD_RUN_UPDATES).await, 1);
     // The one-statement record of a synchronous run alone.
     Migrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(scalar_i64(&db, RECORD_RUN).await, 0);
