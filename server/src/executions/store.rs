@@ -133,10 +133,11 @@ pub struct StartedRun<'a> {
     pub started_ago: Duration,
 }
 
-/// Records `run` PENDING and RUNNING and, with `finished` (the outcome and
-/// how long the call took), its final status, in one statement and one
-/// commit (migration `m20261202_000011`). `None` when `run.revision` is no
-/// longer deployed (or the function is gone): nothing was recorded.
+/// Records `run` RUNNING or, with `finished` (the outcome and how long the
+/// call took), in its final status: one insert and one commit, announced as
+/// each transition it made from PENDING (migrations `m20261202_000011`,
+/// `m20261206_000012`). `None` when `run.revision` is no longer deployed (or
+/// the function is gone): nothing was recorded.
 pub async fn record_run<C: ConnectionTrait>(
     db: &C,
     run: &StartedRun<'_>,
