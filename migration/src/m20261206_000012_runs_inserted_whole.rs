@@ -4,9 +4,9 @@
 //! writes, so their guards could never fail; what they cost was real: each
 //! update of `status` and `lease_expires_at` is a new row version with an
 //! entry in every one of the table's indexes, and a trigger call of its own.
-//! Measured with pgbench on this machine, one connection: a call took
-//! 0.80 ms before and 0.52–0.59 ms after, CPU-bound (a bare one-row insert
-//! and commit takes 0.39–0.47 ms).
+//! Measured with pgbench on one connection (BENCHMARKS.md, session 23): a
+//! call took 0.79–0.82 ms before and 0.52–0.61 ms after, CPU-bound (a bare
+//! one-row insert and commit takes 0.39–0.47 ms).
 //!
 //! Listeners still hear every transition in order, from the announcing
 //! trigger: a row inserted already started (`started_at` set, status not
