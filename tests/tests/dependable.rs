@@ -72,13 +72,18 @@ async fn owner_of(db: &TestDb, id: &str) -> Option<String> {
 }
 
 async fn scalar(db: &TestDb, sql: &str) -> i64 {
+    first_value(db, sql).await
+}
+
+/// The first column of the first row `sql` returns.
+async fn first_value<T: sea_orm::TryGetable>(db: &TestDb, sql: &str) -> T {
     let conn = db.connect().await.unwrap();
     let row = conn
         .query_one(Statement::from_string(conn.get_database_backend(), sql))
         .await
         .unwrap()
         .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
+    row.try_get_by_index::<T>(0).unwrap()
 }
 
 /// `executeFunction` from a task of its own: the whole answer, once it comes.
@@ -799,23 +804,14 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
                  '10 seconds', '3 milliseconds', '2 milliseconds', {outcome})"
         )
     };
-    let text = |sql: String| {
-        let db = &app.db;
-        async move {
-            let conn = db.connect().await.unwrap();
-            let row = conn
-                .query_one(Statement::from_string(conn.get_database_backend(), sql))
-                .await
-                .unwrap()
-                .unwrap();
-            row.try_get_by_index::<String>(0).unwrap()
-        }
-    };
 
     // Finished: inserted whole, announced as the three transitions it made.
     let finished = uuid::Uuid::new_v4().to_string();
     let outcome = "'1 millisecond', 'FAILED', NULL, 'abort: no', NULL, 'ABORT'";
-    assert_eq!(text(record(&finished, outcome)).await, "FAILED");
+    assert_eq!(
+        first_value::<String>(&app.db, &record(&finished, outcome)).await,
+        "FAILED"
+    );
     assert_eq!(
         announced(&finished, "FAILED").await,
         [
@@ -828,7 +824,10 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
     // RUNNING, with its lease; the final write is an update, announced as one.
     let running = uuid::Uuid::new_v4().to_string();
     let no_outcome = "NULL, NULL, NULL, NULL, NULL, NULL";
-    assert_eq!(text(record(&running, no_outcome)).await, "RUNNING");
+    assert_eq!(
+        first_value::<String>(&app.db, &record(&running, no_outcome)).await,
+        "RUNNING"
+    );
     assert_eq!(
         announced(&running, "RUNNING").await,
         [pair(None, "PENDING"), pair(Some("PENDING"), "RUNNING")]
@@ -844,7 +843,7 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
         .await,
         1
     );
-    scalar(
+    let ended = scalar(
         &app.db,
         &format!(
             "WITH done AS (UPDATE executions SET status = 'COMPLETED', completed_at = clock_timestamp(),
@@ -854,13 +853,14 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
         ),
     )
     .await;
+    assert_eq!(ended, 1);
     assert_eq!(
         announced(&running, "COMPLETED").await,
         [pair(Some("RUNNING"), "COMPLETED")]
     );
     // Any other insert is announced once, as it always was.
     let inserted = uuid::Uuid::new_v4().to_string();
-    scalar(
+    let inserted_rows = scalar(
         &app.db,
         &format!(
             "WITH i AS (INSERT INTO executions (id, function_id, revision) VALUES ('{inserted}', '{add}', 1) RETURNING 1)
@@ -868,6 +868,7 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
         ),
     )
     .await;
+    assert_eq!(inserted_rows, 1);
     assert_eq!(
         announced(&inserted, "PENDING").await,
         [pair(None, "PENDING")]
