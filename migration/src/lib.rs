@@ -3,7 +3,7 @@
 //! the compilation queues and the notifications of their inserts, and the
 //! leases and job queue of dependable executions, versions, and the daily
 //! partitions and statistics rollups of executions, and the one-statement
-//! record of a synchronous run (one insert of its finished row).
+//! record of a synchronous run (one insert of its row).
 //!
 //! Always apply migrations through [`apply`] (what `projectnil migrate` and
 //! `projectnil serve` call): sea-orm runs every PostgreSQL migration inside one
