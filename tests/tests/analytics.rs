@@ -277,6 +277,37 @@ async fn statistics_of_a_known_set_of_executions() {
         .sum();
     assert_eq!(summed, 300);
 
+    // One request with series at both resolutions (the summary and the
+    // whole-hour series share one read, the ten-minute one reads its own):
+    // each adds up to the summary's total.
+    let combined = client
+        .data(
+            "query($f: UUID, $since: DateTime, $until: DateTime) { executionStats(functionId: $f, since: $since, until: $until) {
+                total failed
+                hours: series(bucketSeconds: 3600) { total failed }
+                twoHours: series(bucketSeconds: 7200) { total failed }
+                tenMinutes: series(bucketSeconds: 600) { total failed } } }",
+            json!({ "f": function, "since": rfc3339(base), "until": rfc3339(until) }),
+        )
+        .await
+        .unwrap();
+    let combined = &combined["executionStats"];
+    assert_eq!(combined["total"], 300);
+    assert_eq!(combined["failed"], rolled_up["failed"]);
+    let hourly: Vec<Value> = series
+        .iter()
+        .map(|p| json!({ "total": p["total"], "failed": p["failed"] }))
+        .collect();
+    assert_eq!(combined["hours"], json!(hourly));
+    assert_eq!(combined["tenMinutes"].as_array().unwrap().len(), 19);
+    for name in ["hours", "twoHours", "tenMinutes"] {
+        let points_of = combined[name].as_array().unwrap();
+        for field in ["total", "failed"] {
+            let summed: u64 = points_of.iter().map(|p| p[field].as_u64().unwrap()).sum();
+            assert_eq!(combined[field], summed, "{name}.{field}");
+        }
+    }
+
     // A window inside: exactly what finished in it.
     let (since, until_inner) = (
         base + TimeDelta::minutes(30),

@@ -19,9 +19,9 @@ mod tally;
 mod window;
 
 pub use histogram::DurationHistogram;
-pub use stats::{series, summary};
+pub use stats::WindowTallies;
 pub use tally::Tally;
-pub use window::{Scope, SeriesBuckets, Window};
+pub use window::{Resolution, Scope, SeriesBuckets, Window};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {

@@ -68,6 +68,14 @@ impl Window {
     }
 }
 
+/// Which rollup rows a window is read from: hour rows for its whole hours
+/// and minute rows for the rest, or minute rows throughout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    Hours,
+    Minutes,
+}
+
 /// The points of a series: `bucket_seconds` wide, aligned to multiples of
 /// it since the epoch (so hour rows never straddle a point when it is a
 /// multiple of 3600), covering the window.
@@ -102,9 +110,14 @@ impl SeriesBuckets {
         })
     }
 
-    /// Whether hour rows can be used: every point is whole hours.
-    pub fn uses_hours(&self) -> bool {
-        self.width.num_seconds() % 3600 == 0
+    /// The finest rows its points need: hour rows when every point is whole
+    /// hours, minute rows otherwise.
+    pub fn resolution(&self) -> Resolution {
+        if self.width.num_seconds() % 3600 == 0 {
+            Resolution::Hours
+        } else {
+            Resolution::Minutes
+        }
     }
 
     /// The point a rollup row starting at `bucket` belongs to.
@@ -166,10 +179,11 @@ mod tests {
         let hourly = SeriesBuckets::new(&day, 3600).unwrap();
         assert_eq!(hourly.origin, at("2026-11-30T10:00:00Z"));
         assert_eq!(hourly.points, 25);
-        assert!(hourly.uses_hours());
+        assert_eq!(hourly.resolution(), Resolution::Hours);
         assert_eq!(hourly.index_of(at("2026-12-01T10:29:00Z")), Some(24));
         assert_eq!(hourly.index_of(at("2026-11-30T09:59:00Z")), None);
         assert_eq!(hourly.start_of(1), at("2026-11-30T11:00:00Z"));
-        assert!(!SeriesBuckets::new(&day, 600).unwrap().uses_hours());
+        let ten_minutes = SeriesBuckets::new(&day, 600).unwrap();
+        assert_eq!(ten_minutes.resolution(), Resolution::Minutes);
     }
 }

@@ -8,34 +8,56 @@ use sea_orm::ActiveEnum as _;
 use super::error::ResultExt;
 use super::types::ExecutionErrorKind;
 use super::{AppState, DB_FIELD_COST};
-use crate::analytics::{self, Scope, SeriesBuckets, Tally, Window};
+use tokio::sync::OnceCell;
 
-/// What finished in a window, with the window, for `series`.
+use crate::analytics::{Resolution, Scope, SeriesBuckets, Tally, Window, WindowTallies};
+use crate::db::KeptConnections;
+
+/// What finished in a window. Nothing is read until a field asks, and
+/// then once per [`Resolution`]: the summary and every series of whole
+/// hours share one read.
 pub struct ExecutionStats {
     scope: Scope,
     window: Window,
-    tally: Tally,
+    reads: KeptConnections,
+    hours: OnceCell<WindowTallies>,
+    minutes: OnceCell<WindowTallies>,
 }
 
 impl ExecutionStats {
     /// The statistics of `scope` between `since` and `until` (default: the
     /// last 24 hours).
-    pub async fn load(
+    pub fn new(
         ctx: &Context<'_>,
         scope: Scope,
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
     ) -> Result<Self> {
         let window = Window::new(since, until, Utc::now()).api()?;
-        let state = ctx.data_unchecked::<AppState>();
-        let tally = analytics::summary(&state.reads, scope, &window)
-            .await
-            .api()?;
         Ok(Self {
             scope,
             window,
-            tally,
+            reads: ctx.data_unchecked::<AppState>().reads.clone(),
+            hours: OnceCell::new(),
+            minutes: OnceCell::new(),
         })
+    }
+
+    async fn tallies(&self, resolution: Resolution) -> Result<&WindowTallies> {
+        let cell = match resolution {
+            Resolution::Hours => &self.hours,
+            Resolution::Minutes => &self.minutes,
+        };
+        cell.get_or_try_init(|| {
+            WindowTallies::read(&self.reads, self.scope, &self.window, resolution)
+        })
+        .await
+        .api()
+    }
+
+    /// Everything that finished in the window.
+    async fn total_tally(&self) -> Result<&Tally> {
+        Ok(self.tallies(Resolution::Hours).await?.total())
     }
 }
 
@@ -84,32 +106,33 @@ fn duration_stats(tally: &Tally) -> Option<DurationStats> {
 /// the exact ones.
 #[Object]
 impl ExecutionStats {
-    async fn total(&self) -> i32 {
-        count(self.tally.total())
+    async fn total(&self) -> Result<i32> {
+        Ok(count(self.total_tally().await?.total()))
     }
 
-    async fn completed(&self) -> i32 {
-        count(self.tally.completed)
+    async fn completed(&self) -> Result<i32> {
+        Ok(count(self.total_tally().await?.completed))
     }
 
-    async fn failed(&self) -> i32 {
-        count(self.tally.failed)
+    async fn failed(&self) -> Result<i32> {
+        Ok(count(self.total_tally().await?.failed))
     }
 
     /// completed / (completed + failed); null when nothing finished.
-    async fn success_rate(&self) -> Option<f64> {
-        self.tally.success_rate()
+    async fn success_rate(&self) -> Result<Option<f64>> {
+        Ok(self.total_tally().await?.success_rate())
     }
 
     /// null when nothing finished.
-    async fn duration_ms(&self) -> Option<DurationStats> {
-        duration_stats(&self.tally)
+    async fn duration_ms(&self) -> Result<Option<DurationStats>> {
+        Ok(duration_stats(self.total_tally().await?))
     }
 
     /// Most frequent first.
-    async fn errors_by_kind(&self) -> Vec<ErrorKindCount> {
+    async fn errors_by_kind(&self) -> Result<Vec<ErrorKindCount>> {
         let mut counts: Vec<ErrorKindCount> = self
-            .tally
+            .total_tally()
+            .await?
             .failed_by_kind
             .iter()
             .filter_map(|(name, n)| {
@@ -121,17 +144,14 @@ impl ExecutionStats {
             })
             .collect();
         counts.sort_by_key(|c| std::cmp::Reverse(c.count));
-        counts
+        Ok(counts)
     }
 
     /// Oldest first; bucketSeconds a multiple of 60 from 60 to 86400; at most 1000 points.
     #[graphql(complexity = "DB_FIELD_COST + child_complexity")]
-    async fn series(&self, ctx: &Context<'_>, bucket_seconds: i32) -> Result<Vec<StatsPoint>> {
+    async fn series(&self, bucket_seconds: i32) -> Result<Vec<StatsPoint>> {
         let buckets = SeriesBuckets::new(&self.window, bucket_seconds).api()?;
-        let state = ctx.data_unchecked::<AppState>();
-        let points = analytics::series(&state.reads, self.scope, &self.window, &buckets)
-            .await
-            .api()?;
+        let points = self.tallies(buckets.resolution()).await?.series(&buckets);
         Ok(points
             .into_iter()
             .map(|(at, tally)| StatsPoint {

@@ -145,7 +145,7 @@ impl QueryRoot {
             }
             None => Scope::Platform,
         };
-        ExecutionStats::load(ctx, scope, since, until).await
+        ExecutionStats::new(ctx, scope, since, until)
     }
 
     /// Languages the platform can compile, e.g. ["assemblyscript"].

@@ -248,7 +248,7 @@ impl Function {
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
     ) -> Result<ExecutionStats> {
-        ExecutionStats::load(ctx, Scope::Function(self.id), since, until).await
+        ExecutionStats::new(ctx, Scope::Function(self.id), since, until)
     }
 
     /// This function's executions, newest first.
