@@ -1,6 +1,17 @@
 //! Growth: the statistics query, a page of one function's executions and
 //! `executeFunction` at 10 thousand, 1 million and 10 million executions,
-//! each as a ratio to its figure at 10 thousand in the same run.
+//! each as a ratio to the same figure at 10 thousand executions.
+//!
+//! The 10 thousand are a baseline measured beside every size (since
+//! session 24): a second server on a database of its own, kept at
+//! [`BASELINE`] executions, takes turns of [`TURN`] with the server whose
+//! database grows, as the list takes turns with pgbench. Measured once at
+//! the start and compared with sizes measured 5 and 20 minutes later, the
+//! same query at the same size had differed by up to 2× between runs on
+//! this shared machine; in turns both sides see the same drift, and the
+//! spread of the turns' ratios is reported beside each figure. The first
+//! size is the baseline's own, a check of the method: its ratios should be
+//! about 1.
 //!
 //! Executions are seeded with SQL, spread over the last ten days (so they sit
 //! in ten daily partitions, as under retention), 95 % COMPLETED and 5 %
@@ -11,17 +22,27 @@
 //! depends on. A checkpoint after seeding keeps the writing of millions of
 //! fresh rows out of the measurements.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::bail;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::results::{Growth, GrowthLevel, Taken};
-use crate::{Paths, Plan, execute, gql, load};
+use crate::results::{Growth, GrowthBaseline, GrowthLevel, Taken};
+use crate::stats::Throughput;
+use crate::{Paths, Plan, env, execute, gql, load};
 
 const CLIENTS: usize = 8;
 const DAYS: i64 = 10;
+/// Executions the baseline's database is brought back to at every size.
+const BASELINE: i64 = 10_000;
+/// One turn of either server; the measured window is split into as many as
+/// fit (at least one).
+const TURN: Duration = Duration::from_secs(3);
+/// Unrecorded requests at the start of each turn, on its clients' fresh
+/// keep-alive connections.
+const TURN_WARMUP: Duration = Duration::from_millis(250);
 
 const STATS: &str = "query($f: UUID) { executionStats(functionId: $f) { total successRate durationMs { p50 p95 } errorsByKind { kind count } series(bucketSeconds: 3600) { total p95Ms } } }";
 const PAGE: &str = "query($f: UUID) { executions(functionId: $f, first: 20) { pageInfo { hasNextPage endCursor } nodes { id status durationMs createdAt } } }";
@@ -126,17 +147,8 @@ async fn seed(db_url: &str, function: &str, total: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(
-    paths: &Paths,
-    plan: &Plan,
-    client: &gql::Client,
-    db_url: &str,
-) -> anyhow::Result<Growth> {
-    let taken = Taken::start();
-    let source = std::fs::read_to_string(paths.fixture("echo"))?;
-    let id = client.create_function("bench-growth", &source).await?;
-    client.wait_ready(&id, Duration::from_secs(120)).await?;
-    // The table's size is this figure's: what other figures ran goes.
+/// Empties the executions and their statistics.
+async fn truncate(db_url: &str) -> anyhow::Result<()> {
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect(db_url)
@@ -145,69 +157,208 @@ pub async fn run(
         .execute(&pool)
         .await?;
     pool.close().await;
+    Ok(())
+}
+
+/// A server, its database and the function measured there.
+struct Side {
+    client: gql::Client,
+    db_url: String,
+    function: String,
+}
+
+impl Side {
+    async fn new(client: gql::Client, db_url: String, source: &str) -> anyhow::Result<Self> {
+        let function = client.create_function("bench-growth", source).await?;
+        client
+            .wait_ready(&function, Duration::from_secs(120))
+            .await?;
+        // The table's size is this figure's: what other figures ran goes.
+        truncate(&db_url).await?;
+        Ok(Self {
+            client,
+            db_url,
+            function,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Figure {
+    Stats,
+    Page,
+    Execute,
+}
+
+impl Figure {
+    async fn measure(
+        self,
+        side: &Side,
+        warmup: Duration,
+        duration: Duration,
+    ) -> anyhow::Result<Throughput> {
+        let f = json!({ "f": side.function });
+        match self {
+            Self::Stats => {
+                load::closed_loop(&side.client, CLIENTS, warmup, duration, move |c| {
+                    let f = f.clone();
+                    async move {
+                        let data = c.data(STATS, f).await?;
+                        if data["executionStats"]["series"]
+                            .as_array()
+                            .map_or(0, Vec::len)
+                            < 24
+                        {
+                            bail!("unexpected statistics: {data}");
+                        }
+                        Ok(())
+                    }
+                })
+                .await
+            }
+            Self::Page => {
+                load::closed_loop(&side.client, CLIENTS, warmup, duration, move |c| {
+                    let f = f.clone();
+                    async move {
+                        let data = c.data(PAGE, f).await?;
+                        if data["executions"]["nodes"].as_array().map_or(0, Vec::len) != 20 {
+                            bail!("expected 20 executions: {data}");
+                        }
+                        Ok(())
+                    }
+                })
+                .await
+            }
+            Self::Execute => {
+                execute::closed_loop(&side.client, &side.function, CLIENTS, warmup, duration).await
+            }
+        }
+    }
+}
+
+/// `figure` from the grown side and the baseline in turns: each side
+/// combined over its turns, and the ratio of each pair of turns.
+async fn in_turns(
+    figure: Figure,
+    grown: &Side,
+    baseline: &Side,
+    (warmup, duration): (Duration, Duration),
+) -> anyhow::Result<(Throughput, Throughput, Vec<f64>)> {
+    figure.measure(grown, warmup, Duration::ZERO).await?;
+    figure.measure(baseline, warmup, Duration::ZERO).await?;
+    let turns = (duration.as_secs() / TURN.as_secs()).max(1);
+    let turn_length = duration / turns as u32;
+    let (mut grown_turns, mut baseline_turns) = (Vec::new(), Vec::new());
+    for _ in 0..turns {
+        grown_turns.push(figure.measure(grown, TURN_WARMUP, turn_length).await?);
+        baseline_turns.push(figure.measure(baseline, TURN_WARMUP, turn_length).await?);
+    }
+    let ratios: Vec<f64> = grown_turns
+        .iter()
+        .zip(&baseline_turns)
+        .map(|(g, b)| g.per_second / b.per_second.max(f64::MIN_POSITIVE))
+        .collect();
+    let (now, then) = (
+        Throughput::combined(&grown_turns),
+        Throughput::combined(&baseline_turns),
+    );
+    eprintln!(
+        "bench:     {figure:?}: {:8.1}/s p50 {:.2} ms; baseline {:8.1}/s p50 {:.2} ms ({:.2}×, turns {})",
+        now.per_second,
+        now.latency.p50_ms,
+        then.per_second,
+        then.latency.p50_ms,
+        now.per_second / then.per_second.max(f64::MIN_POSITIVE),
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    Ok((now, then, ratios))
+}
+
+pub async fn run(
+    paths: &Paths,
+    plan: &Plan,
+    client: &gql::Client,
+    db_url: &str,
+    server_bin: &Path,
+    db_name: &str,
+) -> anyhow::Result<Growth> {
+    let taken = Taken::start();
+    let baseline_db = format!("{db_name}_baseline");
+    env::create_database(&baseline_db).await?;
+    let baseline_url = env::database_url(&baseline_db);
+    let outcome = async {
+        let baseline_server = env::Server::start_with(
+            server_bin,
+            &baseline_url,
+            paths,
+            &[],
+            "server-growth-baseline.log",
+        )
+        .await?;
+        let measured = async {
+            let source = std::fs::read_to_string(paths.fixture("echo"))?;
+            let grown = Side::new(client.clone(), db_url.to_string(), &source).await?;
+            let baseline = Side::new(
+                gql::Client::new(&baseline_server.base_url),
+                baseline_url.clone(),
+                &source,
+            )
+            .await?;
+            levels(plan, &grown, &baseline).await
+        }
+        .await;
+        baseline_server.stop().await;
+        measured
+    }
+    .await;
+    env::drop_database(&baseline_db).await.ok();
+    Ok(Growth {
+        taken: taken.finish(),
+        clients: CLIENTS,
+        levels: outcome?,
+    })
+}
+
+async fn levels(plan: &Plan, grown: &Side, baseline: &Side) -> anyhow::Result<Vec<GrowthLevel>> {
     let scales: &[i64] = if plan.quick {
-        &[10_000, 50_000]
+        &[BASELINE, 50_000]
     } else {
-        &[10_000, 1_000_000, 10_000_000]
+        &[BASELINE, 1_000_000, 10_000_000]
     };
     let warmup = Duration::from_secs(plan.warmup_secs);
     let duration = Duration::from_secs(plan.level_secs);
     let mut levels = Vec::new();
     for &executions in scales {
-        seed(db_url, &id, executions).await?;
-        let f = json!({ "f": id });
-        let stats = {
-            let f = f.clone();
-            load::closed_loop(client, CLIENTS, warmup, duration, move |c| {
-                let f = f.clone();
-                async move {
-                    let data = c.data(STATS, f).await?;
-                    if data["executionStats"]["series"]
-                        .as_array()
-                        .map_or(0, Vec::len)
-                        < 24
-                    {
-                        bail!("unexpected statistics: {data}");
-                    }
-                    Ok(())
-                }
-            })
-            .await?
-        };
-        let page = {
-            let f = f.clone();
-            load::closed_loop(client, CLIENTS, warmup, duration, move |c| {
-                let f = f.clone();
-                async move {
-                    let data = c.data(PAGE, f).await?;
-                    if data["executions"]["nodes"].as_array().map_or(0, Vec::len) != 20 {
-                        bail!("expected 20 executions: {data}");
-                    }
-                    Ok(())
-                }
-            })
-            .await?
-        };
-        let execute = execute::closed_loop(client, &id, CLIENTS, warmup, duration).await?;
-        eprintln!(
-            "bench:   {executions:>10} executions: stats {:8.1}/s p50 {:.2} ms, page {:8.1}/s p50 {:.2} ms, execute {:8.1}/s p50 {:.2} ms",
-            stats.per_second,
-            stats.latency.p50_ms,
-            page.per_second,
-            page.latency.p50_ms,
-            execute.per_second,
-            execute.latency.p50_ms
-        );
+        seed(&grown.db_url, &grown.function, executions).await?;
+        // What the baseline's executions added at the last size goes.
+        truncate(&baseline.db_url).await?;
+        seed(&baseline.db_url, &baseline.function, BASELINE).await?;
+        eprintln!("bench:   {executions} executions, the baseline {BASELINE}:");
+        let times = (warmup, duration);
+        let (stats, base_stats, stats_turns) =
+            in_turns(Figure::Stats, grown, baseline, times).await?;
+        let (page, base_page, page_turns) = in_turns(Figure::Page, grown, baseline, times).await?;
+        let (execute, base_execute, execute_turns) =
+            in_turns(Figure::Execute, grown, baseline, times).await?;
         levels.push(GrowthLevel {
             executions,
             stats,
             page,
             execute,
+            baseline: Some(GrowthBaseline {
+                executions: BASELINE,
+                stats: base_stats,
+                page: base_page,
+                execute: base_execute,
+                stats_turns,
+                page_turns,
+                execute_turns,
+            }),
         });
     }
-    Ok(Growth {
-        taken: taken.finish(),
-        clients: CLIENTS,
-        levels,
-    })
+    Ok(levels)
 }

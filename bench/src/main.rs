@@ -368,7 +368,8 @@ async fn run(
                 }
                 "list" => results.list = Some(list::run(paths, plan, &client, &db_url).await?),
                 "growth" => {
-                    results.growth = Some(growth::run(paths, plan, &client, &db_url).await?)
+                    results.growth =
+                        Some(growth::run(paths, plan, &client, &db_url, server_bin, db_name).await?)
                 }
                 "background" => {
                     results.background = Some(

@@ -48,6 +48,13 @@ fn rate(v: f64) -> String {
     }
 }
 
+/// The lowest and highest of some ratios, as `0.60–0.65×`.
+fn range(ratios: &[f64]) -> String {
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(0.0, f64::max);
+    format!("{low:.2}–{high:.2}×")
+}
+
 fn verdict(met: bool) -> &'static str {
     if met { "**met**" } else { "**missed**" }
 }
@@ -246,11 +253,10 @@ pub fn render(r: &Results) -> String {
         let to_floor = l.http.per_second / l.pgbench.per_second;
         let turns = match l.turn_ratios.len() {
             0 => String::new(),
-            n => {
-                let low = l.turn_ratios.iter().copied().fold(f64::INFINITY, f64::min);
-                let high = l.turn_ratios.iter().copied().fold(0.0, f64::max);
-                format!("; {n} turns each, alternating, the turns' ratios {low:.2}–{high:.2}×")
-            }
+            n => format!(
+                "; {n} turns each, alternating, the turns' ratios {}",
+                range(&l.turn_ratios)
+            ),
         };
         let _ = writeln!(
             out,
@@ -332,33 +338,42 @@ pub fn render(r: &Results) -> String {
         taken.push(("background", &b.taken));
     }
     if let Some(g) = &r.growth {
-        let base = &g.levels[0];
+        let first = &g.levels[0];
         for level in &g.levels {
-            let figures = [
-                (
-                    "statistics query (`executionStats`, 24 h, hourly series)",
-                    &level.stats,
-                    &base.stats,
-                ),
-                (
-                    "a page of one function's executions (`first: 20`)",
-                    &level.page,
-                    &base.page,
-                ),
-                ("`executeFunction`", &level.execute, &base.execute),
+            let name = [
+                "statistics query (`executionStats`, 24 h, hourly series)",
+                "a page of one function's executions (`first: 20`)",
+                "`executeFunction`",
             ];
-            for (name, now, then) in figures {
-                let ratio = now.per_second / then.per_second.max(0.001);
+            let now = [&level.stats, &level.page, &level.execute];
+            for (k, name) in name.into_iter().enumerate() {
+                // Since session 24 a baseline server takes turns with each
+                // size; before, the first size was measured once and stood in.
+                let (then, against, turns) = match &level.baseline {
+                    Some(b) => (
+                        [&b.stats, &b.page, &b.execute][k],
+                        format!("the same with {} executions, in turns", b.executions),
+                        format!(
+                            " (turns {})",
+                            range([&b.stats_turns, &b.page_turns, &b.execute_turns][k])
+                        ),
+                    ),
+                    None => (
+                        [&first.stats, &first.page, &first.execute][k],
+                        format!("the same at {} executions", first.executions),
+                        String::new(),
+                    ),
+                };
+                let ratio = now[k].per_second / then.per_second.max(0.001);
                 let _ = writeln!(
                     out,
-                    "| growth: {name}, {} executions, {} clients | {} req/s, {} | the same at {} executions: {} req/s | {:.2}× | flat (≥ 0.8×) | {} |",
+                    "| growth: {name}, {} executions, {} clients | {} req/s, {} | {against}: {} req/s, {} | {ratio:.2}×{turns} | flat (≥ 0.8×) | {} |",
                     level.executions,
                     g.clients,
-                    rate(now.per_second),
-                    p50_p99(&now.latency),
-                    base.executions,
+                    rate(now[k].per_second),
+                    p50_p99(&now[k].latency),
                     rate(then.per_second),
-                    ratio,
+                    p50_p99(&then.latency),
                     verdict(ratio >= 0.8)
                 );
             }

@@ -303,6 +303,23 @@ pub struct GrowthLevel {
     pub stats: Throughput,
     pub page: Throughput,
     pub execute: Throughput,
+    /// The baseline's server, in turns with this size's (since session 24;
+    /// before, the first size was the baseline, measured once).
+    #[serde(default)]
+    pub baseline: Option<GrowthBaseline>,
+}
+
+/// The growth figures of a database kept at `executions`, each measured in
+/// turns with a size's, and the ratio of each pair of turns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrowthBaseline {
+    pub executions: i64,
+    pub stats: Throughput,
+    pub page: Throughput,
+    pub execute: Throughput,
+    pub stats_turns: Vec<f64>,
+    pub page_turns: Vec<f64>,
+    pub execute_turns: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
