@@ -1,8 +1,9 @@
 //! Analytics against the real binary: statistics of a known set of executions
 //! (counts, rates, percentiles within the stated error, windows, buckets,
 //! empty windows, bad arguments) before and after they are rolled up, error
-//! kinds recorded where a failure happens, and retention that removes exactly
-//! what is old, once, with two replicas, while the statistics stay.
+//! kinds recorded where a failure happens, rollups whose objects hold more
+//! than counts, and retention that removes exactly what is old, once, with
+//! two replicas, while the statistics stay.
 
 use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
@@ -593,4 +594,43 @@ async fn retention_removes_exactly_what_is_old_once_with_two_replicas() {
     )
     .await;
     assert_eq!(all["total"], ages.len());
+}
+
+#[tokio::test]
+async fn rollup_entries_that_are_not_counts_are_skipped_not_fatal() {
+    let app = TestApp::start().await.unwrap();
+    let client = app.client();
+    let function = client.ready_function("odd-rollups", ADD).await.unwrap();
+    let db = app.db.connect().await.unwrap();
+    // A minute row written by hand, its objects holding more than counts:
+    // the counts are read, the rest is skipped, the query still answers.
+    let bucket = (Utc::now() - TimeDelta::hours(2))
+        .duration_trunc(TimeDelta::minutes(1))
+        .unwrap();
+    exec(
+        &db,
+        &format!(
+            r#"INSERT INTO execution_rollups (function_id, width, bucket, completed, failed, failed_by_kind,
+                                             timed, duration_sum_ms, duration_min_ms, duration_max_ms, duration_histogram)
+               VALUES ('{function}', 60, '{}', 3, 2, '{{"TRAP": 2, "note": "by hand"}}',
+                       5, 10, 1, 4, '{{"195": 5, "x": 1, "196": -1}}')"#,
+            rfc3339(bucket)
+        ),
+    )
+    .await;
+    let (since, until) = (
+        bucket - TimeDelta::minutes(5),
+        bucket + TimeDelta::minutes(5),
+    );
+    let stats = stats(&client, Some(&function), since, until, 600).await;
+    assert_eq!(stats["total"], 5, "{stats}");
+    assert_eq!(stats["failed"], 2);
+    assert_eq!(
+        stats["errorsByKind"],
+        json!([{ "kind": "TRAP", "count": 2 }])
+    );
+    assert!(stats["durationMs"]["p50"].is_number(), "{stats}");
+    let points = stats["series"].as_array().unwrap();
+    let summed: u64 = points.iter().map(|p| p["total"].as_u64().unwrap()).sum();
+    assert_eq!(summed, 5);
 }

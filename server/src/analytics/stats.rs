@@ -2,55 +2,89 @@
 //! staged, read in one statement (so in one snapshot: a finish is either
 //! staged or rolled up, never both or neither), added up here.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, QueryResult, Statement, Value};
+use serde::de::DeserializeOwned;
+use sqlx::Row as _;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 
 use super::{DurationHistogram, Resolution, Scope, SeriesBuckets, Tally, Window};
 
 /// A rollup row, or a staged finish shaped like one (its `duration_ms` set
-/// and no histogram).
-#[derive(Debug, FromQueryResult)]
+/// and no histogram), decoded into its tally as it is read.
 struct TallyRow {
     bucket: DateTime<Utc>,
-    completed: i64,
-    failed: i64,
-    failed_by_kind: serde_json::Value,
-    duration_sum_ms: f64,
-    duration_min_ms: Option<f64>,
-    duration_max_ms: Option<f64>,
-    duration_histogram: Option<serde_json::Value>,
-    duration_ms: Option<f64>,
+    tally: Tally,
 }
 
-impl TallyRow {
-    fn tally(&self) -> Tally {
-        let durations = match (&self.duration_histogram, self.duration_ms) {
-            (Some(histogram), _) => DurationHistogram::from_parts(
-                DurationHistogram::parse_counts(histogram),
-                self.duration_sum_ms,
-                self.duration_min_ms,
-                self.duration_max_ms,
-            ),
-            (None, Some(ms)) => {
+/// Read by position, in the order [`rows`] selects: `bucket`, `completed`,
+/// `failed`, `failed_by_kind`, `duration_sum_ms`, `duration_min_ms`,
+/// `duration_max_ms`, `duration_histogram`, `duration_ms`. A day's window
+/// is up to about 85 rollup rows, besides what is staged; read by name
+/// (sea-orm's derive), each of their values cost a formatted column name
+/// and a lookup, and each JSON object a `serde_json::Value` before the map
+/// it becomes.
+impl FromQueryResult for TallyRow {
+    fn from_query_result(row: &QueryResult, _pre: &str) -> Result<Self, DbErr> {
+        let row = row
+            .try_as_pg_row()
+            .ok_or_else(|| DbErr::Type("statistics are read from PostgreSQL rows".into()))?;
+        let get = undecodable;
+        let sum_ms: f64 = row.try_get(4).map_err(get)?;
+        let (min_ms, max_ms): (Option<f64>, Option<f64>) =
+            (row.try_get(5).map_err(get)?, row.try_get(6).map_err(get)?);
+        let durations = match counts::<u32>(row, 7, DurationHistogram::parse_counts)? {
+            Some(counts) => DurationHistogram::from_parts(counts, sum_ms, min_ms, max_ms),
+            // A staged finish: one duration, or none (it never started).
+            None => {
                 let mut one = DurationHistogram::default();
-                one.record(ms);
+                if let Some(ms) = row.try_get::<Option<f64>, _>(8).map_err(get)? {
+                    one.record(ms);
+                }
                 one
             }
-            (None, None) => DurationHistogram::default(),
         };
-        Tally {
-            completed: self.completed.max(0) as u64,
-            failed: self.failed.max(0) as u64,
-            failed_by_kind: Tally::parse_kinds(&self.failed_by_kind),
-            durations,
-        }
+        let completed: i64 = row.try_get(1).map_err(get)?;
+        let failed: i64 = row.try_get(2).map_err(get)?;
+        Ok(Self {
+            bucket: row.try_get(0).map_err(get)?,
+            tally: Tally {
+                completed: completed.max(0) as u64,
+                failed: failed.max(0) as u64,
+                failed_by_kind: counts::<String>(row, 3, Tally::parse_kinds)?.unwrap_or_default(),
+                durations,
+            },
+        })
     }
+}
+
+fn undecodable(e: sqlx::Error) -> DbErr {
+    DbErr::Type(format!("a statistics row: {e}"))
+}
+
+/// A `{"key": count}` object of column `index` (`None` when NULL): parsed
+/// straight into its map, or, should it hold anything but counts, through
+/// `lenient`, which skips what is not a key and a count.
+fn counts<K: DeserializeOwned + Ord>(
+    row: &PgRow,
+    index: usize,
+    lenient: fn(&serde_json::Value) -> BTreeMap<K, u64>,
+) -> Result<Option<BTreeMap<K, u64>>, DbErr> {
+    if let Ok(counts) = row.try_get::<Option<Json<BTreeMap<K, u64>>>, _>(index) {
+        return Ok(counts.map(|Json(counts)| counts));
+    }
+    let value: Option<serde_json::Value> = row.try_get(index).map_err(undecodable)?;
+    Ok(value.as_ref().map(lenient))
 }
 
 /// What finished in a window, read once at one [`Resolution`]: a tally per
 /// rollup row or staged finish, and their sum. A statistics request's
 /// summary and its series (any number, when their points are whole hours)
-/// are answered from one read; each read was a statement and about 80 rows.
+/// are answered from one read, one statement, where each used to read the
+/// window again.
 #[derive(Debug)]
 pub struct WindowTallies {
     resolution: Resolution,
@@ -69,11 +103,10 @@ impl WindowTallies {
         let rows = rows(db, scope, window, resolution).await?;
         let mut total = Tally::default();
         let parts = rows
-            .iter()
+            .into_iter()
             .map(|row| {
-                let tally = row.tally();
-                total.add(&tally);
-                (row.bucket, tally)
+                total.add(&row.tally);
+                (row.bucket, row.tally)
             })
             .collect();
         Ok(Self {
