@@ -32,25 +32,26 @@ impl FromQueryResult for TallyRow {
         let row = row
             .try_as_pg_row()
             .ok_or_else(|| DbErr::Type("statistics are read from PostgreSQL rows".into()))?;
-        let get = undecodable;
-        let sum_ms: f64 = row.try_get(4).map_err(get)?;
-        let (min_ms, max_ms): (Option<f64>, Option<f64>) =
-            (row.try_get(5).map_err(get)?, row.try_get(6).map_err(get)?);
+        let sum_ms: f64 = row.try_get(4).map_err(undecodable)?;
+        let (min_ms, max_ms): (Option<f64>, Option<f64>) = (
+            row.try_get(5).map_err(undecodable)?,
+            row.try_get(6).map_err(undecodable)?,
+        );
         let durations = match counts::<u32>(row, 7, DurationHistogram::parse_counts)? {
             Some(counts) => DurationHistogram::from_parts(counts, sum_ms, min_ms, max_ms),
             // A staged finish: one duration, or none (it never started).
             None => {
                 let mut one = DurationHistogram::default();
-                if let Some(ms) = row.try_get::<Option<f64>, _>(8).map_err(get)? {
+                if let Some(ms) = row.try_get::<Option<f64>, _>(8).map_err(undecodable)? {
                     one.record(ms);
                 }
                 one
             }
         };
-        let completed: i64 = row.try_get(1).map_err(get)?;
-        let failed: i64 = row.try_get(2).map_err(get)?;
+        let completed: i64 = row.try_get(1).map_err(undecodable)?;
+        let failed: i64 = row.try_get(2).map_err(undecodable)?;
         Ok(Self {
-            bucket: row.try_get(0).map_err(get)?,
+            bucket: row.try_get(0).map_err(undecodable)?,
             tally: Tally {
                 completed: completed.max(0) as u64,
                 failed: failed.max(0) as u64,
