@@ -340,13 +340,13 @@ pub fn render(r: &Results) -> String {
     if let Some(g) = &r.growth {
         let first = &g.levels[0];
         for level in &g.levels {
-            let name = [
+            let names = [
                 "statistics query (`executionStats`, 24 h, hourly series)",
                 "a page of one function's executions (`first: 20`)",
                 "`executeFunction`",
             ];
             let now = [&level.stats, &level.page, &level.execute];
-            for (k, name) in name.into_iter().enumerate() {
+            for (k, name) in names.into_iter().enumerate() {
                 // Since session 24 a baseline server takes turns with each
                 // size; before, the first size was measured once and stood in.
                 let (then, against, turns) = match &level.baseline {
