@@ -4,7 +4,7 @@
 //!
 //! The 10 thousand are a baseline measured beside every size (since
 //! session 24): a second server on a database of its own, kept at
-//! [`BASELINE`] executions, takes turns of [`TURN`] with the server whose
+//! [`BASELINE`] executions, takes turns of [`load::TURN`] with the server whose
 //! database grows, as the list takes turns with pgbench. Measured once at
 //! the start and compared with sizes measured 5 and 20 minutes later, the
 //! same query at the same size had differed by up to 2× between runs on
@@ -37,12 +37,6 @@ const CLIENTS: usize = 8;
 const DAYS: i64 = 10;
 /// Executions the baseline's database is brought back to at every size.
 const BASELINE: i64 = 10_000;
-/// One turn of either server; the measured window is split into as many as
-/// fit (at least one).
-const TURN: Duration = Duration::from_secs(3);
-/// Unrecorded requests at the start of each turn, on its clients' fresh
-/// keep-alive connections.
-const TURN_WARMUP: Duration = Duration::from_millis(250);
 
 const STATS: &str = "query($f: UUID) { executionStats(functionId: $f) { total successRate durationMs { p50 p95 } errorsByKind { kind count } series(bucketSeconds: 3600) { total p95Ms } } }";
 const PAGE: &str = "query($f: UUID) { executions(functionId: $f, first: 20) { pageInfo { hasNextPage endCursor } nodes { id status durationMs createdAt } } }";
@@ -246,22 +240,17 @@ async fn in_turns(
 ) -> anyhow::Result<(Throughput, Throughput, Vec<f64>)> {
     figure.measure(grown, warmup, Duration::ZERO).await?;
     figure.measure(baseline, warmup, Duration::ZERO).await?;
-    let turns = (duration.as_secs() / TURN.as_secs()).max(1);
-    let turn_length = duration / turns as u32;
-    let (mut grown_turns, mut baseline_turns) = (Vec::new(), Vec::new());
-    for _ in 0..turns {
-        grown_turns.push(figure.measure(grown, TURN_WARMUP, turn_length).await?);
-        baseline_turns.push(figure.measure(baseline, TURN_WARMUP, turn_length).await?);
-    }
-    let ratios: Vec<f64> = grown_turns
-        .iter()
-        .zip(&baseline_turns)
-        .map(|(g, b)| g.per_second / b.per_second.max(f64::MIN_POSITIVE))
-        .collect();
-    let (now, then) = (
-        Throughput::combined(&grown_turns),
-        Throughput::combined(&baseline_turns),
-    );
+    let load::Turns {
+        first: now,
+        second: then,
+        ratios,
+    } = load::in_turns(
+        duration,
+        ["grown", "baseline"],
+        async |length| figure.measure(grown, load::TURN_WARMUP, length).await,
+        async |length| figure.measure(baseline, load::TURN_WARMUP, length).await,
+    )
+    .await?;
     eprintln!(
         "bench:     {figure:?}: {:8.1}/s p50 {:.2} ms; baseline {:8.1}/s p50 {:.2} ms ({:.2}×, turns {})",
         now.per_second,

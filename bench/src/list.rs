@@ -3,7 +3,7 @@
 //! with its count; bench/sql/list.sql) with as many clients, and
 //! against PostGraphile v4 answering the same page from the same database.
 //!
-//! The server and pgbench take turns of [`TURN`] (since session 15): on a
+//! The server and pgbench take turns of [`load::TURN`] (since session 15): on a
 //! shared 2-core machine whose pace drifts by a third within minutes, one
 //! window each, one after the other, let the drift between them decide the
 //! ratio. Taking turns, both see the same drift; the spread of the turns'
@@ -14,16 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::results::{List, Peer, Taken};
-use crate::stats::Throughput;
 use crate::{Paths, Plan, gql, load, pgbench, postgraphile};
-
-/// One turn of the server or of pgbench; the measured window is split into
-/// as many as fit (at least one).
-const TURN: Duration = Duration::from_secs(3);
-
-/// Unrecorded requests at the start of each of the server's turns, on its
-/// clients' fresh keep-alive connections.
-const TURN_WARMUP: Duration = Duration::from_millis(250);
 
 const QUERY: &str = "{ functions(first: 50) { totalCount pageInfo { hasNextPage endCursor } nodes { id name status revision wasmSize createdAt updatedAt } } }";
 
@@ -109,27 +100,17 @@ pub async fn run(
     let floor = |duration| pgbench::run(db_url, &script, clients, duration, &[], &paths.dir);
     pages(client, QUERY, "functions", warmup, Duration::ZERO).await?;
     floor(warmup).await?;
-    let turns = (duration.as_secs() / TURN.as_secs()).max(1);
-    let turn_length = duration / turns as u32;
-    let (mut http, mut pgbench) = (Vec::new(), Vec::new());
-    for turn in 1..=turns {
-        let server = pages(client, QUERY, "functions", TURN_WARMUP, turn_length).await?;
-        let sql = floor(turn_length).await?;
-        eprintln!(
-            "bench:   turn {turn}/{turns}: http {:8.1} req/s, pgbench {:8.1} tx/s ({:.2}×)",
-            server.per_second,
-            sql.per_second,
-            server.per_second / sql.per_second
-        );
-        http.push(server);
-        pgbench.push(sql);
-    }
-    let turn_ratios = http
-        .iter()
-        .zip(&pgbench)
-        .map(|(server, sql)| server.per_second / sql.per_second)
-        .collect();
-    let (http, pgbench) = (Throughput::combined(&http), Throughput::combined(&pgbench));
+    let load::Turns {
+        first: http,
+        second: pgbench,
+        ratios: turn_ratios,
+    } = load::in_turns(
+        duration,
+        ["http", "pgbench"],
+        async |length| pages(client, QUERY, "functions", load::TURN_WARMUP, length).await,
+        async |length| floor(length).await,
+    )
+    .await?;
     eprintln!(
         "bench:   http    c={clients:<3} {:8.1} req/s p50 {:6.2} ms p99 {:6.2} ms ({} errors)",
         http.per_second, http.latency.p50_ms, http.latency.p99_ms, http.errors

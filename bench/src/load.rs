@@ -80,3 +80,49 @@ where
         histogram: Some(histogram),
     })
 }
+
+/// One turn of a figure measured in turns; its window is split into as
+/// many as fit (at least one).
+pub const TURN: Duration = Duration::from_secs(3);
+
+/// Unrecorded requests at the start of a server's turn, on its clients'
+/// fresh keep-alive connections.
+pub const TURN_WARMUP: Duration = Duration::from_millis(250);
+
+/// Two sides measured in turns: each side's turns combined, and the ratio
+/// of each pair of turns (first ÷ second).
+pub struct Turns {
+    pub first: Throughput,
+    pub second: Throughput,
+    pub ratios: Vec<f64>,
+}
+
+/// `first` and `second` take turns of about [`TURN`] over `duration`, so
+/// that the drift of a shared machine falls on both alike; each is called
+/// with its turn's length. `names` label the per-turn log lines.
+pub async fn in_turns(
+    duration: Duration,
+    names: [&str; 2],
+    mut first: impl AsyncFnMut(Duration) -> anyhow::Result<Throughput>,
+    mut second: impl AsyncFnMut(Duration) -> anyhow::Result<Throughput>,
+) -> anyhow::Result<Turns> {
+    let turns = (duration.as_secs() / TURN.as_secs()).max(1);
+    let turn_length = duration / turns as u32;
+    let (mut firsts, mut seconds, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for turn in 1..=turns {
+        let (a, b) = (first(turn_length).await?, second(turn_length).await?);
+        let ratio = a.per_second / b.per_second.max(f64::MIN_POSITIVE);
+        eprintln!(
+            "bench:   turn {turn}/{turns}: {} {:8.1}/s, {} {:8.1}/s ({ratio:.2}×)",
+            names[0], a.per_second, names[1], b.per_second
+        );
+        firsts.push(a);
+        seconds.push(b);
+        ratios.push(ratio);
+    }
+    Ok(Turns {
+        first: Throughput::combined(&firsts),
+        second: Throughput::combined(&seconds),
+        ratios,
+    })
+}

@@ -346,32 +346,31 @@ pub fn render(r: &Results) -> String {
                 "`executeFunction`",
             ];
             let now = [&level.stats, &level.page, &level.execute];
+            // Since session 24 a baseline server takes turns with each size;
+            // before, the first size was measured once and stood in.
+            let (then, turns, against) = match &level.baseline {
+                Some(b) => (
+                    [&b.stats, &b.page, &b.execute],
+                    [&b.stats_turns, &b.page_turns, &b.execute_turns]
+                        .map(|t| format!(" (turns {})", range(t))),
+                    format!("the same with {} executions, in turns", b.executions),
+                ),
+                None => (
+                    [&first.stats, &first.page, &first.execute],
+                    [String::new(), String::new(), String::new()],
+                    format!("the same at {} executions", first.executions),
+                ),
+            };
             for (k, name) in names.into_iter().enumerate() {
-                // Since session 24 a baseline server takes turns with each
-                // size; before, the first size was measured once and stood in.
-                let (then, against, turns) = match &level.baseline {
-                    Some(b) => (
-                        [&b.stats, &b.page, &b.execute][k],
-                        format!("the same with {} executions, in turns", b.executions),
-                        format!(
-                            " (turns {})",
-                            range([&b.stats_turns, &b.page_turns, &b.execute_turns][k])
-                        ),
-                    ),
-                    None => (
-                        [&first.stats, &first.page, &first.execute][k],
-                        format!("the same at {} executions", first.executions),
-                        String::new(),
-                    ),
-                };
-                let ratio = now[k].per_second / then.per_second.max(0.001);
+                let (now, then, turns) = (now[k], then[k], &turns[k]);
+                let ratio = now.per_second / then.per_second.max(0.001);
                 let _ = writeln!(
                     out,
                     "| growth: {name}, {} executions, {} clients | {} req/s, {} | {against}: {} req/s, {} | {ratio:.2}×{turns} | flat (≥ 0.8×) | {} |",
                     level.executions,
                     g.clients,
-                    rate(now[k].per_second),
-                    p50_p99(&now[k].latency),
+                    rate(now.per_second),
+                    p50_p99(&now.latency),
                     rate(then.per_second),
                     p50_p99(&then.latency),
                     verdict(ratio >= 0.8)
