@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -81,9 +83,15 @@ impl WsClient {
     }
 
     /// The next protocol message or the close, answering pings on the way.
+    /// `timeout` bounds the whole wait: the server's keep-alive pings do not
+    /// extend it.
     pub async fn receive(&mut self, timeout: Duration) -> anyhow::Result<Received> {
+        self.receive_until(Instant::now() + timeout).await
+    }
+
+    async fn receive_until(&mut self, deadline: Instant) -> anyhow::Result<Received> {
         loop {
-            let frame = tokio::time::timeout(timeout, self.socket.next())
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .context("nothing received in time")?;
             match frame {
@@ -111,8 +119,9 @@ impl WsClient {
     /// The next frame as it came: unlike [`Self::receive`], pings are neither
     /// answered nor skipped, and `ka` is returned too.
     pub async fn receive_raw(&mut self, timeout: Duration) -> anyhow::Result<Received> {
+        let deadline = Instant::now() + timeout;
         loop {
-            let frame = tokio::time::timeout(timeout, self.socket.next())
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .context("nothing received in time")?;
             match frame {
@@ -135,8 +144,9 @@ impl WsClient {
         &mut self,
         timeout: Duration,
     ) -> anyhow::Result<Option<(u16, String)>> {
+        let deadline = Instant::now() + timeout;
         loop {
-            let frame = tokio::time::timeout(timeout, self.socket.next())
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .context("the socket was not closed in time")?;
             match frame {
@@ -163,8 +173,9 @@ impl WsClient {
     /// The next message about operation `id` (`next`, `data`, `error` or
     /// `complete`), skipping messages about other operations.
     pub async fn next_message(&mut self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
         loop {
-            match self.receive(timeout).await? {
+            match self.receive_until(deadline).await? {
                 Received::Message(m) if m["id"] == id => return Ok(m),
                 Received::Message(_) => continue,
                 Received::Closed(code) => bail!("socket closed ({code:?})"),
@@ -174,8 +185,9 @@ impl WsClient {
 
     /// The payload of the next `next`/`data` message of subscription `id`.
     pub async fn next_payload(&mut self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
         loop {
-            match self.receive(timeout).await? {
+            match self.receive_until(deadline).await? {
                 Received::Message(m)
                     if m["id"] == id && (m["type"] == "next" || m["type"] == "data") =>
                 {

@@ -401,6 +401,36 @@ async fn an_execution_goes_running_then_failed() {
 }
 
 #[tokio::test]
+async fn subscribing_to_a_finished_execution_sends_it_and_completes() {
+    let app = TestApp::start().await.unwrap();
+    let client = app.client();
+    let function_id = client.ready_function("echo", ECHO).await.unwrap();
+    let finished = client
+        .execute(&function_id, json!({ "n": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(finished["status"], "COMPLETED", "{finished}");
+
+    let mut ws = subscriber(
+        &app.server,
+        EXECUTION_EVENTS,
+        json!({ "id": finished["id"] }),
+    )
+    .await;
+    let snapshot = event(&mut ws).await;
+    assert_eq!(
+        transitions(std::slice::from_ref(&snapshot)),
+        [pair(None, "COMPLETED")]
+    );
+    assert_eq!(snapshot["execution"]["output"], json!({ "n": 1 }));
+    // Nothing will change it again, so the subscription ends at once.
+    assert_eq!(
+        ws.next_message("sub", WAIT).await.unwrap(),
+        json!({ "id": "sub", "type": "complete" })
+    );
+}
+
+#[tokio::test]
 async fn subscribing_to_a_ready_function_sends_exactly_one_snapshot() {
     let app = TestApp::start().await.unwrap();
     let client = app.client();

@@ -217,7 +217,12 @@ impl SubscriptionRoot {
                 Err(error) => { yield Err(error.into()); return; }
             };
             let mut last = Some(event.status);
+            let finished = event.status.is_final();
             yield Ok(event);
+            // Already over when it was subscribed: nothing more will happen.
+            if finished {
+                return;
+            }
             loop {
                 match bus.recv().await {
                     Ok(BusMessage::Execution(announcement)) => {
@@ -232,7 +237,7 @@ impl SubscriptionRoot {
                         match load_execution(&state, &announcement).await {
                             Ok(Some(execution)) => {
                                 last = Some(status);
-                                let finished = matches!(status, ExecutionStatus::Completed | ExecutionStatus::Failed);
+                                let finished = status.is_final();
                                 yield Ok(ExecutionStatusEvent { execution, previous_status: previous, status, at: change.at });
                                 if finished {
                                     return;
@@ -246,7 +251,7 @@ impl SubscriptionRoot {
                     Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
                         match snapshot_execution(&state, id, last).await {
                             Ok(Some(event)) if Some(event.status) != last => {
-                                let finished = matches!(event.status, ExecutionStatus::Completed | ExecutionStatus::Failed);
+                                let finished = event.status.is_final();
                                 last = Some(event.status);
                                 yield Ok(event);
                                 if finished { return; }

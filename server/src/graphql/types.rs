@@ -73,6 +73,11 @@ impl ExecutionStatus {
             .ok()
             .map(Into::into)
     }
+
+    /// COMPLETED or FAILED: nothing changes it again.
+    pub fn is_final(self) -> bool {
+        entity::ExecutionStatus::from(self).is_final()
+    }
 }
 
 /// Whether the connection being resolved selects `totalCount` (counting is
