@@ -282,6 +282,18 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<FunctionR
         .await
 }
 
+/// Whether the function exists: its id from the primary key's index, where
+/// [`get`] would read the whole record (source included) only to drop it.
+pub async fn exists(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
+    let found: Option<Uuid> = function::Entity::find_by_id(id)
+        .select_only()
+        .column(function::Column::Id)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(found.is_some())
+}
+
 pub async fn get_many(
     db: &impl ConnectionTrait,
     ids: &[Uuid],

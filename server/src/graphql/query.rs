@@ -138,7 +138,7 @@ impl QueryRoot {
         let scope = match function_id {
             Some(id) => {
                 let state = ctx.data_unchecked::<AppState>();
-                if functions::get(&state.reads, id).await.api()?.is_none() {
+                if !functions::exists(&state.reads, id).await.api()? {
                     return Err(functions::FunctionError::NotFound(id)).api();
                 }
                 Scope::Function(id)

@@ -53,7 +53,7 @@ impl ExecutionsApi {
     ) -> Result<Listed<ExecutionSummary>, RestError> {
         let id = parse_id("function", &id.0)?;
         let page = page_request(limit.0, after.0.as_deref())?;
-        if functions::get(&state.reads, id).await?.is_none() {
+        if !functions::exists(&state.reads, id).await? {
             return Err(RestError::function_not_found(id));
         }
         let filter = ExecutionFilter {
