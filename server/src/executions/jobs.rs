@@ -22,7 +22,7 @@ use entity::execution::ExecutionStatus;
 
 use super::{Executor, ModuleKey, into_db_error, retry, store};
 use crate::queue::{self, Delivery, ExecutionJob, FALLBACK_POLL, QueueListener};
-use crate::runtime::Slot;
+use crate::runtime::{CallStart, Slot};
 
 /// Reads `execution_jobs` whenever this process has a free wasm thread, until
 /// `shutdown`; runs already started finish (awaited by [`Executor::drain`]).
@@ -158,8 +158,16 @@ impl Executor {
             Some(module) if named == Some(key) => module,
             _ => self.load(key).await,
         };
+        // Nobody waits on a background run's first microseconds, and this
+        // process's executor threads are busy with the other runs' writes.
         let outcome = self
-            .invoke(slot, module, running.input.as_ref(), held.token())
+            .invoke(
+                slot,
+                module,
+                running.input.as_ref(),
+                held.token(),
+                CallStart::WasmThread,
+            )
             .await;
         self.finish(&running, outcome, Some(delivery.msg_id))
             .await

@@ -46,7 +46,9 @@ pub use warmup::spawn_cache_warmer;
 use crate::events::EventBus;
 use crate::pagination::{Page, PageRequest, page_statement};
 use crate::queue::{self, ExecutionJob, QueueError};
-use crate::runtime::{LoadedModule, ModuleKey, Runtime, RuntimeError, Slot, UserCodeError};
+use crate::runtime::{
+    CallStart, LoadedModule, ModuleKey, Runtime, RuntimeError, Slot, UserCodeError,
+};
 use deployed::DeployedRevisions;
 use lease::{Held, HeldRuns};
 use store::{Acceptance, Outcome, RunnerId};
@@ -340,7 +342,8 @@ impl Executor {
         let started = Instant::now();
         let call = async {
             let module = self.load(key).await;
-            self.invoke(slot, module, Some(input), &stop).await
+            self.invoke(slot, module, Some(input), &stop, CallStart::CallingThread)
+                .await
         };
         let mut call = std::pin::pin!(call.instrument(span.clone()));
         let outcome = futures::poll!(call.as_mut());
@@ -487,7 +490,13 @@ impl Executor {
         };
         let (started, outcome) = tokio::join!(
             start,
-            self.invoke(slot, module, pending.input.as_ref(), held.token())
+            self.invoke(
+                slot,
+                module,
+                pending.input.as_ref(),
+                held.token(),
+                CallStart::CallingThread,
+            )
         );
         drop(admitted);
         let Some(running) = started? else {
@@ -517,19 +526,20 @@ impl Executor {
             .map_err(platform_failure)
     }
 
-    /// Runs the user's code on the reserved thread.
+    /// Runs the user's code on the reserved thread, started as `start` says.
     async fn invoke(
         &self,
         slot: Slot,
         module: Result<LoadedModule, PlatformFailure>,
         input: Option<&Value>,
         stop: &CancellationToken,
+        start: CallStart,
     ) -> Result<crate::runtime::Invocation, PlatformFailure> {
         let module = module?;
         let input = input.map_or_else(|| "{}".to_owned(), Value::to_string);
         self.inner
             .runtime
-            .run(slot, &module, &input, stop)
+            .run(slot, &module, &input, stop, start)
             .await
             .map_err(platform_failure)
     }

@@ -18,7 +18,7 @@
 //! // wasm thread, load the module, record RUNNING, then run (cancellable).
 //! let slot = runtime.reserve().await;
 //! let module = runtime.load(key, || load_wasm(id)).await?;
-//! let run = runtime.run(slot, &module, input, &cancel).await?;
+//! let run = runtime.run(slot, &module, input, &cancel, CallStart::CallingThread).await?;
 //! ```
 
 mod abi;
@@ -91,6 +91,21 @@ struct Inner {
     pool: WorkerPool,
     /// One permit per wasm thread: holding one means a thread is free for you.
     slots: Arc<Semaphore>,
+}
+
+/// Where a call starts ([`Runtime::run`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallStart {
+    /// On the calling (async executor's) thread, until its first epoch
+    /// tick: a short call, the usual one, costs no hand-off. For a caller
+    /// that waits for the result.
+    CallingThread,
+    /// On the reserved wasm thread from the start: the executor's thread
+    /// stays free for other work, at the price of one hand-off. For runs
+    /// nobody waits on, such as background executions, where up to a tick
+    /// of wasm on the executor's thread would hold up the database work of
+    /// the runs beside it.
+    WasmThread,
 }
 
 /// A wasm thread reserved for one execution ([`Runtime::reserve`]); it is free
@@ -181,8 +196,14 @@ impl Runtime {
     {
         let slot = self.reserve().await;
         let module = self.load(key, load).await?;
-        self.run(slot, &module, input, &CancellationToken::new())
-            .await
+        self.run(
+            slot,
+            &module,
+            input,
+            &CancellationToken::new(),
+            CallStart::CallingThread,
+        )
+        .await
     }
 
     /// Waits until a wasm thread is free and reserves it. Waiters are served
@@ -227,11 +248,12 @@ impl Runtime {
     }
 
     /// Runs `handle(input)` on a fresh instance of `module` and frees `slot`
-    /// when the call ends. The call starts on the calling thread, so a short
-    /// one (most are) costs no hand-off between threads; one still running at
-    /// its first epoch tick (within [`EPOCH_TICK`](engine::EPOCH_TICK)) moves
-    /// to the wasm thread `slot` reserved, so it never holds up the async
-    /// executor for longer. `cancel` stops the call within an epoch tick (a
+    /// when the call ends. With [`CallStart::CallingThread`] the call starts
+    /// on the calling thread, so a short one (most are) costs no hand-off
+    /// between threads; one still running at its first epoch tick (within
+    /// [`EPOCH_TICK`](engine::EPOCH_TICK)) moves to the wasm thread `slot`
+    /// reserved, so it never holds up the async executor for longer. With
+    /// [`CallStart::WasmThread`] it runs there from the start. `cancel` stops the call within an epoch tick (a
     /// few ms); it then fails with [`UserCodeError::Cancelled`]. Dropping the
     /// future does not stop a call that moved; its timeout or `cancel` does.
     pub async fn run(
@@ -240,6 +262,7 @@ impl Runtime {
         module: &LoadedModule,
         input: &str,
         cancel: &CancellationToken,
+        start: CallStart,
     ) -> Result<Invocation, RuntimeError> {
         let clock = invoke::CpuClock::start();
         let call = invoke::Call {
@@ -252,9 +275,14 @@ impl Runtime {
         };
         // A panic fails this call only, as on a wasm thread.
         let mut call = Box::pin(AssertUnwindSafe(invoke::invoke(call)).catch_unwind());
-        let invocation = match futures::poll!(call.as_mut()) {
+        let first = match start {
+            CallStart::CallingThread => futures::poll!(call.as_mut()),
+            CallStart::WasmThread => Poll::Pending,
+        };
+        let invocation = match first {
             Poll::Ready(invocation) => invocation,
-            // The call yielded at its first tick: continue it on its own thread.
+            // Not started here, or it yielded at its first tick: continue it
+            // on its own thread.
             Poll::Pending => {
                 self.inner
                     .pool

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{ExecutionLimits, Invocation, ModuleKey, Runtime, RuntimeError, UserCodeError};
+use super::{
+    CallStart, ExecutionLimits, Invocation, ModuleKey, Runtime, RuntimeError, UserCodeError,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -188,6 +190,40 @@ async fn timeout_stops_a_loop_while_other_executions_complete() {
     );
     // Its CPU time is counted on both threads it ran on: not one tick early.
     assert!(looped.duration >= Duration::from_secs(2));
+}
+
+// Started on its wasm thread, a call never ran on the caller's: its CPU time
+// is that thread's alone, and the limits hold as they do for a call that
+// moved there at its first tick.
+#[tokio::test]
+async fn a_call_started_on_its_wasm_thread_answers_and_is_limited_the_same() {
+    let rt = runtime_with(ExecutionLimits {
+        timeout: Duration::from_millis(500),
+        ..limits()
+    });
+    let (echo, spin) = (key(), key());
+    rt.prepare(echo, &fixtures::wasm("echo")).await.unwrap();
+    rt.prepare(spin, &fixtures::wasm("loop")).await.unwrap();
+    let start = |module: ModuleKey, input: &'static str| {
+        let rt = rt.clone();
+        async move {
+            let slot = rt.reserve().await;
+            let module = rt.load(module, must_be_cached).await.unwrap();
+            let cancel = tokio_util::sync::CancellationToken::new();
+            rt.run(slot, &module, input, &cancel, CallStart::WasmThread)
+                .await
+                .unwrap()
+        }
+    };
+    let echoed = start(echo, r#"{"a":1}"#).await;
+    assert_eq!(echoed.outcome.unwrap(), json!({ "a": 1 }));
+    let looped = start(spin, "1").await;
+    assert_eq!(
+        looped.outcome.unwrap_err(),
+        UserCodeError::Timeout { ms: 500 }
+    );
+    assert!(looped.duration >= Duration::from_millis(500));
+    assert_eq!(rt.free_slots(), limits().max_concurrency);
 }
 
 #[tokio::test]
