@@ -8,6 +8,9 @@
 //!   (wasm threads + `PROJECTNIL_EXEC_QUEUE`) of `executeFunction` on a
 //!   CPU-bound function at once: accepted, refused (TOO_MANY_REQUESTS) and the
 //!   latency of the accepted;
+//! - beside a backlog: `function(id)` from 4 clients on the idle server, then
+//!   while the same process drains a backlog of CPU-bound background
+//!   executions (what its other users feel while background work runs);
 //! - throughput: a backlog of CPU-bound background executions drained by 1 and
 //!   then 2 `projectnil worker --only executions` processes (on a database of
 //!   its own, behind a `serve --no-execution-worker`), against the machine's
@@ -18,14 +21,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use futures::StreamExt as _;
 use futures::future::join_all;
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 use sqlx::postgres::PgListener;
 
-use crate::results::{Background, Overload, Taken, WorkerThroughput};
+use crate::results::{Background, BesideBacklog, Overload, Taken, WorkerThroughput};
 use crate::stats::{self, Latency};
-use crate::{Paths, Plan, env, gql};
+use crate::{Paths, Plan, env, gql, load};
 
 /// `burn.ts` rounds of about 10 ms of CPU.
 const BURN_ROUNDS: i32 = 3_000_000;
@@ -82,6 +86,18 @@ pub async fn run(
         overload.push(level);
     }
 
+    let beside_backlog = beside_backlog(plan, client, &db_url, &echo, &burn).await?;
+    eprintln!(
+        "bench:   function(id) beside {} queued burn executions: {:.0} req/s, p50 {:.2} ms p99 {:.2} ms; idle {:.0} req/s, p50 {:.2} ms p99 {:.2} ms",
+        beside_backlog.backlog,
+        beside_backlog.draining.per_second,
+        beside_backlog.draining.latency.p50_ms,
+        beside_backlog.draining.latency.p99_ms,
+        beside_backlog.idle.per_second,
+        beside_backlog.idle.latency.p50_ms,
+        beside_backlog.idle.latency.p99_ms
+    );
+
     let execution_ms = execution_cpu_ms(client, &burn).await?;
     let ideal_per_second = cores as f64 * 1000.0 / execution_ms;
     let backlog = if plan.quick { 60 } else { 600 };
@@ -101,6 +117,96 @@ pub async fn run(
         burn_ms: execution_ms,
         ideal_per_second,
         throughput,
+        beside_backlog: Some(beside_backlog),
+    })
+}
+
+/// Executions of `function` not finished yet.
+async fn unfinished(db: &mut sqlx::PgConnection, function: &str) -> anyhow::Result<i64> {
+    let (left,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM executions WHERE function_id = $1::uuid AND status IN ('PENDING', 'RUNNING')",
+    )
+    .bind(function)
+    .fetch_one(db)
+    .await?;
+    Ok(left)
+}
+
+/// Clients of the read beside the backlog.
+const BESIDE_CLIENTS: usize = 4;
+
+/// `function(id) { id status }` of `function` from [`BESIDE_CLIENTS`]
+/// clients: on the idle server, then while it drains a backlog of `burn`
+/// executions queued just before; returns once the backlog is drained.
+async fn beside_backlog(
+    plan: &Plan,
+    client: &gql::Client,
+    db_url: &str,
+    function: &str,
+    burn: &str,
+) -> anyhow::Result<BesideBacklog> {
+    const READ: &str = "query($id: UUID!) { function(id: $id) { id status } }";
+    let (warmup, duration) = if plan.quick {
+        (Duration::from_millis(300), Duration::from_secs(1))
+    } else {
+        (Duration::from_secs(1), Duration::from_secs(5))
+    };
+    // More than the server drains while the read is measured (about 160/s
+    // of burn executions on 2 cores), so it never runs out.
+    let backlog = if plan.quick { 200 } else { 1500 };
+    let variables = json!({ "id": function });
+    let read = move |c: gql::Client| {
+        let variables = variables.clone();
+        async move {
+            let data = c.data(READ, variables).await?;
+            if data["function"]["status"] != "READY" {
+                bail!("unexpected answer: {data}");
+            }
+            Ok(())
+        }
+    };
+    let idle = load::closed_loop(client, BESIDE_CLIENTS, warmup, duration, read.clone()).await?;
+
+    let mut db = sqlx::PgConnection::connect(db_url).await?;
+    let queued = futures::stream::iter(0..backlog)
+        .map(|_| {
+            let client = client.clone();
+            async move {
+                client
+                    .data(
+                        gql::START_EXECUTION,
+                        json!({ "id": burn, "input": { "rounds": BURN_ROUNDS } }),
+                    )
+                    .await
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    for accepted in queued {
+        accepted?;
+    }
+    let draining = load::closed_loop(client, BESIDE_CLIENTS, warmup, duration, read).await?;
+    anyhow::ensure!(
+        unfinished(&mut db, burn).await? > 0,
+        "the backlog of {backlog} ran out before the read ended: queue more"
+    );
+    let started = Instant::now();
+    loop {
+        let left = unfinished(&mut db, burn).await?;
+        if left == 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("{left} background executions still not finished after 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(BesideBacklog {
+        clients: BESIDE_CLIENTS,
+        backlog,
+        idle,
+        draining,
     })
 }
 

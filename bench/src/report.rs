@@ -320,6 +320,21 @@ pub fn render(r: &Results) -> String {
                 verdict(level.errors == 0 && level.accepted + level.refused == level.calls)
             );
         }
+        if let Some(beside) = &b.beside_backlog {
+            let _ = writeln!(
+                out,
+                "| a read beside background executions: `function(id)` from {} clients while the same server drains {} queued executions of {:.1} ms CPU | {} req/s, {} | the same read on the idle server: {} req/s, {} | p99 {:.1}× idle, {:.2}× its rate | — | |",
+                beside.clients,
+                beside.backlog,
+                b.burn_ms,
+                rate(beside.draining.per_second),
+                p50_p99(&beside.draining.latency),
+                rate(beside.idle.per_second),
+                p50_p99(&beside.idle.latency),
+                beside.draining.latency.p99_ms / beside.idle.latency.p99_ms.max(0.001),
+                beside.draining.per_second / beside.idle.per_second.max(0.001)
+            );
+        }
         for level in &b.throughput {
             let _ = writeln!(
                 out,

@@ -276,6 +276,21 @@ pub struct Background {
     /// cores / burn_ms: what the machine could do with no overhead at all.
     pub ideal_per_second: f64,
     pub throughput: Vec<WorkerThroughput>,
+    /// A read on the same server, idle and while it drains a backlog of
+    /// burn executions (absent from results of before session 25).
+    #[serde(default)]
+    pub beside_backlog: Option<BesideBacklog>,
+}
+
+/// A one-statement read from a few clients, on the idle server and then
+/// while the same process runs a backlog of CPU-bound background executions.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct BesideBacklog {
+    pub clients: usize,
+    /// Background executions queued before the read began.
+    pub backlog: usize,
+    pub idle: Throughput,
+    pub draining: Throughput,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -253,9 +253,10 @@ impl Runtime {
     /// between threads; one still running at its first epoch tick (within
     /// [`EPOCH_TICK`](engine::EPOCH_TICK)) moves to the wasm thread `slot`
     /// reserved, so it never holds up the async executor for longer. With
-    /// [`CallStart::WasmThread`] it runs there from the start. `cancel` stops the call within an epoch tick (a
-    /// few ms); it then fails with [`UserCodeError::Cancelled`]. Dropping the
-    /// future does not stop a call that moved; its timeout or `cancel` does.
+    /// [`CallStart::WasmThread`] it runs there from the start. `cancel`
+    /// stops the call within an epoch tick (a few ms); it then fails with
+    /// [`UserCodeError::Cancelled`]. Dropping the future does not stop a call
+    /// that moved; its timeout or `cancel` does.
     pub async fn run(
         &self,
         slot: Slot,
