@@ -121,6 +121,32 @@ pub async fn run(
     })
 }
 
+/// Queues `count` background executions of the burn function `burn`
+/// (`startExecution`, 8 at a time) and returns their ids.
+async fn queue_burns(
+    client: &gql::Client,
+    burn: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    let variables = json!({ "id": burn, "input": { "rounds": BURN_ROUNDS } });
+    futures::stream::iter(0..count)
+        .map(|_| {
+            let (client, variables) = (client.clone(), variables.clone());
+            async move {
+                let data = client.data(gql::START_EXECUTION, variables).await?;
+                data["startExecution"]["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("startExecution answered without an id")
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// Executions of `function` not finished yet.
 async fn unfinished(db: &mut sqlx::PgConnection, function: &str) -> anyhow::Result<i64> {
     let (left,): (i64,) = sqlx::query_as(
@@ -169,24 +195,7 @@ async fn beside_backlog(
     let idle = load::closed_loop(client, BESIDE_CLIENTS, warmup, duration, read.clone()).await?;
 
     let mut db = sqlx::PgConnection::connect(db_url).await?;
-    let queued = futures::stream::iter(0..backlog)
-        .map(|_| {
-            let client = client.clone();
-            async move {
-                client
-                    .data(
-                        gql::START_EXECUTION,
-                        json!({ "id": burn, "input": { "rounds": BURN_ROUNDS } }),
-                    )
-                    .await
-            }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await;
-    for accepted in queued {
-        accepted?;
-    }
+    queue_burns(client, burn, backlog).await?;
     let draining = load::closed_loop(client, BESIDE_CLIENTS, warmup, duration, read).await?;
     anyhow::ensure!(
         unfinished(&mut db, burn).await? > 0,
@@ -414,19 +423,7 @@ async fn drain_with_workers(
         let burn = ready(&client, "bench-burn", &std::fs::read_to_string(paths.fixture("burn"))?).await?;
         let mut levels = Vec::new();
         for workers in [1, 2] {
-            let ids: HashSet<String> = join_all((0..count).map(|_| {
-                let client = client.clone();
-                let burn = burn.clone();
-                async move {
-                    let data = client
-                        .data(gql::START_EXECUTION, json!({ "id": burn, "input": { "rounds": BURN_ROUNDS } }))
-                        .await?;
-                    anyhow::Ok(data["startExecution"]["id"].as_str().unwrap_or_default().to_string())
-                }
-            }))
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+            let ids: HashSet<String> = queue_burns(&client, &burn, count).await?.into_iter().collect();
             let mut running = Vec::new();
             for n in 0..workers {
                 running.push(
