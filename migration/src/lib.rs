@@ -3,7 +3,8 @@
 //! the compilation queues and the notifications of their inserts, and the
 //! leases and job queue of dependable executions, versions, and the daily
 //! partitions and statistics rollups of executions, and the one-statement
-//! record of a synchronous run (one insert of its row).
+//! record of a synchronous run (one insert of its row), and execution ids
+//! that tell when they were made.
 //!
 //! Always apply migrations through [`apply`] (what `projectnil migrate` and
 //! `projectnil serve` call): sea-orm runs every PostgreSQL migration inside one
@@ -25,6 +26,7 @@ mod m20261201_000009_unique_function_names;
 mod m20261201_000010_execution_analytics;
 mod m20261202_000011_synchronous_runs;
 mod m20261206_000012_runs_inserted_whole;
+mod m20261206_000013_time_ordered_execution_ids;
 
 pub use m20261201_000009_unique_function_names::FUNCTION_NAME_INDEX;
 pub use sea_orm_migration::MigratorTrait;
@@ -70,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_execution_analytics::Migration),
             Box::new(m20261202_000011_synchronous_runs::Migration),
             Box::new(m20261206_000012_runs_inserted_whole::Migration),
+            Box::new(m20261206_000013_time_ordered_execution_ids::Migration),
         ]
     }
 }

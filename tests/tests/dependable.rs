@@ -1,7 +1,8 @@
 //! Dependable executions against real processes: admission under overload,
 //! background executions that survive a killed worker, several replicas and
-//! workers sharing one queue, cancellation wherever an execution runs, and
-//! final statuses that a slow (stopped) owner cannot overwrite.
+//! workers sharing one queue, cancellation wherever an execution runs,
+//! final statuses that a slow (stopped) owner cannot overwrite, and
+//! executions found by id whatever time their id tells.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -873,4 +874,101 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
         announced(&inserted, "PENDING").await,
         [pair(None, "PENDING")]
     );
+}
+
+/// How far, in milliseconds, the time in an execution's id is from its
+/// `created_at`; `None` unless the id is time-ordered (version 7).
+async fn id_time_from_created_at(db: &TestDb, id: &str) -> Option<i64> {
+    first_value(
+        db,
+        &format!(
+            "SELECT CASE WHEN substr(id::text, 15, 1) = '7' THEN
+                    abs(floor(extract(epoch FROM created_at) * 1000)::bigint
+                        - ('x' || substr(replace(id::text, '-', ''), 1, 12))::bit(48)::bigint)
+                    END
+               FROM executions WHERE id = '{id}'"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn executions_are_found_cancelled_and_run_whatever_time_their_id_tells() {
+    let app = TestApp::start().await.unwrap();
+    let client = app.client();
+    let add = client.ready_function("add", ADD).await.unwrap();
+
+    // New ids, synchronous or background, tell when they were made.
+    let synchronous = client
+        .execute(&add, json!({ "a": 1, "b": 2 }))
+        .await
+        .unwrap();
+    let background = start(&client, &add, json!({ "a": 2, "b": 2 })).await;
+    for id in [synchronous["id"].as_str().unwrap(), &background] {
+        let apart = id_time_from_created_at(&app.db, id).await;
+        assert!(apart.is_some_and(|ms| ms < 60_000), "{id}: {apart:?} ms");
+    }
+    assert_eq!(
+        finished(&client, &background).await["output"],
+        json!({ "sum": 4 })
+    );
+
+    // Ids the server would not make: random (rows older than time-ordered
+    // ids), and time-ordered three days before the row was created (a clock
+    // far off). The server looks near the id's time first, then everywhere.
+    let three_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3 * 86_400;
+    let foreign = || {
+        [
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                three_days_ago,
+                0,
+            )),
+        ]
+    };
+    let insert = |id: uuid::Uuid, queued: bool| {
+        let db = &app.db;
+        let add = &add;
+        async move {
+            let sql = format!(
+                "WITH i AS (INSERT INTO executions (id, function_id, revision, input, background)
+                            VALUES ('{id}', '{add}', 1, '{{\"a\": 5, \"b\": 6}}', true) RETURNING 1)
+                 SELECT count(*) FROM i"
+            );
+            assert_eq!(scalar(db, &sql).await, 1, "{sql}");
+            if queued {
+                let job = json!({ "executionId": id });
+                scalar(
+                    db,
+                    &format!("SELECT pgmq.send('execution_jobs', '{job}'::jsonb)"),
+                )
+                .await;
+            }
+        }
+    };
+    for id in foreign() {
+        insert(id, true).await;
+        let ran = finished(&client, &id.to_string()).await;
+        assert_eq!(ran["status"], "COMPLETED", "{id}: {ran}");
+        assert_eq!(ran["output"], json!({ "sum": 11 }), "{id}");
+    }
+    for id in foreign() {
+        insert(id, false).await;
+        assert_eq!(
+            execution(&client, &id.to_string()).await["status"],
+            "PENDING"
+        );
+        let cancelled =
+            client.data(CANCEL, json!({ "id": id })).await.unwrap()["cancelExecution"].clone();
+        assert_eq!(cancelled["status"], "FAILED", "{id}: {cancelled}");
+        assert_eq!(cancelled["errorKind"], "CANCELLED", "{id}");
+    }
+    eventually!("the execution queue to be empty", async {
+        (scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await == 0).then_some(())
+    });
 }

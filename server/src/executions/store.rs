@@ -6,9 +6,14 @@
 //! nothing; the caller gets `None` and decides what to log. A database trigger
 //! (migration `m20261201_000007`) refuses any change of a finished execution
 //! on top of that.
+//!
+//! `executions` is partitioned by day of `created_at`. Writes that know the
+//! row name its `created_at`; a lookup by id alone bounds it by the time in
+//! the id ([`by_id`]), so it probes one partition instead of every day kept.
 
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value as SqlValue};
 use serde_json::Value;
 use uuid::Uuid;
@@ -66,6 +71,45 @@ async fn one<C: ConnectionTrait>(
     execution::Model::find_by_statement(statement(sql, values))
         .one(db)
         .await
+}
+
+/// How far from the time in its id an execution's `created_at` is looked for
+/// first. Ids are made within moments of `created_at` (by PostgreSQL in the
+/// insert, or here as a synchronous run is admitted); an hour covers a long
+/// transaction or clocks that differ a little, and still names one daily
+/// partition (two in the hours around midnight).
+const CREATED_NEAR_ID: TimeDelta = TimeDelta::hours(1);
+
+/// When the execution `id` was created, give or take [`CREATED_NEAR_ID`], if
+/// its id tells: one made since migration `m20261206_000013` (version 7).
+fn created_near(id: Uuid) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let (seconds, nanos) = id.get_timestamp()?.to_unix();
+    let made = DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)?;
+    Some((made - CREATED_NEAR_ID, made + CREATED_NEAR_ID))
+}
+
+/// Runs the statement `sql` writes for the execution `id`, given the
+/// condition that bounds `created_at` (or an empty one): first bounded near
+/// the time in the id, then, if that finds nothing, by id alone. The second
+/// look finds a row made before `m20261206_000013` or by a clock far off;
+/// a guard that does not hold costs both looks, and changes nothing in
+/// either.
+async fn by_id<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    sql: impl Fn(&str) -> String,
+    values: Vec<SqlValue>,
+) -> Result<Option<execution::Model>, DbErr> {
+    if let Some((from, until)) = created_near(id) {
+        let n = values.len();
+        let near = format!("AND created_at >= ${} AND created_at < ${}", n + 1, n + 2);
+        let mut bounded = values.clone();
+        bounded.extend([from.into(), until.into()]);
+        if let Some(found) = one(db, sql(&near), bounded).await? {
+            return Ok(Some(found));
+        }
+    }
+    one(db, sql(""), values).await
 }
 
 /// Records a PENDING execution of the deployed revision of `function_id`, in
@@ -221,17 +265,20 @@ pub async fn claim<C: ConnectionTrait>(
     lease: Duration,
     max_attempts: i32,
 ) -> Result<Option<execution::Model>, DbErr> {
-    one(
+    by_id(
         db,
-        format!(
-            "UPDATE executions SET status = 'RUNNING', started_at = clock_timestamp(), owner = $2,
-                    lease_expires_at = clock_timestamp() + $3::interval,
-                    attempt = CASE WHEN status = 'RUNNING' THEN attempt + 1 ELSE attempt END
-             WHERE id = $1 AND background
-               AND (status = 'PENDING'
-                    OR (status = 'RUNNING' AND lease_expires_at < clock_timestamp() AND attempt < $4))
-             RETURNING {COLUMNS}"
-        ),
+        id,
+        |near| {
+            format!(
+                "UPDATE executions SET status = 'RUNNING', started_at = clock_timestamp(), owner = $2,
+                        lease_expires_at = clock_timestamp() + $3::interval,
+                        attempt = CASE WHEN status = 'RUNNING' THEN attempt + 1 ELSE attempt END
+                 WHERE id = $1 {near} AND background
+                   AND (status = 'PENDING'
+                        OR (status = 'RUNNING' AND lease_expires_at < clock_timestamp() AND attempt < $4))
+                 RETURNING {COLUMNS}"
+            )
+        },
         vec![
             id.into(),
             owner.into(),
@@ -284,13 +331,16 @@ pub async fn cancel<C: ConnectionTrait>(
     message: &str,
 ) -> Result<Option<execution::Model>, DbErr> {
     let failed = failed_with_message(2, ExecutionErrorKind::Cancelled);
-    one(
+    by_id(
         db,
-        format!(
-            "UPDATE executions SET {failed}
-             WHERE id = $1 AND status IN ('PENDING', 'RUNNING')
-             RETURNING {COLUMNS}"
-        ),
+        id,
+        |near| {
+            format!(
+                "UPDATE executions SET {failed}
+                 WHERE id = $1 {near} AND status IN ('PENDING', 'RUNNING')
+                 RETURNING {COLUMNS}"
+            )
+        },
         vec![id.into(), message.into()],
     )
     .await
@@ -305,14 +355,17 @@ pub async fn give_up<C: ConnectionTrait>(
     message: &str,
 ) -> Result<Option<execution::Model>, DbErr> {
     let failed = failed_with_message(3, ExecutionErrorKind::Interrupted);
-    one(
+    by_id(
         db,
-        format!(
-            "UPDATE executions SET {failed}
-             WHERE id = $1 AND status = 'RUNNING' AND attempt = $2
-               AND lease_expires_at < clock_timestamp()
-             RETURNING {COLUMNS}"
-        ),
+        id,
+        |near| {
+            format!(
+                "UPDATE executions SET {failed}
+                 WHERE id = $1 {near} AND status = 'RUNNING' AND attempt = $2
+                   AND lease_expires_at < clock_timestamp()
+                 RETURNING {COLUMNS}"
+            )
+        },
         vec![id.into(), attempt.into(), message.into()],
     )
     .await
@@ -370,10 +423,37 @@ pub async fn renew<C: ConnectionTrait>(
 }
 
 pub async fn get<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<execution::Model>, DbErr> {
-    one(
+    by_id(
         db,
-        format!("SELECT {COLUMNS} FROM executions WHERE id = $1"),
+        id,
+        |near| format!("SELECT {COLUMNS} FROM executions WHERE id = $1 {near}"),
         vec![id.into()],
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_ordered_id_bounds_its_creation_within_the_margin() {
+        // The id keeps whole milliseconds.
+        let before = Utc::now() - TimeDelta::milliseconds(1);
+        let id = Uuid::now_v7();
+        let after = Utc::now();
+        let (from, until) = created_near(id).expect("a version 7 id tells its time");
+        assert_eq!(until - from, CREATED_NEAR_ID * 2);
+        let made = from + CREATED_NEAR_ID;
+        assert!(
+            before <= made && made <= after,
+            "{before} <= {made} <= {after}"
+        );
+    }
+
+    #[test]
+    fn a_random_id_is_looked_up_by_id_alone() {
+        assert_eq!(created_near(Uuid::new_v4()), None);
+        assert_eq!(created_near(Uuid::nil()), None);
+    }
 }
