@@ -72,6 +72,17 @@ async fn migrations_apply_roll_back_and_apply_again() {
     const RECORD_RUN_UPDATES: &str = "SELECT count(*) FROM pg_proc \
          WHERE proname = 'projectnil_record_run' AND prosrc LIKE '%UPDATE executions%'";
     assert_eq!(scalar_i64(&db, RECORD_RUN_UPDATES).await, 0);
+    const TIME_ORDERED_IDS: &str = "SELECT count(*) FROM information_schema.columns \
+         WHERE table_name = 'executions' AND column_name = 'id' \
+           AND column_default = 'projectnil_uuid_v7()'";
+    assert_eq!(scalar_i64(&db, TIME_ORDERED_IDS).await, 1);
+    // The execution inserted above has a version 7 id.
+    const VERSION_7_IDS: &str =
+        "SELECT count(*) FROM executions WHERE substr(id::text, 15, 1) = '7'";
+    assert_eq!(scalar_i64(&db, VERSION_7_IDS).await, 1);
+    // Time-ordered ids alone: new ids are random again.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(scalar_i64(&db, TIME_ORDERED_IDS).await, 0);
     // A run inserted whole alone: the insert-then-update record comes back.
     Migrator::down(&db, Some(1)).await.unwrap();
     assert_eq!(scalar_i64(&db, RECORD_RUN_UPDATES).await, 1);
@@ -149,6 +160,7 @@ async fn migrations_apply_roll_back_and_apply_again() {
     assert_eq!(scalar_i64(&db, VERSIONS).await, 2);
     assert_eq!(scalar_i64(&db, UNIQUE_NAMES).await, 1);
     assert_eq!(scalar_i64(&db, PARTITIONED).await, 1);
+    assert_eq!(scalar_i64(&db, TIME_ORDERED_IDS).await, 1);
     assert_eq!(
         scalar_i64(
             &db,
