@@ -158,6 +158,26 @@ async fn unfinished(db: &mut sqlx::PgConnection, function: &str) -> anyhow::Resu
     Ok(left)
 }
 
+/// Waits, looking every 10 ms, until no execution of `function` is
+/// unfinished; fails after `limit`.
+async fn until_finished(
+    db: &mut sqlx::PgConnection,
+    function: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let left = unfinished(db, function).await?;
+        if left == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!("{left} background executions still not finished after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Clients of the read beside the backlog.
 const BESIDE_CLIENTS: usize = 4;
 
@@ -201,17 +221,7 @@ async fn beside_backlog(
         unfinished(&mut db, burn).await? > 0,
         "the backlog of {backlog} ran out before the read ended: queue more"
     );
-    let started = Instant::now();
-    loop {
-        let left = unfinished(&mut db, burn).await?;
-        if left == 0 {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            bail!("{left} background executions still not finished after 5 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_finished(&mut db, burn, Duration::from_secs(300)).await?;
     Ok(BesideBacklog {
         clients: BESIDE_CLIENTS,
         backlog,
@@ -420,34 +430,37 @@ async fn drain_with_workers(
         )
         .await?;
         let client = gql::Client::new(&api.base_url);
-        let burn = ready(&client, "bench-burn", &std::fs::read_to_string(paths.fixture("burn"))?).await?;
+        let burn = ready(
+            &client,
+            "bench-burn",
+            &std::fs::read_to_string(paths.fixture("burn"))?,
+        )
+        .await?;
         let mut levels = Vec::new();
         for workers in [1, 2] {
-            let ids: HashSet<String> = queue_burns(&client, &burn, count).await?.into_iter().collect();
+            let ids: HashSet<String> = queue_burns(&client, &burn, count)
+                .await?
+                .into_iter()
+                .collect();
             let mut running = Vec::new();
             for n in 0..workers {
                 running.push(
-                    env::Worker::start(server_bin, &db_url, paths, &format!("worker-{workers}-{n}.log")).await?,
+                    env::Worker::start(
+                        server_bin,
+                        &db_url,
+                        paths,
+                        &format!("worker-{workers}-{n}.log"),
+                    )
+                    .await?,
                 );
             }
             let started = Instant::now();
             let mut db = sqlx::PgConnection::connect(&db_url).await?;
             let ids: Vec<uuid::Uuid> = ids.iter().filter_map(|id| id.parse().ok()).collect();
-            loop {
-                let (done,): (i64,) = sqlx::query_as(
-                    "SELECT count(*) FROM executions WHERE id = ANY($1) AND status IN ('COMPLETED', 'FAILED')",
-                )
-                .bind(&ids)
-                .fetch_one(&mut db)
-                .await?;
-                if done as usize == ids.len() {
-                    break;
-                }
-                if started.elapsed() > Duration::from_secs(600) {
-                    bail!("{workers} workers did not drain {count} executions in 10 minutes");
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            // The previous level's executions are finished: what is left is this one's.
+            until_finished(&mut db, &burn, Duration::from_secs(600))
+                .await
+                .with_context(|| format!("{workers} workers draining {count} executions"))?;
             let seconds = started.elapsed().as_secs_f64();
             let (failed,): (i64,) = sqlx::query_as(
                 "SELECT count(*) FROM executions WHERE id = ANY($1) AND status <> 'COMPLETED'",
@@ -455,7 +468,10 @@ async fn drain_with_workers(
             .bind(&ids)
             .fetch_one(&mut db)
             .await?;
-            anyhow::ensure!(failed == 0, "{failed} background executions did not complete");
+            anyhow::ensure!(
+                failed == 0,
+                "{failed} background executions did not complete"
+            );
             for worker in running {
                 worker.stop().await;
             }
