@@ -968,7 +968,58 @@ async fn executions_are_found_cancelled_and_run_whatever_time_their_id_tells() {
         assert_eq!(cancelled["status"], "FAILED", "{id}: {cancelled}");
         assert_eq!(cancelled["errorKind"], "CANCELLED", "{id}");
     }
+    // Unknown, though its id tells a time: neither look finds it.
+    let unknown = uuid::Uuid::now_v7();
+    let cancelled = client
+        .error(CANCEL, json!({ "id": unknown }))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.code, "NOT_FOUND", "{cancelled:?}");
+    assert_eq!(execution(&client, &unknown.to_string()).await, Value::Null);
     eventually!("the execution queue to be empty", async {
         (scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await == 0).then_some(())
     });
+}
+
+#[tokio::test]
+async fn the_backlog_counts_the_messages_waiting_not_the_ids_between_them() {
+    const BACKLOG: usize = 3;
+    let app = TestApp::start_with(api_only().env("PROJECTNIL_EXEC_BACKLOG", BACKLOG))
+        .await
+        .unwrap();
+    let client = app.client();
+    let add = client.ready_function("add", ADD).await.unwrap();
+    for i in 0..BACKLOG {
+        start(&client, &add, json!({ "a": i, "b": 1 })).await;
+    }
+    let full = |client: Client| {
+        let add = add.clone();
+        async move {
+            let refused = client
+                .error(START, json!({ "id": add, "input": { "a": 9, "b": 1 } }))
+                .await
+                .unwrap();
+            assert_eq!(refused.code, "TOO_MANY_REQUESTS", "{refused:?}");
+        }
+    };
+    full(client.clone()).await;
+
+    // The middle message leaves first, as when a later run finishes before
+    // an earlier one: the ids still span the capacity, but only two wait.
+    let middle = scalar(
+        &app.db,
+        "SELECT msg_id FROM pgmq.q_execution_jobs ORDER BY msg_id OFFSET 1 LIMIT 1",
+    )
+    .await;
+    scalar(
+        &app.db,
+        &format!("SELECT pgmq.delete('execution_jobs', {middle}::bigint)::int::bigint"),
+    )
+    .await;
+    start(&client, &add, json!({ "a": 3, "b": 1 })).await;
+    full(client.clone()).await;
+    assert_eq!(
+        scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await,
+        BACKLOG as i64
+    );
 }

@@ -5,7 +5,7 @@
 //! NOTIFY ([`queue::QueueListener`]).
 //!
 //! A message stays in the queue, invisible, until the run that claimed its
-//! execution writes the outcome, which deletes it in the same transaction. If
+//! execution writes the outcome, which deletes it in the same statement. If
 //! that process dies, the message becomes visible again when its visibility
 //! timeout (one lease) runs out, and whoever reads it takes the execution over
 //! once its lease has lapsed, as attempt + 1, up to `max_attempts`; then it
@@ -147,7 +147,7 @@ impl Executor {
             tracing::warn!("execution.taken_over");
         }
         tracing::info!("execution.started");
-        let held = self.inner.held.hold(running.id, running.attempt);
+        let held = self.inner.held.hold(&running);
         // The revision recorded at acceptance is the one to run, whatever
         // the message named.
         let key = ModuleKey {

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use entity::execution::ExecutionStatus;
+use chrono::{DateTime, Utc};
+use entity::execution::{self, ExecutionStatus};
 use sea_orm::{ActiveEnum as _, DatabaseConnection};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -23,10 +24,17 @@ use crate::events::{BusMessage, BusReceiver};
 /// One run: an execution and its attempt.
 type RunKey = (Uuid, i32);
 
+/// What a held run's renewal needs besides its key, and what stops it.
+struct HeldRun {
+    /// Names the execution's daily partition, so a renewal probes one.
+    created_at: DateTime<Utc>,
+    token: CancellationToken,
+}
+
 /// The runs this process holds, each with the token that stops it.
 #[derive(Default)]
 pub struct HeldRuns {
-    runs: Mutex<HashMap<RunKey, CancellationToken>>,
+    runs: Mutex<HashMap<RunKey, HeldRun>>,
 }
 
 /// Holding one keeps the run's lease renewed; dropped when the run is over.
@@ -50,40 +58,57 @@ impl Drop for Held {
 }
 
 impl HeldRuns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunKey, CancellationToken>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunKey, HeldRun>> {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn hold(self: &Arc<Self>, id: Uuid, attempt: i32) -> Held {
-        self.hold_with(id, attempt, CancellationToken::new())
+    /// Holds the run `execution` names (its id and attempt).
+    pub fn hold(self: &Arc<Self>, execution: &execution::Model) -> Held {
+        self.hold_with(execution, CancellationToken::new())
     }
 
     /// Holds a run that is already under way, stopped by `token`.
-    pub fn hold_with(self: &Arc<Self>, id: Uuid, attempt: i32, token: CancellationToken) -> Held {
-        self.lock().insert((id, attempt), token.clone());
+    pub fn hold_with(
+        self: &Arc<Self>,
+        execution: &execution::Model,
+        token: CancellationToken,
+    ) -> Held {
+        let key = (execution.id, execution.attempt);
+        let run = HeldRun {
+            created_at: execution.created_at,
+            token: token.clone(),
+        };
+        self.lock().insert(key, run);
         Held {
             runs: Arc::clone(self),
-            key: (id, attempt),
+            key,
             token,
         }
     }
 
     /// Stops every run of `id` held here.
     pub fn stop(&self, id: Uuid) {
-        for ((held, _), token) in self.lock().iter() {
+        for ((held, _), run) in self.lock().iter() {
             if *held == id {
-                token.cancel();
+                run.token.cancel();
             }
         }
     }
 
-    fn keys(&self) -> Vec<RunKey> {
-        self.lock().keys().copied().collect()
+    fn leases(&self) -> Vec<store::Lease> {
+        self.lock()
+            .iter()
+            .map(|(&(id, attempt), run)| store::Lease {
+                id,
+                attempt,
+                created_at: run.created_at,
+            })
+            .collect()
     }
 
     fn stop_run(&self, key: RunKey) {
-        if let Some(token) = self.lock().get(&key) {
-            token.cancel();
+        if let Some(run) = self.lock().get(&key) {
+            run.token.cancel();
         }
     }
 }
@@ -108,13 +133,14 @@ pub fn spawn_keeper(
                 _ = stop.cancelled() => break,
                 _ = every.tick() => {}
             }
-            let held = runs.keys();
+            let held = runs.leases();
             if held.is_empty() {
                 continue;
             }
             match store::renew(&db, owner, &held, lease).await {
                 Ok(still) => {
-                    for key in held.into_iter().filter(|key| !still.contains(key)) {
+                    let lost = held.iter().map(|run| (run.id, run.attempt));
+                    for key in lost.filter(|key| !still.contains(key)) {
                         tracing::warn!(execution_id = %key.0, attempt = key.1, "execution.lease_lost");
                         runs.stop_run(key);
                     }

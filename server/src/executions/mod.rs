@@ -260,7 +260,7 @@ impl Executor {
         let Some(execution) = accepted else {
             return Err(self.not_runnable(function_id).await);
         };
-        let held = self.inner.held.hold(execution.id, execution.attempt);
+        let held = self.inner.held.hold(&execution);
         let key = ModuleKey {
             function_id,
             revision: execution.revision,
@@ -379,10 +379,7 @@ impl Executor {
         };
         span.in_scope(recorded);
         // Held only now that the lease keeper can see the row to renew it.
-        let held = self
-            .inner
-            .held
-            .hold_with(running.id, running.attempt, stop_guard.disarm());
+        let held = self.inner.held.hold_with(&running, stop_guard.disarm());
         let outcome = call.await;
         let finished = self.finish(&running, outcome, None).instrument(span).await;
         drop(held);
@@ -397,10 +394,12 @@ impl Executor {
         input: Value,
     ) -> Result<execution::Model, ExecutionError> {
         let txn = self.inner.db.begin().await?;
-        let backlog = queue::length(&txn, queue::EXECUTION_JOBS_QUEUE).await?;
-        if backlog >= self.inner.settings.backlog_capacity as i64 {
+        let capacity = self.inner.settings.backlog_capacity as i64;
+        let backlog =
+            queue::length_if_at_least(&txn, queue::EXECUTION_JOBS_QUEUE, capacity).await?;
+        if let Some(waiting) = backlog.filter(|&waiting| waiting >= capacity) {
             crate::metrics::execution_refused("backlog");
-            return Err(ExecutionError::BacklogFull { waiting: backlog });
+            return Err(ExecutionError::BacklogFull { waiting });
         }
         let Some(accepted) =
             store::accept(&txn, function_id, &input, Acceptance::Background).await?
@@ -548,7 +547,7 @@ impl Executor {
 
     /// Writes the outcome of `running` if the run still owns it (retrying while
     /// the database is away) and, for a background run, deletes its message in
-    /// the same transaction. A run that lost its execution changes nothing.
+    /// the same statement. A run that lost its execution changes nothing.
     async fn finish(
         &self,
         running: &execution::Model,
@@ -558,19 +557,8 @@ impl Executor {
         let took = run_time(running);
         let outcome = Outcome::from(outcome);
         let db = &self.inner.db;
-        let written = retry::transient("final status", || async {
-            let Some(msg_id) = message else {
-                return store::finish(db, running, &outcome).await;
-            };
-            let txn = db.begin().await?;
-            let written = store::finish(&txn, running, &outcome).await?;
-            if written.is_some() {
-                queue::delete(&txn, queue::EXECUTION_JOBS_QUEUE, msg_id)
-                    .await
-                    .map_err(into_db_error)?;
-            }
-            txn.commit().await?;
-            Ok(written)
+        let written = retry::transient("final status", || {
+            store::finish(db, running, &outcome, message)
         })
         .await?;
         let Some(finished) = written else {

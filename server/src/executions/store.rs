@@ -20,6 +20,8 @@ use uuid::Uuid;
 
 use entity::execution::{self, ExecutionErrorKind, ExecutionStatus};
 
+use crate::queue::EXECUTION_JOBS_QUEUE;
+
 /// The columns of an execution as [`execution::Model`] reads them (the status
 /// enum as text, which is how the model decodes it).
 pub const COLUMNS: &str = "id, function_id, input, output, status::text AS status, error_message, logs, \
@@ -301,23 +303,35 @@ pub struct Outcome {
 }
 
 /// RUNNING → COMPLETED or FAILED, only by the run that owns it (its
-/// `created_at` names the partition, so the write touches one).
+/// `created_at` names the partition, so the write touches one). A background
+/// run names its `execution_jobs` message, which the same statement deletes
+/// once the write holds: one commit and one round trip, where a transaction
+/// around two statements took four.
 pub async fn finish<C: ConnectionTrait>(
     db: &C,
     run: &execution::Model,
     outcome: &Outcome,
+    message: Option<i64>,
 ) -> Result<Option<execution::Model>, DbErr> {
     let mut values = vec![run.id.into(), run.owner.into(), run.attempt.into()];
     values.extend(outcome_values(Some(outcome)));
     values.push(run.created_at.into());
+    let update = format!(
+        "UPDATE executions SET status = $4::execution_status, output = $5::jsonb,
+                error_message = $6, logs = $7::jsonb, error_kind = $8::execution_error_kind,
+                completed_at = clock_timestamp(), lease_expires_at = NULL
+         WHERE id = $1 AND created_at = $9 AND status = 'RUNNING' AND owner = $2 AND attempt = $3
+         RETURNING {COLUMNS}"
+    );
+    let Some(msg_id) = message else {
+        return one(db, update, values).await;
+    };
+    values.extend([EXECUTION_JOBS_QUEUE.into(), msg_id.into()]);
     one(
         db,
         format!(
-            "UPDATE executions SET status = $4::execution_status, output = $5::jsonb,
-                    error_message = $6, logs = $7::jsonb, error_kind = $8::execution_error_kind,
-                    completed_at = clock_timestamp(), lease_expires_at = NULL
-             WHERE id = $1 AND created_at = $9 AND status = 'RUNNING' AND owner = $2 AND attempt = $3
-             RETURNING {COLUMNS}"
+            "WITH finished AS ({update})
+             SELECT finished.*, pgmq.delete($10, $11::bigint) AS job_deleted FROM finished"
         ),
         values,
     )
@@ -388,12 +402,21 @@ pub async fn fail_abandoned<C: ConnectionTrait>(db: &C, message: &str) -> Result
     Ok(result.rows_affected())
 }
 
-/// Pushes back the lease of the executions `owner` still holds among `runs`
-/// (id and attempt); returns those it still holds.
+/// A run whose lease its holder renews: the execution, its attempt, and
+/// its `created_at`, which names the partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub id: Uuid,
+    pub attempt: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Pushes back the lease of the executions `owner` still holds among `runs`;
+/// returns those it still holds (id and attempt).
 pub async fn renew<C: ConnectionTrait>(
     db: &C,
     owner: RunnerId,
-    runs: &[(Uuid, i32)],
+    runs: &[Lease],
     lease: Duration,
 ) -> Result<Vec<(Uuid, i32)>, DbErr> {
     #[derive(FromQueryResult)]
@@ -401,13 +424,14 @@ pub async fn renew<C: ConnectionTrait>(
         id: Uuid,
         attempt: i32,
     }
-    let ids: Vec<Uuid> = runs.iter().map(|(id, _)| *id).collect();
-    let attempts: Vec<i32> = runs.iter().map(|(_, attempt)| *attempt).collect();
+    let ids: Vec<Uuid> = runs.iter().map(|run| run.id).collect();
+    let attempts: Vec<i32> = runs.iter().map(|run| run.attempt).collect();
+    let created: Vec<DateTime<Utc>> = runs.iter().map(|run| run.created_at).collect();
     let held = Held::find_by_statement(statement(
         "UPDATE executions e SET lease_expires_at = clock_timestamp() + $4::interval
-         FROM unnest($2::uuid[], $3::int[]) AS r(id, attempt)
-         WHERE e.id = r.id AND e.attempt = r.attempt AND e.owner = $1
-           AND e.status IN ('PENDING', 'RUNNING')
+         FROM unnest($2::uuid[], $3::int[], $5::timestamptz[]) AS r(id, attempt, created_at)
+         WHERE e.id = r.id AND e.created_at = r.created_at AND e.attempt = r.attempt
+           AND e.owner = $1 AND e.status IN ('PENDING', 'RUNNING')
          RETURNING e.id, e.attempt"
             .into(),
         vec![
@@ -415,6 +439,7 @@ pub async fn renew<C: ConnectionTrait>(
             ids.into(),
             attempts.into(),
             interval(lease).into(),
+            created.into(),
         ],
     ))
     .all(db)
