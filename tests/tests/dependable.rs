@@ -118,6 +118,20 @@ fn api_only() -> ServerOptions {
     ServerOptions::default().arg("--no-execution-worker")
 }
 
+/// How many background executions [`api_with_backlog`] lets wait.
+const BACKLOG: usize = 3;
+
+/// An API-only server whose backlog holds [`BACKLOG`], its client, and the
+/// id of a READY add function.
+async fn api_with_backlog() -> (TestApp, Client, String) {
+    let app = TestApp::start_with(api_only().env("PROJECTNIL_EXEC_BACKLOG", BACKLOG))
+        .await
+        .unwrap();
+    let client = app.client();
+    let add = client.ready_function("add", ADD).await.unwrap();
+    (app, client, add)
+}
+
 fn executions_worker(lease_ms: u64) -> ServerOptions {
     ServerOptions::default()
         .arg("--only")
@@ -616,12 +630,7 @@ async fn a_final_status_is_never_overwritten_by_an_owner_that_lost_its_lease() {
 
 #[tokio::test]
 async fn the_backlog_waits_in_postgres_visible_to_operators_and_is_bounded() {
-    const BACKLOG: usize = 3;
-    let app = TestApp::start_with(api_only().env("PROJECTNIL_EXEC_BACKLOG", BACKLOG))
-        .await
-        .unwrap();
-    let client = app.client();
-    let add = client.ready_function("add", ADD).await.unwrap();
+    let (app, client, add) = api_with_backlog().await;
     let ids: Vec<String> = join_all((0..BACKLOG).map(|i| {
         let client = client.clone();
         let add = add.clone();
@@ -983,12 +992,7 @@ async fn executions_are_found_cancelled_and_run_whatever_time_their_id_tells() {
 
 #[tokio::test]
 async fn the_backlog_counts_the_messages_waiting_not_the_ids_between_them() {
-    const BACKLOG: usize = 3;
-    let app = TestApp::start_with(api_only().env("PROJECTNIL_EXEC_BACKLOG", BACKLOG))
-        .await
-        .unwrap();
-    let client = app.client();
-    let add = client.ready_function("add", ADD).await.unwrap();
+    let (app, client, add) = api_with_backlog().await;
     for i in 0..BACKLOG {
         start(&client, &add, json!({ "a": i, "b": 1 })).await;
     }
