@@ -132,6 +132,22 @@ async fn api_with_backlog() -> (TestApp, Client, String) {
     (app, client, add)
 }
 
+/// `startExecution` of `function` is refused, naming the backlog's setting.
+async fn refused_for_a_full_backlog(client: &Client, function: &str) {
+    let refused = client
+        .error(
+            START,
+            json!({ "id": function, "input": { "a": 9, "b": 1 } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.code, "TOO_MANY_REQUESTS", "{refused:?}");
+    assert!(
+        refused.message.contains("PROJECTNIL_EXEC_BACKLOG"),
+        "{refused:?}"
+    );
+}
+
 fn executions_worker(lease_ms: u64) -> ServerOptions {
     ServerOptions::default()
         .arg("--only")
@@ -666,15 +682,7 @@ async fn the_backlog_waits_in_postgres_visible_to_operators_and_is_bounded() {
     );
 
     // Full: refused at once, nothing recorded.
-    let refused = client
-        .error(START, json!({ "id": add, "input": { "a": 1, "b": 1 } }))
-        .await
-        .unwrap();
-    assert_eq!(refused.code, "TOO_MANY_REQUESTS", "{refused:?}");
-    assert!(
-        refused.message.contains("PROJECTNIL_EXEC_BACKLOG"),
-        "{refused:?}"
-    );
+    refused_for_a_full_backlog(&client, &add).await;
     assert_eq!(
         scalar(&app.db, "SELECT count(*) FROM executions").await,
         BACKLOG as i64
@@ -996,17 +1004,7 @@ async fn the_backlog_counts_the_messages_waiting_not_the_ids_between_them() {
     for i in 0..BACKLOG {
         start(&client, &add, json!({ "a": i, "b": 1 })).await;
     }
-    let full = |client: Client| {
-        let add = add.clone();
-        async move {
-            let refused = client
-                .error(START, json!({ "id": add, "input": { "a": 9, "b": 1 } }))
-                .await
-                .unwrap();
-            assert_eq!(refused.code, "TOO_MANY_REQUESTS", "{refused:?}");
-        }
-    };
-    full(client.clone()).await;
+    refused_for_a_full_backlog(&client, &add).await;
 
     // The middle message leaves first, as when a later run finishes before
     // an earlier one: the ids still span the capacity, but only two wait.
@@ -1021,7 +1019,7 @@ async fn the_backlog_counts_the_messages_waiting_not_the_ids_between_them() {
     )
     .await;
     start(&client, &add, json!({ "a": 3, "b": 1 })).await;
-    full(client.clone()).await;
+    refused_for_a_full_backlog(&client, &add).await;
     assert_eq!(
         scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await,
         BACKLOG as i64
