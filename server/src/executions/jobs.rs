@@ -14,13 +14,13 @@
 
 use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use entity::execution::ExecutionStatus;
 
-use super::{Executor, ModuleKey, into_db_error, retry, store};
+use super::{Executor, ModuleKey, retry, store};
 use crate::queue::{self, Delivery, ExecutionJob, FALLBACK_POLL, QueueListener};
 use crate::runtime::{CallStart, Slot};
 
@@ -196,15 +196,10 @@ impl Executor {
         let max = self.inner.settings.max_attempts;
         if execution.status == ExecutionStatus::Running && execution.attempt >= max {
             let message = gave_up_message(execution.attempt);
-            let txn = db.begin().await?;
-            let given_up = store::give_up(&txn, execution.id, execution.attempt, &message).await?;
-            if given_up.is_some() {
-                queue::delete(&txn, queue::EXECUTION_JOBS_QUEUE, delivery.msg_id)
-                    .await
-                    .map_err(into_db_error)?;
-            }
-            txn.commit().await?;
-            if given_up.is_some() {
+            if store::give_up(db, &execution, &message, delivery.msg_id)
+                .await?
+                .is_some()
+            {
                 tracing::warn!(attempts = execution.attempt, "execution.given_up");
                 return Ok(());
             }

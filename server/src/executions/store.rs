@@ -304,9 +304,8 @@ pub struct Outcome {
 
 /// RUNNING → COMPLETED or FAILED, only by the run that owns it (its
 /// `created_at` names the partition, so the write touches one). A background
-/// run names its `execution_jobs` message, which the same statement deletes
-/// once the write holds: one commit and one round trip, where a transaction
-/// around two statements took four.
+/// run names its `execution_jobs` message, which goes with the write (see
+/// [`with_message_deleted`]).
 pub async fn finish<C: ConnectionTrait>(
     db: &C,
     run: &execution::Model,
@@ -323,15 +322,29 @@ pub async fn finish<C: ConnectionTrait>(
          WHERE id = $1 AND created_at = $9 AND status = 'RUNNING' AND owner = $2 AND attempt = $3
          RETURNING {COLUMNS}"
     );
-    let Some(msg_id) = message else {
-        return one(db, update, values).await;
-    };
+    match message {
+        Some(msg_id) => with_message_deleted(db, update, values, msg_id).await,
+        None => one(db, update, values).await,
+    }
+}
+
+/// A guarded `update` (returning [`COLUMNS`]) and the delete of the
+/// `execution_jobs` message `msg_id` in one statement, the delete only when
+/// the write held: one commit and one round trip, where a transaction around
+/// two statements took four.
+async fn with_message_deleted<C: ConnectionTrait>(
+    db: &C,
+    update: String,
+    mut values: Vec<SqlValue>,
+    msg_id: i64,
+) -> Result<Option<execution::Model>, DbErr> {
+    let (queue, message) = (values.len() + 1, values.len() + 2);
     values.extend([EXECUTION_JOBS_QUEUE.into(), msg_id.into()]);
     one(
         db,
         format!(
-            "WITH finished AS ({update})
-             SELECT finished.*, pgmq.delete($10, $11::bigint) AS job_deleted FROM finished"
+            "WITH changed AS ({update})
+             SELECT changed.*, pgmq.delete(${queue}, ${message}::bigint) AS job_deleted FROM changed"
         ),
         values,
     )
@@ -361,28 +374,28 @@ pub async fn cancel<C: ConnectionTrait>(
 }
 
 /// RUNNING → FAILED with `message` for a background execution whose lease
-/// lapsed on its last allowed attempt.
+/// lapsed on its last allowed attempt, together with its `execution_jobs`
+/// message `msg_id` (see [`with_message_deleted`]).
 pub async fn give_up<C: ConnectionTrait>(
     db: &C,
-    id: Uuid,
-    attempt: i32,
+    run: &execution::Model,
     message: &str,
+    msg_id: i64,
 ) -> Result<Option<execution::Model>, DbErr> {
-    let failed = failed_with_message(3, ExecutionErrorKind::Interrupted);
-    by_id(
-        db,
-        id,
-        |near| {
-            format!(
-                "UPDATE executions SET {failed}
-                 WHERE id = $1 {near} AND status = 'RUNNING' AND attempt = $2
-                   AND lease_expires_at < clock_timestamp()
-                 RETURNING {COLUMNS}"
-            )
-        },
-        vec![id.into(), attempt.into(), message.into()],
-    )
-    .await
+    let failed = failed_with_message(4, ExecutionErrorKind::Interrupted);
+    let update = format!(
+        "UPDATE executions SET {failed}
+         WHERE id = $1 AND created_at = $2 AND status = 'RUNNING' AND attempt = $3
+           AND lease_expires_at < clock_timestamp()
+         RETURNING {COLUMNS}"
+    );
+    let values = vec![
+        run.id.into(),
+        run.created_at.into(),
+        run.attempt.into(),
+        message.into(),
+    ];
+    with_message_deleted(db, update, values, msg_id).await
 }
 
 /// Ends FAILED with `message` every synchronous execution whose holder's
