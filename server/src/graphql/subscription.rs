@@ -7,6 +7,7 @@
 //! A lagging subscriber or a reconnected listener gets the current state again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_graphql::{Context, Result, Subscription};
 use chrono::Utc;
@@ -79,6 +80,30 @@ pub fn shares_results(request: &async_graphql::Request) -> bool {
     })
 }
 
+/// How many events a stream without an `id` has taken from the bus and is
+/// still loading. The shared fan-out (`http::ws::shared`) puts one in the
+/// request: while some are on their way it holds a result back to write it
+/// with the next ones (one write per socket instead of one per result), and
+/// when none are it writes at once instead of waiting to see whether more
+/// come.
+#[derive(Debug, Clone, Default)]
+pub struct Arriving(Arc<AtomicUsize>);
+
+impl Arriving {
+    /// Whether the stream's next result is already being loaded.
+    pub fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+
+    fn taken(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn handed_on(&self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What a subscriber that fell behind the events gets before its stream ends.
 pub const FELL_BEHIND: &str =
     "this subscription fell too far behind the event stream and was closed; subscribe again";
@@ -94,7 +119,7 @@ impl SubscriptionRoot {
         let state = ctx.data_unchecked::<AppState>().clone();
         let mut bus = state.events.subscribe();
         let Some(id) = id else {
-            return follow_all(bus, move |message| {
+            return follow_all(bus, ctx.data_opt().cloned(), move |message| {
                 let BusMessage::Function(announcement) = message else {
                     return None;
                 };
@@ -182,7 +207,7 @@ impl SubscriptionRoot {
         let state = ctx.data_unchecked::<AppState>().clone();
         let mut bus = state.events.subscribe();
         let Some(id) = id else {
-            return follow_all(bus, move |message| {
+            return follow_all(bus, ctx.data_opt().cloned(), move |message| {
                 let BusMessage::Execution(announcement) = message else {
                     return None;
                 };
@@ -349,31 +374,44 @@ enum Step<T> {
 }
 
 /// An id-less stream: every announcement `event` picks, its entity loaded up
-/// to [`LOAD_AHEAD`] announcements ahead and handed on in order. Such a
+/// to [`LOAD_AHEAD`] announcements ahead and handed on in order, each
+/// counted in `arriving` from when it is taken until it is handed on. Such a
 /// stream is shared by all its subscribers, so it must keep up with the bus
 /// although each load is a database round trip. No snapshot, no `last`
 /// status: it passes changes on as they come, and ends with an error when it
 /// falls behind the bus.
-fn follow_all<T, F, Fut>(bus: events::BusReceiver, event: F) -> BoxStream<'static, Result<T>>
+fn follow_all<T, F, Fut>(
+    bus: events::BusReceiver,
+    arriving: Option<Arriving>,
+    event: F,
+) -> BoxStream<'static, Result<T>>
 where
     T: Send + 'static,
     F: Fn(BusMessage) -> Option<Fut> + Send + 'static,
     Fut: Future<Output = Option<Result<T>>> + Send + 'static,
 {
+    let arriving = arriving.unwrap_or_default();
+    let taking = arriving.clone();
     BroadcastStream::new(bus)
         .filter_map(move |message| {
             std::future::ready(match message {
-                Ok(message) => event(message).map(|load| load.map(Step::Event).left_future()),
+                Ok(message) => event(message).map(|load| {
+                    taking.taken();
+                    load.map(Step::Event).left_future()
+                }),
                 Err(BroadcastStreamRecvError::Lagged(_)) => {
                     Some(std::future::ready(Step::FellBehind).right_future())
                 }
             })
         })
         .buffered(LOAD_AHEAD)
-        .scan(false, |ended, step| {
+        .scan(false, move |ended, step| {
             let item = match step {
+                Step::Event(event) => {
+                    arriving.handed_on();
+                    (!*ended).then_some(event)
+                }
                 _ if *ended => None,
-                Step::Event(event) => Some(event),
                 Step::FellBehind => {
                     *ended = true;
                     Some(Some(Err(ApiError::new(
@@ -482,7 +520,8 @@ mod tests {
     use async_graphql::{Request, Variables};
     use serde_json::json;
 
-    use super::shares_results;
+    use super::{Arriving, follow_all, shares_results};
+    use crate::events::{Announcement, BusMessage, StatusChange};
 
     fn request(query: &str, variables: serde_json::Value) -> Request {
         Request::new(query).variables(Variables::from_json(variables))
@@ -538,5 +577,46 @@ mod tests {
         for (query, variables) in own {
             assert!(!shares_results(&request(query, variables)), "{query}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_id_less_stream_counts_the_events_it_is_still_loading() {
+        use futures::{FutureExt as _, StreamExt as _};
+        let (bus, receiver) = tokio::sync::broadcast::channel(8);
+        let (release, released) = tokio::sync::watch::channel(false);
+        let arriving = Arriving::default();
+        // Resyncs are this stream's events, loaded once released; executions
+        // are not its business.
+        let mut stream = follow_all(receiver, Some(arriving.clone()), move |message| {
+            let mut released = released.clone();
+            matches!(message, BusMessage::Resync).then(|| async move {
+                let _ = released.wait_for(|go| *go).await;
+                Some(Ok(7))
+            })
+        });
+        let ignored = Announcement::new(StatusChange {
+            id: uuid::Uuid::now_v7(),
+            function_id: uuid::Uuid::now_v7(),
+            previous_status: None,
+            status: "PENDING".into(),
+            at: chrono::Utc::now(),
+        });
+        bus.send(BusMessage::Execution(std::sync::Arc::new(ignored)))
+            .unwrap();
+        assert!(stream.next().now_or_never().is_none());
+        assert!(
+            !arriving.any(),
+            "an event the stream ignores is not arriving"
+        );
+
+        bus.send(BusMessage::Resync).unwrap();
+        bus.send(BusMessage::Resync).unwrap();
+        assert!(stream.next().now_or_never().is_none(), "nothing loaded yet");
+        assert!(arriving.any(), "both are on their way");
+        release.send(true).unwrap();
+        assert_eq!(stream.next().await.unwrap().unwrap(), 7);
+        assert!(arriving.any(), "the second is still to be handed on");
+        assert_eq!(stream.next().await.unwrap().unwrap(), 7);
+        assert!(!arriving.any(), "both handed on");
     }
 }

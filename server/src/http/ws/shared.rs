@@ -32,20 +32,17 @@ use super::Protocol;
 use super::outbox::{Deliver, Delivery, frame};
 use super::protocol::{addressed_json, is_request_error};
 use crate::graphql::operation::Operation;
+use crate::graphql::subscription::Arriving;
 
 /// Subscribers one task writes to, at least: below this, a part is not
 /// worth a task of its own.
 const PART: usize = 512;
-/// How long a result waits at most for the next ones of its stream, so
-/// that they reach each socket in one write: an execution's PENDING,
-/// RUNNING and COMPLETED come within a few milliseconds, and a write (and
-/// the reader's wake-up) per result cost most of a delivery (BENCHMARKS.md).
+/// How long a result waits at most for the next ones of its stream that are
+/// already on their way ([`Arriving`]), so that they reach each socket in one
+/// write: an `executeFunction`'s PENDING, RUNNING and COMPLETED are announced
+/// together, and a write (and the reader's wake-up) per result cost most of a
+/// delivery (BENCHMARKS.md).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(4);
-/// The gathering ends early once no result has come for this long. The
-/// three transitions of an `executeFunction` are announced within about
-/// half a millisecond and loaded together, so they go out in one write
-/// without waiting out the whole window.
-const QUIET: std::time::Duration = std::time::Duration::from_millis(1);
 /// Results gathered into one write at most.
 const BATCH: usize = 64;
 
@@ -255,9 +252,11 @@ impl SharedStreams {
         &self,
         executor: &E,
         key: Key,
-        mut request: Request,
+        request: Request,
         data: &Arc<Data>,
     ) -> Arc<Shared> {
+        let arriving = Arriving::default();
+        let mut request = request.data(arriving.clone());
         let operation = Operation::start(&mut request);
         let mut results = operation.follow(executor.execute_stream(request, Some(data.clone())));
         let live = Arc::downgrade(&self.live);
@@ -279,20 +278,29 @@ impl SharedStreams {
                     }
                     continue;
                 }
-                // Results that follow (each within QUIET of the one before,
-                // all within GATHER) go out with this one: one write per
-                // socket instead of one per result.
+                // Results already on their way go out with this one, within
+                // GATHER: one write per socket instead of one per result.
+                // With none on their way it goes out at once; a look at the
+                // stream first takes in what the bus holds, which then counts.
                 let mut batch = vec![json(&response)];
                 let gathered = tokio::time::Instant::now() + GATHER;
                 while batch.len() < BATCH {
-                    let quiet = (tokio::time::Instant::now() + QUIET).min(gathered);
-                    match tokio::time::timeout_at(quiet, results.next()).await {
-                        Ok(Some(response)) => batch.push(json(&response)),
-                        Ok(None) => {
+                    let next = if arriving.any() {
+                        match tokio::time::timeout_at(gathered, results.next()).await {
+                            Ok(next) => Some(next),
+                            Err(_) => break,
+                        }
+                    } else {
+                        ready_now(&mut results).await
+                    };
+                    match next {
+                        Some(Some(response)) => batch.push(json(&response)),
+                        Some(None) => {
                             ended = true;
                             break;
                         }
-                        Err(_) => break,
+                        None if arriving.any() => {}
+                        None => break,
                     }
                 }
                 deliver(snapshot(&publish), batch.into()).await;
@@ -353,6 +361,17 @@ fn snapshot(routes: &Mutex<Routes>) -> Arc<[Arc<Route>]> {
             .snapshot
             .get_or_insert_with(|| routes.by_serial.values().cloned().collect()),
     )
+}
+
+/// The stream's next item if it is ready without waiting. The poll also
+/// takes in whatever the bus holds, so those events count as arriving.
+async fn ready_now<S: futures::Stream + Unpin>(stream: &mut S) -> Option<Option<S::Item>> {
+    use std::task::Poll;
+    std::future::poll_fn(|cx| match stream.poll_next_unpin(cx) {
+        Poll::Ready(item) => Poll::Ready(Some(item)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 /// Writes one result to every route, in parts on the runtime's workers,
