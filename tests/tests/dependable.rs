@@ -665,6 +665,27 @@ async fn the_backlog_waits_in_postgres_visible_to_operators_and_is_bounded() {
         .cloned()
         .unwrap();
     assert_eq!(execution_jobs["length"], BACKLOG);
+    // Each job is what serialising `ExecutionJob` gives for its execution,
+    // although SQL built it in the statement that accepted the execution.
+    let conn = app.db.connect().await.unwrap();
+    let jobs = conn
+        .query_all(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT q.message, e.id, e.function_id, e.revision
+               FROM pgmq.q_execution_jobs q JOIN executions e ON e.id::text = q.message->>'executionId'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), ids.len());
+    for row in jobs {
+        let job = server::queue::ExecutionJob {
+            execution_id: row.try_get("", "id").unwrap(),
+            function_id: Some(row.try_get("", "function_id").unwrap()),
+            revision: Some(row.try_get("", "revision").unwrap()),
+        };
+        let message: Value = row.try_get("", "message").unwrap();
+        assert_eq!(message, serde_json::to_value(&job).unwrap());
+    }
     let metrics = client
         .http()
         .get(format!("{}/metrics", app.server.base_url))

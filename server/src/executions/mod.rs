@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -45,13 +45,13 @@ pub use warmup::spawn_cache_warmer;
 
 use crate::events::EventBus;
 use crate::pagination::{Page, PageRequest, page_statement};
-use crate::queue::{self, ExecutionJob, QueueError};
+use crate::queue::QueueError;
 use crate::runtime::{
     CallStart, LoadedModule, ModuleKey, Runtime, RuntimeError, Slot, UserCodeError,
 };
 use deployed::DeployedRevisions;
 use lease::{Held, HeldRuns};
-use store::{Acceptance, Outcome, RunnerId};
+use store::{Enqueued, Outcome, RunnerId};
 
 /// The message of an execution ended by `cancelExecution`.
 pub const CANCELLED_MESSAGE: &str = "cancelled: cancelExecution was called before it finished";
@@ -252,11 +252,8 @@ impl Executor {
         input: Value,
         admitted: OwnedSemaphorePermit,
     ) -> Result<execution::Model, ExecutionError> {
-        let how = Acceptance::Synchronous {
-            owner: self.inner.runner,
-            lease: self.inner.settings.lease,
-        };
-        let accepted = store::accept(&self.inner.db, function_id, &input, how).await?;
+        let (owner, lease) = (self.inner.runner, self.inner.settings.lease);
+        let accepted = store::accept(&self.inner.db, function_id, &input, owner, lease).await?;
         let Some(execution) = accepted else {
             return Err(self.not_runnable(function_id).await);
         };
@@ -386,36 +383,25 @@ impl Executor {
         finished.map(Some)
     }
 
-    /// Records a background execution and its `execution_jobs` message in one
-    /// transaction, unless the backlog is full.
+    /// Records a background execution and sends its `execution_jobs` message
+    /// in one statement, unless the backlog is full.
     async fn start_background(
         &self,
         function_id: Uuid,
         input: Value,
     ) -> Result<execution::Model, ExecutionError> {
-        let txn = self.inner.db.begin().await?;
         let capacity = self.inner.settings.backlog_capacity as i64;
-        let backlog =
-            queue::length_if_at_least(&txn, queue::EXECUTION_JOBS_QUEUE, capacity).await?;
-        if let Some(waiting) = backlog.filter(|&waiting| waiting >= capacity) {
-            crate::metrics::execution_refused("backlog");
-            return Err(ExecutionError::BacklogFull { waiting });
+        match store::enqueue(&self.inner.db, function_id, &input, capacity).await? {
+            Enqueued::Accepted(accepted) => {
+                execution_span(&accepted).in_scope(|| tracing::info!("execution.accepted"));
+                Ok(*accepted)
+            }
+            Enqueued::BacklogFull(waiting) => {
+                crate::metrics::execution_refused("backlog");
+                Err(ExecutionError::BacklogFull { waiting })
+            }
+            Enqueued::NotRunnable => Err(self.not_runnable(function_id).await),
         }
-        let Some(accepted) =
-            store::accept(&txn, function_id, &input, Acceptance::Background).await?
-        else {
-            drop(txn);
-            return Err(self.not_runnable(function_id).await);
-        };
-        let job = ExecutionJob {
-            execution_id: accepted.id,
-            function_id: Some(function_id),
-            revision: Some(accepted.revision),
-        };
-        queue::send(&txn, queue::EXECUTION_JOBS_QUEUE, &job).await?;
-        txn.commit().await?;
-        execution_span(&accepted).in_scope(|| tracing::info!("execution.accepted"));
-        Ok(accepted)
     }
 
     /// Ends a PENDING or RUNNING execution FAILED "cancelled", wherever it

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use entity::execution::{self, ExecutionErrorKind, ExecutionStatus};
 
-use crate::queue::EXECUTION_JOBS_QUEUE;
+use crate::queue::{self, EXECUTION_JOBS_QUEUE, ExecutionJob};
 
 /// The columns of an execution as [`execution::Model`] reads them (the status
 /// enum as text, which is how the model decodes it).
@@ -32,13 +32,15 @@ pub const COLUMNS: &str = "id, function_id, input, output, status::text AS statu
 /// written as their `owner`.
 pub type RunnerId = Uuid;
 
-/// How a newly accepted execution will be run.
-#[derive(Debug, Clone, Copy)]
-pub enum Acceptance {
-    /// Its caller waits; this runner holds it (and its lease) from the start.
-    Synchronous { owner: RunnerId, lease: Duration },
-    /// It waits in `execution_jobs` for any runner.
-    Background,
+/// What accepting a background execution came to.
+#[derive(Debug)]
+pub enum Enqueued {
+    /// Recorded PENDING, its job sent to `execution_jobs`.
+    Accepted(Box<execution::Model>),
+    /// Refused: this many jobs wait, at least the backlog's bound.
+    BacklogFull(i64),
+    /// No such function, or no revision of it compiled yet.
+    NotRunnable,
 }
 
 /// How every write that ends an execution FAILED of `kind` with the message
@@ -114,36 +116,81 @@ async fn by_id<C: ConnectionTrait>(
     one(db, sql(""), values).await
 }
 
-/// Records a PENDING execution of the deployed revision of `function_id`, in
-/// one statement; `None` when there is none (no such function, or no revision
-/// of it compiled yet).
+/// Records a PENDING synchronous execution of the deployed revision of
+/// `function_id`, held by `owner` for `lease`, in one statement; `None` when
+/// there is none (no such function, or no revision of it compiled yet).
 pub async fn accept<C: ConnectionTrait>(
     db: &C,
     function_id: Uuid,
     input: &Value,
-    how: Acceptance,
+    owner: RunnerId,
+    lease: Duration,
 ) -> Result<Option<execution::Model>, DbErr> {
-    let (background, owner, lease) = match how {
-        Acceptance::Synchronous { owner, lease } => (false, Some(owner), Some(interval(lease))),
-        Acceptance::Background => (true, None, None),
-    };
     one(
         db,
         format!(
             "INSERT INTO executions (function_id, revision, input, status, background, owner, lease_expires_at)
-             SELECT id, deployed_revision, $2::jsonb, 'PENDING', $3, $4, clock_timestamp() + $5::interval
+             SELECT id, deployed_revision, $2::jsonb, 'PENDING', false, $3, clock_timestamp() + $4::interval
                FROM functions WHERE id = $1 AND deployed_revision IS NOT NULL
              RETURNING {COLUMNS}"
         ),
         vec![
             function_id.into(),
             input.clone().into(),
-            background.into(),
             owner.into(),
-            lease.into(),
+            interval(lease).into(),
         ],
     )
     .await
+}
+
+/// Records a PENDING background execution of the deployed revision of
+/// `function_id` and sends its job, unless `backlog` or more jobs wait. One
+/// statement, so neither exists without the other: one round trip and one
+/// commit, where a transaction of the backlog check, the insert and the send
+/// took five round trips.
+pub async fn enqueue<C: ConnectionTrait>(
+    db: &C,
+    function_id: Uuid,
+    input: &Value,
+    backlog: i64,
+) -> Result<Enqueued, DbErr> {
+    let waiting = queue::length_if_at_least(EXECUTION_JOBS_QUEUE, "$3");
+    let job = ExecutionJob::sql_from("accepted");
+    // `sent` is read by the outer query, so it runs exactly when a row was
+    // accepted.
+    let sql = format!(
+        "WITH waiting AS ({waiting}),
+         accepted AS (
+             INSERT INTO executions (function_id, revision, input, status, background)
+             SELECT f.id, f.deployed_revision, $2::jsonb, 'PENDING', true
+               FROM functions f, waiting
+              WHERE f.id = $1 AND f.deployed_revision IS NOT NULL
+                AND (waiting.length IS NULL OR waiting.length < $3)
+             RETURNING {COLUMNS}),
+         sent AS (SELECT pgmq.send($4, {job}) AS msg_id FROM accepted)
+         SELECT waiting.length AS waiting, accepted.*
+           FROM waiting LEFT JOIN (accepted CROSS JOIN sent) ON true"
+    );
+    let values = vec![
+        function_id.into(),
+        input.clone().into(),
+        backlog.into(),
+        EXECUTION_JOBS_QUEUE.into(),
+    ];
+    let row = db
+        .query_one(statement(sql, values))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("accepting returned no row".into()))?;
+    let waiting: Option<i64> = row.try_get("", "waiting")?;
+    if let Some(waiting) = waiting.filter(|&waiting| waiting >= backlog) {
+        return Ok(Enqueued::BacklogFull(waiting));
+    }
+    let accepted: Option<Uuid> = row.try_get("", "id")?;
+    Ok(match accepted {
+        Some(_) => Enqueued::Accepted(Box::new(execution::Model::from_query_result(&row, "")?)),
+        None => Enqueued::NotRunnable,
+    })
 }
 
 /// The revision `function_id` would run now, if it has one deployed.

@@ -49,6 +49,19 @@ pub struct ExecutionJob {
     pub revision: Option<i64>,
 }
 
+impl ExecutionJob {
+    /// This message as SQL builds it from the `executions` row named `row`,
+    /// for a statement that accepts an execution and sends its job at once:
+    /// the JSON serialising the job gives (a test in `tests/dependable.rs`
+    /// compares them).
+    pub fn sql_from(row: &str) -> String {
+        format!(
+            "jsonb_build_object('executionId', {row}.id, 'functionId', {row}.function_id, \
+             'revision', {row}.revision)"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,31 +118,21 @@ pub async fn archive<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Messages of `queue`, visible or in flight, if there may be `bound` or
-/// more of them; `None` when there are certainly fewer. Message ids only grow,
-/// so the queue holds at most `max(msg_id) - min(msg_id) + 1` messages: two
-/// lookups in the primary key's index settle the usual case, and only a span
-/// of `bound` or more pays for the count, which reads every message.
-pub async fn length_if_at_least<C: ConnectionTrait>(
-    db: &C,
-    queue: &str,
-    bound: i64,
-) -> Result<Option<i64>, QueueError> {
+/// A query of one row whose `length` is the number of messages of `queue`,
+/// visible or in flight, if there may be `bound` or more of them (an SQL
+/// expression, such as a parameter), and NULL when there are certainly
+/// fewer. Message ids only grow, so the queue holds at most
+/// `max(msg_id) - min(msg_id) + 1` messages: two lookups in the primary
+/// key's index settle the usual case, and only a span of `bound` or more
+/// pays for the count, which reads every message.
+pub fn length_if_at_least(queue: &str, bound: &str) -> String {
     // The queue's table name cannot be a bind parameter; queue names are ours.
-    let row = db
-        .query_one(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            format!(
-                "SELECT CASE WHEN span < $1 THEN NULL
-                             ELSE (SELECT count(*) FROM pgmq.q_{queue}) END AS length
-                 FROM (SELECT coalesce(max(msg_id) - min(msg_id) + 1, 0) AS span
-                       FROM pgmq.q_{queue}) ids"
-            ),
-            [bound.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("the length returned no row".into()))?;
-    Ok(row.try_get("", "length")?)
+    format!(
+        "SELECT CASE WHEN span < {bound} THEN NULL
+                     ELSE (SELECT count(*) FROM pgmq.q_{queue}) END AS length
+           FROM (SELECT coalesce(max(msg_id) - min(msg_id) + 1, 0) AS span
+                   FROM pgmq.q_{queue}) ids"
+    )
 }
 
 /// Makes an in-flight message visible again after `delay` (instead of after
