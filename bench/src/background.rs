@@ -3,7 +3,9 @@
 //! - latency: `startExecution` of the echo function → its COMPLETED event on an
 //!   `executionStatusChanged(functionId)` subscription, one at a time, against
 //!   the floor of the same hand-off through pgmq: a `pgmq.send` committed with a
-//!   NOTIFY, heard by a LISTEN connection that then `pgmq.read`s it;
+//!   NOTIFY, heard by a LISTEN connection that then `pgmq.read`s it; and where
+//!   the time went, from the row's own timestamps (the database and the load
+//!   generator read the same clock);
 //! - overload: bursts of 2× and 10× the synchronous capacity of one server
 //!   (wasm threads + `PROJECTNIL_EXEC_QUEUE`) of `executeFunction` on a
 //!   CPU-bound function at once: accepted, refused (TOO_MANY_REQUESTS) and the
@@ -27,7 +29,9 @@ use serde_json::{Value, json};
 use sqlx::Connection as _;
 use sqlx::postgres::PgListener;
 
-use crate::results::{Background, BesideBacklog, Overload, Taken, WorkerThroughput};
+use crate::results::{
+    Background, BackgroundStages, BesideBacklog, Overload, Taken, WorkerThroughput,
+};
 use crate::stats::{self, Latency};
 use crate::{Paths, Plan, env, gql, load};
 
@@ -62,12 +66,13 @@ pub async fn run(
     .await?;
 
     let samples = if plan.quick { 30 } else { 300 };
-    let latency = start_to_completed(client, server, &echo, samples).await?;
+    let (latency, stages) = start_to_completed(client, server, &db_url, &echo, samples).await?;
     let floor = pgmq_floor(&db_url, samples).await?;
     eprintln!(
         "bench:   start → COMPLETED p50 {:.2} ms p99 {:.2} ms; pgmq send → read p50 {:.2} ms p99 {:.2} ms",
         latency.p50_ms, latency.p99_ms, floor.p50_ms, floor.p99_ms
     );
+    eprintln!("bench:   where, p50: {}", stages.describe());
 
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let capacity = cores + DEFAULT_QUEUE;
@@ -112,6 +117,7 @@ pub async fn run(
         taken: taken.finish(),
         latency,
         floor,
+        stages: Some(stages),
         capacity,
         overload,
         burn_ms: execution_ms,
@@ -267,14 +273,18 @@ async fn live_subscription(
 async fn start_to_completed(
     client: &gql::Client,
     server: &env::Server,
+    db_url: &str,
     function: &str,
     samples: usize,
-) -> anyhow::Result<Latency> {
+) -> anyhow::Result<(Latency, BackgroundStages)> {
     let mut socket = live_subscription(client, server, function).await?;
     let mut histogram = stats::histogram();
     let input: Value = serde_json::from_str(crate::ECHO_INPUT)?;
+    // Each sample's execution, when it was asked for and when its COMPLETED
+    // arrived, on the wall clock the database's timestamps use.
+    let mut timeline = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let started = Instant::now();
+        let (started, asked) = (Instant::now(), epoch_now());
         let accepted = client
             .data(
                 gql::START_EXECUTION,
@@ -293,9 +303,66 @@ async fn start_to_completed(
             }
         }
         stats::record(&mut histogram, started.elapsed());
+        let id: uuid::Uuid = serde_json::from_value(id)?;
+        timeline.push((id, asked, epoch_now()));
     }
     gql::complete(&mut socket, "1").await.ok();
-    Ok(Latency::of(&histogram))
+    let stages = stages(db_url, &timeline).await?;
+    Ok((Latency::of(&histogram), stages))
+}
+
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
+
+/// The median of each stage of the sampled executions: asked → accepted
+/// (`created_at`, the accepting transaction's start), → RUNNING
+/// (`started_at`), → finished (`completed_at`), → the COMPLETED event read.
+async fn stages(
+    db_url: &str,
+    timeline: &[(uuid::Uuid, f64, f64)],
+) -> anyhow::Result<BackgroundStages> {
+    let mut db = sqlx::PgConnection::connect(db_url).await?;
+    let ids: Vec<uuid::Uuid> = timeline.iter().map(|(id, ..)| *id).collect();
+    let rows: Vec<(uuid::Uuid, f64, f64, f64)> = sqlx::query_as(
+        "SELECT id, extract(epoch FROM created_at)::float8, extract(epoch FROM started_at)::float8,
+                extract(epoch FROM completed_at)::float8
+           FROM executions WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut db)
+    .await?;
+    let rows: std::collections::HashMap<_, _> = rows
+        .into_iter()
+        .map(|(id, created, started, completed)| (id, (created, started, completed)))
+        .collect();
+    let mut spans: [Vec<f64>; 4] = Default::default();
+    for (id, asked, heard) in timeline {
+        let &(created, started, completed) =
+            rows.get(id).context("a sampled execution is missing")?;
+        for (span, (from, to)) in spans.iter_mut().zip([
+            (*asked, created),
+            (created, started),
+            (started, completed),
+            (completed, *heard),
+        ]) {
+            span.push((to - from) * 1000.0);
+        }
+    }
+    let [accepted, claimed, finished, heard] = spans.map(median);
+    Ok(BackgroundStages {
+        accepted_ms: accepted,
+        claimed_ms: claimed,
+        finished_ms: finished,
+        heard_ms: heard,
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or_default()
 }
 
 /// The same hand-off with nothing else: send + NOTIFY committed, the LISTEN

@@ -293,9 +293,13 @@ pub fn render(r: &Results) -> String {
     if let Some(b) = &r.background {
         let _ = writeln!(
             out,
-            "| background execution, startExecution → COMPLETED event (echo, one at a time, n={}) | {} | pgmq send + NOTIFY → LISTEN wake → read {} | p50 {:.1}× the floor | — | |",
+            "| background execution, startExecution → COMPLETED event (echo, one at a time, n={}) | {}{} | pgmq send + NOTIFY → LISTEN wake → read {} | p50 {:.1}× the floor | — | |",
             b.latency.count,
             p50_p99(&b.latency),
+            b.stages
+                .as_ref()
+                .map(|stages| format!("; where, p50: {}", stages.describe()))
+                .unwrap_or_default(),
             p50_p99(&b.floor),
             b.latency.p50_ms / b.floor.p50_ms.max(0.001)
         );

@@ -268,6 +268,10 @@ pub struct Background {
     pub latency: Latency,
     /// pgmq send + NOTIFY → LISTEN wake → read.
     pub floor: Latency,
+    /// Where the latency's time went (absent from results of before
+    /// session 28).
+    #[serde(default)]
+    pub stages: Option<BackgroundStages>,
     /// Wasm threads + the synchronous queue of one server.
     pub capacity: usize,
     pub overload: Vec<Overload>,
@@ -280,6 +284,32 @@ pub struct Background {
     /// burn executions (absent from results of before session 25).
     #[serde(default)]
     pub beside_backlog: Option<BesideBacklog>,
+}
+
+/// The medians of a background execution's stages, from its row's
+/// timestamps and the load generator's clock.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct BackgroundStages {
+    /// startExecution sent → its transaction began (`created_at`).
+    pub accepted_ms: f64,
+    /// → RUNNING written (`started_at`): the accepting transaction, the
+    /// NOTIFY, the worker's read and claim.
+    pub claimed_ms: f64,
+    /// → the outcome written (`completed_at`): the claim's commit, the run,
+    /// the finishing statement.
+    pub finished_ms: f64,
+    /// → the COMPLETED event read: the commit, the NOTIFY, the server's load
+    /// and fan-out.
+    pub heard_ms: f64,
+}
+
+impl BackgroundStages {
+    pub fn describe(&self) -> String {
+        format!(
+            "asked → accepted {:.2} ms, → RUNNING {:.2} ms, → finished {:.2} ms, → COMPLETED heard {:.2} ms",
+            self.accepted_ms, self.claimed_ms, self.finished_ms, self.heard_ms
+        )
+    }
 }
 
 /// A one-statement read from a few clients, on the idle server and then
