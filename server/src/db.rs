@@ -37,6 +37,13 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// connection in use every second does not need it; one that sat idle longer
 /// (maybe through a database restart) is still checked, and a connection
 /// that fails a statement is closed when it is released.
+///
+/// Its connections plan each prepared statement once (`plan_cache_mode =
+/// force_generic_plan`). `executions` is partitioned by day, and PostgreSQL
+/// costs a generic plan over every partition, so left to choose it planned
+/// each lookup by id afresh, which cost more than running it (0.19 against
+/// 0.12 ms a lookup with pgbench; BENCHMARKS.md, session 28). The generic
+/// plan prunes the partitions when it runs.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbSetupError> {
     use sqlx::ConnectOptions as _;
     create_database_if_missing(&settings.database_url).await?;
@@ -58,7 +65,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 Ok(true)
             })
         })
-        .connect_with(options.disable_statement_logging())
+        .connect_with(
+            options
+                .disable_statement_logging()
+                .options([("plan_cache_mode", "force_generic_plan")]),
+        )
         .await
         .map_err(unreachable)?;
     Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
