@@ -1,5 +1,6 @@
 //! The SQL floor: pgbench replaying the statements a server path sends, with
-//! prepared statements (as sqlx does) and the same number of clients.
+//! prepared statements planned as the server's are (as sqlx does, with the
+//! server's `plan_cache_mode`) and the same number of clients.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +52,10 @@ pub async fn run(
         .arg(script)
         .arg("-l")
         .arg(format!("--log-prefix={}", logs.join("tx").display()))
+        .env(
+            "PGOPTIONS",
+            format!("-c plan_cache_mode={}", server::db::PLAN_CACHE_MODE),
+        )
         .kill_on_drop(true);
     for (name, value) in defines {
         command.arg("-D").arg(format!("{name}={value}"));

@@ -25,6 +25,9 @@ pub enum DbSetupError {
     Migrate(DbErr),
 }
 
+/// How the pool's connections plan prepared statements (see [`connect`]).
+pub const PLAN_CACHE_MODE: &str = "force_generic_plan";
+
 /// A pooled connection idle for this long is pinged before it is handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
@@ -68,7 +71,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .connect_with(
             options
                 .disable_statement_logging()
-                .options([("plan_cache_mode", "force_generic_plan")]),
+                .options([("plan_cache_mode", PLAN_CACHE_MODE)]),
         )
         .await
         .map_err(unreachable)?;
