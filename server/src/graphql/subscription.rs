@@ -85,7 +85,8 @@ pub fn shares_results(request: &async_graphql::Request) -> bool {
 /// request: while some are on their way it holds a result back to write it
 /// with the next ones (one write per socket instead of one per result), and
 /// when none are it writes at once instead of waiting to see whether more
-/// come.
+/// come. `functionChanged` loads one event at a time and counts none, so each
+/// of its results goes out as it comes.
 #[derive(Debug, Clone, Default)]
 pub struct Arriving(Arc<AtomicUsize>);
 
