@@ -592,6 +592,13 @@ async fn bad_input_is_rejected_with_the_right_code() {
             "no function with id",
         ),
         (
+            "start unknown",
+            start,
+            json!({ "id": unknown }),
+            "NOT_FOUND",
+            "no function with id",
+        ),
+        (
             "execute pending",
             execute,
             json!({ "id": pending }),
