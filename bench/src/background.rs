@@ -471,8 +471,7 @@ async fn execution_cpu_ms(client: &gql::Client, function: &str) -> anyhow::Resul
             .context("no durationMs")?;
         durations.push(ms);
     }
-    durations.sort_by(f64::total_cmp);
-    Ok(durations[durations.len() / 2])
+    Ok(median(durations))
 }
 
 /// A backlog of `count` burn executions waiting in PostgreSQL, then drained
