@@ -1,8 +1,9 @@
 //! Background executions from `execution_jobs`, in every process that runs
 //! executions. The consumer reads no more messages than it has free wasm
 //! threads, so the backlog waits in PostgreSQL (visible in `queueStats`) and
-//! spreads over every process that consumes it; idle, it sleeps on the queue's
-//! NOTIFY ([`queue::QueueListener`]).
+//! spreads over every process that consumes it; after a read that found fewer
+//! than it had threads for, it sleeps on the queue's NOTIFY
+//! ([`queue::QueueListener`]).
 //!
 //! A message stays in the queue, invisible, until the run that claimed its
 //! execution writes the outcome, which deletes it in the same statement. If
@@ -47,7 +48,11 @@ pub(super) async fn consume(executor: Executor, shutdown: CancellationToken) {
             read = queue::read(&db, queue::EXECUTION_JOBS_QUEUE, visibility, slots.len() as i32) => read,
         };
         match read {
-            Ok(deliveries) if !deliveries.is_empty() => {
+            Ok(deliveries) => {
+                // A short read has emptied the queue as far as it could see:
+                // what is sent after it is announced. (Reading again at once
+                // cost an empty `pgmq.read` beside every claim.)
+                let drained = deliveries.len() < slots.len();
                 // The slots beyond the messages read are freed here.
                 for (delivery, slot) in deliveries.into_iter().zip(slots.drain(..)) {
                     let executor = executor.clone();
@@ -57,12 +62,11 @@ pub(super) async fn consume(executor: Executor, shutdown: CancellationToken) {
                         .clone()
                         .spawn(async move { executor.run_job(delivery, slot).await });
                 }
-            }
-            Ok(_) => {
-                drop(slots);
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = arrivals.wait(FALLBACK_POLL) => {}
+                if drained {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = arrivals.wait(FALLBACK_POLL) => {}
+                    }
                 }
             }
             Err(error) => {

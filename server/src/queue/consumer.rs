@@ -1,9 +1,10 @@
 //! How a queue is consumed without polling it. Every insert into a queue is
 //! announced on the queue's channel by a trigger (migration
 //! `m20261129_000006_queue_notifications`), so a consumer reads batches while
-//! there are messages and, when a read comes back empty, sleeps on a LISTEN
-//! connection until a notification arrives. Nothing announces a message that
-//! becomes visible again (its visibility timeout ran out after a crash, or
+//! there are messages and, when a read comes back short of its batch (it has
+//! emptied the queue as far as it could see), sleeps on a LISTEN connection
+//! until a notification arrives. Nothing announces a message that becomes
+//! visible again (its visibility timeout ran out after a crash, or
 //! [`super::make_visible_in`]), so a sleeping consumer also reads again after
 //! [`FALLBACK_POLL`]. While the LISTEN connection is down (the database went
 //! away) it reads at that pace and reopens the connection.
@@ -24,8 +25,8 @@ use super::{Delivery, read};
 pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// Reads `queue` until `shutdown`, `batch` messages at a time, and hands every
-/// delivery to `handle` in order. Between reads that find nothing it waits for
-/// a notification (or [`FALLBACK_POLL`]); a failed read is retried after
+/// delivery to `handle` in order. After a read that finds fewer than `batch` it
+/// waits for a notification (or [`FALLBACK_POLL`]); a failed read is retried after
 /// [`FALLBACK_POLL`]. A delivery being handled is not interrupted by `shutdown`.
 pub async fn consume<F, Fut>(
     db: &DatabaseConnection,
@@ -50,15 +51,18 @@ pub async fn consume<F, Fut>(
             read = read(db, queue, visibility_timeout, batch) => read,
         };
         match read {
-            Ok(deliveries) if !deliveries.is_empty() => {
+            Ok(deliveries) => {
+                // A short read has emptied the queue as far as it could see:
+                // what is sent after it is announced.
+                let drained = deliveries.is_empty() || (deliveries.len() as i64) < i64::from(batch);
                 for delivery in deliveries {
                     handle(delivery).await;
                 }
-            }
-            Ok(_) => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = arrivals.wait(FALLBACK_POLL) => {}
+                if drained {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = arrivals.wait(FALLBACK_POLL) => {}
+                    }
                 }
             }
             Err(error) => {
