@@ -183,6 +183,8 @@ async fn hostile_requests_get_clear_errors_and_the_server_stays_up() {
         case("first 101", op(list, json!({ "first": 101 })), 200, BAD, "between 1 and 100"),
         case("first past 32 bits", op(list, json!({ "first": 1u64 << 40 })), 200, BAD, "Int"),
         case("first as a string", op(list, json!({ "first": "ten" })), 200, BAD, "Int"),
+        case("statistics until past year 9999", op("{ executionStats(until: \"+262142-12-31T23:59:30Z\") { total } }", json!({})), 200, BAD, "within the years 1 to 9999"),
+        case("statistics until chrono's earliest day", op("{ executionStats(until: \"-262143-01-01T12:00:00Z\") { total } }", json!({})), 200, BAD, "within the years 1 to 9999"),
         case("forged cursor", op(list, json!({ "after": "djE6MTIzOm5vdC1hLXV1aWQ" })), 200, BAD, "not a cursor"),
         case("garbage cursor", op(list, json!({ "after": "%%%\u{0}" })), 200, BAD, "not a cursor"),
         case("huge cursor", op(list, json!({ "after": "A".repeat(100_000) })), 200, BAD, "not a cursor"),
@@ -421,6 +423,51 @@ async fn a_nul_character_is_a_clear_error_wherever_it_comes_from() {
         "{failed}"
     );
     assert_eq!(failed["logs"], json!(["before\u{2400}after"]), "{failed}");
+}
+
+/// HTTP/2 lets a body come without a Content-Length (the server speaks it
+/// in the clear to a client that starts with its preface). Such a body is
+/// read up to the limit (4 MiB by default) like a chunked one, not taken
+/// whole.
+#[tokio::test]
+async fn an_http2_body_without_a_length_is_held_to_the_limit() {
+    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let unsized_body = |bytes: Vec<u8>| {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+    };
+    let small = serde_json::to_vec(&json!({ "query": "{ languages }" })).unwrap();
+    let big = serde_json::to_vec(
+        &json!({ "query": "{ languages }", "variables": { "pad": "x".repeat(5_000_000) } }),
+    )
+    .unwrap();
+    for (path, body, status) in [
+        ("/graphql", small.clone(), 200),
+        ("/graphql", big.clone(), 413),
+        ("/functions", big, 413),
+    ] {
+        let response = http
+            .post(format!("{}{path}", app.server.base_url))
+            .header("content-type", "application/json")
+            .body(unsized_body(body))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: no answer: {e}"));
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), status, "{path}");
+        let text = response.text().await.unwrap();
+        match status {
+            200 => assert!(text.contains("assemblyscript"), "{text}"),
+            _ => assert!(text.contains("larger than the limit"), "{text}"),
+        }
+    }
 }
 
 /// A client still sending an over-limit body sees the 413, not a reset: the

@@ -1,6 +1,6 @@
 //! The window a statistics query covers and how it splits into rollup rows.
 
-use chrono::{DateTime, Duration, DurationRound as _, TimeDelta, Utc};
+use chrono::{DateTime, Datelike as _, Duration, TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::AnalyticsError;
@@ -10,6 +10,11 @@ pub const MAX_POINTS: i64 = 1000;
 const DEFAULT_WINDOW: TimeDelta = TimeDelta::hours(24);
 const MINUTE: TimeDelta = TimeDelta::minutes(1);
 const HOUR: TimeDelta = TimeDelta::hours(1);
+
+/// The years a window may name: those RFC 3339 writes with four digits.
+/// Far inside chrono's range (±262,143), so moving a bound by a day or to
+/// a whole minute cannot overflow.
+const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
 
 /// Whose executions: one function's, or every function's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +30,15 @@ pub struct Window {
     pub end: DateTime<Utc>,
 }
 
+/// `at` rounded down to a multiple of `step` (whole seconds) since the epoch.
+/// In seconds rather than with chrono's `duration_trunc`, which counts in
+/// nanoseconds and so fails outside the years 1677 to 2262.
 fn floor(at: DateTime<Utc>, step: TimeDelta) -> DateTime<Utc> {
-    // Only fails for steps of zero or beyond the representable range.
-    at.duration_trunc(step).unwrap_or(at)
+    let step = step.num_seconds();
+    if step <= 0 {
+        return at;
+    }
+    DateTime::from_timestamp(at.timestamp().div_euclid(step) * step, 0).unwrap_or(at)
 }
 
 fn ceil(at: DateTime<Utc>, step: TimeDelta) -> DateTime<Utc> {
@@ -43,6 +54,17 @@ impl Window {
         until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Self, AnalyticsError> {
+        for (name, at) in [("since", since), ("until", until)] {
+            if let Some(at) = at
+                && !YEARS.contains(&at.year())
+            {
+                return Err(AnalyticsError::BadArgument(format!(
+                    "`{name}` ({at}) must be within the years {} to {}",
+                    YEARS.start(),
+                    YEARS.end()
+                )));
+            }
+        }
         let until = until.unwrap_or(now);
         let since = since.unwrap_or(until - DEFAULT_WINDOW);
         if until <= since {
@@ -153,6 +175,41 @@ mod tests {
         assert_eq!(since.start, at("2026-12-01T09:00:00Z"));
         assert!(Window::new(Some(now), Some(now), now).is_err());
         assert!(Window::new(Some(now), Some(now - MINUTE), now).is_err());
+    }
+
+    #[test]
+    fn times_beyond_four_digit_years_are_refused_not_overflowed() {
+        let now = at("2026-12-01T10:30:30Z");
+        let earliest = at("-262143-01-01T12:00:00Z");
+        let latest = at("+262142-12-31T23:59:30Z");
+        for (since, until) in [
+            (None, Some(earliest)),
+            (Some(earliest), None),
+            (Some(now), Some(latest)),
+            (Some(at("+10000-01-01T00:00:00Z")), Some(latest)),
+        ] {
+            let refused = Window::new(since, until, now).unwrap_err().to_string();
+            assert!(refused.contains("within the years 1 to 9999"), "{refused}");
+        }
+        let edges = Window::new(
+            Some(at("0001-01-01T00:00:00Z")),
+            Some(at("9999-12-31T23:59:30Z")),
+            now,
+        )
+        .unwrap();
+        assert_eq!(edges.end, at("+10000-01-01T00:00:00Z"));
+        let hours = Window::new(
+            Some(at("0001-01-01T00:30:00Z")),
+            Some(at("9999-12-31T22:30:00Z")),
+            now,
+        )
+        .unwrap()
+        .whole_hours();
+        assert_eq!(
+            hours,
+            (at("0001-01-01T01:00:00Z"), at("9999-12-31T22:00:00Z"))
+        );
+        assert!(Window::new(None, Some(at("0001-01-01T00:00:00Z")), now).is_ok());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Request body cap. Unlike poem's `SizeLimit`, requests without a body (GET
-//! queries) pass, and chunked bodies are read up to the cap instead of being
-//! refused for lacking a Content-Length. An over-limit body is read and
-//! discarded (up to a bound and a short time, as nginx's lingering close
-//! does) before the 413 is sent, so that a client still sending sees the
-//! answer instead of a connection reset.
+//! queries) pass, and bodies of unknown length (chunked, or HTTP/2 without a
+//! Content-Length) are read up to the cap instead of being refused for
+//! lacking a Content-Length. An over-limit body is read and discarded (up to
+//! a bound and a short time, as nginx's lingering close does) before the 413
+//! is sent, so that a client still sending sees the answer instead of a
+//! connection reset.
 
 use poem::http::StatusCode;
 use poem::web::headers::{ContentLength, HeaderMapExt};
@@ -52,13 +53,19 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
                 return Ok(too_large(&path, self.max));
             }
             Some(_) => {}
-            None if req.headers().contains_key("transfer-encoding") => {
-                match read_up_to(req.take_body(), self.max).await {
-                    Ok(bytes) => req.set_body(Body::from(bytes)),
-                    Err(()) => return Ok(too_large(req.uri().path(), self.max)),
+            // A chunked HTTP/1.1 body, or an HTTP/2 body sent without a
+            // Content-Length (which HTTP/2 allows): read up to the cap.
+            None => {
+                let body = req.take_body();
+                if body.is_empty() {
+                    req.set_body(body);
+                } else {
+                    match read_up_to(body, self.max).await {
+                        Ok(bytes) => req.set_body(Body::from(bytes)),
+                        Err(()) => return Ok(too_large(req.uri().path(), self.max)),
+                    }
                 }
             }
-            None => {}
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
