@@ -1,9 +1,12 @@
 //! Housekeeping of the tables that grow with use, done by one process at a
 //! time however many run: it creates the daily partitions of `executions`
-//! ahead of time, removes executions past `PROJECTNIL_EXECUTION_RETENTION`
-//! (whole partitions are dropped; the old rows of the one partition that
-//! straddles the cutoff, and any in the default partition, are deleted in
-//! small batches) and statistics rollups past `PROJECTNIL_STATS_RETENTION`.
+//! ahead of time, removes finished executions past
+//! `PROJECTNIL_EXECUTION_RETENTION` (whole partitions are dropped; the old
+//! rows of the one partition that straddles the cutoff, of a partition kept
+//! for an unfinished execution, and any in the default partition, are
+//! deleted in small batches) and statistics rollups past
+//! `PROJECTNIL_STATS_RETENTION`. An execution that has not finished is never
+//! removed, however old: what was accepted is not dropped.
 //!
 //! Every `serve` and `worker` offers each round; a session advisory lock on
 //! a connection of the round's own lets one through, and is released when
@@ -116,7 +119,8 @@ async fn steps(
         report.executions_deleted = delete_in_batches(
             conn,
             "DELETE FROM executions WHERE (id, created_at) IN (
-                 SELECT id, created_at FROM executions WHERE created_at < $1 LIMIT $2)",
+                 SELECT id, created_at FROM executions
+                  WHERE created_at < $1 AND status IN ('COMPLETED', 'FAILED') LIMIT $2)",
             cutoff,
         )
         .await?;
@@ -147,7 +151,10 @@ fn partition_day(name: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(name.strip_prefix(PARTITION_PREFIX)?, "%Y%m%d").ok()
 }
 
-/// Drops every daily partition that ends at or before `cutoff`.
+/// Drops every daily partition that ends at or before `cutoff`, unless it
+/// still holds an execution that has not finished (a background run queued
+/// for longer than the retention, say): that one is kept until its runs
+/// end, and its finished rows go in batches meanwhile.
 async fn drop_expired_partitions(
     conn: &mut PgConnection,
     cutoff: DateTime<Utc>,
@@ -170,6 +177,18 @@ async fn drop_expired_partitions(
             continue;
         }
         // The name comes from the catalog and matched the pattern above.
+        // No new row lands in a past day's partition and a finished
+        // execution never changes, so nothing unfinished can appear there
+        // between the count and the drop.
+        let unfinished: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM \"{name}\" WHERE status NOT IN ('COMPLETED', 'FAILED')"
+        ))
+        .fetch_one(&mut *conn)
+        .await?;
+        if unfinished > 0 {
+            tracing::info!(partition = %name, unfinished, "maintenance.partition_kept");
+            continue;
+        }
         sqlx::query(&format!("DROP TABLE IF EXISTS \"{name}\""))
             .execute(&mut *conn)
             .await?;

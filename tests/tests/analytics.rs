@@ -516,7 +516,24 @@ async fn retention_removes_exactly_what_is_old_once_with_two_replicas() {
         })
         .collect();
     seed(&db, "00000000-0000-0000-0000-00000000aaaa", &rows).await;
-    let kept_before: i64 = ages.iter().filter(|age| **age < retention).count() as i64;
+    // Two background runs still waiting in the queue, accepted before the
+    // cutoff: one in a partition that would be dropped whole, one in the
+    // partition that straddles the cutoff. Neither is removed.
+    // The start of their day (UTC, as the partitions), so each lands in the
+    // partition named whatever the time of the test.
+    for days in [6, 2] {
+        exec(
+            &db,
+            &format!(
+                "INSERT INTO executions (function_id, revision, status, background, created_at)
+                 VALUES ('00000000-0000-0000-0000-00000000aaaa', 1, 'PENDING', true,
+                         date_trunc('day', now() - interval '{days} days', 'UTC'))"
+            ),
+        )
+        .await;
+    }
+    let unfinished = 2;
+    let kept_before: i64 = ages.iter().filter(|age| **age < retention).count() as i64 + unfinished;
 
     let options = ServerOptions::default()
         .env("PROJECTNIL_EXECUTION_RETENTION", "2d")
@@ -534,7 +551,7 @@ async fn retention_removes_exactly_what_is_old_once_with_two_replicas() {
         let row = db
             .query_one(Statement::from_string(
                 db.get_database_backend(),
-                "SELECT min(created_at) AS oldest FROM executions",
+                "SELECT min(created_at) AS oldest FROM executions WHERE status IN ('COMPLETED', 'FAILED')",
             ))
             .await
             .unwrap()
@@ -542,8 +559,18 @@ async fn retention_removes_exactly_what_is_old_once_with_two_replicas() {
         row.try_get("", "oldest").unwrap()
     };
     assert!(oldest_kept > now - retention, "{oldest_kept}");
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM executions WHERE status = 'PENDING' AND created_at < now() - interval '2 days'"
+        )
+        .await,
+        unfinished,
+        "runs accepted before the cutoff and not yet finished are kept"
+    );
     // Whole days past retention went as partitions, each dropped by one
-    // replica only; today's and later partitions are there.
+    // replica only, but for the one still holding an unfinished run;
+    // today's and later partitions are there.
     let day_of = |age: i64| {
         (now - TimeDelta::days(age))
             .format("executions_p%Y%m%d")
@@ -556,12 +583,12 @@ async fn retention_removes_exactly_what_is_old_once_with_two_replicas() {
             .iter()
             .flat_map(|server| server.logs.lines_with("maintenance.done"))
             .collect();
-        [6, 5, 4, 3]
+        [5, 4, 3]
             .iter()
             .all(|age| lines.iter().any(|line| line.contains(&day_of(*age))))
             .then_some(lines)
     });
-    for age in [6, 5, 4, 3] {
+    for age in [5, 4, 3] {
         let day = day_of(age);
         let mentions = dropped.iter().filter(|line| line.contains(&day)).count();
         assert_eq!(mentions, 1, "{day} in {dropped:#?}");
@@ -574,6 +601,28 @@ async fn retention_removes_exactly_what_is_old_once_with_two_replicas() {
             0
         );
     }
+    let held = day_of(6);
+    assert!(
+        !dropped.iter().any(|line| line.contains(&held)),
+        "{held} still holds an unfinished run: {dropped:#?}"
+    );
+    assert_eq!(
+        scalar(&db, &format!("SELECT count(*) FROM {held}")).await,
+        1,
+        "only the unfinished run is left in {held}"
+    );
+    eventually!(format!("keeping {held} to be logged"), async {
+        [&a, &b]
+            .iter()
+            .any(|server| {
+                server
+                    .logs
+                    .lines_with("maintenance.partition_kept")
+                    .iter()
+                    .any(|line| line.contains(&held))
+            })
+            .then_some(())
+    });
     let today = now.format("executions_p%Y%m%d").to_string();
     assert_eq!(
         scalar(
