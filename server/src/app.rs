@@ -77,6 +77,7 @@ pub async fn serve(database: &DatabaseSettings, settings: ServeSettings) -> anyh
         events,
         function_limits: FunctionLimits {
             max_source_bytes: settings.api.max_source_bytes,
+            compile_backlog: settings.api.compile_backlog,
         },
     };
     let schema = graphql::build_schema(state.clone(), &settings.api);

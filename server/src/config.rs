@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::http::ws;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "projectnil",
@@ -67,6 +69,7 @@ pub struct DatabaseSettings {
         long,
         env = "PROJECTNIL_DB_POOL_SIZE",
         default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
         global = true
     )]
     pub db_pool_size: u32,
@@ -183,6 +186,12 @@ pub struct ApiSettings {
     #[arg(long, env = "PROJECTNIL_MAX_SOURCE_BYTES", default_value_t = 256 * 1024)]
     pub max_source_bytes: usize,
 
+    /// Compilation jobs that may wait in `compilation_jobs`, over every
+    /// process; beyond that, createFunction and a recompiling updateFunction
+    /// answer TOO_MANY_REQUESTS.
+    #[arg(long, env = "PROJECTNIL_COMPILE_BACKLOG", default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub compile_backlog: usize,
+
     /// Largest accepted execution input (serialized JSON), in bytes.
     #[arg(long, env = "PROJECTNIL_MAX_INPUT_BYTES", default_value_t = 1024 * 1024)]
     pub max_input_bytes: usize,
@@ -221,6 +230,26 @@ pub struct ApiSettings {
     /// pages say how to build it.
     #[arg(long, env = "PROJECTNIL_PLAYGROUND_DIR")]
     pub playground_dir: Option<PathBuf>,
+
+    /// A `graphql-transport-ws` connection that has not sent connection_init
+    /// this long after opening is closed with 4408, in milliseconds.
+    #[arg(long, env = ws::INIT_TIMEOUT_ENV, default_value_t = millis(ws::DEFAULT_INIT_TIMEOUT), value_parser = clap::value_parser!(u64).range(1..))]
+    pub ws_init_timeout_ms: u64,
+
+    /// How often an acknowledged WebSocket gets a keep-alive, in
+    /// milliseconds; a peer that answers nothing by the next one is closed.
+    #[arg(long, env = ws::KEEPALIVE_ENV, default_value_t = millis(ws::DEFAULT_KEEPALIVE), value_parser = clap::value_parser!(u64).range(1..))]
+    pub ws_keepalive_ms: u64,
+
+    /// Operations live at once on one WebSocket; one more is refused with
+    /// TOO_MANY_REQUESTS.
+    #[arg(long, env = ws::MAX_OPERATIONS_ENV, default_value_t = ws::DEFAULT_MAX_OPERATIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub ws_max_operations: usize,
+
+    /// A WebSocket client that takes nothing of what waits for it this long
+    /// is disconnected, in milliseconds.
+    #[arg(long, env = ws::SEND_TIMEOUT_ENV, default_value_t = millis(ws::DEFAULT_SEND_TIMEOUT), value_parser = clap::value_parser!(u64).range(1..))]
+    pub ws_send_timeout_ms: u64,
 }
 
 /// The origins of `PROJECTNIL_CORS_ORIGINS`.
@@ -259,7 +288,23 @@ impl std::str::FromStr for CorsOrigins {
     }
 }
 
+const fn millis(duration: Duration) -> u64 {
+    duration.as_millis() as u64
+}
+
 impl ApiSettings {
+    /// The WebSocket endpoint's timings and limits; its largest message is
+    /// the largest request body.
+    pub fn websocket(&self) -> ws::WsSettings {
+        ws::WsSettings {
+            init_timeout: Duration::from_millis(self.ws_init_timeout_ms),
+            keepalive: Duration::from_millis(self.ws_keepalive_ms),
+            max_message_bytes: self.max_body_bytes,
+            max_operations: self.ws_max_operations,
+            send_timeout: Duration::from_millis(self.ws_send_timeout_ms),
+        }
+    }
+
     /// The setting, or the directory [`PLAYGROUND_DIR`] finds. When none is
     /// found, `playground/dist` under the current directory (built later, it is
     /// served without a restart) and a warning that says where it looked.
@@ -287,7 +332,7 @@ impl ApiSettings {
 pub struct ExecutionSettings {
     /// CPU time one execution may use (instantiation plus `handle`), in
     /// milliseconds; time spent waiting for a wasm thread or a core is not counted.
-    #[arg(long, env = "PROJECTNIL_EXEC_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "PROJECTNIL_EXEC_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub exec_timeout_ms: u64,
 
     /// Executions running at once in this process (wasm threads). Default: the
@@ -315,16 +360,16 @@ pub struct ExecutionSettings {
     #[arg(long, env = "PROJECTNIL_EXEC_LEASE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub exec_lease_ms: u64,
 
-    /// Linear-memory cap of one execution, in MiB.
-    #[arg(long, env = "PROJECTNIL_EXEC_MEMORY_MB", default_value_t = 64)]
+    /// Linear-memory cap of one execution, in MiB (wasm32 addresses 4 GiB at most).
+    #[arg(long, env = "PROJECTNIL_EXEC_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub exec_memory_mb: u64,
 
     /// Largest accepted function output (serialized JSON), in bytes.
-    #[arg(long, env = "PROJECTNIL_MAX_OUTPUT_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "PROJECTNIL_MAX_OUTPUT_BYTES", default_value_t = 1024 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_output_bytes: usize,
 
     /// Budget of the compiled-module cache, in MiB.
-    #[arg(long, env = "PROJECTNIL_MODULE_CACHE_MB", default_value_t = 256)]
+    #[arg(long, env = "PROJECTNIL_MODULE_CACHE_MB", default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_048_576))]
     pub module_cache_mb: usize,
 }
 
@@ -350,11 +395,11 @@ impl ExecutionSettings {
 #[derive(Debug, Clone, Args)]
 pub struct CompilerSettings {
     /// Limit of one compilation, in milliseconds.
-    #[arg(long, env = "PROJECTNIL_COMPILE_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "PROJECTNIL_COMPILE_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub compile_timeout_ms: u64,
 
     /// Deliveries of one job before it is given up as poison (FAILED).
-    #[arg(long, env = "PROJECTNIL_COMPILE_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(long, env = "PROJECTNIL_COMPILE_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
     pub compile_max_attempts: i32,
 
     /// Node.js executable that runs the AssemblyScript compiler.
@@ -625,6 +670,59 @@ mod tests {
         let error = PLAYGROUND_DIR.locate(Some(&cwd), Some(&exe)).unwrap_err();
         assert_eq!(error.fallback(), cwd.join("playground/dist"));
         assert!(error.to_string().contains("PROJECTNIL_PLAYGROUND_DIR"));
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_at_start_up() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(["projectnil"].iter().chain(args)).map(|_| ());
+        for (flag, value) in [
+            ("--db-pool-size", "0"),
+            ("--exec-timeout-ms", "0"),
+            ("--exec-memory-mb", "0"),
+            ("--exec-memory-mb", "4097"),
+            ("--max-output-bytes", "0"),
+            ("--module-cache-mb", "0"),
+            ("--module-cache-mb", "18446744073709551615"),
+            ("--compile-timeout-ms", "0"),
+            ("--compile-max-attempts", "0"),
+            ("--ws-init-timeout-ms", "0"),
+            ("--ws-keepalive-ms", "0"),
+            ("--ws-max-operations", "0"),
+            ("--ws-send-timeout-ms", "zero"),
+        ] {
+            let refused = parse(&["serve", flag, value]).unwrap_err().to_string();
+            assert!(refused.contains(flag), "{flag} {value}: {refused}");
+        }
+        assert!(
+            parse(&[
+                "serve",
+                "--exec-memory-mb",
+                "4096",
+                "--ws-max-operations",
+                "1"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["worker", "--compile-max-attempts", "1"]).is_ok());
+    }
+
+    #[test]
+    fn websocket_settings_default_to_the_endpoints_own() {
+        let Command::Serve(serve) = Cli::try_parse_from(["projectnil", "serve"])
+            .unwrap()
+            .command
+        else {
+            panic!("not serve");
+        };
+        let websocket = serve.api.websocket();
+        assert_eq!(
+            websocket,
+            ws::WsSettings {
+                max_message_bytes: serve.api.max_body_bytes,
+                ..ws::WsSettings::default()
+            }
+        );
     }
 
     #[test]

@@ -93,6 +93,10 @@ fn describe() {
         "Status writes of this process that found the execution no longer theirs (finished, cancelled or taken over) and changed nothing"
     );
     describe_counter!(
+        "projectnil_compilations_refused_total",
+        "Creates and recompiling updates refused with TOO_MANY_REQUESTS because PROJECTNIL_COMPILE_BACKLOG compilation jobs were waiting"
+    );
+    describe_counter!(
         "projectnil_compilations_total",
         "Compilation jobs handled, by outcome and whether the content cache answered"
     );
@@ -221,6 +225,7 @@ fn register_known_series() {
     for bound in ["queue", "backlog"] {
         counter!("projectnil_executions_refused_total", "bound" => bound).increment(0);
     }
+    counter!("projectnil_compilations_refused_total").increment(0);
     counter!("projectnil_executions_retried_total").increment(0);
     counter!("projectnil_execution_writes_lost_total").increment(0);
     counter!("projectnil_executions_recovered_total").increment(0);
@@ -237,6 +242,10 @@ pub fn execution_finished(status: ExecutionStatus, took: Duration) {
 /// `bound` is `queue` or `backlog`.
 pub fn execution_refused(bound: &'static str) {
     counter!("projectnil_executions_refused_total", "bound" => bound).increment(1);
+}
+
+pub fn compilation_refused() {
+    counter!("projectnil_compilations_refused_total").increment(1);
 }
 
 pub fn execution_retried() {

@@ -194,6 +194,99 @@ async fn only_the_latest_revision_wins() {
     assert_eq!(client.function(&id).await.unwrap()["status"], "READY");
 }
 
+/// With `PROJECTNIL_COMPILE_BACKLOG` jobs waiting, a create or a recompiling
+/// update is refused whole (no function, no revision, no job), over GraphQL
+/// and REST alike; what does not compile still goes through, and once a
+/// worker drains the queue, creates are taken again.
+#[tokio::test]
+async fn a_full_compile_backlog_refuses_and_records_nothing() {
+    let app = TestApp::start_with(
+        ServerOptions::default()
+            .arg("--no-worker")
+            .env("PROJECTNIL_COMPILE_BACKLOG", 2),
+    )
+    .await
+    .unwrap();
+    let client = app.client();
+    let db = app.db.connect().await.unwrap();
+    let first = id_of(&client.create_function("first", ADD).await.unwrap());
+    client.create_function("second", ECHO).await.unwrap();
+
+    let create = "mutation($input: CreateFunctionInput!) { createFunction(input: $input) { id } }";
+    let refused = client
+        .error(
+            create,
+            json!({ "input": { "name": "third", "language": "assemblyscript", "source": ADD } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.code, "TOO_MANY_REQUESTS", "{refused:?}");
+    assert!(
+        refused
+            .message
+            .contains("2 compilations are already waiting")
+            && refused.message.contains("PROJECTNIL_COMPILE_BACKLOG"),
+        "{refused:?}"
+    );
+    let update = "mutation($id: UUID!, $input: UpdateFunctionInput!) { updateFunction(id: $id, input: $input) { name revision } }";
+    let refused = client
+        .error(update, json!({ "id": first, "input": { "source": ECHO } }))
+        .await
+        .unwrap();
+    assert_eq!(refused.code, "TOO_MANY_REQUESTS", "{refused:?}");
+    let rest = client
+        .http()
+        .post(format!("{}/functions", app.server.base_url))
+        .json(&json!({ "name": "third", "language": "assemblyscript", "source": ADD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 429);
+    let body: Value = rest.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("PROJECTNIL_COMPILE_BACKLOG"),
+        "{body}"
+    );
+    // Nothing of the refused requests was recorded.
+    assert_eq!(scalar(&db, "SELECT count(*) FROM functions").await, 2);
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM function_versions").await,
+        2
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_jobs").await,
+        2
+    );
+    let unchanged = client.function(&first).await.unwrap();
+    assert_eq!(
+        (unchanged["revision"].clone(), unchanged["source"].as_str()),
+        (json!(1), Some(ADD))
+    );
+    // A rename sends no job, so it is not held back.
+    let renamed = client
+        .data(
+            update,
+            json!({ "id": first, "input": { "name": "renamed" } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        renamed["updateFunction"],
+        json!({ "name": "renamed", "revision": 1 })
+    );
+
+    let _worker = spawn_worker(&app.db.url, &[]);
+    eventually!("the backlog drained", async {
+        (scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_jobs").await == 0).then_some(())
+    });
+    let third = id_of(&client.create_function("third", ADD).await.unwrap());
+    let compiled = client.wait_compiled(&third, COMPILE_WAIT).await.unwrap();
+    assert_eq!(compiled["status"], "READY", "{compiled}");
+}
+
 #[tokio::test]
 async fn results_are_applied_idempotently() {
     let app = TestApp::start().await.unwrap();

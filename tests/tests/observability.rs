@@ -408,6 +408,7 @@ async fn every_metric_exists_from_start_up() {
             vec![("bound", "queue")],
         ),
         ("projectnil_execution_writes_lost_total", vec![]),
+        ("projectnil_compilations_refused_total", vec![]),
     ] {
         assert_eq!(
             value(&samples, name, &labels),

@@ -372,6 +372,10 @@ async fn a_socket_without_a_known_subprotocol_is_refused() {
     let app = app().await;
     let refused = WsClient::open(&app.server.ws_url(), "chat").await;
     assert!(refused.is_err(), "the upgrade must fail");
+    // Among others, the first protocol the server speaks is taken.
+    WsClient::connect(&app.server.ws_url(), "chat, graphql-transport-ws")
+        .await
+        .expect("graphql-transport-ws among the offers");
 }
 
 #[tokio::test]

@@ -58,6 +58,11 @@ pub enum FunctionError {
         "revision {revision} is {status} and cannot be deployed: only a READY revision can be rolled back to"
     )]
     NotDeployable { revision: i64, status: String },
+    #[error(
+        "the platform is at capacity: {waiting} compilations are already waiting \
+         (PROJECTNIL_COMPILE_BACKLOG); nothing was recorded, try again later"
+    )]
+    BacklogFull { waiting: i64 },
     #[error(transparent)]
     Db(#[from] DbErr),
     #[error(transparent)]
@@ -117,7 +122,7 @@ pub async fn create(
     .insert(&txn)
     .await
     .map_err(|e| name_taken(e, &name))?;
-    publish_revision(&txn, &model).await?;
+    publish_revision(&txn, limits, &model).await?;
     txn.commit().await?;
     tracing::info!(function_id = %model.id, revision = model.revision, "function.created");
     tracing::info!(function_id = %model.id, revision = model.revision, "compilation.job.published");
@@ -125,11 +130,21 @@ pub async fn create(
 }
 
 /// Records the function's latest revision as a PENDING version and enqueues
-/// its compilation (in the caller's transaction).
+/// its compilation (in the caller's transaction), unless
+/// `limits.compile_backlog` jobs or more already wait: then the caller's
+/// transaction is refused whole.
 async fn publish_revision(
     txn: &DatabaseTransaction,
+    limits: &FunctionLimits,
     function: &function::Model,
 ) -> Result<(), FunctionError> {
+    let backlog = i64::try_from(limits.compile_backlog).unwrap_or(i64::MAX);
+    if let Some(waiting) =
+        queue::length_at_least(txn, queue::COMPILATION_JOBS_QUEUE, backlog).await?
+    {
+        crate::metrics::compilation_refused();
+        return Err(FunctionError::BacklogFull { waiting });
+    }
     function_version::ActiveModel {
         function_id: Set(function.id),
         revision: Set(function.revision),
@@ -220,7 +235,7 @@ pub async fn update(
         .await
         .map_err(|e| name_taken(e, name.as_deref().unwrap_or_default()))?;
     let wasm_size = if recompile {
-        publish_revision(&txn, &model).await?;
+        publish_revision(&txn, limits, &model).await?;
         None
     } else {
         versions::wasm_size(&txn, id, model.revision).await?

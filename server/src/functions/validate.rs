@@ -18,6 +18,9 @@ pub fn check_language(language: &str) -> Result<(), FunctionError> {
 #[derive(Debug, Clone)]
 pub struct FunctionLimits {
     pub max_source_bytes: usize,
+    /// Compilation jobs that may wait, over every process; beyond that a
+    /// create or a recompiling update is refused.
+    pub compile_backlog: usize,
 }
 
 impl FunctionLimits {
@@ -91,6 +94,7 @@ mod tests {
     fn limits() -> FunctionLimits {
         FunctionLimits {
             max_source_bytes: 10,
+            compile_backlog: 10,
         }
     }
 

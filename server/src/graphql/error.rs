@@ -142,6 +142,7 @@ impl From<FunctionError> for ApiError {
             }
             FunctionError::Conflict { .. } | FunctionError::NameTaken(_) => ErrorCode::Conflict,
             FunctionError::NotDeployable { .. } => ErrorCode::BadUserInput,
+            FunctionError::BacklogFull { .. } => ErrorCode::TooManyRequests,
             FunctionError::Db(db) => return Self::internal_db(db),
             FunctionError::Queue(q) => return Self::internal(q),
         };

@@ -81,7 +81,7 @@ pub fn routes(
     ));
     let mut graphql_ws = ws::GraphQLWs::new(schema)
         .sockets(sockets)
-        .max_message_bytes(settings.max_body_bytes)
+        .settings(settings.websocket())
         .share_results(Arc::new(crate::graphql::subscription::shares_results));
     if let Some(keys) = &settings.api_keys {
         graphql_ws = graphql_ws.auth(auth::ApiKeyConnectionAuth(keys.clone()));

@@ -135,6 +135,25 @@ pub fn length_if_at_least(queue: &str, bound: &str) -> String {
     )
 }
 
+/// How many messages `queue` holds, if `bound` or more (see
+/// [`length_if_at_least`]); `None` when there are fewer.
+pub async fn length_at_least<C: ConnectionTrait>(
+    db: &C,
+    queue: &str,
+    bound: i64,
+) -> Result<Option<i64>, QueueError> {
+    let row = db
+        .query_one(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            length_if_at_least(queue, "$1"),
+            [bound.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("the queue's length returned no row".into()))?;
+    let length: Option<i64> = row.try_get("", "length")?;
+    Ok(length.filter(|length| *length >= bound))
+}
+
 /// Makes an in-flight message visible again after `delay` (instead of after
 /// its whole visibility timeout).
 pub async fn make_visible_in<C: ConnectionTrait>(

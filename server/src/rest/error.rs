@@ -153,6 +153,7 @@ impl From<FunctionError> for RestError {
             FunctionError::NotFound(id) => return Self::function_not_found(id),
             FunctionError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
             FunctionError::NameTaken(_) | FunctionError::Conflict { .. } => StatusCode::CONFLICT,
+            FunctionError::BacklogFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             FunctionError::Db(db) => return Self::db(db),
             FunctionError::Queue(q) => return Self::internal(q),
         };

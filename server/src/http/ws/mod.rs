@@ -29,9 +29,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_graphql::http::WebSocketProtocols;
 use async_graphql::{Data, Executor};
+use async_graphql_poem::GraphQLProtocol;
 use poem::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use poem::{Body, Endpoint, Request, Response};
+use poem::{Body, Endpoint, FromRequest as _, Request, Response};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -46,24 +48,24 @@ use shared::SharedStreams;
 /// A `graphql-transport-ws` client that has not sent connection_init this long
 /// after the socket opened is closed with 4408.
 pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Overrides [`DEFAULT_INIT_TIMEOUT`] (milliseconds).
+/// The setting of [`DEFAULT_INIT_TIMEOUT`] (milliseconds; `config.rs`).
 pub const INIT_TIMEOUT_ENV: &str = "PROJECTNIL_WS_INIT_TIMEOUT_MS";
 /// How often an acknowledged connection gets a `ping` (`ka` on the legacy
 /// protocol), so proxies do not cut idle sockets and a dead peer shows up as
 /// a failed send.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
-/// Overrides [`DEFAULT_KEEPALIVE`] (milliseconds).
+/// The setting of [`DEFAULT_KEEPALIVE`] (milliseconds; `config.rs`).
 pub const KEEPALIVE_ENV: &str = "PROJECTNIL_WS_KEEPALIVE_MS";
 /// Operations (subscriptions, queries) live at once on one connection; one
 /// more is refused with an `error` for it, and the others stay live.
 pub const DEFAULT_MAX_OPERATIONS: usize = 100;
-/// Overrides [`DEFAULT_MAX_OPERATIONS`].
+/// The setting of [`DEFAULT_MAX_OPERATIONS`] (`config.rs`).
 pub const MAX_OPERATIONS_ENV: &str = "PROJECTNIL_WS_MAX_OPERATIONS";
 /// A client that takes longer than this to accept a message (it stopped
 /// reading, and the socket's buffers are full) is disconnected: what waits
 /// for it is one message, never an unbounded queue.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Overrides [`DEFAULT_SEND_TIMEOUT`] (milliseconds).
+/// The setting of [`DEFAULT_SEND_TIMEOUT`] (milliseconds; `config.rs`).
 pub const SEND_TIMEOUT_ENV: &str = "PROJECTNIL_WS_SEND_TIMEOUT_MS";
 /// After sending a close frame, how long to wait for the client's own close
 /// frame before dropping the connection.
@@ -99,30 +101,6 @@ impl Default for WsSettings {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_operations: DEFAULT_MAX_OPERATIONS,
             send_timeout: DEFAULT_SEND_TIMEOUT,
-        }
-    }
-}
-
-impl WsSettings {
-    /// The defaults, overridden by [`INIT_TIMEOUT_ENV`], [`KEEPALIVE_ENV`],
-    /// [`SEND_TIMEOUT_ENV`] and [`MAX_OPERATIONS_ENV`] (tests use small
-    /// ones). An unparsable or zero value keeps the default.
-    pub fn from_env() -> Self {
-        let number = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|n| *n > 0)
-        };
-        let millis =
-            |name: &str, default: Duration| number(name).map_or(default, Duration::from_millis);
-        Self {
-            init_timeout: millis(INIT_TIMEOUT_ENV, DEFAULT_INIT_TIMEOUT),
-            keepalive: millis(KEEPALIVE_ENV, DEFAULT_KEEPALIVE),
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            max_operations: number(MAX_OPERATIONS_ENV)
-                .map_or(DEFAULT_MAX_OPERATIONS, |n| n as usize),
-            send_timeout: millis(SEND_TIMEOUT_ENV, DEFAULT_SEND_TIMEOUT),
         }
     }
 }
@@ -223,13 +201,13 @@ pub struct GraphQLWs<E> {
 }
 
 impl<E: Executor> GraphQLWs<E> {
-    /// Accepts every connection, with timings from the environment
-    /// ([`WsSettings::from_env`]) and no shutdown signal (see [`Self::sockets`]).
+    /// Accepts every connection, with the default [`WsSettings`] and no
+    /// shutdown signal (see [`Self::sockets`]).
     pub fn new(executor: E) -> Self {
         Self {
             executor,
             auth: Arc::new(AcceptAll),
-            settings: WsSettings::from_env(),
+            settings: WsSettings::default(),
             sockets: Sockets::default(),
             shared: None,
         }
@@ -254,7 +232,7 @@ impl<E: Executor> GraphQLWs<E> {
         }
     }
 
-    /// Timings other than the environment's.
+    /// Timings and limits other than the defaults.
     #[must_use]
     pub fn settings(self, settings: WsSettings) -> Self {
         Self { settings, ..self }
@@ -264,13 +242,6 @@ impl<E: Executor> GraphQLWs<E> {
     #[must_use]
     pub fn sockets(self, sockets: Sockets) -> Self {
         Self { sockets, ..self }
-    }
-
-    /// The largest client message (the request-body limit of HTTP).
-    #[must_use]
-    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_message_bytes = bytes;
-        self
     }
 }
 
@@ -282,19 +253,16 @@ enum Protocol {
 }
 
 impl Protocol {
-    /// The first protocol the client offers that we speak (poem answers the
-    /// handshake with the same choice).
-    fn requested(headers: &HeaderMap) -> Option<Self> {
-        headers
-            .get(header::SEC_WEBSOCKET_PROTOCOL)?
-            .to_str()
-            .ok()?
-            .split(',')
-            .find_map(|offered| {
-                [Self::TransportWs, Self::Legacy]
-                    .into_iter()
-                    .find(|protocol| protocol.name() == offered.trim())
-            })
+    /// The first protocol the client offers that we speak, read from
+    /// `Sec-WebSocket-Protocol` by async-graphql-poem (the handshake answers
+    /// with the same choice).
+    async fn requested(req: &Request) -> Option<Self> {
+        let GraphQLProtocol(offered) =
+            GraphQLProtocol::from_request_without_body(req).await.ok()?;
+        Some(match offered {
+            WebSocketProtocols::GraphQLWS => Self::TransportWs,
+            WebSocketProtocols::SubscriptionsTransportWS => Self::Legacy,
+        })
     }
 
     /// Its name in `Sec-WebSocket-Protocol`.
@@ -346,7 +314,7 @@ impl<E: Executor> Endpoint for GraphQLWs<E> {
                 StatusCode::BAD_REQUEST,
             ));
         };
-        let Some(protocol) = Protocol::requested(req.headers()) else {
+        let Some(protocol) = Protocol::requested(&req).await else {
             return Err(poem::Error::from_string(
                 format!("Sec-WebSocket-Protocol must offer {TRANSPORT_WS} or {LEGACY_WS}"),
                 StatusCode::BAD_REQUEST,
