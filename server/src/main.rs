@@ -1,3 +1,7 @@
+//! The `projectnil` binary: parses the command line and hands over to
+//! [`server::app`] (`serve`, `worker`, `migrate`); everything else lives in
+//! the library.
+
 use clap::Parser;
 
 use server::config::{Cli, Command};

@@ -119,6 +119,34 @@ async fn every_endpoint_answers_as_the_contract_says() {
     let app = TestApp::start().await.unwrap();
     let rest = Rest::of(&app);
     assert_eq!(rest.get("/health").await.body, json!({ "status": "UP" }));
+    let spec = rest.get("/openapi.json").await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert_eq!(
+        spec.headers["content-type"], "application/json; charset=utf-8",
+        "the document is JSON, and says so"
+    );
+    assert!(spec.body["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/functions",
+        "/functions/{id}",
+        "/functions/{id}/execute",
+        "/executions/{id}",
+        "/run/{name}",
+    ] {
+        assert!(
+            spec.body["paths"][path].is_object(),
+            "{path} in {}",
+            spec.body["paths"]
+        );
+    }
+    let docs = rest.get("/docs").await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(
+        docs.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
 
     let created = rest.create("add", ADD).await;
     assert_eq!(created["name"], "add");

@@ -207,6 +207,9 @@ impl Executor {
                 tracing::warn!(attempts = execution.attempt, "execution.given_up");
                 return Ok(());
             }
+            // Its lease was renewed, or another consumer ended it first.
+            crate::metrics::execution_write_lost();
+            tracing::warn!(attempt = execution.attempt, "execution.give_up_lost");
         }
         // Still someone's: look again about when the lease would lapse.
         let remaining = execution

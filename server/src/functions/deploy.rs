@@ -97,19 +97,25 @@ pub async fn record_outcome<C: ConnectionTrait>(
     let (status, error, digest, size) = match outcome {
         CompileOutcome::Ready(wasm) => {
             let digest = store_module(txn, wasm).await?;
-            ("READY", None, Some(digest), Some(wasm.len() as i32))
+            (
+                FunctionStatus::Ready,
+                None,
+                Some(digest),
+                Some(wasm.len() as i32),
+            )
         }
-        CompileOutcome::Failed(error) => ("FAILED", Some(error.clone()), None, None),
+        CompileOutcome::Failed(error) => (FunctionStatus::Failed, Some(error.clone()), None, None),
     };
+    let status = status.to_value();
     txn.execute(statement(
         "UPDATE function_versions
             SET status = $3::function_status, compile_error = $4, module_digest = $5,
                 wasm_size = $6, compiled_at = now()
-          WHERE function_id = $1 AND revision = $2",
+          WHERE function_id = $1 AND revision = $2 AND status IN ('PENDING', 'COMPILING')",
         vec![
             function_id.into(),
             revision.into(),
-            status.into(),
+            status.clone().into(),
             error.clone().into(),
             digest.into(),
             size.into(),

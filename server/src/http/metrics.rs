@@ -78,7 +78,34 @@ fn route_label(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/graphiql" => "/graphiql",
         "/" => "/",
+        "/openapi.json" => "/openapi.json",
+        "/docs" => "/docs",
         path if path.starts_with("/assets/") => "/assets/*",
+        path => rest_route_label(path),
+    }
+}
+
+/// The REST path template a path matches (its ids and names left out, so
+/// the labels stay few), or `other`.
+fn rest_route_label(path: &str) -> &'static str {
+    let mut segments = path.strip_prefix('/').unwrap_or_default().split('/');
+    let template = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    );
+    match template {
+        (Some("functions"), None, ..) => "/functions",
+        (Some("functions"), Some(id), None, _) if !id.is_empty() => "/functions/{id}",
+        (Some("functions"), Some(id), Some("execute"), None) if !id.is_empty() => {
+            "/functions/{id}/execute"
+        }
+        (Some("functions"), Some(id), Some("executions"), None) if !id.is_empty() => {
+            "/functions/{id}/executions"
+        }
+        (Some("executions"), Some(id), None, _) if !id.is_empty() => "/executions/{id}",
+        (Some("run"), Some(name), None, _) if !name.is_empty() => "/run/{name}",
         _ => "other",
     }
 }
@@ -93,6 +120,21 @@ mod tests {
         assert_eq!(route_label("/assets/index-abc.js"), "/assets/*");
         assert_eq!(route_label("/graphql/../etc/passwd"), "other");
         assert_eq!(route_label("/a-random-path-1234"), "other");
+        assert_eq!(route_label("/functions"), "/functions");
+        assert_eq!(route_label("/functions/3f2a"), "/functions/{id}");
+        assert_eq!(
+            route_label("/functions/3f2a/execute"),
+            "/functions/{id}/execute"
+        );
+        assert_eq!(
+            route_label("/functions/3f2a/executions"),
+            "/functions/{id}/executions"
+        );
+        assert_eq!(route_label("/executions/9e1b"), "/executions/{id}");
+        assert_eq!(route_label("/run/my%20function"), "/run/{name}");
+        assert_eq!(route_label("/functions/3f2a/other"), "other");
+        assert_eq!(route_label("/functions//execute"), "other");
+        assert_eq!(route_label("/run/a/b"), "other");
         assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
     }
 }

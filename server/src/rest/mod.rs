@@ -66,8 +66,8 @@ pub struct DocsApi;
 impl DocsApi {
     /// This OpenAPI 3 document
     #[oai(path = "/openapi.json", method = "get")]
-    async fn spec(&self) -> poem_openapi::payload::PlainText<String> {
-        poem_openapi::payload::PlainText(documents().spec.clone())
+    async fn spec(&self) -> SpecResponse {
+        SpecResponse::Ok(poem_openapi::payload::PlainText(documents().spec.clone()))
     }
 
     /// The API reference, rendered from this document (works offline)
@@ -75,6 +75,16 @@ impl DocsApi {
     async fn docs(&self) -> poem_openapi::payload::Html<String> {
         poem_openapi::payload::Html(documents().html.clone())
     }
+}
+
+/// The document as generated, already JSON text: sent as it is with its own
+/// media type, where `PlainText` alone would say `text/plain` and
+/// `Json<Value>` would serialise it again on every request.
+#[derive(ApiResponse)]
+enum SpecResponse {
+    /// The OpenAPI 3 document
+    #[oai(status = 200, content_type = "application/json; charset=utf-8")]
+    Ok(poem_openapi::payload::PlainText<String>),
 }
 
 struct Documents {

@@ -1,3 +1,8 @@
+//! A session against a WebSocket client in the same process, over an
+//! in-memory pipe or a loopback socket: the protocol's checks, timers, close
+//! codes and shared streams, on a small schema of its own, without the
+//! server or a database (`tests/tests/ws_protocol.rs` drives the real one).
+
 use async_graphql::{EmptyMutation, Object, Schema, Subscription};
 use futures::StreamExt;
 use futures::channel::mpsc as channel;
