@@ -131,20 +131,13 @@ pub async fn create(
 
 /// Records the function's latest revision as a PENDING version and enqueues
 /// its compilation (in the caller's transaction), unless
-/// `limits.compile_backlog` jobs or more already wait: then the caller's
-/// transaction is refused whole.
+/// `limits.compile_backlog` jobs or more already wait: then the caller
+/// rolls its transaction back, and nothing is recorded.
 async fn publish_revision(
     txn: &DatabaseTransaction,
     limits: &FunctionLimits,
     function: &function::Model,
 ) -> Result<(), FunctionError> {
-    let backlog = i64::try_from(limits.compile_backlog).unwrap_or(i64::MAX);
-    if let Some(waiting) =
-        queue::length_at_least(txn, queue::COMPILATION_JOBS_QUEUE, backlog).await?
-    {
-        crate::metrics::compilation_refused();
-        return Err(FunctionError::BacklogFull { waiting });
-    }
     function_version::ActiveModel {
         function_id: Set(function.id),
         revision: Set(function.revision),
@@ -161,7 +154,13 @@ async fn publish_revision(
         source: function.source.clone(),
         revision: function.revision,
     };
-    queue::send(txn, queue::COMPILATION_JOBS_QUEUE, &job).await?;
+    let backlog = i64::try_from(limits.compile_backlog).unwrap_or(i64::MAX);
+    if let Err(waiting) =
+        queue::send_unless_full(txn, queue::COMPILATION_JOBS_QUEUE, &job, backlog).await?
+    {
+        crate::metrics::compilation_refused();
+        return Err(FunctionError::BacklogFull { waiting });
+    }
     Ok(())
 }
 

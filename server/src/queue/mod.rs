@@ -135,23 +135,37 @@ pub fn length_if_at_least(queue: &str, bound: &str) -> String {
     )
 }
 
-/// How many messages `queue` holds, if `bound` or more (see
-/// [`length_if_at_least`]); `None` when there are fewer.
-pub async fn length_at_least<C: ConnectionTrait>(
+/// Sends one message unless `queue` already holds `bound` or more, in one
+/// statement; `Err(waiting)` with how many it holds when it refused.
+pub async fn send_unless_full<C: ConnectionTrait, T: Serialize>(
     db: &C,
     queue: &str,
+    message: &T,
     bound: i64,
-) -> Result<Option<i64>, QueueError> {
+) -> Result<Result<i64, i64>, QueueError> {
+    let body = serde_json::to_value(message)?;
+    let waiting = length_if_at_least(queue, "$3");
     let row = db
         .query_one(Statement::from_sql_and_values(
             db.get_database_backend(),
-            length_if_at_least(queue, "$1"),
-            [bound.into()],
+            format!(
+                "WITH waiting AS ({waiting}),
+                 sent AS (SELECT pgmq.send($1, $2::jsonb) AS msg_id FROM waiting
+                           WHERE waiting.length IS NULL OR waiting.length < $3)
+                 SELECT waiting.length AS waiting, sent.msg_id
+                   FROM waiting LEFT JOIN sent ON true"
+            ),
+            [queue.into(), body.into(), bound.into()],
         ))
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound("the queue's length returned no row".into()))?;
-    let length: Option<i64> = row.try_get("", "length")?;
-    Ok(length.filter(|length| *length >= bound))
+        .ok_or_else(|| DbErr::RecordNotFound("sending returned no row".into()))?;
+    let msg_id: Option<i64> = row.try_get("", "msg_id")?;
+    match msg_id {
+        Some(msg_id) => Ok(Ok(msg_id)),
+        None => Ok(Err(row
+            .try_get::<Option<i64>>("", "waiting")?
+            .unwrap_or(bound))),
+    }
 }
 
 /// Makes an in-flight message visible again after `delay` (instead of after
