@@ -1,6 +1,7 @@
 // Long-lived AssemblyScript compiler process, driven by server/src/compile/asc.rs.
 //
-// Usage: node compiler.mjs <asc flags...> (server/src/compile/mod.rs, ASC_FLAGS,
+// Usage: PROJECTNIL_MAX_MODULE_BYTES=n PROJECTNIL_MAX_DIAGNOSTICS_CHARS=n node compiler.mjs <asc flags...>
+// (server/src/compile/mod.rs: the limits, and ASC_FLAGS,
 // which also keys the content cache on them).
 //
 // Protocol (JSON lines):
@@ -26,6 +27,19 @@ const OUT = "index.wasm";
 // The transform the flags name is loaded once below and handed to asc as a
 // class, so it is not passed on as a flag.
 const FLAGS = [...withoutTransforms(process.argv.slice(2)), "--noColors"];
+// Limits set by the server (server/src/compile/mod.rs): a larger module is a
+// compile error, and diagnostics are cut at this many characters.
+const MAX_MODULE_BYTES = limit("PROJECTNIL_MAX_MODULE_BYTES");
+const MAX_DIAGNOSTICS_CHARS = limit("PROJECTNIL_MAX_DIAGNOSTICS_CHARS");
+
+function limit(name) {
+  const value = Number(process.env[name]);
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    process.stdout.write(JSON.stringify({ ready: false, error: `${name} must be set to a positive integer` }) + "\n");
+    process.exit(2);
+  }
+  return value;
+}
 
 function withoutTransforms(flags) {
   return flags.filter((flag, i) => flag !== "--transform" && flags[i - 1] !== "--transform");
@@ -111,8 +125,12 @@ const TRANSFORM_CONTEXT = ["program", "binaryen", "baseDir", "stdout", "stderr",
 async function compile(source) {
   let wasm = null;
   let diagnostics = "";
+  let dropped = 0;
   const stderr = asc.createMemoryStream((chunk) => {
-    diagnostics += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+    const text = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+    // Keep what can be shown (cleaning shortens it a little) and count the rest.
+    if (diagnostics.length < 2 * MAX_DIAGNOSTICS_CHARS) diagnostics += text;
+    else dropped += text.length;
   });
   const stdout = asc.createMemoryStream((chunk) => process.stderr.write(chunk));
   let result;
@@ -147,7 +165,19 @@ async function compile(source) {
     let text = clean(diagnostics);
     if (!text && result.error) text = clean("ERROR: " + (result.error.message || result.error.stack || String(result.error)));
     if (!text) text = "ERROR: the compiler produced no output";
+    if (text.length > MAX_DIAGNOSTICS_CHARS || dropped > 0) {
+      const more = Math.max(0, text.length - MAX_DIAGNOSTICS_CHARS) + dropped;
+      text = `${text.slice(0, MAX_DIAGNOSTICS_CHARS)}\n… (${more} more characters of diagnostics)`;
+    }
     return { ok: false, error: text };
+  }
+  if (wasm.length > MAX_MODULE_BYTES) {
+    return {
+      ok: false,
+      error:
+        `ERROR: the compiled module is ${wasm.length} bytes; the limit is ${MAX_MODULE_BYTES} bytes. ` +
+        "Static data counts toward it (memory.data(n), large constant arrays and strings): allocate at run time instead.",
+    };
   }
   return { ok: true, wasm: Buffer.from(wasm).toString("base64") };
 }

@@ -332,6 +332,14 @@ impl AscCompiler {
         let mut child = Command::new(&self.config.node)
             .arg(&script)
             .args(super::ASC_FLAGS.split_whitespace())
+            .env(
+                "PROJECTNIL_MAX_MODULE_BYTES",
+                super::MAX_MODULE_BYTES.to_string(),
+            )
+            .env(
+                "PROJECTNIL_MAX_DIAGNOSTICS_CHARS",
+                super::MAX_DIAGNOSTICS_CHARS.to_string(),
+            )
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -597,6 +605,50 @@ export function handle(input: string): string {
         let wasm = compiler.compile(ADD).await.expect("compiles");
         assert_eq!(&wasm[..4], b"\0asm");
         assert_valid(&wasm);
+    }
+
+    #[tokio::test]
+    async fn modules_and_diagnostics_are_held_to_their_limits() {
+        let compiler = AscCompiler::new(config());
+        // At -O0, memory.data(n) is n bytes of static data in the module.
+        let big = format!(
+            "const data = memory.data({});\n\
+             export function handle(input: string): string {{ return data.toString(); }}\n",
+            super::super::MAX_MODULE_BYTES + 1
+        );
+        let error = compiler.compile(&big).await.expect_err("too large");
+        let CompileError::Diagnostics(text) = &error else {
+            panic!("expected diagnostics, got {error:?}")
+        };
+        assert!(
+            text.contains(&format!(
+                "the limit is {} bytes",
+                super::super::MAX_MODULE_BYTES
+            )) && text.contains("memory.data"),
+            "{text}"
+        );
+        // An error per statement, each quoting its line.
+        let noisy = format!(
+            "export function handle(input: string): string {{\n{}  return input;\n}}\n",
+            "  undefinedName;\n".repeat(5_000)
+        );
+        let error = compiler
+            .compile(&noisy)
+            .await
+            .expect_err("does not compile");
+        let CompileError::Diagnostics(text) = &error else {
+            panic!("expected diagnostics, got {error:?}")
+        };
+        assert!(text.contains("TS2304"), "{}", &text[..200]);
+        assert!(
+            text.chars().count() < super::super::MAX_DIAGNOSTICS_CHARS + 100
+                && text.ends_with("more characters of diagnostics)"),
+            "{} characters, ending {:?}",
+            text.chars().count(),
+            &text[text.len().saturating_sub(80)..]
+        );
+        // The process is still there for the next compile.
+        assert_valid(&compiler.compile(ADD).await.expect("compiles"));
     }
 
     #[tokio::test]

@@ -22,6 +22,18 @@ pub const EXAMPLE_PATH: &str = "server/compiler/example.ts";
 pub const ASC_FLAGS: &str = "--exportRuntime --runtime incremental \
      --optimizeLevel 0 --shrinkLevel 0 --runPasses inlining --transform json-as/transform";
 
+/// Largest module a compile may produce. AssemblyScript modules are tens of
+/// kilobytes; a source can still ask for megabytes of static data
+/// (`memory.data(n)` at `-O0` writes `n` zero bytes), which would be carried
+/// through the compiler's reply, the queue and the module cache several times
+/// over. The compiler process refuses a larger one as a compile error, and
+/// [`validate::validate_module`] refuses one from any compiler.
+pub const MAX_MODULE_BYTES: usize = 8 * 1024 * 1024;
+/// Most characters of compiler diagnostics kept (the compiler process cuts
+/// the rest, saying how much): a source can make asc report an error per
+/// statement, each quoting its line.
+pub const MAX_DIAGNOSTICS_CHARS: usize = 64 * 1024;
+
 /// Binaryen's part within [`ASC_FLAGS`]: no optimisation pipeline, only its
 /// inlining pass. The pipeline was most of a compile (`-O1` spent about 100
 /// ms of 340 in it). Cranelift optimises each function again when the server

@@ -40,6 +40,8 @@ pub struct ModuleInfo {
 /// the function's author.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AbiViolation {
+    #[error("the compiled module is {bytes} bytes; the limit is {limit} bytes")]
+    TooLarge { bytes: usize, limit: usize },
     #[error("the compiled module is not valid WebAssembly: {0}")]
     InvalidWasm(String),
     #[error("the module must export a function `handle`: {HANDLE_HINT}")]
@@ -91,6 +93,12 @@ fn allowed_list() -> String {
 
 /// Validates `wasm` and checks it against the function ABI.
 pub fn validate_module(wasm: &[u8]) -> Result<ModuleInfo, AbiViolation> {
+    if wasm.len() > super::MAX_MODULE_BYTES {
+        return Err(AbiViolation::TooLarge {
+            bytes: wasm.len(),
+            limit: super::MAX_MODULE_BYTES,
+        });
+    }
     let mut validator = Validator::new();
     let types = validator
         .validate_all(wasm)
