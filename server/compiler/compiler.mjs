@@ -27,20 +27,6 @@ const OUT = "index.wasm";
 // The transform the flags name is loaded once below and handed to asc as a
 // class, so it is not passed on as a flag.
 const FLAGS = [...withoutTransforms(process.argv.slice(2)), "--noColors"];
-// Limits set by the server (server/src/compile/mod.rs): a larger module is a
-// compile error, and diagnostics are cut at this many characters.
-const MAX_MODULE_BYTES = limit("PROJECTNIL_MAX_MODULE_BYTES");
-const MAX_DIAGNOSTICS_CHARS = limit("PROJECTNIL_MAX_DIAGNOSTICS_CHARS");
-
-function limit(name) {
-  const value = Number(process.env[name]);
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    process.stdout.write(JSON.stringify({ ready: false, error: `${name} must be set to a positive integer` }) + "\n");
-    process.exit(2);
-  }
-  return value;
-}
-
 function withoutTransforms(flags) {
   return flags.filter((flag, i) => flag !== "--transform" && flags[i - 1] !== "--transform");
 }
@@ -59,6 +45,20 @@ process.stdout.write = (chunk, encoding, cb) => process.stderr.write(chunk, enco
 
 function send(obj) {
   protocolWrite(JSON.stringify(obj) + "\n");
+}
+
+// Limits set by the server (server/src/compile/mod.rs): a larger module is a
+// compile error, and diagnostics are cut at this many characters.
+const MAX_MODULE_BYTES = limit("PROJECTNIL_MAX_MODULE_BYTES");
+const MAX_DIAGNOSTICS_CHARS = limit("PROJECTNIL_MAX_DIAGNOSTICS_CHARS");
+
+function limit(name) {
+  const value = Number(process.env[name]);
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    send({ ready: false, error: `${name} must be set to a positive integer` });
+    process.exit(2);
+  }
+  return value;
 }
 
 // json-as reads JSON_* environment variables (debug output, files written next

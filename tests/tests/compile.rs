@@ -196,8 +196,8 @@ async fn only_the_latest_revision_wins() {
 
 /// With `PROJECTNIL_COMPILE_BACKLOG` jobs waiting, a create or a recompiling
 /// update is refused whole (no function, no revision, no job), over GraphQL
-/// and REST alike; what does not compile still goes through, and once a
-/// worker drains the queue, creates are taken again.
+/// and REST alike; an update that does not recompile (a rename) still goes
+/// through, and once a worker drains the queue, creates are taken again.
 #[tokio::test]
 async fn a_full_compile_backlog_refuses_and_records_nothing() {
     let app = TestApp::start_with(
