@@ -427,8 +427,10 @@ impl CompilerSettings {
         Duration::from_millis(self.compile_timeout_ms)
     }
 
-    /// Jobs stay invisible to other workers for longer than a compile may take,
-    /// so a job is only redelivered when its worker died.
+    /// Jobs stay invisible to other workers for longer than a compile may
+    /// take, and the worker renews this while it is on the job (a compile
+    /// restarted after the compiler process was killed takes two), so a job is
+    /// only redelivered when its worker died.
     pub fn visibility_timeout(&self) -> Duration {
         self.timeout() + Duration::from_secs(15)
     }

@@ -5,7 +5,7 @@ mod kept;
 
 use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, DbErr, SqlxPostgresConnector};
+use sea_orm::{DatabaseConnection, DbErr, RuntimeErr, SqlxPostgresConnector};
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
@@ -188,6 +188,35 @@ pub fn refused_value(error: &DbErr) -> bool {
     refusal(error).is_some_and(|(code, _)| code.starts_with(DATA_EXCEPTION))
 }
 
+/// Whether `error` says the database was away rather than that it refused.
+pub fn is_transient(error: &DbErr) -> bool {
+    let sqlx_error = match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match sqlx_error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| transient_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+/// Connection exceptions (class 08), an administrator or crash shutdown
+/// (57P01-57P03), too many connections, and serialization failures and
+/// deadlocks (which succeed when tried again).
+fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +241,21 @@ mod tests {
     fn redacts_password() {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn only_outages_are_transient() {
+        assert!(transient_sqlstate("08006"));
+        assert!(transient_sqlstate("57P01"));
+        assert!(transient_sqlstate("40001"));
+        // check_violation, unique_violation, invalid text: the database answered.
+        assert!(!transient_sqlstate("23514"));
+        assert!(!transient_sqlstate("23505"));
+        assert!(!transient_sqlstate("22P02"));
+        assert!(is_transient(&DbErr::Conn(RuntimeErr::Internal(
+            "gone".into()
+        ))));
+        assert!(!is_transient(&DbErr::RecordNotUpdated));
+        assert!(!is_transient(&DbErr::Custom("refused".into())));
     }
 }

@@ -592,3 +592,71 @@ async fn readme_examples_compile_and_give_the_documented_output() {
         }
     }
 }
+
+/// The processes `pid` started (Linux: `/proc/<pid>/task/*/children`).
+fn children(pid: u32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flat_map(|task| std::fs::read_to_string(task.unwrap().path().join("children")))
+        .flat_map(|list| {
+            list.split_whitespace()
+                .map(|child| child.parse::<i32>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A compile that fails because of the platform, not the source, does not
+/// use up the job's attempts. With one attempt allowed, a worker whose
+/// Node.js is gone (its compiler process killed, `node` no longer there)
+/// does not fail the function: it backs off, tries again, and compiles it
+/// once Node.js is back. Before, the second try gave the job up as poison.
+#[tokio::test]
+async fn platform_failures_do_not_use_up_compile_attempts() {
+    let dir = std::env::temp_dir().join(format!("projectnil-node-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let node = dir.join("node");
+    let install_node = || {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(&node, "#!/bin/sh\nexec node \"$@\"\n").unwrap();
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    install_node();
+    let app = TestApp::start_with(
+        ServerOptions::default()
+            .env("PROJECTNIL_NODE", node.display())
+            .env("PROJECTNIL_COMPILE_MAX_ATTEMPTS", 1),
+    )
+    .await
+    .unwrap();
+    let client = app.client();
+
+    std::fs::remove_file(&node).unwrap();
+    // The server's only child is its warm compiler process.
+    let compilers = children(app.server.pid().unwrap());
+    assert_eq!(compilers.len(), 1, "{compilers:?}");
+    tests::signal(compilers[0] as u32, "KILL").unwrap();
+
+    let id = id_of(&client.create_function("echo", ECHO).await.unwrap());
+    eventually!("a second try", async {
+        (app.server.logs.count("job.platform_failed") >= 2).then_some(())
+    });
+    let function = client.function(&id).await.unwrap();
+    // Taken, and waiting for its next try.
+    assert_eq!(function["status"], "COMPILING", "{function}");
+    let db = app.db.connect().await.unwrap();
+    assert!(
+        scalar(
+            &db,
+            "SELECT max(read_ct)::bigint FROM pgmq.q_compilation_jobs"
+        )
+        .await
+            <= 1,
+        "the failed deliveries were not counted"
+    );
+
+    install_node();
+    let function = client.wait_compiled(&id, COMPILE_WAIT).await.unwrap();
+    assert_eq!(function["status"], "READY", "{function}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

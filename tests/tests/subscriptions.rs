@@ -559,3 +559,128 @@ fn assert_snapshot_then_chain_after(events: &[Value], from: &str) {
         previous = event["status"].clone();
     }
 }
+
+/// Runs `sql` (one or more statements) on `conn`.
+async fn statements(conn: &mut sqlx::PgConnection, sql: &str) {
+    sqlx::raw_sql(sql).execute(conn).await.unwrap();
+}
+
+/// The server's backend of `db` that waits for a lock on `executions`, other
+/// than `except`, with when its statement started (a retry on the same
+/// connection is a new statement).
+async fn waiting_read(
+    admin: &mut sqlx::PgConnection,
+    db: &TestDb,
+    except: i32,
+) -> Option<(i32, chrono::DateTime<chrono::Utc>)> {
+    sqlx::query_as(
+        "SELECT pid, query_start FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> $2 AND wait_event_type = 'Lock' AND query ILIKE '%FROM executions%'",
+    )
+    .bind(&db.name)
+    .bind(except)
+    .fetch_optional(&mut *admin)
+    .await
+    .unwrap()
+}
+
+/// A transition whose execution cannot be loaded reaches the subscriber as an
+/// error. The stream then reads the current state again instead of waiting for
+/// an announcement that continues from the status it sent last: otherwise
+/// every later transition would be skipped as out of order and the subscriber
+/// would never see the execution finish.
+///
+/// The load fails for real: an exclusive lock on `executions`, queued right
+/// behind the RUNNING write, makes the read wait, and the test cancels it and
+/// its retry as an operator would (`pg_cancel_backend`). The execution's
+/// statuses are written in SQL, as a worker's would be, so the lock can be
+/// taken between them.
+#[tokio::test]
+async fn a_failed_load_does_not_stall_a_subscription_with_an_id() {
+    use sqlx::Connection as _;
+    let app = TestApp::start_with(ServerOptions::default().arg("--no-execution-worker"))
+        .await
+        .unwrap();
+    let client = app.client();
+    let function_id = client.ready_function("echo", ECHO).await.unwrap();
+    let id = start_execution(&client, &function_id, json!({ "n": 1 })).await;
+    let mut ws = subscriber(&app.server, EXECUTION_EVENTS, json!({ "id": id })).await;
+    assert_eq!(
+        transitions(&[event(&mut ws).await]),
+        [pair(None, "PENDING")]
+    );
+
+    let connect = || sqlx::PgConnection::connect(&app.db.url);
+    let mut writer = connect().await.unwrap();
+    let mut locker = connect().await.unwrap();
+    let locker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut locker)
+        .await
+        .unwrap();
+    let mut admin = tests::admin_connection().await.unwrap();
+    statements(
+        &mut writer,
+        &format!(
+            "BEGIN; UPDATE executions SET status = 'RUNNING', started_at = now() WHERE id = '{id}'"
+        ),
+    )
+    .await;
+    let lock = statements(
+        &mut locker,
+        "BEGIN; LOCK TABLE executions IN ACCESS EXCLUSIVE MODE",
+    );
+    let commit = async {
+        tests::eventually!("the lock to queue behind the write", async {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+            )
+            .bind(locker_pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            waiting.then_some(())
+        });
+        // Announces PENDING → RUNNING; the server's read of it queues behind the lock.
+        statements(&mut writer, "COMMIT").await;
+    };
+    tokio::join!(lock, commit);
+
+    let mut cancelled = None;
+    for _ in 0..2 {
+        let read = tests::eventually!("the server's read to wait for the lock", async {
+            waiting_read(&mut admin, &app.db, locker_pid)
+                .await
+                .filter(|read| Some(*read) != cancelled)
+        });
+        sqlx::query("SELECT pg_cancel_backend($1)")
+            .bind(read.0)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        cancelled = Some(read);
+    }
+    let payload = ws.next_payload("sub", WAIT).await.unwrap();
+    assert!(is_outage_error(&payload), "{payload}");
+    assert!(
+        payload["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cancelled")),
+        "{payload}"
+    );
+
+    // RUNNING → COMPLETED does not continue from PENDING, the status sent
+    // last; the stream's reread (waiting for the lock until now) sees it.
+    statements(&mut locker, &format!(
+        "UPDATE executions SET status = 'COMPLETED', output = '{{\"n\": 1}}', completed_at = now() WHERE id = '{id}'; COMMIT"
+    )).await;
+    let last = event(&mut ws).await;
+    assert_eq!(
+        transitions(std::slice::from_ref(&last)),
+        [pair(Some("PENDING"), "COMPLETED")]
+    );
+    assert_eq!(last["execution"]["output"], json!({ "n": 1 }));
+    assert_eq!(
+        ws.next_message("sub", WAIT).await.unwrap(),
+        json!({ "id": "sub", "type": "complete" })
+    );
+}

@@ -147,9 +147,9 @@ impl AscCompiler {
 
         // A process that died while idle (or was killed, e.g. by the OOM killer)
         // is only noticed when we talk to it. Retry once on a fresh process when
-        // the request never reached it or the process was killed by a signal; a
-        // crash of the compiler itself (exit status 1) is deterministic for the
-        // source and is reported.
+        // the request never reached it or the process was killed from outside; a
+        // crash of the compiler itself (exit status 1, or Node aborting when out
+        // of heap) is deterministic for the source and is reported.
         let mut first_attempt = true;
         let response = loop {
             let retry_allowed = std::mem::take(&mut first_attempt);
@@ -275,7 +275,7 @@ impl AscCompiler {
     }
 
     /// Forgets a process that stopped answering and builds the error for it;
-    /// the flag says whether it was killed by a signal (rather than exiting).
+    /// the flag says whether it was killed from outside (rather than crashing).
     async fn reap(&self, state: &mut State, io_error: Option<io::Error>) -> (CompileError, bool) {
         let Some(mut process) = state.process.take() else {
             return (
@@ -288,7 +288,7 @@ impl AscCompiler {
         };
         let (status, killed) =
             match tokio::time::timeout(Duration::from_secs(2), process.child.wait()).await {
-                Ok(Ok(status)) => (status.to_string(), killed_by_signal(status)),
+                Ok(Ok(status)) => (status.to_string(), killed_from_outside(status)),
                 _ => {
                     process.kill().await;
                     let status = match io_error {
@@ -503,14 +503,24 @@ impl Process {
     }
 }
 
+/// Whether the process was stopped from outside (the OOM killer, an
+/// operator): SIGKILL, SIGTERM, SIGINT or SIGHUP. A signal the process raised
+/// itself, such as Node's SIGABRT when it runs out of heap, is a crash on the
+/// source and would only happen again.
 #[cfg(unix)]
-fn killed_by_signal(status: std::process::ExitStatus) -> bool {
+fn killed_from_outside(status: std::process::ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt as _;
-    status.signal().is_some()
+    const SIGHUP: i32 = 1;
+    const SIGINT: i32 = 2;
+    const SIGKILL: i32 = 9;
+    const SIGTERM: i32 = 15;
+    status
+        .signal()
+        .is_some_and(|signal| matches!(signal, SIGHUP | SIGINT | SIGKILL | SIGTERM))
 }
 
 #[cfg(not(unix))]
-fn killed_by_signal(_status: std::process::ExitStatus) -> bool {
+fn killed_from_outside(_status: std::process::ExitStatus) -> bool {
     false
 }
 

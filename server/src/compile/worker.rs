@@ -3,10 +3,16 @@
 //! in one transaction. A worker that dies mid-job loses nothing: the job becomes
 //! visible again after its visibility timeout and another worker takes it; one
 //! that keeps dying on the same job gives it up as poison after a few tries.
+//! Only failures that may be the job's doing count toward that: when the
+//! platform fails (the database, a compiler that cannot start), the job is
+//! given back uncounted and the worker backs off. While a job is compiling,
+//! its worker keeps it invisible, so a slow compile is not taken twice.
 //! An idle worker sleeps until a job is announced by NOTIFY ([`queue::consume`]).
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
@@ -20,13 +26,33 @@ use crate::functions::{self, CompileOutcome};
 use crate::metrics::CompilationOutcome;
 use crate::queue::{self, CompilationJob, CompilationResult, Delivery, QueueError};
 
-/// A job whose compile failed for a platform reason is retried this soon.
+/// A job on which the compiler crashed is retried this soon; each such
+/// delivery counts toward `compile_max_attempts`.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// After a platform failure, the job is given back and the worker waits
+/// this long, doubled with each further one in a row up to
+/// [`PLATFORM_BACKOFF_MAX`].
+const PLATFORM_BACKOFF_MIN: Duration = Duration::from_secs(2);
+const PLATFORM_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// How often the worker renews the invisibility of the job it is on.
+const KEEP_INVISIBLE_EVERY: Duration = Duration::from_secs(5);
 
 pub struct CompilerWorker {
     db: DatabaseConnection,
     compiler: AscCompiler,
     settings: CompilerSettings,
+    /// The waits after platform failures in a row; reset by a job handled.
+    platform_backoff: Mutex<ExponentialBackoff>,
+}
+
+fn platform_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(PLATFORM_BACKOFF_MIN)
+        .with_max_delay(PLATFORM_BACKOFF_MAX)
+        .without_max_times()
+        .build()
 }
 
 /// How one job ended, before it is published.
@@ -62,6 +88,7 @@ impl CompilerWorker {
             db,
             compiler,
             settings,
+            platform_backoff: Mutex::new(platform_backoff()),
         }
     }
 
@@ -75,13 +102,13 @@ impl CompilerWorker {
             self.settings.visibility_timeout(),
             1,
             &shutdown,
-            |delivery| self.handle(delivery),
+            |delivery| self.handle(delivery, &shutdown),
         )
         .await;
         tracing::info!("compiler.worker.stopped");
     }
 
-    async fn handle(&self, delivery: Delivery) {
+    async fn handle(&self, delivery: Delivery, shutdown: &CancellationToken) {
         let job: CompilationJob = match delivery.decode() {
             Ok(job) => job,
             Err(error) => {
@@ -95,15 +122,32 @@ impl CompilerWorker {
         async {
             tracing::info!(attempt = delivery.read_count, "job.received");
             let started = Instant::now();
-            if let Err(error) = self.handle_job(&delivery, &job).await {
-                crate::metrics::compilation_finished(
-                    CompilationOutcome::Error,
-                    false,
-                    started.elapsed(),
-                );
+            let handled = tokio::select! {
+                handled = self.handle_job(&delivery, &job) => handled,
+                never = self.keep_invisible(delivery.msg_id) => match never {},
+            };
+            let Err(error) = handled else {
+                *self.backoff() = platform_backoff();
+                return;
+            };
+            crate::metrics::compilation_finished(
+                CompilationOutcome::Error,
+                false,
+                started.elapsed(),
+            );
+            if error.may_be_the_jobs() {
                 tracing::error!(%error, "job.failed");
                 // Let it come back soon rather than after the whole visibility timeout.
                 self.retry_soon(delivery.msg_id).await;
+                return;
+            }
+            let wait = self.backoff().next().unwrap_or(PLATFORM_BACKOFF_MAX);
+            tracing::error!(%error, retry_in_ms = wait.as_millis() as u64, "job.platform_failed");
+            self.give_back(delivery.msg_id, wait).await;
+            // Other jobs would most likely fail the same way meanwhile.
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
         .instrument(span)
@@ -284,6 +328,34 @@ impl CompilerWorker {
         }
     }
 
+    fn backoff(&self) -> std::sync::MutexGuard<'_, ExponentialBackoff> {
+        self.platform_backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Renews the job's invisibility until dropped: only a worker that died
+    /// lets its job be taken again, however long the compile (with a
+    /// restart of the compiler process) takes.
+    async fn keep_invisible(&self, msg_id: i64) -> std::convert::Infallible {
+        let visibility = self.settings.visibility_timeout();
+        loop {
+            tokio::time::sleep(KEEP_INVISIBLE_EVERY).await;
+            let renewed =
+                queue::make_visible_in(&self.db, queue::COMPILATION_JOBS_QUEUE, msg_id, visibility);
+            if let Err(error) = renewed.await {
+                tracing::warn!(msg_id, %error, "job.keep_invisible_failed");
+            }
+        }
+    }
+
+    async fn give_back(&self, msg_id: i64, wait: Duration) {
+        let given = queue::give_back(&self.db, queue::COMPILATION_JOBS_QUEUE, msg_id, wait);
+        if let Err(error) = given.await {
+            tracing::warn!(msg_id, %error, "job.give_back_failed");
+        }
+    }
+
     async fn retry_soon(&self, msg_id: i64) {
         let visible =
             queue::make_visible_in(&self.db, queue::COMPILATION_JOBS_QUEUE, msg_id, RETRY_AFTER);
@@ -301,4 +373,25 @@ enum WorkerError {
     Queue(#[from] QueueError),
     #[error("compiler unavailable: {0}")]
     Compiler(CompileError),
+}
+
+impl WorkerError {
+    /// Whether the failure may be the job's own doing: the compiler process
+    /// crashed or stopped answering on its source, or the database refused
+    /// something of it. A database that is away, or a compiler that cannot
+    /// start, says nothing about the job.
+    fn may_be_the_jobs(&self) -> bool {
+        match self {
+            WorkerError::Db(error) | WorkerError::Queue(QueueError::Db(error)) => {
+                !crate::db::is_transient(error)
+            }
+            WorkerError::Queue(QueueError::Encode(_)) => true,
+            WorkerError::Compiler(error) => !matches!(
+                error,
+                CompileError::NodeNotFound { .. }
+                    | CompileError::NotInstalled { .. }
+                    | CompileError::Startup(_)
+            ),
+        }
+    }
 }

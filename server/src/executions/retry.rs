@@ -8,7 +8,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
-use sea_orm::{DbErr, RuntimeErr};
+use sea_orm::DbErr;
+
+use crate::db::is_transient;
 
 /// How long a write keeps being retried, tries included (each may wait for a
 /// connection up to the pool's acquire timeout): 100 ms doubling to 2 s
@@ -33,54 +35,11 @@ where
         .await
 }
 
-/// Whether `error` says the database was away rather than that it refused.
-pub fn is_transient(error: &DbErr) -> bool {
-    let sqlx_error = match error {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
-        _ => return false,
-    };
-    match sqlx_error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(e) => e.code().is_some_and(|code| transient_sqlstate(&code)),
-        _ => false,
-    }
-}
-
-/// Connection exceptions (class 08), an administrator or crash shutdown
-/// (57P01-57P03), too many connections, and serialization failures and
-/// deadlocks (which succeed when tried again).
-fn transient_sqlstate(code: &str) -> bool {
-    code.starts_with("08")
-        || matches!(
-            code,
-            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
-        )
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use sea_orm::RuntimeErr;
 
-    #[test]
-    fn only_outages_are_transient() {
-        assert!(transient_sqlstate("08006"));
-        assert!(transient_sqlstate("57P01"));
-        assert!(transient_sqlstate("40001"));
-        // check_violation, unique_violation, invalid text: the database answered.
-        assert!(!transient_sqlstate("23514"));
-        assert!(!transient_sqlstate("23505"));
-        assert!(!transient_sqlstate("22P02"));
-        assert!(is_transient(&DbErr::Conn(RuntimeErr::Internal(
-            "gone".into()
-        ))));
-        assert!(!is_transient(&DbErr::RecordNotUpdated));
-        assert!(!is_transient(&DbErr::Custom("refused".into())));
-    }
+    use super::*;
 
     #[tokio::test]
     async fn a_refusal_is_not_retried_and_an_outage_is() {

@@ -8,12 +8,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_graphql::{Context, Result, Subscription};
 use chrono::Utc;
 use futures::stream::BoxStream;
 use futures::{FutureExt as _, Stream, StreamExt as _};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use uuid::Uuid;
@@ -157,41 +159,58 @@ impl SubscriptionRoot {
             // the revision tells it apart from "nothing happened".
             let mut last_revision = Some(event.function.revision);
             yield Ok(event);
+            let mut reread = Reread::default();
             loop {
-                match bus.recv().await {
+                let resync = match reread.next_message(&mut bus).await {
                     Ok(BusMessage::Function(announcement)) => {
                         let change = &announcement.change;
                         if id != change.id {
                             continue;
                         }
                         let (Some(status), previous) = (FunctionStatus::parse(&change.status), change.previous_status.as_deref().and_then(FunctionStatus::parse)) else { continue };
-                        if previous != last {
+                        if reread.pending() {
+                            true
+                        } else if previous != last {
                             continue;
-                        }
-                        match load_function(&state, &announcement, change.id).await {
-                            Ok(Some(function)) => {
-                                last = Some(status);
-                                last_revision = Some(function.revision);
-                                yield Ok(FunctionStatusEvent { function, previous_status: previous, status, at: change.at });
+                        } else {
+                            match load_function(&state, &announcement, change.id).await {
+                                Ok(Some(function)) => {
+                                    last = Some(status);
+                                    last_revision = Some(function.revision);
+                                    yield Ok(FunctionStatusEvent { function, previous_status: previous, status, at: change.at });
+                                    false
+                                }
+                                Ok(None) => return, // deleted: nothing more will happen
+                                Err(error) => {
+                                    yield Err(error.into());
+                                    reread.failed();
+                                    true
+                                }
                             }
-                            Ok(None) => return, // deleted: nothing more will happen
-                            Err(error) => yield Err(error.into()),
                         }
                     }
-                    Ok(BusMessage::Execution(_) | BusMessage::FunctionChanged(_)) => {}
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
-                        match snapshot_function(&state, id, last).await {
-                            Ok(Some(event)) if Some(event.status) != last || Some(event.function.revision) != last_revision => {
-                                last = Some(event.status);
-                                last_revision = Some(event.function.revision);
-                                yield Ok(event);
-                            }
-                            Ok(Some(_)) => {}
-                            Ok(None) => return,
-                            Err(error) => yield Err(error.into()),
-                        }
-                    }
+                    Ok(BusMessage::Execution(_) | BusMessage::FunctionChanged(_)) => continue,
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => return,
+                };
+                if !resync {
+                    continue;
+                }
+                match snapshot_function(&state, id, last).await {
+                    Ok(Some(event)) => {
+                        reread.succeeded();
+                        if Some(event.status) != last || Some(event.function.revision) != last_revision {
+                            last = Some(event.status);
+                            last_revision = Some(event.function.revision);
+                            yield Ok(event);
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(error) => {
+                        if let Some(error) = reread.failed_with(error) {
+                            yield Err(error.into());
+                        }
+                    }
                 }
             }
         }
@@ -249,45 +268,64 @@ impl SubscriptionRoot {
             if finished {
                 return;
             }
+            let mut reread = Reread::default();
             loop {
-                match bus.recv().await {
+                let resync = match reread.next_message(&mut bus).await {
                     Ok(BusMessage::Execution(announcement)) => {
                         let change = &announcement.change;
                         if id != change.id {
                             continue;
                         }
                         let (Some(status), previous) = (ExecutionStatus::parse(&change.status), change.previous_status.as_deref().and_then(ExecutionStatus::parse)) else { continue };
-                        if previous != last {
+                        if reread.pending() {
+                            true
+                        } else if previous != last {
                             continue;
-                        }
-                        match load_execution(&state, &announcement).await {
-                            Ok(Some(execution)) => {
-                                last = Some(status);
-                                let finished = status.is_final();
-                                yield Ok(ExecutionStatusEvent { execution, previous_status: previous, status, at: change.at });
-                                if finished {
-                                    return;
+                        } else {
+                            match load_execution(&state, &announcement).await {
+                                Ok(Some(execution)) => {
+                                    last = Some(status);
+                                    let finished = status.is_final();
+                                    yield Ok(ExecutionStatusEvent { execution, previous_status: previous, status, at: change.at });
+                                    if finished {
+                                        return;
+                                    }
+                                    false
+                                }
+                                Ok(None) => return,
+                                Err(error) => {
+                                    yield Err(error.into());
+                                    reread.failed();
+                                    true
                                 }
                             }
-                            Ok(None) => return,
-                            Err(error) => yield Err(error.into()),
                         }
                     }
-                    Ok(BusMessage::Function(_) | BusMessage::FunctionChanged(_)) => {}
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
-                        match snapshot_execution(&state, id, last).await {
-                            Ok(Some(event)) if Some(event.status) != last => {
-                                let finished = event.status.is_final();
-                                last = Some(event.status);
-                                yield Ok(event);
-                                if finished { return; }
-                            }
-                            Ok(Some(_)) => {}
-                            Ok(None) => return,
-                            Err(error) => yield Err(error.into()),
-                        }
-                    }
+                    Ok(BusMessage::Function(_) | BusMessage::FunctionChanged(_)) => continue,
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => return,
+                };
+                if !resync {
+                    continue;
+                }
+                match snapshot_execution(&state, id, last).await {
+                    Ok(Some(event)) => {
+                        reread.succeeded();
+                        if Some(event.status) != last {
+                            let finished = event.status.is_final();
+                            last = Some(event.status);
+                            yield Ok(event);
+                            if finished {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(error) => {
+                        if let Some(error) = reread.failed_with(error) {
+                            yield Err(error.into());
+                        }
+                    }
                 }
             }
         }
@@ -362,6 +400,63 @@ impl SubscriptionRoot {
                 }
             }
         }
+    }
+}
+
+/// After a failed read, how long a stream with an id waits for its next
+/// announcement before it reads the current state again by itself.
+const REREAD_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether a stream with an id must read its entity's current state again.
+///
+/// Such a stream passes on an announcement only if it continues from the
+/// status it sent last. When the entity of a transition could not be loaded,
+/// that status is behind, so every later announcement would be skipped as
+/// out of order and the subscriber would never learn the final state. Instead
+/// the stream reads the current state, at its next announcement or after
+/// [`REREAD_AFTER`], whichever comes first, until a read succeeds. The
+/// subscriber is told of the failure once, not of every retry.
+#[derive(Debug, Default)]
+struct Reread {
+    due: Option<Instant>,
+}
+
+impl Reread {
+    fn pending(&self) -> bool {
+        self.due.is_some()
+    }
+
+    /// The next bus message; a `Resync` of its own when a reread is due.
+    async fn next_message(&self, bus: &mut events::BusReceiver) -> Result<BusMessage, RecvError> {
+        let Some(due) = self.due else {
+            return bus.recv().await;
+        };
+        tokio::select! {
+            message = bus.recv() => message,
+            () = tokio::time::sleep_until(due) => Ok(BusMessage::Resync),
+        }
+    }
+
+    /// A load failed and the subscriber has been told.
+    fn failed(&mut self) {
+        self.due = Some(Instant::now() + REREAD_AFTER);
+    }
+
+    /// A reread failed: the error, if the subscriber has not been told of
+    /// this failure yet.
+    fn failed_with(&mut self, error: ApiError) -> Option<ApiError> {
+        let told = self.pending();
+        self.failed();
+        if told {
+            tracing::debug!(reason = %error.message, "subscription.reread_failed");
+            None
+        } else {
+            Some(error)
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.due = None;
     }
 }
 

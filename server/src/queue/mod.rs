@@ -185,6 +185,32 @@ pub async fn make_visible_in<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Puts an in-flight message back as if it had not been read: visible again
+/// after `delay`, its read count as before this delivery. For a handler that
+/// failed for a reason that is not the message's (the database, a compiler
+/// that cannot start), so that such failures never add up to giving the
+/// message up as poison. pgmq has no call for this; its queue table is
+/// `pgmq.q_<queue>` (see [`length_if_at_least`]).
+pub async fn give_back<C: ConnectionTrait>(
+    db: &C,
+    queue: &str,
+    msg_id: i64,
+    delay: Duration,
+) -> Result<(), QueueError> {
+    db.execute(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!(
+            "UPDATE pgmq.q_{queue}
+                SET read_ct = greatest(read_ct - 1, 0),
+                    vt = clock_timestamp() + make_interval(secs => $2)
+              WHERE msg_id = $1"
+        ),
+        [msg_id.into(), delay.as_secs_f64().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Deletes a handled message.
 pub async fn delete<C: ConnectionTrait>(
     db: &C,
