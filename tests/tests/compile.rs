@@ -593,6 +593,41 @@ async fn readme_examples_compile_and_give_the_documented_output() {
     }
 }
 
+/// A `node` of the test's own: a script that runs the machine's Node.js,
+/// which the test can slow down or take away. Removed on drop.
+struct NodeWrapper {
+    path: std::path::PathBuf,
+}
+
+impl NodeWrapper {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("projectnil-node-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            path: dir.join("node"),
+        }
+    }
+
+    /// (Re)writes the script: `before` runs first, then Node.js.
+    fn install(&self, before: &str) {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(
+            &self.path,
+            format!("#!/bin/sh\n{before}\nexec node \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+impl Drop for NodeWrapper {
+    fn drop(&mut self) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// The processes `pid` started (Linux: `/proc/<pid>/task/*/children`).
 fn children(pid: u32) -> Vec<i32> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -613,25 +648,18 @@ fn children(pid: u32) -> Vec<i32> {
 /// once Node.js is back. Before, the second try gave the job up as poison.
 #[tokio::test]
 async fn platform_failures_do_not_use_up_compile_attempts() {
-    let dir = std::env::temp_dir().join(format!("projectnil-node-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let node = dir.join("node");
-    let install_node = || {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::write(&node, "#!/bin/sh\nexec node \"$@\"\n").unwrap();
-        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
-    install_node();
+    let node = NodeWrapper::new();
+    node.install("");
     let app = TestApp::start_with(
         ServerOptions::default()
-            .env("PROJECTNIL_NODE", node.display())
+            .env("PROJECTNIL_NODE", node.path.display())
             .env("PROJECTNIL_COMPILE_MAX_ATTEMPTS", 1),
     )
     .await
     .unwrap();
     let client = app.client();
 
-    std::fs::remove_file(&node).unwrap();
+    std::fs::remove_file(&node.path).unwrap();
     // The server's only child is its warm compiler process.
     let compilers = children(app.server.pid().unwrap());
     assert_eq!(compilers.len(), 1, "{compilers:?}");
@@ -655,8 +683,68 @@ async fn platform_failures_do_not_use_up_compile_attempts() {
         "the failed deliveries were not counted"
     );
 
-    install_node();
+    node.install("");
     let function = client.wait_compiled(&id, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "READY", "{function}");
-    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A job stays with the worker that is on it, however long that takes. Here
+/// the worker's compiler process was killed and its restart takes 30 s (a
+/// slow `node`), longer than the job's visibility timeout (10 s compile
+/// timeout + 15 s); the worker renews that while it waits, so a second,
+/// idle worker never takes the job and it is read once.
+#[tokio::test]
+async fn a_slow_compile_is_not_taken_by_a_second_worker() {
+    let server = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
+        .await
+        .unwrap();
+    let client = server.client();
+    let node = NodeWrapper::new();
+    node.install("");
+    let path = node.path.display().to_string();
+    let slow = spawn_worker(
+        &server.db.url,
+        &[
+            ("PROJECTNIL_NODE", &path),
+            ("PROJECTNIL_COMPILE_TIMEOUT_MS", "10000"),
+        ],
+    );
+    // A first compile: the worker and its compiler process are up.
+    let first = id_of(&client.create_function("first", ECHO).await.unwrap());
+    let function = client.wait_compiled(&first, COMPILE_WAIT).await.unwrap();
+    assert_eq!(function["status"], "READY", "{function}");
+    let compilers = children(slow.id().unwrap());
+    assert_eq!(compilers.len(), 1, "{compilers:?}");
+    node.install("sleep 30");
+    tests::signal(compilers[0] as u32, "KILL").unwrap();
+
+    // Another source, so the content cache does not answer for it.
+    let id = id_of(
+        &client
+            .create_function("echo", &format!("{ECHO}// slow\n"))
+            .await
+            .unwrap(),
+    );
+    let db = server.db.connect().await.unwrap();
+    eventually!("the slow worker to take the job", async {
+        (scalar(
+            &db,
+            "SELECT count(*) FROM pgmq.q_compilation_jobs WHERE read_ct = 1",
+        )
+        .await
+            == 1)
+            .then_some(())
+    });
+    let _idle = spawn_worker(&server.db.url, &[]);
+    let function = client.wait_compiled(&id, COMPILE_WAIT).await.unwrap();
+    assert_eq!(function["status"], "READY", "{function}");
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT max(read_ct)::bigint FROM pgmq.a_compilation_jobs"
+        )
+        .await,
+        1,
+        "each job read once"
+    );
 }
