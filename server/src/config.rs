@@ -398,7 +398,9 @@ pub struct CompilerSettings {
     #[arg(long, env = "PROJECTNIL_COMPILE_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub compile_timeout_ms: u64,
 
-    /// Deliveries of one job before it is given up as poison (FAILED).
+    /// Tries of one job on which the compiler crashed or its worker died,
+    /// before the job is given up as poison (FAILED). A platform failure (the
+    /// database away, Node.js missing) does not count (`compile::worker`).
     #[arg(long, env = "PROJECTNIL_COMPILE_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
     pub compile_max_attempts: i32,
 
