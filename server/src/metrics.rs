@@ -25,6 +25,29 @@ use crate::events::EventBus;
 use crate::queue;
 use crate::runtime::Runtime;
 
+/// The series' names, each written once.
+const EXECUTIONS_TOTAL: &str = "projectnil_executions_total";
+const EXECUTION_DURATION_SECONDS: &str = "projectnil_execution_duration_seconds";
+const EXECUTIONS_RECOVERED_TOTAL: &str = "projectnil_executions_recovered_total";
+const EXECUTIONS_REFUSED_TOTAL: &str = "projectnil_executions_refused_total";
+const EXECUTIONS_RETRIED_TOTAL: &str = "projectnil_executions_retried_total";
+const EXECUTION_WRITES_LOST_TOTAL: &str = "projectnil_execution_writes_lost_total";
+const COMPILATIONS_REFUSED_TOTAL: &str = "projectnil_compilations_refused_total";
+const COMPILATIONS_TOTAL: &str = "projectnil_compilations_total";
+const COMPILE_DURATION_SECONDS: &str = "projectnil_compile_duration_seconds";
+const QUEUE_LENGTH: &str = "projectnil_queue_length";
+const QUEUE_OLDEST_MESSAGE_AGE_SECONDS: &str = "projectnil_queue_oldest_message_age_seconds";
+const ACTIVE_SUBSCRIPTIONS: &str = "projectnil_active_subscriptions";
+const MODULE_CACHE_HITS_TOTAL: &str = "projectnil_module_cache_hits_total";
+const MODULE_CACHE_MISSES_TOTAL: &str = "projectnil_module_cache_misses_total";
+const MODULE_CACHE_EVICTIONS_TOTAL: &str = "projectnil_module_cache_evictions_total";
+const MODULE_CACHE_BYTES: &str = "projectnil_module_cache_bytes";
+const MODULE_CACHE_CAPACITY_BYTES: &str = "projectnil_module_cache_capacity_bytes";
+const MODULE_CACHE_ENTRIES: &str = "projectnil_module_cache_entries";
+const HTTP_REQUESTS_TOTAL: &str = "projectnil_http_requests_total";
+const HTTP_REQUEST_DURATION_SECONDS: &str = "projectnil_http_request_duration_seconds";
+const GRAPHQL_OPERATIONS_TOTAL: &str = "projectnil_graphql_operations_total";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Event-bus receivers the process holds for itself (the cache warmer), which
 /// are not client subscriptions.
@@ -67,91 +90,88 @@ pub fn install(shutdown: CancellationToken) -> anyhow::Result<()> {
 }
 
 fn describe() {
-    describe_counter!(
-        "projectnil_executions_total",
-        "Executions that ended, by final status"
-    );
+    describe_counter!(EXECUTIONS_TOTAL, "Executions that ended, by final status");
     describe_histogram!(
-        "projectnil_execution_duration_seconds",
+        EXECUTION_DURATION_SECONDS,
         Unit::Seconds,
         "Wall-clock time of an execution from RUNNING to its final status"
     );
     describe_counter!(
-        "projectnil_executions_recovered_total",
+        EXECUTIONS_RECOVERED_TOTAL,
         "Executions ended FAILED because the process running them stopped"
     );
     describe_counter!(
-        "projectnil_executions_refused_total",
+        EXECUTIONS_REFUSED_TOTAL,
         "Executions refused with TOO_MANY_REQUESTS before anything was recorded, by which bound was full (queue: synchronous waiters of this process; backlog: background executions waiting in PostgreSQL)"
     );
     describe_counter!(
-        "projectnil_executions_retried_total",
+        EXECUTIONS_RETRIED_TOTAL,
         "Background executions run again because the process running them vanished (its lease lapsed)"
     );
     describe_counter!(
-        "projectnil_execution_writes_lost_total",
+        EXECUTION_WRITES_LOST_TOTAL,
         "Status writes of this process that found the execution no longer theirs (finished, cancelled or taken over) and changed nothing"
     );
     describe_counter!(
-        "projectnil_compilations_refused_total",
+        COMPILATIONS_REFUSED_TOTAL,
         "Creates and recompiling updates refused with TOO_MANY_REQUESTS because PROJECTNIL_COMPILE_BACKLOG compilation jobs were waiting"
     );
     describe_counter!(
-        "projectnil_compilations_total",
+        COMPILATIONS_TOTAL,
         "Compilation jobs handled, by outcome and whether the content cache answered"
     );
     describe_histogram!(
-        "projectnil_compile_duration_seconds",
+        COMPILE_DURATION_SECONDS,
         Unit::Seconds,
         "Time to compile and check one job"
     );
     describe_gauge!(
-        "projectnil_queue_length",
+        QUEUE_LENGTH,
         "Messages waiting or in flight in a pgmq queue"
     );
     describe_gauge!(
-        "projectnil_queue_oldest_message_age_seconds",
+        QUEUE_OLDEST_MESSAGE_AGE_SECONDS,
         Unit::Seconds,
         "Age of the oldest message in a pgmq queue (0 when empty)"
     );
     describe_gauge!(
-        "projectnil_active_subscriptions",
+        ACTIVE_SUBSCRIPTIONS,
         "GraphQL subscriptions open in this process"
     );
     describe_counter!(
-        "projectnil_module_cache_hits_total",
+        MODULE_CACHE_HITS_TOTAL,
         "Executions that found their compiled module cached"
     );
     describe_counter!(
-        "projectnil_module_cache_misses_total",
+        MODULE_CACHE_MISSES_TOTAL,
         "Executions that had to compile their module"
     );
     describe_counter!(
-        "projectnil_module_cache_evictions_total",
+        MODULE_CACHE_EVICTIONS_TOTAL,
         "Modules evicted from the cache to stay within its budget"
     );
     describe_gauge!(
-        "projectnil_module_cache_bytes",
+        MODULE_CACHE_BYTES,
         Unit::Bytes,
         "Estimated bytes held by cached modules"
     );
     describe_gauge!(
-        "projectnil_module_cache_capacity_bytes",
+        MODULE_CACHE_CAPACITY_BYTES,
         Unit::Bytes,
         "Budget of the module cache"
     );
-    describe_gauge!("projectnil_module_cache_entries", "Cached modules");
+    describe_gauge!(MODULE_CACHE_ENTRIES, "Cached modules");
     describe_counter!(
-        "projectnil_http_requests_total",
+        HTTP_REQUESTS_TOTAL,
         "HTTP requests, by method, route and status"
     );
     describe_histogram!(
-        "projectnil_http_request_duration_seconds",
+        HTTP_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "HTTP request latency until the response head, by method, route and status"
     );
     describe_counter!(
-        "projectnil_graphql_operations_total",
+        GRAPHQL_OPERATIONS_TOTAL,
         "GraphQL operations, by type and outcome (ok or the error code)"
     );
 }
@@ -203,61 +223,59 @@ const FINAL_STATUSES: [ExecutionStatus; 2] = [ExecutionStatus::Completed, Execut
 /// rate() and dashboards have a series from start-up.
 fn register_known_series() {
     for status in FINAL_STATUSES.map(|s| s.to_value()) {
-        counter!("projectnil_executions_total", "status" => status.clone()).increment(0);
-        let _ = histogram!("projectnil_execution_duration_seconds", "status" => status);
+        counter!(EXECUTIONS_TOTAL, "status" => status.clone()).increment(0);
+        let _ = histogram!(EXECUTION_DURATION_SECONDS, "status" => status);
     }
     for outcome in CompilationOutcome::ALL {
         for cache_hit in [false, true] {
             if cache_hit && outcome != CompilationOutcome::Compiled {
                 continue;
             }
-            counter!("projectnil_compilations_total", "outcome" => outcome.as_str(), "cache_hit" => cache_hit.to_string())
+            counter!(COMPILATIONS_TOTAL, "outcome" => outcome.as_str(), "cache_hit" => cache_hit.to_string())
                 .increment(0);
         }
-        let _ = histogram!("projectnil_compile_duration_seconds", "outcome" => outcome.as_str());
+        let _ = histogram!(COMPILE_DURATION_SECONDS, "outcome" => outcome.as_str());
     }
     for kind in crate::graphql::metrics::OPERATION_KINDS {
         for outcome in crate::graphql::metrics::outcomes() {
-            counter!("projectnil_graphql_operations_total", "type" => kind, "outcome" => outcome)
-                .increment(0);
+            counter!(GRAPHQL_OPERATIONS_TOTAL, "type" => kind, "outcome" => outcome).increment(0);
         }
     }
     for bound in ["queue", "backlog"] {
-        counter!("projectnil_executions_refused_total", "bound" => bound).increment(0);
+        counter!(EXECUTIONS_REFUSED_TOTAL, "bound" => bound).increment(0);
     }
-    counter!("projectnil_compilations_refused_total").increment(0);
-    counter!("projectnil_executions_retried_total").increment(0);
-    counter!("projectnil_execution_writes_lost_total").increment(0);
-    counter!("projectnil_executions_recovered_total").increment(0);
+    counter!(COMPILATIONS_REFUSED_TOTAL).increment(0);
+    counter!(EXECUTIONS_RETRIED_TOTAL).increment(0);
+    counter!(EXECUTION_WRITES_LOST_TOTAL).increment(0);
+    counter!(EXECUTIONS_RECOVERED_TOTAL).increment(0);
 }
 
 /// An execution reached its final status (`COMPLETED` or `FAILED`).
 pub fn execution_finished(status: ExecutionStatus, took: Duration) {
     let status = status.to_value();
-    counter!("projectnil_executions_total", "status" => status.clone()).increment(1);
-    histogram!("projectnil_execution_duration_seconds", "status" => status)
-        .record(took.as_secs_f64());
+    counter!(EXECUTIONS_TOTAL, "status" => status.clone()).increment(1);
+    histogram!(EXECUTION_DURATION_SECONDS, "status" => status).record(took.as_secs_f64());
 }
 
 /// `bound` is `queue` or `backlog`.
 pub fn execution_refused(bound: &'static str) {
-    counter!("projectnil_executions_refused_total", "bound" => bound).increment(1);
+    counter!(EXECUTIONS_REFUSED_TOTAL, "bound" => bound).increment(1);
 }
 
 pub fn compilation_refused() {
-    counter!("projectnil_compilations_refused_total").increment(1);
+    counter!(COMPILATIONS_REFUSED_TOTAL).increment(1);
 }
 
 pub fn execution_retried() {
-    counter!("projectnil_executions_retried_total").increment(1);
+    counter!(EXECUTIONS_RETRIED_TOTAL).increment(1);
 }
 
 pub fn execution_write_lost() {
-    counter!("projectnil_execution_writes_lost_total").increment(1);
+    counter!(EXECUTION_WRITES_LOST_TOTAL).increment(1);
 }
 
 pub fn executions_recovered(count: u64) {
-    counter!("projectnil_executions_recovered_total").increment(count);
+    counter!(EXECUTIONS_RECOVERED_TOTAL).increment(count);
 }
 
 /// A compilation job ended: `outcome` is `compiled`, `rejected` (the user's
@@ -265,25 +283,22 @@ pub fn executions_recovered(count: u64) {
 pub fn compilation_finished(outcome: CompilationOutcome, cache_hit: bool, took: Duration) {
     let outcome = outcome.as_str();
     let cache_hit = if cache_hit { "true" } else { "false" };
-    counter!("projectnil_compilations_total", "outcome" => outcome, "cache_hit" => cache_hit)
-        .increment(1);
-    histogram!("projectnil_compile_duration_seconds", "outcome" => outcome)
-        .record(took.as_secs_f64());
+    counter!(COMPILATIONS_TOTAL, "outcome" => outcome, "cache_hit" => cache_hit).increment(1);
+    histogram!(COMPILE_DURATION_SECONDS, "outcome" => outcome).record(took.as_secs_f64());
 }
 
 pub fn http_request(method: &'static str, route: &'static str, status: u16, took: Duration) {
     let status = status.to_string();
-    counter!("projectnil_http_requests_total", "method" => method, "route" => route, "status" => status.clone())
+    counter!(HTTP_REQUESTS_TOTAL, "method" => method, "route" => route, "status" => status.clone())
         .increment(1);
-    histogram!("projectnil_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
+    histogram!(HTTP_REQUEST_DURATION_SECONDS, "method" => method, "route" => route, "status" => status)
         .record(took.as_secs_f64());
 }
 
 /// `kind` is `query`, `mutation`, `subscription` or `unknown` (unparsable);
 /// `outcome` is `ok` or the first error's code.
 pub fn graphql_operation(kind: &'static str, outcome: &'static str) {
-    counter!("projectnil_graphql_operations_total", "type" => kind, "outcome" => outcome)
-        .increment(1);
+    counter!(GRAPHQL_OPERATIONS_TOTAL, "type" => kind, "outcome" => outcome).increment(1);
 }
 
 /// What a scrape reads from the rest of the process.
@@ -304,14 +319,14 @@ pub async fn render(sources: &ScrapeSources) -> Option<String> {
         .subscriber_count()
         .saturating_sub(INTERNAL_RECEIVERS.load(Ordering::Relaxed))
         .saturating_add_signed(SHARED_SUBSCRIBERS_BEYOND_STREAMS.load(Ordering::Relaxed));
-    gauge!("projectnil_active_subscriptions").set(subscriptions as f64);
+    gauge!(ACTIVE_SUBSCRIPTIONS).set(subscriptions as f64);
     let cache = sources.runtime.stats();
-    counter!("projectnil_module_cache_hits_total").absolute(cache.hits);
-    counter!("projectnil_module_cache_misses_total").absolute(cache.misses);
-    counter!("projectnil_module_cache_evictions_total").absolute(cache.evictions);
-    gauge!("projectnil_module_cache_bytes").set(cache.bytes as f64);
-    gauge!("projectnil_module_cache_capacity_bytes").set(cache.capacity_bytes as f64);
-    gauge!("projectnil_module_cache_entries").set(cache.entries as f64);
+    counter!(MODULE_CACHE_HITS_TOTAL).absolute(cache.hits);
+    counter!(MODULE_CACHE_MISSES_TOTAL).absolute(cache.misses);
+    counter!(MODULE_CACHE_EVICTIONS_TOTAL).absolute(cache.evictions);
+    gauge!(MODULE_CACHE_BYTES).set(cache.bytes as f64);
+    gauge!(MODULE_CACHE_CAPACITY_BYTES).set(cache.capacity_bytes as f64);
+    gauge!(MODULE_CACHE_ENTRIES).set(cache.entries as f64);
     Some(handle.render())
 }
 
@@ -321,8 +336,8 @@ async fn refresh_queues(db: &DatabaseConnection) {
     for name in queue::QUEUES {
         match tokio::time::timeout(QUEUE_READ_TIMEOUT, queue::metrics(db, name)).await {
             Ok(Ok(metrics)) => {
-                gauge!("projectnil_queue_length", "queue" => name).set(metrics.queue_length as f64);
-                gauge!("projectnil_queue_oldest_message_age_seconds", "queue" => name)
+                gauge!(QUEUE_LENGTH, "queue" => name).set(metrics.queue_length as f64);
+                gauge!(QUEUE_OLDEST_MESSAGE_AGE_SECONDS, "queue" => name)
                     .set(f64::from(metrics.oldest_msg_age_sec.unwrap_or(0)));
             }
             Ok(Err(error)) => tracing::warn!(queue = name, %error, "metrics.queue_read_failed"),
