@@ -137,4 +137,18 @@ mod tests {
         assert_eq!(route_label("/run/a/b"), "other");
         assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
     }
+
+    /// The labels repeat the REST handlers' paths (`#[oai(path)]` takes only
+    /// literals): every path of the OpenAPI document, with a value in each
+    /// parameter, is labelled with its own template.
+    #[test]
+    fn every_rest_path_has_its_own_label() {
+        let spec: serde_json::Value = serde_json::from_str(&crate::rest::service().spec()).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        assert!(paths.len() >= 6, "{paths:?}");
+        for template in paths.keys() {
+            let path = template.replace("{id}", "3f2a").replace("{name}", "greet");
+            assert_eq!(route_label(&path), template, "{path}");
+        }
+    }
 }
