@@ -256,7 +256,8 @@ impl Runtime {
     /// [`CallStart::WasmThread`] it runs there from the start. `cancel`
     /// stops the call within an epoch tick (a few ms); it then fails with
     /// [`UserCodeError::Cancelled`]. Dropping the future does not stop a call
-    /// that moved; its timeout or `cancel` does.
+    /// that moved; its timeout or `cancel` does, and its slot is free only
+    /// then.
     pub async fn run(
         &self,
         slot: Slot,
@@ -281,20 +282,24 @@ impl Runtime {
             CallStart::WasmThread => Poll::Pending,
         };
         let invocation = match first {
-            Poll::Ready(invocation) => invocation,
+            Poll::Ready(invocation) => {
+                drop(slot);
+                invocation
+            }
             // Not started here, or it yielded at its first tick: continue it
-            // on its own thread.
+            // on its own thread, which holds the slot until the call ends,
+            // even if this future is dropped before.
             Poll::Pending => {
                 self.inner
                     .pool
                     .run(move || {
+                        let _slot = slot;
                         clock.arrive();
                         futures::executor::block_on(call)
                     })
                     .await?
             }
         };
-        drop(slot);
         invocation.map_err(|_| RuntimeError::Worker("the execution panicked".into()))?
     }
 

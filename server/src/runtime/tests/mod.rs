@@ -226,6 +226,33 @@ async fn a_call_started_on_its_wasm_thread_answers_and_is_limited_the_same() {
     assert_eq!(rt.free_slots(), limits().max_concurrency);
 }
 
+// A caller that stops waiting for a call on a wasm thread does not free the
+// thread's slot: the call still runs there until its cancel (or timeout)
+// stops it, and only then may another execution take the slot.
+#[tokio::test]
+async fn a_dropped_call_holds_its_slot_until_its_thread_is_done() {
+    let rt = runtime();
+    let spin = key();
+    rt.prepare(spin, &fixtures::wasm("loop")).await.unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let slot = rt.reserve().await;
+    let module = rt.load(spin, must_be_cached).await.unwrap();
+    let all = limits().max_concurrency;
+    assert_eq!(rt.free_slots(), all - 1);
+    let call = rt.run(slot, &module, "1", &cancel, CallStart::WasmThread);
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), call).await;
+    assert!(gave_up.is_err(), "the loop is still running");
+    assert_eq!(rt.free_slots(), all - 1, "the loop's thread keeps its slot");
+    cancel.cancel();
+    let freed = tokio::time::timeout(Duration::from_secs(10), async {
+        while rt.free_slots() < all {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "the slot came back once the call stopped");
+}
+
 #[tokio::test]
 async fn memory_growth_beyond_the_cap_is_reported_as_such() {
     let rt = runtime_with(ExecutionLimits {
