@@ -4,7 +4,8 @@
 //! current state (previousStatus null). Afterwards an event is passed on only if
 //! it continues from the last status sent, so an announcement that was already
 //! buffered before the snapshot never makes a subscriber see a stale state last.
-//! A lagging subscriber or a reconnected listener gets the current state again.
+//! A lagging subscriber, a reconnected listener, or a stream that could not
+//! load a transition's entity gets the current state again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
