@@ -398,9 +398,10 @@ pub struct CompilerSettings {
     #[arg(long, env = "PROJECTNIL_COMPILE_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub compile_timeout_ms: u64,
 
-    /// Tries of one job on which the compiler crashed or its worker died,
-    /// before the job is given up as poison (FAILED). A platform failure (the
-    /// database away, Node.js missing) does not count (`compile::worker`).
+    /// Tries of one job on which the compiler crashed or its worker died (or
+    /// the database refused something of it), before the job is given up as
+    /// poison (FAILED). A platform failure (Node.js missing, the database away
+    /// for a moment) does not count (`compile::worker`).
     #[arg(long, env = "PROJECTNIL_COMPILE_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
     pub compile_max_attempts: i32,
 

@@ -565,8 +565,8 @@ async fn statements(conn: &mut sqlx::PgConnection, sql: &str) {
     sqlx::raw_sql(sql).execute(conn).await.unwrap();
 }
 
-/// The server's backend of `db` that waits for a lock on `executions`, other
-/// than `except`, with when its statement started (a retry on the same
+/// The server's backend of `db` whose read of one execution waits for a
+/// lock, other than `except`, with when its statement started (a retry on the same
 /// connection is a new statement).
 async fn waiting_read(
     admin: &mut sqlx::PgConnection,
@@ -575,7 +575,8 @@ async fn waiting_read(
 ) -> Option<(i32, chrono::DateTime<chrono::Utc>)> {
     sqlx::query_as(
         "SELECT pid, query_start FROM pg_stat_activity
-         WHERE datname = $1 AND pid <> $2 AND wait_event_type = 'Lock' AND query ILIKE '%FROM executions%'",
+         WHERE datname = $1 AND pid <> $2 AND wait_event_type = 'Lock'
+           AND query LIKE 'SELECT %FROM executions WHERE id = $1%'",
     )
     .bind(&db.name)
     .bind(except)

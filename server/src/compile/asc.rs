@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 /// How long the process may take to load the compiler and print its ready line.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of the child's stderr kept to explain a crash.
 const STDERR_TAIL_LINES: usize = 40;
 const SCRIPT: &str = "compiler.mjs";

@@ -19,7 +19,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::asc::{AscCompiler, CompileError};
+use super::asc::{self, AscCompiler, CompileError};
 use super::{ASC_FLAGS, content_cache, validate};
 use crate::config::CompilerSettings;
 use crate::functions::{self, CompileOutcome};
@@ -35,9 +35,6 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// [`PLATFORM_BACKOFF_MAX`].
 const PLATFORM_BACKOFF_MIN: Duration = Duration::from_secs(2);
 const PLATFORM_BACKOFF_MAX: Duration = Duration::from_secs(60);
-
-/// How often the worker renews the invisibility of the job it is on.
-const KEEP_INVISIBLE_EVERY: Duration = Duration::from_secs(5);
 
 pub struct CompilerWorker {
     db: DatabaseConnection,
@@ -143,7 +140,7 @@ impl CompilerWorker {
             }
             let wait = self.backoff().next().unwrap_or(PLATFORM_BACKOFF_MAX);
             tracing::error!(%error, retry_in_ms = wait.as_millis() as u64, "job.platform_failed");
-            self.give_back(delivery.msg_id, wait).await;
+            self.give_back(&delivery, wait).await;
             // Other jobs would most likely fail the same way meanwhile.
             tokio::select! {
                 () = shutdown.cancelled() => {}
@@ -334,13 +331,23 @@ impl CompilerWorker {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Renews the job's invisibility until dropped: only a worker that died
-    /// lets its job be taken again, however long the compile (with a
-    /// restart of the compiler process) takes.
+    /// Renews the job's invisibility, halfway through each visibility
+    /// timeout, until dropped: a compile and one restart of the compiler
+    /// process (each start may take [`asc::STARTUP_TIMEOUT`]) can outlast one
+    /// timeout, and only a worker that died should let its job be taken
+    /// again. A job held past what that can take is let go: the worker is
+    /// stuck (on a database call that never returns, say), and another may
+    /// compile the job.
     async fn keep_invisible(&self, msg_id: i64) -> std::convert::Infallible {
         let visibility = self.settings.visibility_timeout();
+        let longest = 2 * (self.settings.timeout() + asc::STARTUP_TIMEOUT) + visibility;
+        let started = Instant::now();
         loop {
-            tokio::time::sleep(KEEP_INVISIBLE_EVERY).await;
+            tokio::time::sleep(visibility / 2).await;
+            if started.elapsed() > longest {
+                tracing::warn!(msg_id, "job.held_too_long_let_go");
+                return std::future::pending().await;
+            }
             let renewed =
                 queue::make_visible_in(&self.db, queue::COMPILATION_JOBS_QUEUE, msg_id, visibility);
             if let Err(error) = renewed.await {
@@ -349,10 +356,20 @@ impl CompilerWorker {
         }
     }
 
-    async fn give_back(&self, msg_id: i64, wait: Duration) {
-        let given = queue::give_back(&self.db, queue::COMPILATION_JOBS_QUEUE, msg_id, wait);
-        if let Err(error) = given.await {
-            tracing::warn!(msg_id, %error, "job.give_back_failed");
+    async fn give_back(&self, delivery: &Delivery, wait: Duration) {
+        let given = queue::give_back(
+            &self.db,
+            queue::COMPILATION_JOBS_QUEUE,
+            delivery.msg_id,
+            delivery.read_count,
+            wait,
+        );
+        match given.await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(msg_id = delivery.msg_id, "job.taken_by_another_worker"),
+            // Counted after all: the database is away, and this delivery's
+            // visibility timeout brings the job back.
+            Err(error) => tracing::warn!(msg_id = delivery.msg_id, %error, "job.give_back_failed"),
         }
     }
 

@@ -405,21 +405,35 @@ impl SubscriptionRoot {
 }
 
 /// After a failed read, how long a stream with an id waits for its next
-/// announcement before it reads the current state again by itself.
+/// announcement before it reads the current state again by itself; doubled
+/// after each further failure, up to [`REREAD_AFTER_MAX`], so that an outage
+/// does not have every such stream read every second.
 const REREAD_AFTER: Duration = Duration::from_secs(1);
+const REREAD_AFTER_MAX: Duration = Duration::from_secs(30);
 
 /// Whether a stream with an id must read its entity's current state again.
 ///
 /// Such a stream passes on an announcement only if it continues from the
 /// status it sent last. When the entity of a transition could not be loaded,
 /// that status is behind, so every later announcement would be skipped as
-/// out of order and the subscriber would never learn the final state. Instead
-/// the stream reads the current state, at its next announcement or after
-/// [`REREAD_AFTER`], whichever comes first, until a read succeeds. The
-/// subscriber is told of the failure once, not of every retry.
-#[derive(Debug, Default)]
+/// out of order and the subscriber would never learn the final state.
+/// Instead the stream reads the current state at once, and again at its
+/// next announcement or after [`REREAD_AFTER`] (whichever comes first) until
+/// a read succeeds. The subscriber is told of the failure once, not of every
+/// retry.
+#[derive(Debug)]
 struct Reread {
     due: Option<Instant>,
+    wait: Duration,
+}
+
+impl Default for Reread {
+    fn default() -> Self {
+        Self {
+            due: None,
+            wait: REREAD_AFTER,
+        }
+    }
 }
 
 impl Reread {
@@ -440,7 +454,8 @@ impl Reread {
 
     /// A load failed and the subscriber has been told.
     fn failed(&mut self) {
-        self.due = Some(Instant::now() + REREAD_AFTER);
+        self.due = Some(Instant::now() + self.wait);
+        self.wait = (self.wait * 2).min(REREAD_AFTER_MAX);
     }
 
     /// A reread failed: the error, if the subscriber has not been told of
@@ -457,7 +472,7 @@ impl Reread {
     }
 
     fn succeeded(&mut self) {
-        self.due = None;
+        *self = Self::default();
     }
 }
 

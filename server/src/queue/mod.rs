@@ -189,26 +189,30 @@ pub async fn make_visible_in<C: ConnectionTrait>(
 /// after `delay`, its read count as before this delivery. For a handler that
 /// failed for a reason that is not the message's (the database, a compiler
 /// that cannot start), so that such failures never add up to giving the
-/// message up as poison. pgmq has no call for this; its queue table is
-/// `pgmq.q_<queue>` (see [`length_if_at_least`]).
+/// message up as poison. Only while the message is still this delivery's
+/// (`read_count` unchanged; `false` when another reader took it since).
+/// pgmq has no call for this; its queue table is `pgmq.q_<queue>` (see
+/// [`length_if_at_least`]).
 pub async fn give_back<C: ConnectionTrait>(
     db: &C,
     queue: &str,
     msg_id: i64,
+    read_count: i32,
     delay: Duration,
-) -> Result<(), QueueError> {
-    db.execute(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        format!(
-            "UPDATE pgmq.q_{queue}
-                SET read_ct = greatest(read_ct - 1, 0),
-                    vt = clock_timestamp() + make_interval(secs => $2)
-              WHERE msg_id = $1"
-        ),
-        [msg_id.into(), delay.as_secs_f64().into()],
-    ))
-    .await?;
-    Ok(())
+) -> Result<bool, QueueError> {
+    let given = db
+        .execute(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            format!(
+                "UPDATE pgmq.q_{queue}
+                    SET read_ct = read_ct - 1,
+                        vt = clock_timestamp() + make_interval(secs => $3)
+                  WHERE msg_id = $1 AND read_ct = $2 AND read_ct > 0"
+            ),
+            [msg_id.into(), read_count.into(), delay.as_secs_f64().into()],
+        ))
+        .await?;
+    Ok(given.rows_affected() == 1)
 }
 
 /// Deletes a handled message.
