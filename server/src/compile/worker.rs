@@ -26,8 +26,9 @@ use crate::functions::{self, CompileOutcome};
 use crate::metrics::CompilationOutcome;
 use crate::queue::{self, CompilationJob, CompilationResult, Delivery, QueueError};
 
-/// A job on which the compiler crashed is retried this soon; each such
-/// delivery counts toward `compile_max_attempts`.
+/// A job whose failure may be its own doing (`WorkerError::may_be_the_jobs`)
+/// is retried this soon; each such delivery counts toward
+/// `compile_max_attempts`.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// After a platform failure, the job is given back and the worker waits
