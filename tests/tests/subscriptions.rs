@@ -560,11 +560,6 @@ fn assert_snapshot_then_chain_after(events: &[Value], from: &str) {
     }
 }
 
-/// Runs `sql` (one or more statements) on `conn`.
-async fn statements(conn: &mut sqlx::PgConnection, sql: &str) {
-    sqlx::raw_sql(sql).execute(conn).await.unwrap();
-}
-
 /// The server's backend of `db` whose read of one execution waits for a
 /// lock, other than `except`, with when its statement started (a retry on the same
 /// connection is a new statement).
@@ -619,14 +614,14 @@ async fn a_failed_load_does_not_stall_a_subscription_with_an_id() {
         .await
         .unwrap();
     let mut admin = tests::admin_connection().await.unwrap();
-    statements(
+    tests::outage::sql(
         &mut writer,
         &format!(
             "BEGIN; UPDATE executions SET status = 'RUNNING', started_at = now() WHERE id = '{id}'"
         ),
     )
     .await;
-    let lock = statements(
+    let lock = tests::outage::sql(
         &mut locker,
         "BEGIN; LOCK TABLE executions IN ACCESS EXCLUSIVE MODE",
     );
@@ -642,7 +637,7 @@ async fn a_failed_load_does_not_stall_a_subscription_with_an_id() {
             waiting.then_some(())
         });
         // Announces PENDING → RUNNING; the server's read of it queues behind the lock.
-        statements(&mut writer, "COMMIT").await;
+        tests::outage::sql(&mut writer, "COMMIT").await;
     };
     tokio::join!(lock, commit);
 
@@ -671,7 +666,7 @@ async fn a_failed_load_does_not_stall_a_subscription_with_an_id() {
 
     // RUNNING → COMPLETED does not continue from PENDING, the status sent
     // last; the stream's reread (waiting for the lock until now) sees it.
-    statements(&mut locker, &format!(
+    tests::outage::sql(&mut locker, &format!(
         "UPDATE executions SET status = 'COMPLETED', output = '{{\"n\": 1}}', completed_at = now() WHERE id = '{id}'; COMMIT"
     )).await;
     let last = event(&mut ws).await;
