@@ -452,17 +452,19 @@ impl Reread {
         }
     }
 
-    /// A load failed and the subscriber has been told.
+    /// A load failed and the subscriber has been told; the reread follows
+    /// at once.
     fn failed(&mut self) {
-        self.due = Some(Instant::now() + self.wait);
-        self.wait = (self.wait * 2).min(REREAD_AFTER_MAX);
+        self.due = Some(Instant::now());
     }
 
-    /// A reread failed: the error, if the subscriber has not been told of
-    /// this failure yet.
+    /// A reread failed: the next one is due after the current wait, which
+    /// doubles. The error, if the subscriber has not been told of this
+    /// failure yet.
     fn failed_with(&mut self, error: ApiError) -> Option<ApiError> {
         let told = self.pending();
-        self.failed();
+        self.due = Some(Instant::now() + self.wait);
+        self.wait = (self.wait * 2).min(REREAD_AFTER_MAX);
         if told {
             tracing::debug!(reason = %error.message, "subscription.reread_failed");
             None
