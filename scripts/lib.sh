@@ -1,11 +1,25 @@
 # Shared by scripts/run and scripts/test: bring up what ProjectNIL needs locally.
 
-# Starts the local PostgreSQL cluster when it is installed but down; explains
-# how to install it when it is not.
+# ensure_postgres [URL]: a server that answers at URL (default the local one on
+# 127.0.0.1:5432) is used as it is. Otherwise the local PostgreSQL cluster is
+# started when it is installed but down, and how to install it explained when
+# it is not; a URL naming another host that does not answer is an error.
 ensure_postgres() {
-  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  local url="${1:-postgres://postgres@127.0.0.1:5432}"
+  if pg_isready -q -d "$url" 2>/dev/null; then
     return 0
   fi
+  local host="${url#*://}"
+  host="${host#*@}"
+  host="${host%%/*}"
+  host="${host%:*}"
+  case "$host" in
+    ""|127.0.0.1|localhost) ;;
+    *)
+      echo "PostgreSQL on $host does not answer (pg_isready); start it or point the URL elsewhere." >&2
+      exit 1
+      ;;
+  esac
   if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
     echo "PostgreSQL is not installed: run 'sudo apt-get install -y postgresql' (or set DATABASE_URL to a reachable server)." >&2
     exit 1

@@ -11,8 +11,9 @@ pub struct CompilationJob {
     pub function_id: Uuid,
     pub language: String,
     pub source: String,
-    /// The function's revision this source belongs to; results for an older one
-    /// are dropped.
+    /// The function's revision this source belongs to; its result is recorded
+    /// on that revision, and moves the function only if it is still the latest
+    /// (`functions::deploy`).
     pub revision: i64,
 }
 
