@@ -99,7 +99,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "tasks")]
         shape: fanout_floor::Shape,
     },
-    /// Rewrite the generated tables of a markdown file from DIR/results.json.
+    /// Rewrite the generated tables of a markdown file from DIR/results.json;
+    /// when it lacks some figures, of a copy in DIR instead.
     Report {
         #[arg(long)]
         dir: PathBuf,
@@ -202,6 +203,17 @@ impl Paths {
     }
 }
 
+/// `--server-bin`, or the `projectnil` built beside this binary.
+fn server_bin_or_beside_me(server_bin: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match server_bin {
+        Some(bin) => Ok(bin),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("binary directory")?
+            .join("projectnil")),
+    }
+}
+
 /// The 100-byte input of the call-cost and execute benchmarks.
 pub const ECHO_INPUT: &str = include_str!("../echo-input.json");
 
@@ -244,13 +256,7 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             std::fs::create_dir_all(&dir)?;
             let paths = Paths { repo, dir };
-            let server_bin = match server_bin {
-                Some(bin) => bin,
-                None => std::env::current_exe()?
-                    .parent()
-                    .context("binary directory")?
-                    .join("projectnil"),
-            };
+            let server_bin = server_bin_or_beside_me(server_bin)?;
             let mut plan = Plan::new(quick);
             if let Some(subscribers) = subscribers {
                 anyhow::ensure!(
@@ -281,13 +287,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             std::fs::create_dir_all(&dir)?;
             let paths = Paths { repo, dir };
-            let server_bin = match server_bin {
-                Some(bin) => bin,
-                None => std::env::current_exe()?
-                    .parent()
-                    .context("binary directory")?
-                    .join("projectnil"),
-            };
+            let server_bin = server_bin_or_beside_me(server_bin)?;
             let outcome = tokio.block_on(async {
                 env::create_database(&db_name).await?;
                 let server =
@@ -319,6 +319,26 @@ fn main() -> anyhow::Result<()> {
         Command::Report { dir, markdown } => {
             let paths = Paths { repo, dir };
             let results = Results::load(&paths.results())?;
+            let missing = results.missing();
+            // Tables rewritten from part of the figures would drop the
+            // others' rows, measured in an earlier run on another machine.
+            let markdown = if missing.is_empty() {
+                markdown
+            } else {
+                let partial = paths.dir.join("BENCHMARKS.md");
+                if partial != markdown {
+                    std::fs::copy(&markdown, &partial)
+                        .with_context(|| format!("copying {}", markdown.display()))?;
+                }
+                eprintln!(
+                    "bench: {} has no numbers of {} (a full `scripts/bench` run on this \
+                     machine measures them); {} is left as it is",
+                    paths.results().display(),
+                    missing.join(", "),
+                    markdown.display()
+                );
+                partial
+            };
             report::rewrite(&markdown, &results)?;
             eprintln!("bench: tables in {} rewritten", markdown.display());
             Ok(())

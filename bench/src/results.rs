@@ -31,6 +31,24 @@ impl Results {
         }
     }
 
+    /// The figures (as named by `--only`) these results have no numbers of.
+    pub fn missing(&self) -> Vec<&'static str> {
+        let measured = [
+            ("callcost", self.call_cost.is_some()),
+            ("execute", self.execute.is_some()),
+            ("compile", self.compile.is_some()),
+            ("fanout", self.fanout.is_some()),
+            ("list", self.list.is_some()),
+            ("background", self.background.is_some()),
+            ("growth", self.growth.is_some()),
+        ];
+        measured
+            .into_iter()
+            .filter(|(_, has)| !has)
+            .map(|(figure, _)| figure)
+            .collect()
+    }
+
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
         Ok(())
