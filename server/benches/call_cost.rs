@@ -34,6 +34,11 @@ const INPUT: &str = include_str!("../../bench/echo-input.json");
 
 mod support;
 
+// What the `projectnil` binary runs with (main.rs): a call's allocations
+// (the store, the instance, the input and output strings) are the server's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn echo_wasm() -> Vec<u8> {
     if let Ok(path) = std::env::var("PROJECTNIL_BENCH_WASM") {
         return std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
