@@ -21,7 +21,7 @@ ensure_postgres() {
       ;;
   esac
   if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
-    echo "PostgreSQL is not installed: run 'sudo apt-get install -y postgresql' (or set DATABASE_URL to a reachable server)." >&2
+    echo "PostgreSQL is not installed: run 'sudo apt-get install -y postgresql', or point the script at a reachable server (DATABASE_URL for scripts/run, PROJECTNIL_TEST_POSTGRES for scripts/test)." >&2
     exit 1
   fi
   echo "Starting the local PostgreSQL cluster..." >&2
