@@ -2,8 +2,9 @@
 //! histograms are recorded where things happen (executions, the compiler worker,
 //! the HTTP middleware in `http::metrics`, the GraphQL operation counter in
 //! `graphql::metrics`, called from `graphql::operation`) through the `metrics`
-//! facade. Gauges that mirror state owned elsewhere (queue backlogs, live subscriptions, the module cache) are
-//! read at scrape time instead, so they are never stale and need no bookkeeping.
+//! facade. Gauges that mirror state owned elsewhere (queue backlogs, live
+//! subscriptions, the module cache) are read at scrape time instead, so they
+//! are never stale and need no bookkeeping.
 //! The recorder is installed once per process at start-up; where it is not (the
 //! `worker` subcommand, unit tests), every recording is a cheap no-op.
 
