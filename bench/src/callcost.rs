@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::results::{CallCost, Taken};
+use crate::results::{CallCost, PairedCallCost, Taken};
 use crate::{Paths, Plan};
 
 fn criterion_estimates(bench: &str) -> anyhow::Result<PathBuf> {
@@ -53,6 +53,13 @@ pub async fn run(paths: &Paths, plan: &Plan) -> anyhow::Result<CallCost> {
     let runtime_median_ns = estimate(&runtime, "median")?;
     let runtime_mean_ns = estimate(&runtime, "mean")?;
     let bare_median_ns = estimate(&read("bare_wasmtime")?, "median")?;
+    let paired: PairedCallCost =
+        serde_json::from_slice(&std::fs::read(paths.call_cost_paired()).with_context(|| {
+            format!(
+                "{} (written by the call_cost bench with PROJECTNIL_BENCH_PAIRED set)",
+                paths.call_cost_paired().display()
+            )
+        })?)?;
 
     let wasm = paths.echo_wasm();
     let output = tokio::process::Command::new("node")
@@ -79,6 +86,7 @@ pub async fn run(paths: &Paths, plan: &Plan) -> anyhow::Result<CallCost> {
         v.as_f64()
             .with_context(|| format!("no {path:?} from call_cost.mjs"))
     };
+    let paired_ratio = paired.ratio_median;
     let result = CallCost {
         taken: taken.finish(),
         runtime_median_ns,
@@ -93,11 +101,13 @@ pub async fn run(paths: &Paths, plan: &Plan) -> anyhow::Result<CallCost> {
             v8["v8"].as_str().unwrap_or("?")
         ),
         wasm_bytes: std::fs::metadata(&wasm)?.len() as usize,
+        paired: Some(paired),
     };
     eprintln!(
-        "bench:   runtime {:.1} µs (bare wasmtime {:.1} µs); V8 fresh instance {:.1} µs, reused {:.2} µs",
+        "bench:   runtime {:.1} µs (bare wasmtime {:.1} µs; {:.2}× in paired rounds); V8 fresh instance {:.1} µs, reused {:.2} µs",
         result.runtime_median_ns / 1e3,
         result.bare_median_ns / 1e3,
+        paired_ratio,
         result.v8_fresh_median_ns / 1e3,
         result.v8_reuse_median_ns / 1e3
     );

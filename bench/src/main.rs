@@ -198,6 +198,10 @@ impl Paths {
         self.repo
             .join(format!("tests/fixtures/functions/{name}.ts"))
     }
+    /// The call cost's paired rounds, written by `server/benches/call_cost.rs`.
+    pub fn call_cost_paired(&self) -> PathBuf {
+        self.dir.join("call_cost_paired.json")
+    }
     pub fn results(&self) -> PathBuf {
         self.dir.join("results.json")
     }

@@ -175,6 +175,22 @@ pub struct CallCost {
     pub v8_reuse_median_ns: f64,
     pub v8_version: String,
     pub wasm_bytes: usize,
+    /// The runtime and the floor in alternating batches (absent from runs
+    /// before session 33).
+    #[serde(default)]
+    pub paired: Option<PairedCallCost>,
+}
+
+/// What `server/benches/call_cost.rs` writes of its paired rounds.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct PairedCallCost {
+    pub rounds: usize,
+    pub calls_per_batch: usize,
+    pub bare_median_ns: f64,
+    pub runtime_median_ns: f64,
+    pub ratio_median: f64,
+    pub ratio_p10: f64,
+    pub ratio_p90: f64,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
