@@ -182,7 +182,7 @@ pub struct CallCost {
 }
 
 /// What `server/benches/call_cost.rs` writes of its paired rounds.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PairedCallCost {
     pub rounds: usize,
     pub calls_per_batch: usize,

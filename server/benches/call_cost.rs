@@ -1,15 +1,16 @@
 //! Call cost: one execution of the echo function with a 100-byte input through
-//! the runtime's public API (`Runtime::execute` on a cached module: hand-off to
-//! a wasm worker thread, a fresh instance from the pre-initialised snapshot,
-//! `__new` + write the input, `handle`, read and parse the output). Its peer,
-//! V8 running the same module, is `bench/node/call_cost.mjs`; `scripts/bench`
-//! runs both and writes the ratio into BENCHMARKS.md.
+//! the runtime's public API (`Runtime::execute` on a cached module: on a fiber
+//! polled by the calling thread, a fresh instance from the pre-initialised
+//! snapshot, `__new` + write the input, `__pin`, `handle`, read and parse the
+//! output). Its peer, V8 running the same module, is
+//! `bench/node/call_cost.mjs`; `scripts/bench` runs both and writes the ratio
+//! into BENCHMARKS.md.
 //!
 //! `call_cost/bare_wasmtime` is the floor, in the same run: the same
 //! pre-initialised module instantiated from an `InstancePre` of a pooling
 //! engine that recycles memory as the runtime's does, the same three calls
-//! and the same reading and parsing of the output, on the calling thread, without
-//! limits, epoch checks, deadline or CPU clock.
+//! and the same reading and parsing of the output, on the calling thread,
+//! without limits, epoch checks, deadline or CPU clock.
 //!
 //! Criterion measures the two one after the other, so on a machine whose pace
 //! swings within minutes their ratio takes in the swing. The ratio is
