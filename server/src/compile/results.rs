@@ -38,6 +38,7 @@ impl ResultConsumer {
             queue::COMPILATION_RESULTS_QUEUE,
             VISIBILITY_TIMEOUT,
             BATCH,
+            1,
             &shutdown,
             |delivery| async move {
                 if let Err(error) = this.apply(&delivery).await {

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use futures::FutureExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use sea_orm::DatabaseConnection;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::time::Instant;
@@ -25,7 +25,9 @@ use super::{Delivery, read};
 pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// Reads `queue` until `shutdown`, `batch` messages at a time, and hands every
-/// delivery to `handle` in order. After a read that finds fewer than `batch` it
+/// delivery to `handle`, `at_once` of a read's deliveries at the same time
+/// (1: one after the other, in order); the next read waits until all of them
+/// are handled. After a read that finds fewer than `batch` it
 /// waits for a notification (or [`FALLBACK_POLL`]); a failed read is retried after
 /// [`FALLBACK_POLL`]. A delivery being handled is not interrupted by `shutdown`.
 pub async fn consume<F, Fut>(
@@ -33,6 +35,7 @@ pub async fn consume<F, Fut>(
     queue: &str,
     visibility_timeout: Duration,
     batch: i32,
+    at_once: usize,
     shutdown: &CancellationToken,
     mut handle: F,
 ) where
@@ -55,9 +58,9 @@ pub async fn consume<F, Fut>(
                 // A short read has emptied the queue as far as it could see:
                 // what is sent after it is announced.
                 let drained = deliveries.is_empty() || (deliveries.len() as i64) < i64::from(batch);
-                for delivery in deliveries {
-                    handle(delivery).await;
-                }
+                futures::stream::iter(deliveries)
+                    .for_each_concurrent(at_once.max(1), &mut handle)
+                    .await;
                 if drained {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
