@@ -50,16 +50,44 @@ pub struct CompilerWorker {
     db: DatabaseConnection,
     compiler: AscCompiler,
     settings: CompilerSettings,
-    /// The waits after platform failures in a row; reset by a job handled.
-    platform_backoff: Mutex<ExponentialBackoff>,
+    platform_pause: Mutex<PlatformPause>,
 }
 
-fn platform_backoff() -> ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(PLATFORM_BACKOFF_MIN)
-        .with_max_delay(PLATFORM_BACKOFF_MAX)
-        .without_max_times()
-        .build()
+/// The waits after platform failures in a row; reset by a job handled. Jobs
+/// handled side by side that fail during the same pause share it, so one
+/// outage takes one step of the backoff, not one per job of the read.
+struct PlatformPause {
+    backoff: ExponentialBackoff,
+    until: Option<Instant>,
+}
+
+impl PlatformPause {
+    fn new() -> Self {
+        Self {
+            backoff: ExponentialBuilder::default()
+                .with_min_delay(PLATFORM_BACKOFF_MIN)
+                .with_max_delay(PLATFORM_BACKOFF_MAX)
+                .without_max_times()
+                .build(),
+            until: None,
+        }
+    }
+
+    /// How long to wait after a platform failure: what is left of the
+    /// current pause, or the next step of the backoff when none is running.
+    fn wait(&mut self) -> Duration {
+        let now = Instant::now();
+        if let Some(left) = self
+            .until
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|left| !left.is_zero())
+        {
+            return left;
+        }
+        let step = self.backoff.next().unwrap_or(PLATFORM_BACKOFF_MAX);
+        self.until = Some(now + step);
+        step
+    }
 }
 
 /// How one job ended, before it is published.
@@ -95,7 +123,7 @@ impl CompilerWorker {
             db,
             compiler,
             settings,
-            platform_backoff: Mutex::new(platform_backoff()),
+            platform_pause: Mutex::new(PlatformPause::new()),
         }
     }
 
@@ -135,7 +163,7 @@ impl CompilerWorker {
                 never = self.keep_invisible(delivery.msg_id) => match never {},
             };
             let Err(error) = handled else {
-                *self.backoff() = platform_backoff();
+                *self.platform_pause() = PlatformPause::new();
                 return;
             };
             crate::metrics::compilation_finished(
@@ -149,7 +177,7 @@ impl CompilerWorker {
                 self.retry_soon(delivery.msg_id).await;
                 return;
             }
-            let wait = self.backoff().next().unwrap_or(PLATFORM_BACKOFF_MAX);
+            let wait = self.platform_pause().wait();
             tracing::error!(%error, retry_in_ms = wait.as_millis() as u64, "job.platform_failed");
             self.give_back(&delivery, wait).await;
             // Other jobs would most likely fail the same way meanwhile.
@@ -336,8 +364,8 @@ impl CompilerWorker {
         }
     }
 
-    fn backoff(&self) -> std::sync::MutexGuard<'_, ExponentialBackoff> {
-        self.platform_backoff
+    fn platform_pause(&self) -> std::sync::MutexGuard<'_, PlatformPause> {
+        self.platform_pause
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -421,5 +449,22 @@ impl WorkerError {
                     | CompileError::Startup(_)
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_during_one_pause_share_its_step() {
+        let mut pause = PlatformPause::new();
+        assert_eq!(pause.wait(), PLATFORM_BACKOFF_MIN);
+        // A job beside it fails while the pause runs: it waits out the same
+        // pause instead of taking the next step.
+        assert!(pause.wait() <= PLATFORM_BACKOFF_MIN);
+        // A failure after the pause is the next step.
+        pause.until = Instant::now().checked_sub(Duration::from_millis(1));
+        assert_eq!(pause.wait(), PLATFORM_BACKOFF_MIN * 2);
     }
 }
