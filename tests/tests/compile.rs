@@ -641,6 +641,70 @@ fn children(pid: u32) -> Vec<i32> {
         .collect()
 }
 
+/// Sends SIGCONT to a process stopped by the test when dropped, so a failing
+/// test does not leave it stopped.
+struct Stopped(u32);
+
+impl Stopped {
+    fn stop(pid: i32) -> Self {
+        let pid = pid as u32;
+        tests::signal(pid, "STOP").unwrap();
+        Self(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = tests::signal(self.0, "CONT");
+    }
+}
+
+/// A content-cache hit does not wait behind a compile. The worker's
+/// compiler process is stopped (SIGSTOP) with a compile in it; a job read
+/// after that one, for a source compiled before, still ends READY, and the
+/// held compile finishes once the process goes on. Before, the worker read
+/// again only when every job of its last read was done.
+#[tokio::test]
+async fn a_cache_hit_does_not_wait_behind_a_compile() {
+    let server = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
+        .await
+        .unwrap();
+    let client = server.client();
+    // The held compile must not time out while the test looks.
+    let worker = spawn_worker(
+        &server.db.url,
+        &[("PROJECTNIL_COMPILE_TIMEOUT_MS", "600000")],
+    );
+    let first = id_of(&client.create_function("first", ECHO).await.unwrap());
+    let function = client.wait_compiled(&first, COMPILE_WAIT).await.unwrap();
+    assert_eq!(function["status"], "READY", "{function}");
+    let compilers = children(worker.id().unwrap());
+    assert_eq!(compilers.len(), 1, "{compilers:?}");
+    let stopped = Stopped::stop(compilers[0]);
+
+    let held = id_of(
+        &client
+            .create_function("held", &format!("{ECHO}// held\n"))
+            .await
+            .unwrap(),
+    );
+    eventually!("the held job to be compiling", async {
+        (client.function(&held).await.ok()?["status"] == "COMPILING").then_some(())
+    });
+    let hit = id_of(&client.create_function("hit", ECHO).await.unwrap());
+    let function = client.wait_compiled(&hit, COMPILE_WAIT).await.unwrap();
+    assert_eq!(function["status"], "READY", "{function}");
+    assert_eq!(
+        client.function(&held).await.unwrap()["status"],
+        "COMPILING",
+        "the held compile is still in the stopped process"
+    );
+
+    drop(stopped);
+    let function = client.wait_compiled(&held, COMPILE_WAIT).await.unwrap();
+    assert_eq!(function["status"], "READY", "{function}");
+}
+
 /// A compile that fails because of the platform, not the source, does not
 /// use up the job's attempts. With one attempt allowed, a worker whose
 /// Node.js is gone (its compiler process killed, `node` no longer there)

@@ -37,13 +37,14 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 const PLATFORM_BACKOFF_MIN: Duration = Duration::from_secs(2);
 const PLATFORM_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
-/// Jobs a worker handles at the same time. Compiles still take turns on the
-/// one compiler process (`AscCompiler` queues them), but a content-cache hit
-/// is only database round trips: one at a time, a worker managed about 70
-/// of them a second under the soak's load, fewer than its clients asked
-/// for, and the backlog reached its bound (BENCHMARKS.md, session 33).
-/// Handling a job is safe beside another of the same function: every write
-/// names the revision it is for, as with several workers.
+/// Jobs a worker handles at the same time; it reads the next as soon as one
+/// ends, so a slow compile holds up only its own slot. Compiles still take
+/// turns on the one compiler process (`AscCompiler` queues them), but a
+/// content-cache hit is only database round trips: one at a time, a worker
+/// managed about 70 of them a second under the soak's load, fewer than its
+/// clients asked for, and the backlog reached its bound (BENCHMARKS.md,
+/// session 33). Handling a job is safe beside another of the same function:
+/// every write names the revision it is for, as with several workers.
 const JOBS_AT_ONCE: usize = 8;
 
 pub struct CompilerWorker {

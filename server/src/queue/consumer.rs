@@ -9,8 +9,10 @@
 //! [`FALLBACK_POLL`]. While the LISTEN connection is down (the database went
 //! away) it reads at that pace and reopens the connection.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use sea_orm::DatabaseConnection;
 use sqlx::postgres::{PgListener, PgPool};
@@ -24,12 +26,16 @@ use super::{Delivery, read};
 /// interval while the LISTEN connection is down.
 pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
-/// Reads `queue` until `shutdown`, `batch` messages at a time, and hands every
-/// delivery to `handle`, `at_once` of a read's deliveries at the same time
-/// (1: one after the other, in order); the next read waits until all of them
-/// are handled. After a read that finds fewer than `batch` it
-/// waits for a notification (or [`FALLBACK_POLL`]); a failed read is retried after
-/// [`FALLBACK_POLL`]. A delivery being handled is not interrupted by `shutdown`.
+/// Reads `queue` until `shutdown` and hands every delivery to `handle`, up to
+/// `at_once` of them at the same time (1: one after the other, in the order
+/// read). It holds at most `batch` deliveries read and not yet handled, and
+/// reads again as soon as one is handled and none is waiting, so one slow
+/// delivery holds up only its own slot, never the ones read after it. After a
+/// read that finds fewer than it asked for, it reads again when a notification
+/// arrives (or after [`FALLBACK_POLL`]); a failed read is retried after
+/// [`FALLBACK_POLL`]. At `shutdown` the deliveries being handled are finished,
+/// not interrupted; the ones read and not started come back after their
+/// visibility timeout.
 pub async fn consume<F, Fut>(
     db: &DatabaseConnection,
     queue: &str,
@@ -48,33 +54,61 @@ pub async fn consume<F, Fut>(
         _ = shutdown.cancelled() => return,
         arrivals = QueueListener::start(db.get_postgres_connection_pool().clone(), queue) => arrivals,
     };
+    let batch = usize::try_from(batch).unwrap_or(0).max(1);
+    let at_once = at_once.clamp(1, batch);
+    let mut waiting = VecDeque::with_capacity(batch);
+    let mut handling = FuturesUnordered::new();
+    // False after a read that came back short (it emptied the queue as far
+    // as it could see) until a notification or the fallback interval.
+    let mut may_have_more = true;
     loop {
-        let read = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            read = read(db, queue, visibility_timeout, batch) => read,
-        };
-        match read {
-            Ok(deliveries) => {
-                // A short read has emptied the queue as far as it could see:
-                // what is sent after it is announced.
-                let drained = deliveries.is_empty() || (deliveries.len() as i64) < i64::from(batch);
-                futures::stream::iter(deliveries)
-                    .for_each_concurrent(at_once.max(1), &mut handle)
-                    .await;
-                if drained {
+        while handling.len() < at_once {
+            let Some(delivery) = waiting.pop_front() else {
+                break;
+            };
+            handling.push(handle(delivery));
+        }
+        if may_have_more && waiting.is_empty() && handling.len() < at_once {
+            let limit = batch - handling.len();
+            let read = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                read = beside(&mut handling, read(db, queue, visibility_timeout, limit as i32)) => read,
+            };
+            match read {
+                Ok(deliveries) => {
+                    may_have_more = deliveries.len() == limit;
+                    waiting.extend(deliveries);
+                }
+                Err(error) => {
+                    tracing::warn!(queue, %error, "queue.read_failed");
                     tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = arrivals.wait(FALLBACK_POLL) => {}
+                        _ = shutdown.cancelled() => break,
+                        () = beside(&mut handling, tokio::time::sleep(FALLBACK_POLL)) => {}
                     }
                 }
             }
-            Err(error) => {
-                tracing::warn!(queue, %error, "queue.read_failed");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(FALLBACK_POLL) => {}
-                }
-            }
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(()) = handling.next(), if !handling.is_empty() => {}
+            _ = arrivals.wait(FALLBACK_POLL), if !may_have_more => may_have_more = true,
+        }
+    }
+    while handling.next().await.is_some() {}
+}
+
+/// Awaits `work` while the deliveries in `handling` go on.
+async fn beside<Fut: Future<Output = ()>, T>(
+    handling: &mut FuturesUnordered<Fut>,
+    work: impl Future<Output = T>,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            Some(()) = handling.next(), if !handling.is_empty() => {}
         }
     }
 }
