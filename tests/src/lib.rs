@@ -70,6 +70,20 @@ impl TestDb {
         Ok(sea_orm::Database::connect(options).await?)
     }
 
+    /// [`first_value`] on a connection of its own.
+    pub async fn first_value<T: sea_orm::TryGetable>(&self, sql: &str) -> T {
+        let conn = self
+            .connect()
+            .await
+            .expect("connecting to the test database");
+        first_value(&conn, sql).await
+    }
+
+    /// [`scalar`] on a connection of its own.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        self.first_value(sql).await
+    }
+
     /// Terminates every connection to this database, as a database restart
     /// would, without touching the other tests' databases on the cluster.
     pub async fn terminate_connections(&self) -> anyhow::Result<()> {
@@ -89,6 +103,27 @@ impl TestDb {
             .await?;
         Ok(row.is_some())
     }
+}
+
+/// The first column of the first row `sql` returns on `db`; panics, naming
+/// the statement, when it fails or returns no row.
+pub async fn first_value<T: sea_orm::TryGetable>(
+    db: &impl sea_orm::ConnectionTrait,
+    sql: &str,
+) -> T {
+    let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+    let row = db
+        .query_one(statement)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .unwrap_or_else(|| panic!("{sql}: no row"));
+    row.try_get_by_index::<T>(0)
+        .unwrap_or_else(|error| panic!("{sql}: {error:?}"))
+}
+
+/// [`first_value`] as a bigint: a count, mostly.
+pub async fn scalar(db: &impl sea_orm::ConnectionTrait, sql: &str) -> i64 {
+    first_value(db, sql).await
 }
 
 impl Drop for TestDb {

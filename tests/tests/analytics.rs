@@ -9,7 +9,7 @@ use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use tests::fixtures::ADD;
-use tests::{Client, ServerOptions, TestApp, TestDb, TestServer, eventually};
+use tests::{Client, ServerOptions, TestApp, TestDb, TestServer, eventually, scalar};
 
 const STATS: &str = "query($f: UUID, $since: DateTime, $until: DateTime, $bucket: Int!) {
   executionStats(functionId: $f, since: $since, until: $until) {
@@ -41,15 +41,6 @@ async fn exec(db: &DatabaseConnection, sql: &str) {
     db.execute_unprepared(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db
-        .query_one(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {

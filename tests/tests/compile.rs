@@ -3,23 +3,14 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tests::fixtures::{ADD, ECHO};
 use tests::readme::{Expected, examples};
-use tests::{ServerOptions, TestApp, TestDb, TestServer, eventually};
+use tests::{ServerOptions, TestApp, TestDb, TestServer, eventually, scalar};
 use tokio::process::{Child, Command};
 
 const COMPILE_WAIT: Duration = Duration::from_secs(120);
-
-async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db
-        .query_one(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
-}
 
 fn spawn_worker(db_url: &str, env: &[(&str, &str)]) -> Child {
     let mut command = Command::new(tests::binary());

@@ -60,31 +60,10 @@ async fn finished(client: &Client, id: &str) -> Value {
 }
 
 async fn owner_of(db: &TestDb, id: &str) -> Option<String> {
-    let conn = db.connect().await.unwrap();
-    let row = conn
-        .query_one(Statement::from_string(
-            conn.get_database_backend(),
-            format!("SELECT owner::text AS owner FROM executions WHERE id = '{id}'"),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get("", "owner").unwrap()
-}
-
-async fn scalar(db: &TestDb, sql: &str) -> i64 {
-    first_value(db, sql).await
-}
-
-/// The first column of the first row `sql` returns.
-async fn first_value<T: sea_orm::TryGetable>(db: &TestDb, sql: &str) -> T {
-    let conn = db.connect().await.unwrap();
-    let row = conn
-        .query_one(Statement::from_string(conn.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<T>(0).unwrap()
+    db.first_value(&format!(
+        "SELECT owner::text FROM executions WHERE id = '{id}'"
+    ))
+    .await
 }
 
 /// `executeFunction` from a task of its own: the whole answer, once it comes.
@@ -320,19 +299,19 @@ async fn overload_refuses_clearly_and_every_accepted_execution_completes() {
     }
     // The refused calls left no row: only the accepted ones and the probes exist.
     assert_eq!(
-        scalar(&app.db, "SELECT count(*) FROM executions").await,
+        app.db.scalar("SELECT count(*) FROM executions").await,
         (accepted.len() + probes) as i64
     );
     assert_eq!(
-        scalar(
-            &app.db,
-            "SELECT count(*) FROM executions WHERE status <> 'COMPLETED'"
-        )
-        .await,
+        app.db
+            .scalar("SELECT count(*) FROM executions WHERE status <> 'COMPLETED'")
+            .await,
         0
     );
     assert_eq!(
-        scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await,
+        app.db
+            .scalar("SELECT count(*) FROM pgmq.q_execution_jobs")
+            .await,
         0
     );
 }
@@ -401,7 +380,11 @@ async fn a_killed_worker_s_executions_run_again_elsewhere_and_give_up_after_the_
     );
     assert_eq!(done["errorKind"], "INTERRUPTED");
     eventually!("the settled message to leave the queue", async {
-        (scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await == 0).then_some(())
+        (app.db
+            .scalar("SELECT count(*) FROM pgmq.q_execution_jobs")
+            .await
+            == 0)
+            .then_some(())
     });
 }
 
@@ -450,19 +433,20 @@ async fn two_replicas_and_two_workers_run_every_background_execution_exactly_onc
         assert_eq!(done["output"], expected);
         assert_eq!(done["attempt"], 1, "run more than once: {done}");
     }
-    let owners = scalar(
-        &app.db,
-        &format!(
+    let owners = app
+        .db
+        .scalar(&format!(
             "SELECT count(DISTINCT owner) FROM executions WHERE input->>'rounds' = '{SHORT_BURN}'"
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert!(
         owners >= 2,
         "{EXECUTIONS} executions all ran in one process"
     );
     assert_eq!(
-        scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await,
+        app.db
+            .scalar("SELECT count(*) FROM pgmq.q_execution_jobs")
+            .await,
         0
     );
 }
@@ -549,7 +533,11 @@ async fn cancel_pending_running_finished_unknown_and_across_replicas() {
     let later = start(&b, &add, json!({ "a": 3, "b": 3 })).await;
     assert_eq!(finished(&b, &later).await["output"], json!({ "sum": 6 }));
     eventually!("the execution queue to be empty", async {
-        (scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await == 0).then_some(())
+        (app.db
+            .scalar("SELECT count(*) FROM pgmq.q_execution_jobs")
+            .await
+            == 0)
+            .then_some(())
     });
     for id in [
         &pending_sync,
@@ -705,7 +693,7 @@ async fn the_backlog_waits_in_postgres_visible_to_operators_and_is_bounded() {
     // Full: refused at once, nothing recorded.
     refused_for_a_full_backlog(&client, &add).await;
     assert_eq!(
-        scalar(&app.db, "SELECT count(*) FROM executions").await,
+        app.db.scalar("SELECT count(*) FROM executions").await,
         BACKLOG as i64
     );
 
@@ -718,7 +706,9 @@ async fn the_backlog_waits_in_postgres_visible_to_operators_and_is_bounded() {
         assert_eq!(done["output"], json!({ "sum": i + 1 }), "{done}");
     }
     assert_eq!(
-        scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await,
+        app.db
+            .scalar("SELECT count(*) FROM pgmq.q_execution_jobs")
+            .await,
         0
     );
 }
@@ -738,15 +728,13 @@ async fn a_run_recorded_in_one_statement_keeps_its_run_time_and_only_its_deploye
     assert_eq!(answer["executeFunction"]["status"], "COMPLETED", "{answer}");
     assert_eq!(answer["executeFunction"]["output"], json!({ "sum": 5 }));
     assert_eq!(
-        scalar(
-            &app.db,
-            &format!(
+        app.db
+            .scalar(&format!(
                 "SELECT count(*) FROM executions WHERE id = '{id}'
                    AND created_at <= started_at AND started_at <= completed_at
                    AND lease_expires_at IS NULL AND revision = 1"
-            )
-        )
-        .await,
+            ))
+            .await,
         1
     );
 
@@ -760,31 +748,29 @@ async fn a_run_recorded_in_one_statement_keeps_its_run_time_and_only_its_deploye
                  'COMPLETED', '{{\"sum\": 0}}'::jsonb, NULL, NULL, NULL)"
         )
     };
-    let before = scalar(&app.db, "SELECT count(*) FROM executions").await;
-    assert_eq!(scalar(&app.db, &record(2)).await, 0);
+    let before = app.db.scalar("SELECT count(*) FROM executions").await;
+    assert_eq!(app.db.scalar(&record(2)).await, 0);
     assert_eq!(
-        scalar(&app.db, "SELECT count(*) FROM executions").await,
+        app.db.scalar("SELECT count(*) FROM executions").await,
         before
     );
-    assert_eq!(scalar(&app.db, &record(1)).await, 1);
+    assert_eq!(app.db.scalar(&record(1)).await, 1);
     assert_eq!(
-        scalar(
-            &app.db,
-            "SELECT count(*) FROM executions
+        app.db
+            .scalar(
+                "SELECT count(*) FROM executions
               WHERE output = '{\"sum\": 0}' AND status = 'COMPLETED'
                 AND completed_at - started_at = interval '1500 microseconds'
                 AND started_at - created_at = interval '1 millisecond'"
-        )
-        .await,
+            )
+            .await,
         1
     );
 
     // The statistics see each run's own duration, whether the server has
     // folded its finish into the rollups yet (once a second) or not.
     assert_eq!(
-        scalar(
-            &app.db,
-            &format!(
+        app.db.scalar(&format!(
                 "SELECT count(*) FROM (
                      SELECT sum(ms) AS statistics FROM (
                          SELECT duration_ms AS ms FROM execution_finishes WHERE function_id = '{add}'
@@ -848,7 +834,9 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
     let finished = uuid::Uuid::new_v4().to_string();
     let outcome = "'1 millisecond', 'FAILED', NULL, 'abort: no', NULL, 'ABORT'";
     assert_eq!(
-        first_value::<String>(&app.db, &record(&finished, outcome)).await,
+        app.db
+            .first_value::<String>(&record(&finished, outcome))
+            .await,
         "FAILED"
     );
     assert_eq!(
@@ -864,7 +852,9 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
     let running = uuid::Uuid::new_v4().to_string();
     let no_outcome = "NULL, NULL, NULL, NULL, NULL, NULL";
     assert_eq!(
-        first_value::<String>(&app.db, &record(&running, no_outcome)).await,
+        app.db
+            .first_value::<String>(&record(&running, no_outcome))
+            .await,
         "RUNNING"
     );
     assert_eq!(
@@ -872,19 +862,15 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
         [pair(None, "PENDING"), pair(Some("PENDING"), "RUNNING")]
     );
     assert_eq!(
-        scalar(
-            &app.db,
-            &format!(
+        app.db
+            .scalar(&format!(
                 "SELECT count(*) FROM executions WHERE id = '{running}'
                    AND lease_expires_at > now() AND completed_at IS NULL AND output IS NULL"
-            )
-        )
-        .await,
+            ))
+            .await,
         1
     );
-    let ended = scalar(
-        &app.db,
-        &format!(
+    let ended = app.db.scalar(&format!(
             "WITH done AS (UPDATE executions SET status = 'COMPLETED', completed_at = clock_timestamp(),
                                                 lease_expires_at = NULL
                             WHERE id = '{running}' AND status = 'RUNNING' RETURNING 1)
@@ -899,9 +885,7 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
     );
     // Any other insert is announced once, as it always was.
     let inserted = uuid::Uuid::new_v4().to_string();
-    let inserted_rows = scalar(
-        &app.db,
-        &format!(
+    let inserted_rows = app.db.scalar(&format!(
             "WITH i AS (INSERT INTO executions (id, function_id, revision) VALUES ('{inserted}', '{add}', 1) RETURNING 1)
              SELECT count(*) FROM i"
         ),
@@ -917,16 +901,13 @@ async fn a_run_recorded_in_one_statement_announces_each_transition_in_order() {
 /// How far, in milliseconds, the time in an execution's id is from its
 /// `created_at`; `None` unless the id is time-ordered (version 7).
 async fn id_time_from_created_at(db: &TestDb, id: &str) -> Option<i64> {
-    first_value(
-        db,
-        &format!(
-            "SELECT CASE WHEN substr(id::text, 15, 1) = '7' THEN
+    db.first_value(&format!(
+        "SELECT CASE WHEN substr(id::text, 15, 1) = '7' THEN
                     abs(floor(extract(epoch FROM created_at) * 1000)::bigint
                         - ('x' || substr(replace(id::text, '-', ''), 1, 12))::bit(48)::bigint)
                     END
                FROM executions WHERE id = '{id}'"
-        ),
-    )
+    ))
     .await
 }
 
@@ -978,13 +959,12 @@ async fn executions_are_found_cancelled_and_run_whatever_time_their_id_tells() {
                             VALUES ('{id}', '{add}', 1, '{{\"a\": 5, \"b\": 6}}', true) RETURNING 1)
                  SELECT count(*) FROM i"
             );
-            assert_eq!(scalar(db, &sql).await, 1, "{sql}");
+            assert_eq!(db.scalar(&sql).await, 1, "{sql}");
             if queued {
                 let job = json!({ "executionId": id });
-                scalar(
-                    db,
-                    &format!("SELECT pgmq.send('execution_jobs', '{job}'::jsonb)"),
-                )
+                db.scalar(&format!(
+                    "SELECT pgmq.send('execution_jobs', '{job}'::jsonb)"
+                ))
                 .await;
             }
         }
@@ -1015,7 +995,11 @@ async fn executions_are_found_cancelled_and_run_whatever_time_their_id_tells() {
     assert_eq!(cancelled.code, "NOT_FOUND", "{cancelled:?}");
     assert_eq!(execution(&client, &unknown.to_string()).await, Value::Null);
     eventually!("the execution queue to be empty", async {
-        (scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await == 0).then_some(())
+        (app.db
+            .scalar("SELECT count(*) FROM pgmq.q_execution_jobs")
+            .await
+            == 0)
+            .then_some(())
     });
 }
 
@@ -1029,20 +1013,21 @@ async fn the_backlog_counts_the_messages_waiting_not_the_ids_between_them() {
 
     // The middle message leaves first, as when a later run finishes before
     // an earlier one: the ids still span the capacity, but only two wait.
-    let middle = scalar(
-        &app.db,
-        "SELECT msg_id FROM pgmq.q_execution_jobs ORDER BY msg_id OFFSET 1 LIMIT 1",
-    )
-    .await;
-    scalar(
-        &app.db,
-        &format!("SELECT pgmq.delete('execution_jobs', {middle}::bigint)::int::bigint"),
-    )
-    .await;
+    let middle = app
+        .db
+        .scalar("SELECT msg_id FROM pgmq.q_execution_jobs ORDER BY msg_id OFFSET 1 LIMIT 1")
+        .await;
+    app.db
+        .scalar(&format!(
+            "SELECT pgmq.delete('execution_jobs', {middle}::bigint)::int::bigint"
+        ))
+        .await;
     start(&client, &add, json!({ "a": 3, "b": 1 })).await;
     refused_for_a_full_backlog(&client, &add).await;
     assert_eq!(
-        scalar(&app.db, "SELECT count(*) FROM pgmq.q_execution_jobs").await,
+        app.db
+            .scalar("SELECT count(*) FROM pgmq.q_execution_jobs")
+            .await,
         BACKLOG as i64
     );
 }

@@ -6,19 +6,10 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::json;
-use tests::{TestApp, TestDb, run_cli};
+use tests::{TestApp, TestDb, run_cli, scalar};
 
 async fn exec(db: &DatabaseConnection, sql: &str) -> Result<u64, sea_orm::DbErr> {
     Ok(db.execute_unprepared(sql).await?.rows_affected())
-}
-
-async fn scalar_i64(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db
-        .query_one(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
 }
 
 async fn insert_function(db: &DatabaseConnection) -> String {
@@ -43,15 +34,15 @@ async fn migrations_apply_roll_back_and_apply_again() {
         Migrator::get_pending_migrations(&db).await.unwrap().len(),
         0
     );
-    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta WHERE queue_name IN ('compilation_jobs', 'compilation_results', 'execution_jobs')").await, 3);
-    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 3);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM pgmq.meta WHERE queue_name IN ('compilation_jobs', 'compilation_results', 'execution_jobs')").await, 3);
+    assert_eq!(scalar(&db, QUEUE_TRIGGERS).await, 3);
     const LEASE_COLUMNS: &str = "SELECT count(*) FROM information_schema.columns \
          WHERE table_name = 'executions' AND column_name IN ('attempt', 'background', 'owner', 'lease_expires_at')";
-    assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 4);
+    assert_eq!(scalar(&db, LEASE_COLUMNS).await, 4);
 
     const VERSIONS: &str =
         "SELECT count(*) FROM pg_tables WHERE tablename IN ('function_versions', 'modules')";
-    assert_eq!(scalar_i64(&db, VERSIONS).await, 2);
+    assert_eq!(scalar(&db, VERSIONS).await, 2);
     let id = insert_function(&db).await;
     exec(
         &db,
@@ -62,38 +53,38 @@ async fn migrations_apply_roll_back_and_apply_again() {
 
     const UNIQUE_NAMES: &str =
         "SELECT count(*) FROM pg_indexes WHERE indexname = 'functions_name_unique'";
-    assert_eq!(scalar_i64(&db, UNIQUE_NAMES).await, 1);
+    assert_eq!(scalar(&db, UNIQUE_NAMES).await, 1);
 
     const PARTITIONED: &str = "SELECT count(*) FROM pg_partitioned_table p \
          JOIN pg_class c ON c.oid = p.partrelid WHERE c.relname = 'executions'";
-    assert_eq!(scalar_i64(&db, PARTITIONED).await, 1);
+    assert_eq!(scalar(&db, PARTITIONED).await, 1);
     const RECORD_RUN: &str = "SELECT count(*) FROM pg_proc WHERE proname = 'projectnil_record_run'";
-    assert_eq!(scalar_i64(&db, RECORD_RUN).await, 1);
+    assert_eq!(scalar(&db, RECORD_RUN).await, 1);
     const RECORD_RUN_UPDATES: &str = "SELECT count(*) FROM pg_proc \
          WHERE proname = 'projectnil_record_run' AND prosrc LIKE '%UPDATE executions%'";
-    assert_eq!(scalar_i64(&db, RECORD_RUN_UPDATES).await, 0);
+    assert_eq!(scalar(&db, RECORD_RUN_UPDATES).await, 0);
     const TIME_ORDERED_IDS: &str = "SELECT count(*) FROM information_schema.columns \
          WHERE table_name = 'executions' AND column_name = 'id' \
            AND column_default = 'projectnil_uuid_v7()'";
-    assert_eq!(scalar_i64(&db, TIME_ORDERED_IDS).await, 1);
+    assert_eq!(scalar(&db, TIME_ORDERED_IDS).await, 1);
     // The execution inserted above has a version 7 id.
     const VERSION_7_IDS: &str =
         "SELECT count(*) FROM executions WHERE substr(id::text, 15, 1) = '7'";
-    assert_eq!(scalar_i64(&db, VERSION_7_IDS).await, 1);
+    assert_eq!(scalar(&db, VERSION_7_IDS).await, 1);
     // Time-ordered ids alone: new ids are random again.
     Migrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(scalar_i64(&db, TIME_ORDERED_IDS).await, 0);
+    assert_eq!(scalar(&db, TIME_ORDERED_IDS).await, 0);
     // A run inserted whole alone: the insert-then-update record comes back.
     Migrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(scalar_i64(&db, RECORD_RUN_UPDATES).await, 1);
+    assert_eq!(scalar(&db, RECORD_RUN_UPDATES).await, 1);
     // The one-statement record of a synchronous run alone.
     Migrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(scalar_i64(&db, RECORD_RUN).await, 0);
-    assert_eq!(scalar_i64(&db, PARTITIONED).await, 1);
+    assert_eq!(scalar(&db, RECORD_RUN).await, 0);
+    assert_eq!(scalar(&db, PARTITIONED).await, 1);
     // The analytics migration alone: executions go back to one table, rows kept.
     Migrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(scalar_i64(&db, PARTITIONED).await, 0);
-    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM executions").await, 1);
+    assert_eq!(scalar(&db, PARTITIONED).await, 0);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM executions").await, 1);
     // A failure recorded before error kinds existed gets its kind once.
     exec(
         &db,
@@ -107,7 +98,7 @@ async fn migrations_apply_roll_back_and_apply_again() {
 
     // The last migration before it: names need not be unique.
     Migrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(scalar_i64(&db, UNIQUE_NAMES).await, 0);
+    assert_eq!(scalar(&db, UNIQUE_NAMES).await, 0);
     // Applied over duplicates, it keeps the oldest holder's name and suffixes
     // the others, skipping a suffix that is taken.
     exec(
@@ -120,7 +111,7 @@ async fn migrations_apply_roll_back_and_apply_again() {
     .await
     .unwrap();
     Migrator::up(&db, Some(1)).await.unwrap();
-    let renamed = scalar_i64(
+    let renamed = scalar(
         &db,
         "SELECT count(*) FROM functions WHERE name IN ('Dup', 'dup (2)', 'dup (3)')",
     )
@@ -133,36 +124,36 @@ async fn migrations_apply_roll_back_and_apply_again() {
 
     // The one before: versions go, the function keeps its row.
     Migrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(scalar_i64(&db, VERSIONS).await, 0);
-    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM executions").await, 2);
+    assert_eq!(scalar(&db, VERSIONS).await, 0);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM executions").await, 2);
 
     // Then: the execution queue and the leases go.
     Migrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 0);
-    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta").await, 2);
-    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 2);
+    assert_eq!(scalar(&db, LEASE_COLUMNS).await, 0);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM pgmq.meta").await, 2);
+    assert_eq!(scalar(&db, QUEUE_TRIGGERS).await, 2);
 
     // And the one before that: the queues stay, their triggers go.
     Migrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 0);
+    assert_eq!(scalar(&db, QUEUE_TRIGGERS).await, 0);
     assert_eq!(
-        scalar_i64(
+        scalar(
             &db,
             "SELECT count(*) FROM pg_proc WHERE proname = 'projectnil_notify_queue'"
         )
         .await,
         0
     );
-    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pgmq.meta").await, 2);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM pgmq.meta").await, 2);
     migration::apply(&db).await.unwrap();
-    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 3);
-    assert_eq!(scalar_i64(&db, LEASE_COLUMNS).await, 4);
-    assert_eq!(scalar_i64(&db, VERSIONS).await, 2);
-    assert_eq!(scalar_i64(&db, UNIQUE_NAMES).await, 1);
-    assert_eq!(scalar_i64(&db, PARTITIONED).await, 1);
-    assert_eq!(scalar_i64(&db, TIME_ORDERED_IDS).await, 1);
+    assert_eq!(scalar(&db, QUEUE_TRIGGERS).await, 3);
+    assert_eq!(scalar(&db, LEASE_COLUMNS).await, 4);
+    assert_eq!(scalar(&db, VERSIONS).await, 2);
+    assert_eq!(scalar(&db, UNIQUE_NAMES).await, 1);
+    assert_eq!(scalar(&db, PARTITIONED).await, 1);
+    assert_eq!(scalar(&db, TIME_ORDERED_IDS).await, 1);
     assert_eq!(
-        scalar_i64(
+        scalar(
             &db,
             "SELECT count(*) FROM executions WHERE error_kind = 'TIMEOUT'"
         )
@@ -171,7 +162,7 @@ async fn migrations_apply_roll_back_and_apply_again() {
     );
     // ...and counts in the statistics.
     assert_eq!(
-        scalar_i64(
+        scalar(
             &db,
             "SELECT count(*) FROM execution_finishes WHERE error_kind = 'TIMEOUT'"
         )
@@ -180,13 +171,13 @@ async fn migrations_apply_roll_back_and_apply_again() {
     );
     // Applied again over existing data, every function has its revision.
     assert_eq!(
-        scalar_i64(&db, "SELECT count(*) FROM function_versions").await,
+        scalar(&db, "SELECT count(*) FROM function_versions").await,
         1
     );
 
     Migrator::down(&db, None).await.unwrap();
     assert_eq!(
-        scalar_i64(
+        scalar(
             &db,
             "SELECT count(*) FROM pg_tables WHERE tablename IN ('functions', 'executions')"
         )
@@ -194,7 +185,7 @@ async fn migrations_apply_roll_back_and_apply_again() {
         0
     );
     assert_eq!(
-        scalar_i64(
+        scalar(
             &db,
             "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgmq'"
         )
@@ -207,7 +198,7 @@ async fn migrations_apply_roll_back_and_apply_again() {
         Migrator::get_pending_migrations(&db).await.unwrap().len(),
         0
     );
-    assert_eq!(scalar_i64(&db, QUEUE_TRIGGERS).await, 3);
+    assert_eq!(scalar(&db, QUEUE_TRIGGERS).await, 3);
     insert_function(&db).await;
 }
 
@@ -228,7 +219,7 @@ async fn migrate_command_creates_the_database_and_is_idempotent() {
     );
     assert!(db.exists().await.unwrap());
     let conn = db.connect().await.unwrap();
-    let applied = scalar_i64(&conn, "SELECT count(*) FROM seaql_migrations").await;
+    let applied = scalar(&conn, "SELECT count(*) FROM seaql_migrations").await;
 
     let second = run_cli(&db, &["migrate"]).await.unwrap();
     assert!(
@@ -237,7 +228,7 @@ async fn migrate_command_creates_the_database_and_is_idempotent() {
         String::from_utf8_lossy(&second.stderr)
     );
     assert_eq!(
-        scalar_i64(&conn, "SELECT count(*) FROM seaql_migrations").await,
+        scalar(&conn, "SELECT count(*) FROM seaql_migrations").await,
         applied
     );
 }
@@ -429,7 +420,7 @@ async fn deleting_a_function_deletes_its_executions() {
         .await
         .unwrap();
     assert_eq!(
-        scalar_i64(
+        scalar(
             &db,
             &format!("SELECT count(*) FROM executions WHERE function_id = '{id}'")
         )
@@ -437,7 +428,7 @@ async fn deleting_a_function_deletes_its_executions() {
         0
     );
     assert_eq!(
-        scalar_i64(
+        scalar(
             &db,
             &format!("SELECT count(*) FROM executions WHERE function_id = '{other}'")
         )
@@ -473,7 +464,7 @@ async fn pgmq_round_trip_on_both_queues() {
         assert_eq!(metrics.queue_length, 0);
         assert_eq!(metrics.total_messages, 1);
         assert_eq!(
-            scalar_i64(&db, &format!("SELECT count(*) FROM pgmq.a_{queue}")).await,
+            scalar(&db, &format!("SELECT count(*) FROM pgmq.a_{queue}")).await,
             1
         );
     }

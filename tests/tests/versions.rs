@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tests::ws::{TRANSPORT_WS, WsClient};
-use tests::{Client, ServerOptions, TestApp, TestDb, TestServer, TestWorker, eventually};
+use tests::{Client, ServerOptions, TestApp, TestDb, TestServer, TestWorker, eventually, scalar};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -573,17 +573,4 @@ async fn function_changed_announces_every_change_on_another_replica() {
     let mut missing = subscribe(&watcher, CHANGES, json!({ "id": id })).await;
     let error = missing.next_message("sub", WAIT).await.unwrap();
     assert!(error.to_string().contains("NOT_FOUND"), "{error}");
-}
-
-async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
-    use sea_orm::ConnectionTrait;
-    let row = db
-        .query_one(sea_orm::Statement::from_string(
-            db.get_database_backend(),
-            sql,
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
 }
