@@ -109,9 +109,28 @@ pub async fn archive<C: ConnectionTrait>(
     queue: &str,
     msg_id: i64,
 ) -> Result<(), QueueError> {
+    on_message(db, "SELECT pgmq.archive($1, $2::bigint)", queue, msg_id).await
+}
+
+/// Deletes a handled message.
+pub async fn delete<C: ConnectionTrait>(
+    db: &C,
+    queue: &str,
+    msg_id: i64,
+) -> Result<(), QueueError> {
+    on_message(db, "SELECT pgmq.delete($1, $2::bigint)", queue, msg_id).await
+}
+
+/// Runs `sql`, a pgmq call on one message (`$1` the queue, `$2` its id).
+async fn on_message<C: ConnectionTrait>(
+    db: &C,
+    sql: &str,
+    queue: &str,
+    msg_id: i64,
+) -> Result<(), QueueError> {
     db.execute(Statement::from_sql_and_values(
         db.get_database_backend(),
-        "SELECT pgmq.archive($1, $2::bigint)",
+        sql,
         [queue.into(), msg_id.into()],
     ))
     .await?;
@@ -213,21 +232,6 @@ pub async fn give_back<C: ConnectionTrait>(
         ))
         .await?;
     Ok(given.rows_affected() == 1)
-}
-
-/// Deletes a handled message.
-pub async fn delete<C: ConnectionTrait>(
-    db: &C,
-    queue: &str,
-    msg_id: i64,
-) -> Result<(), QueueError> {
-    db.execute(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "SELECT pgmq.delete($1, $2::bigint)",
-        [queue.into(), msg_id.into()],
-    ))
-    .await?;
-    Ok(())
 }
 
 /// Backlog of one queue, from `pgmq.metrics`.
