@@ -430,6 +430,49 @@ async fn subscribing_to_a_finished_execution_sends_it_and_completes() {
     );
 }
 
+/// Following what is not there, an unknown id or an execution under another
+/// function's id, is NOT_FOUND, and the subscription ends.
+#[tokio::test]
+async fn following_what_is_not_there_is_not_found() {
+    let app = TestApp::start().await.unwrap();
+    let client = app.client();
+    let function_id = client.ready_function("echo", ECHO).await.unwrap();
+    let other = create(&client, "other", ECHO).await;
+    let execution = client
+        .execute(&function_id, json!({ "n": 1 }))
+        .await
+        .unwrap();
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let cases = [
+        (FUNCTION_EVENTS, json!({ "id": unknown }), "function"),
+        (EXECUTION_EVENTS, json!({ "id": unknown }), "execution"),
+        (
+            EXECUTION_EVENTS,
+            json!({ "id": execution["id"], "functionId": other }),
+            "execution",
+        ),
+    ];
+    for (query, variables, what) in cases {
+        let mut ws = subscriber(&app.server, query, variables.clone()).await;
+        let payload = ws.next_payload("sub", WAIT).await.unwrap();
+        let error = &payload["errors"][0];
+        assert_eq!(
+            error["extensions"]["code"], "NOT_FOUND",
+            "{variables}: {payload}"
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("no {what} with id")),
+            "{message}"
+        );
+        assert_eq!(
+            ws.next_message("sub", WAIT).await.unwrap(),
+            json!({ "id": "sub", "type": "complete" }),
+            "{variables}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn subscribing_to_a_ready_function_sends_exactly_one_snapshot() {
     let app = TestApp::start().await.unwrap();

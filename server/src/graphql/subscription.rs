@@ -7,16 +7,16 @@
 //! A lagging subscriber, a reconnected listener, or a stream that could not
 //! load a transition's entity gets the current state again.
 
+mod status;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use async_graphql::{Context, Result, Subscription};
 use chrono::Utc;
 use futures::stream::BoxStream;
 use futures::{FutureExt as _, Stream, StreamExt as _};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::time::Instant;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use uuid::Uuid;
@@ -24,12 +24,13 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::types::{
-    Execution, ExecutionStatus, ExecutionStatusEvent, Function, FunctionChangeEvent,
-    FunctionChangeKind, FunctionStatus, FunctionStatusEvent,
+    Execution, ExecutionStatusEvent, Function, FunctionChangeEvent, FunctionChangeKind,
+    FunctionStatusEvent,
 };
-use crate::events::{self, Announcement, BusMessage, ExecutionAnnouncement};
+use crate::events::{self, Announcement, BusMessage, ExecutionAnnouncement, StatusChange};
 use crate::executions;
 use crate::functions::{self, FunctionRecord};
+use status::{ExecutionStatusFollowed, Followed, FunctionStatusFollowed, follow_one};
 
 pub struct SubscriptionRoot;
 
@@ -121,101 +122,14 @@ impl SubscriptionRoot {
         id: Option<Uuid>,
     ) -> BoxStream<'static, Result<FunctionStatusEvent>> {
         let state = ctx.data_unchecked::<AppState>().clone();
-        let mut bus = state.events.subscribe();
+        let bus = state.events.subscribe();
         let Some(id) = id else {
             return follow_all(bus, ctx.data_opt().cloned(), move |message| {
-                let BusMessage::Function(announcement) = message else {
-                    return None;
-                };
-                let change = &announcement.change;
-                let status = FunctionStatus::parse(&change.status)?;
-                let previous = change
-                    .previous_status
-                    .as_deref()
-                    .and_then(FunctionStatus::parse);
-                let state = state.clone();
-                Some(async move {
-                    let change = &announcement.change;
-                    match load_function(&state, &announcement, change.id).await {
-                        Ok(Some(function)) => Some(Ok(FunctionStatusEvent {
-                            function,
-                            previous_status: previous,
-                            status,
-                            at: change.at,
-                        })),
-                        Ok(None) => None,
-                        Err(error) => Some(Err(error.into())),
-                    }
-                })
+                let announcement = FunctionStatusFollowed::announcement(message)?;
+                event_of::<FunctionStatusFollowed>(&state, announcement)
             });
         };
-        async_stream::stream! {
-            let event = match snapshot_function(&state, id, None).await {
-                Ok(Some(event)) => event,
-                Ok(None) => { yield Err(not_found("function", id)); return; }
-                Err(error) => { yield Err(error.into()); return; }
-            };
-            let mut last = Some(event.status);
-            // A whole recompile (READY → … → READY) can happen during a gap;
-            // the revision tells it apart from "nothing happened".
-            let mut last_revision = Some(event.function.revision);
-            yield Ok(event);
-            let mut reread = Reread::default();
-            loop {
-                let resync = match reread.next_message(&mut bus).await {
-                    Ok(BusMessage::Function(announcement)) => {
-                        let change = &announcement.change;
-                        if id != change.id {
-                            continue;
-                        }
-                        let (Some(status), previous) = (FunctionStatus::parse(&change.status), change.previous_status.as_deref().and_then(FunctionStatus::parse)) else { continue };
-                        if reread.pending() {
-                            true
-                        } else if previous != last {
-                            continue;
-                        } else {
-                            match load_function(&state, &announcement, change.id).await {
-                                Ok(Some(function)) => {
-                                    last = Some(status);
-                                    last_revision = Some(function.revision);
-                                    yield Ok(FunctionStatusEvent { function, previous_status: previous, status, at: change.at });
-                                    false
-                                }
-                                Ok(None) => return, // deleted: nothing more will happen
-                                Err(error) => {
-                                    yield Err(error.into());
-                                    reread.failed();
-                                    true
-                                }
-                            }
-                        }
-                    }
-                    Ok(BusMessage::Execution(_) | BusMessage::FunctionChanged(_)) => continue,
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => true,
-                    Err(RecvError::Closed) => return,
-                };
-                if !resync {
-                    continue;
-                }
-                match snapshot_function(&state, id, last).await {
-                    Ok(Some(event)) => {
-                        reread.succeeded();
-                        if Some(event.status) != last || Some(event.function.revision) != last_revision {
-                            last = Some(event.status);
-                            last_revision = Some(event.function.revision);
-                            yield Ok(event);
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(error) => {
-                        if let Some(error) = reread.failed_with(error) {
-                            yield Err(error.into());
-                        }
-                    }
-                }
-            }
-        }
-        .boxed()
+        follow_one::<FunctionStatusFollowed>(state, bus, id, |_| true)
     }
 
     /// Transitions of one execution (id given; its current state is sent first), of one function's executions, or of all.
@@ -226,111 +140,19 @@ impl SubscriptionRoot {
         function_id: Option<Uuid>,
     ) -> BoxStream<'static, Result<ExecutionStatusEvent>> {
         let state = ctx.data_unchecked::<AppState>().clone();
-        let mut bus = state.events.subscribe();
+        let bus = state.events.subscribe();
         let Some(id) = id else {
             return follow_all(bus, ctx.data_opt().cloned(), move |message| {
-                let BusMessage::Execution(announcement) = message else {
-                    return None;
-                };
-                let change = &announcement.change;
-                if function_id.is_some_and(|f| f != change.function_id) {
+                let announcement = ExecutionStatusFollowed::announcement(message)?;
+                if function_id.is_some_and(|f| f != announcement.change.function_id) {
                     return None;
                 }
-                let status = ExecutionStatus::parse(&change.status)?;
-                let previous = change
-                    .previous_status
-                    .as_deref()
-                    .and_then(ExecutionStatus::parse);
-                let state = state.clone();
-                Some(async move {
-                    match load_execution(&state, &announcement).await {
-                        Ok(Some(execution)) => Some(Ok(ExecutionStatusEvent {
-                            execution,
-                            previous_status: previous,
-                            status,
-                            at: announcement.change.at,
-                        })),
-                        Ok(None) => None,
-                        Err(error) => Some(Err(error.into())),
-                    }
-                })
+                event_of::<ExecutionStatusFollowed>(&state, announcement)
             });
         };
-        async_stream::stream! {
-            let event = match snapshot_execution(&state, id, None).await {
-                Ok(Some(event)) if function_id.is_none_or(|f| f == event.execution.function_id) => event,
-                Ok(_) => { yield Err(not_found("execution", id)); return; }
-                Err(error) => { yield Err(error.into()); return; }
-            };
-            let mut last = Some(event.status);
-            let finished = event.status.is_final();
-            yield Ok(event);
-            // Already over when it was subscribed: nothing more will happen.
-            if finished {
-                return;
-            }
-            let mut reread = Reread::default();
-            loop {
-                let resync = match reread.next_message(&mut bus).await {
-                    Ok(BusMessage::Execution(announcement)) => {
-                        let change = &announcement.change;
-                        if id != change.id {
-                            continue;
-                        }
-                        let (Some(status), previous) = (ExecutionStatus::parse(&change.status), change.previous_status.as_deref().and_then(ExecutionStatus::parse)) else { continue };
-                        if reread.pending() {
-                            true
-                        } else if previous != last {
-                            continue;
-                        } else {
-                            match load_execution(&state, &announcement).await {
-                                Ok(Some(execution)) => {
-                                    last = Some(status);
-                                    let finished = status.is_final();
-                                    yield Ok(ExecutionStatusEvent { execution, previous_status: previous, status, at: change.at });
-                                    if finished {
-                                        return;
-                                    }
-                                    false
-                                }
-                                Ok(None) => return,
-                                Err(error) => {
-                                    yield Err(error.into());
-                                    reread.failed();
-                                    true
-                                }
-                            }
-                        }
-                    }
-                    Ok(BusMessage::Function(_) | BusMessage::FunctionChanged(_)) => continue,
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => true,
-                    Err(RecvError::Closed) => return,
-                };
-                if !resync {
-                    continue;
-                }
-                match snapshot_execution(&state, id, last).await {
-                    Ok(Some(event)) => {
-                        reread.succeeded();
-                        if Some(event.status) != last {
-                            let finished = event.status.is_final();
-                            last = Some(event.status);
-                            yield Ok(event);
-                            if finished {
-                                return;
-                            }
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(error) => {
-                        if let Some(error) = reread.failed_with(error) {
-                            yield Err(error.into());
-                        }
-                    }
-                }
-            }
-        }
-        .boxed()
+        follow_one::<ExecutionStatusFollowed>(state, bus, id, move |event| {
+            function_id.is_none_or(|f| f == event.execution.function_id)
+        })
     }
 
     /// Every change of one function (id given; its current state first) or of every function.
@@ -404,80 +226,6 @@ impl SubscriptionRoot {
     }
 }
 
-/// After a failed read, how long a stream with an id waits for its next
-/// announcement before it reads the current state again by itself; doubled
-/// after each further failure, up to [`REREAD_AFTER_MAX`], so that an outage
-/// does not have every such stream read every second.
-const REREAD_AFTER: Duration = Duration::from_secs(1);
-const REREAD_AFTER_MAX: Duration = Duration::from_secs(30);
-
-/// Whether a stream with an id must read its entity's current state again.
-///
-/// Such a stream passes on an announcement only if it continues from the
-/// status it sent last. When the entity of a transition could not be loaded,
-/// that status is behind, so every later announcement would be skipped as
-/// out of order and the subscriber would never learn the final state.
-/// Instead the stream reads the current state at once, and again at its
-/// next announcement or after [`REREAD_AFTER`] (whichever comes first) until
-/// a read succeeds. The subscriber is told of the failure once, not of every
-/// retry.
-#[derive(Debug)]
-struct Reread {
-    due: Option<Instant>,
-    wait: Duration,
-}
-
-impl Default for Reread {
-    fn default() -> Self {
-        Self {
-            due: None,
-            wait: REREAD_AFTER,
-        }
-    }
-}
-
-impl Reread {
-    fn pending(&self) -> bool {
-        self.due.is_some()
-    }
-
-    /// The next bus message; a `Resync` of its own when a reread is due.
-    async fn next_message(&self, bus: &mut events::BusReceiver) -> Result<BusMessage, RecvError> {
-        let Some(due) = self.due else {
-            return bus.recv().await;
-        };
-        tokio::select! {
-            message = bus.recv() => message,
-            () = tokio::time::sleep_until(due) => Ok(BusMessage::Resync),
-        }
-    }
-
-    /// A load failed and the subscriber has been told; the reread follows
-    /// at once.
-    fn failed(&mut self) {
-        self.due = Some(Instant::now());
-    }
-
-    /// A reread failed: the next one is due after the current wait, which
-    /// doubles. The error, if the subscriber has not been told of this
-    /// failure yet.
-    fn failed_with(&mut self, error: ApiError) -> Option<ApiError> {
-        let told = self.pending();
-        self.due = Some(Instant::now() + self.wait);
-        self.wait = (self.wait * 2).min(REREAD_AFTER_MAX);
-        if told {
-            tracing::debug!(reason = %error.message, "subscription.reread_failed");
-            None
-        } else {
-            Some(error)
-        }
-    }
-
-    fn succeeded(&mut self) {
-        *self = Self::default();
-    }
-}
-
 /// Announcements whose entities may be loading at once on an id-less stream.
 const LOAD_AHEAD: usize = 32;
 
@@ -545,39 +293,22 @@ fn not_found(what: &str, id: Uuid) -> async_graphql::Error {
     ApiError::new(ErrorCode::NotFound, format!("no {what} with id {id}")).into()
 }
 
-/// The current state as an event (`previous` is what the subscriber saw last).
-async fn snapshot_function(
+/// The event of a status announcement on an id-less stream, to be loaded;
+/// `None` when its status is not one this API knows.
+fn event_of<F: Followed>(
     state: &AppState,
-    id: Uuid,
-    previous: Option<FunctionStatus>,
-) -> Result<Option<FunctionStatusEvent>, ApiError> {
-    let record = functions::get(&state.reads, id).await?;
-    Ok(record.map(|record| {
-        let function = Function::from(record);
-        FunctionStatusEvent {
-            status: function.status,
-            function,
-            previous_status: previous,
-            at: Utc::now(),
-        }
-    }))
-}
-
-async fn snapshot_execution(
-    state: &AppState,
-    id: Uuid,
-    previous: Option<ExecutionStatus>,
-) -> Result<Option<ExecutionStatusEvent>, ApiError> {
-    let model = executions::get(&state.reads, id).await?;
-    Ok(model.map(|model| {
-        let execution = Execution::from(model);
-        ExecutionStatusEvent {
-            status: execution.status,
-            execution,
-            previous_status: previous,
-            at: Utc::now(),
-        }
-    }))
+    announcement: Arc<Announcement<StatusChange, F::Entity>>,
+) -> Option<impl Future<Output = Option<Result<F::Event>>> + Send + use<F>> {
+    let change = &announcement.change;
+    let status = F::parse(&change.status)?;
+    let previous = change.previous_status.as_deref().and_then(F::parse);
+    let state = state.clone();
+    Some(async move {
+        F::event(&state, &announcement, status, previous)
+            .await
+            .map_err(Into::into)
+            .transpose()
+    })
 }
 
 /// The function as it is now, as the first event of `functionChanged`.
