@@ -33,9 +33,8 @@ pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
 /// delivery holds up only its own slot, never the ones read after it. After a
 /// read that finds fewer than it asked for, it reads again when a notification
 /// arrives (or after [`FALLBACK_POLL`]); a failed read is retried after
-/// [`FALLBACK_POLL`]. At `shutdown` the deliveries being handled are finished,
-/// not interrupted; the ones read and not started come back after their
-/// visibility timeout.
+/// [`FALLBACK_POLL`]. At `shutdown` it stops reading; what it has read is
+/// still handled, none of it interrupted.
 pub async fn consume<F, Fut>(
     db: &DatabaseConnection,
     queue: &str,
@@ -95,7 +94,11 @@ pub async fn consume<F, Fut>(
             _ = arrivals.wait(FALLBACK_POLL), if !may_have_more => may_have_more = true,
         }
     }
+    // Nothing read is left for its visibility timeout to give back.
     while handling.next().await.is_some() {}
+    for delivery in waiting {
+        handle(delivery).await;
+    }
 }
 
 /// Awaits `work` while the deliveries in `handling` go on.
