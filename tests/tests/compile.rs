@@ -7,22 +7,18 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tests::fixtures::{ADD, ECHO};
 use tests::readme::{Expected, examples};
-use tests::{ServerOptions, TestApp, TestDb, TestServer, eventually, scalar};
-use tokio::process::{Child, Command};
+use tests::{ServerOptions, TestApp, TestDb, TestServer, TestWorker, eventually, scalar};
 
 const COMPILE_WAIT: Duration = Duration::from_secs(120);
 
-fn spawn_worker(db_url: &str, env: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(tests::binary());
-    command
-        .arg("worker")
-        .env("DATABASE_URL", db_url)
-        .env("RUST_LOG", "warn,server=info")
-        .kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.spawn().unwrap()
+/// A `projectnil worker` on `db_url` with `env` set, once it is ready.
+async fn worker(db_url: &str, env: &[(&str, &str)]) -> TestWorker {
+    let options = env
+        .iter()
+        .fold(ServerOptions::default(), |options, (key, value)| {
+            options.env(key, value)
+        });
+    TestWorker::start(db_url, options).await.unwrap()
 }
 
 fn id_of(function: &Value) -> String {
@@ -269,7 +265,7 @@ async fn a_full_compile_backlog_refuses_and_records_nothing() {
         json!({ "name": "renamed", "revision": 1 })
     );
 
-    let _worker = spawn_worker(&app.db.url, &[]);
+    let _worker = worker(&app.db.url, &[]).await;
     eventually!("the backlog drained", async {
         (scalar(&db, "SELECT count(*) FROM pgmq.q_compilation_jobs").await == 0).then_some(())
     });
@@ -357,7 +353,7 @@ async fn poison_jobs_fail_the_function_after_the_limit() {
     db.execute_unprepared("UPDATE pgmq.q_compilation_jobs SET read_ct = 5")
         .await
         .unwrap();
-    let _worker = spawn_worker(&app.db.url, &[]);
+    let _worker = worker(&app.db.url, &[]).await;
     let function = client.wait_compiled(&id, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "FAILED");
     assert!(
@@ -385,7 +381,7 @@ async fn several_workers_compile_each_job_once() {
         .await
         .unwrap();
     let client = server.client();
-    let _workers = [spawn_worker(&db.url, &[]), spawn_worker(&db.url, &[])];
+    let _workers = [worker(&db.url, &[]).await, worker(&db.url, &[]).await];
     let mut ids = Vec::new();
     for i in 0..6 {
         let source = format!(
@@ -440,7 +436,7 @@ async fn a_worker_killed_mid_compile_loses_nothing() {
     let client = server.client();
     // A short compile timeout keeps the visibility timeout (timeout + 15 s) short.
     let env = [("PROJECTNIL_COMPILE_TIMEOUT_MS", "15000")];
-    let mut doomed = spawn_worker(&db.url, &env);
+    let mut doomed = worker(&db.url, &env).await;
     // A source that takes a while to compile, so the kill lands mid-compile.
     let mut source = String::from(ADD);
     for i in 0..30 {
@@ -459,7 +455,7 @@ async fn a_worker_killed_mid_compile_loses_nothing() {
     });
     doomed.kill().await.unwrap();
     assert_eq!(client.function(&id).await.unwrap()["status"], "COMPILING");
-    let _rescuer = spawn_worker(&db.url, &env);
+    let _rescuer = worker(&db.url, &env).await;
     let function = client.wait_compiled(&id, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "READY", "{}", function["compileError"]);
     assert_eq!(
@@ -521,7 +517,7 @@ async fn messages_made_visible_without_a_notification_are_consumed() {
         )
     };
     db.execute_unprepared(&hide_job(3600)).await.unwrap();
-    let _worker = spawn_worker(&app.db.url, &[]);
+    let _worker = worker(&app.db.url, &[]).await;
     let listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
                      AND query LIKE 'LISTEN%projectnil_queue_compilation_jobs%'";
     eventually!("the worker to listen", async {
@@ -662,14 +658,15 @@ async fn a_cache_hit_does_not_wait_behind_a_compile() {
         .unwrap();
     let client = server.client();
     // The held compile must not time out while the test looks.
-    let worker = spawn_worker(
+    let compiling = worker(
         &server.db.url,
         &[("PROJECTNIL_COMPILE_TIMEOUT_MS", "600000")],
-    );
+    )
+    .await;
     let first = id_of(&client.create_function("first", ECHO).await.unwrap());
     let function = client.wait_compiled(&first, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "READY", "{function}");
-    let compilers = children(worker.id().unwrap());
+    let compilers = children(compiling.pid().unwrap());
     assert_eq!(compilers.len(), 1, "{compilers:?}");
     let stopped = Stopped::stop(compilers[0]);
 
@@ -757,18 +754,19 @@ async fn a_slow_compile_is_not_taken_by_a_second_worker() {
     let node = NodeWrapper::new();
     node.install("");
     let path = node.path.display().to_string();
-    let slow = spawn_worker(
+    let slow = worker(
         &server.db.url,
         &[
             ("PROJECTNIL_NODE", &path),
             ("PROJECTNIL_COMPILE_TIMEOUT_MS", "10000"),
         ],
-    );
+    )
+    .await;
     // A first compile: the worker and its compiler process are up.
     let first = id_of(&client.create_function("first", ECHO).await.unwrap());
     let function = client.wait_compiled(&first, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "READY", "{function}");
-    let compilers = children(slow.id().unwrap());
+    let compilers = children(slow.pid().unwrap());
     assert_eq!(compilers.len(), 1, "{compilers:?}");
     node.install("sleep 30");
     tests::signal(compilers[0] as u32, "KILL").unwrap();
@@ -790,7 +788,7 @@ async fn a_slow_compile_is_not_taken_by_a_second_worker() {
             == 1)
             .then_some(())
     });
-    let _idle = spawn_worker(&server.db.url, &[]);
+    let _idle = worker(&server.db.url, &[]).await;
     let function = client.wait_compiled(&id, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "READY", "{function}");
     assert_eq!(

@@ -7,15 +7,13 @@
 //! `projectnil worker` is started only once the subscriber is in place, so a
 //! compile can never race ahead of the subscription.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
 use tests::fixtures::{ADD, ECHO};
 use tests::ws::{TRANSPORT_WS, WsClient};
-use tests::{Client, ServerOptions, TestApp, TestDb, TestServer};
-use tokio::process::Child;
+use tests::{Client, ServerOptions, TestApp, TestDb, TestServer, TestWorker};
 
 /// Compiles take seconds; this is a bound for a hung test, not a expectation.
 const WAIT: Duration = Duration::from_secs(60);
@@ -39,21 +37,6 @@ async fn app_without_worker() -> TestApp {
     TestApp::start_with(ServerOptions::default().arg("--no-worker"))
         .await
         .unwrap()
-}
-
-/// A `projectnil worker` on `db_url`, killed on drop.
-fn start_worker(db_url: &str) -> Child {
-    tokio::process::Command::new(tests::binary())
-        .arg("worker")
-        .env("DATABASE_URL", db_url)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting projectnil worker (build it with `cargo build --bin projectnil`)")
 }
 
 async fn subscriber(server: &TestServer, query: &str, variables: Value) -> WsClient {
@@ -234,7 +217,9 @@ async fn a_function_subscription_sees_pending_compiling_ready_in_order() {
     );
     assert_eq!(snapshot["function"]["id"], id.as_str());
 
-    let _worker = start_worker(&app.db.url);
+    let _worker = TestWorker::start(&app.db.url, ServerOptions::default())
+        .await
+        .unwrap();
     let events = events_of(&mut client, &id, "READY").await;
     assert_eq!(
         transitions(&events),
@@ -263,7 +248,9 @@ async fn without_an_id_every_function_is_followed() {
 
     let add = create(&client, "add", ADD).await;
     let echo = create(&client, "echo", ECHO).await;
-    let _worker = start_worker(&app.db.url);
+    let _worker = TestWorker::start(&app.db.url, ServerOptions::default())
+        .await
+        .unwrap();
     let mut seen: std::collections::HashMap<String, Vec<Value>> = Default::default();
     while [&add, &echo].iter().any(|id| {
         !seen
@@ -297,7 +284,9 @@ async fn a_failing_compile_ends_in_failed_with_the_compile_error() {
         [pair(None, "PENDING")]
     );
 
-    let _worker = start_worker(&app.db.url);
+    let _worker = TestWorker::start(&app.db.url, ServerOptions::default())
+        .await
+        .unwrap();
     let events = events_of(&mut client, &id, "FAILED").await;
     assert_eq!(
         transitions(&events),
@@ -517,7 +506,9 @@ async fn events_reach_every_replica() {
         transitions(&[event(&mut functions).await]),
         [pair(None, "PENDING")]
     );
-    let _worker = start_worker(&db.url);
+    let _worker = TestWorker::start(&db.url, ServerOptions::default())
+        .await
+        .unwrap();
     let events = events_of(&mut functions, &function_id, "READY").await;
     assert_eq!(
         transitions(&events),
