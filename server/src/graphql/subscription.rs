@@ -299,9 +299,7 @@ fn event_of<F: Followed>(
     state: &AppState,
     announcement: Arc<Announcement<StatusChange, F::Entity>>,
 ) -> Option<impl Future<Output = Option<Result<F::Event>>> + Send + use<F>> {
-    let change = &announcement.change;
-    let status = F::parse(&change.status)?;
-    let previous = change.previous_status.as_deref().and_then(F::parse);
+    let (status, previous) = F::transition(&announcement.change)?;
     let state = state.clone();
     Some(async move {
         F::event(&state, &announcement, status, previous)

@@ -42,6 +42,16 @@ pub(super) trait Followed: Send + 'static {
 
     fn parse(status: &str) -> Option<Self::Status>;
 
+    /// The status `change` moved to and the one it left; `None` when the new
+    /// one is not a status this API knows.
+    fn transition(change: &StatusChange) -> Option<(Self::Status, Option<Self::Status>)> {
+        let status = Self::parse(&change.status)?;
+        Some((
+            status,
+            change.previous_status.as_deref().and_then(Self::parse),
+        ))
+    }
+
     /// The event of `announcement`, its entity loaded once for every
     /// subscriber; `None` when the entity is gone.
     fn event(
@@ -239,8 +249,7 @@ pub(super) fn follow_one<F: Followed>(
                     if change.id != id {
                         continue;
                     }
-                    let Some(status) = F::parse(&change.status) else { continue };
-                    let previous = change.previous_status.as_deref().and_then(F::parse);
+                    let Some((status, previous)) = F::transition(change) else { continue };
                     if reread.pending() {
                         true
                     } else if previous != Some(last.status) {
