@@ -135,4 +135,20 @@ impl Client {
             .await?;
         Ok(data["executeFunction"].clone())
     }
+
+    /// Executes add.ts's function `add` once for each `a` in `each_a`, all at
+    /// once, with `b`, and checks that every run COMPLETED with its own sum
+    /// (no run sees another's input or output). Returns how many ran.
+    pub async fn adds_at_once(&self, add: &str, each_a: std::ops::Range<i64>, b: i64) -> usize {
+        let runs = each_a.map(|a| async move {
+            let execution = self.execute(add, json!({ "a": a, "b": b })).await;
+            (a, execution.expect("executeFunction"))
+        });
+        let finished = futures::future::join_all(runs).await;
+        for (a, execution) in &finished {
+            assert_eq!(execution["status"], "COMPLETED", "{execution}");
+            assert_eq!(execution["output"], json!({ "sum": a + b }), "{execution}");
+        }
+        finished.len()
+    }
 }

@@ -126,6 +126,15 @@ pub async fn scalar(db: &impl sea_orm::ConnectionTrait, sql: &str) -> i64 {
     first_value(db, sql).await
 }
 
+/// Runs `sql` (one or more statements, no parameters) on `db` and returns
+/// the rows it affected; panics, naming the statement, when it fails.
+pub async fn exec(db: &impl sea_orm::ConnectionTrait, sql: &str) -> u64 {
+    db.execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .rows_affected()
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         admin_from_drop(format!(

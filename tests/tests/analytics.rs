@@ -9,7 +9,7 @@ use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use tests::fixtures::ADD;
-use tests::{Client, ServerOptions, TestApp, TestDb, TestServer, eventually, scalar};
+use tests::{Client, ServerOptions, TestApp, TestDb, TestServer, eventually, exec, scalar};
 
 const STATS: &str = "query($f: UUID, $since: DateTime, $until: DateTime, $bucket: Int!) {
   executionStats(functionId: $f, since: $since, until: $until) {
@@ -35,12 +35,6 @@ impl Seeded {
     fn ms(&self) -> f64 {
         self.duration_us as f64 / 1000.0
     }
-}
-
-async fn exec(db: &DatabaseConnection, sql: &str) {
-    db.execute_unprepared(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {

@@ -5,7 +5,7 @@
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde_json::{Value, json};
 use tests::fixtures::ADD;
-use tests::{ServerOptions, TestApp};
+use tests::{ServerOptions, TestApp, exec};
 
 async fn app() -> TestApp {
     TestApp::start_with(ServerOptions::default().arg("--no-worker"))
@@ -178,9 +178,7 @@ async fn rename_keeps_the_module_and_a_new_source_recompiles() {
 async fn a_failing_enqueue_leaves_no_function() {
     let app = app().await;
     let db = db(&app).await;
-    db.execute_unprepared("SELECT pgmq.drop_queue('compilation_jobs')")
-        .await
-        .unwrap();
+    exec(&db, "SELECT pgmq.drop_queue('compilation_jobs')").await;
     let error = app
         .client()
         .error(
@@ -289,13 +287,11 @@ async fn lists_read_the_large_columns_their_nodes_select() {
         .await
         .unwrap()["createFunction"]["id"]
         .clone();
-    db(&app)
-        .await
-        .execute_unprepared(
-            "UPDATE functions SET status = 'FAILED', compile_error = 'ERROR TS2304'",
-        )
-        .await
-        .unwrap();
+    exec(
+        &db(&app).await,
+        "UPDATE functions SET status = 'FAILED', compile_error = 'ERROR TS2304'",
+    )
+    .await;
     let expected = json!({ "source": ADD, "description": "adds", "compileError": "ERROR TS2304" });
     // Directly, through a named fragment, an inline fragment and an alias,
     // in `nodes` and in `edges { node }`: each must read the columns.
@@ -334,11 +330,11 @@ async fn filters_by_status_and_name() {
         client.create_function(name, ADD).await.unwrap();
     }
     let db = db(&app).await;
-    db.execute_unprepared(
+    exec(
+        &db,
         "UPDATE functions SET status = 'FAILED', compile_error = 'x' WHERE name = 'thumbnail'",
     )
-    .await
-    .unwrap();
+    .await;
 
     let resize = client
         .data(LIST, json!({ "nameContains": "RESIZE" }))
@@ -393,9 +389,10 @@ async fn executions_are_listed_filtered_and_joined_without_n_plus_one() {
         (&a, "COMPLETED", "NULL", "NULL"),
         (&b, "RUNNING", "NULL", "NULL"),
     ] {
-        db.execute_unprepared(&format!("INSERT INTO executions (function_id, revision, status, error_message, error_kind, input) VALUES ('{function}', 1, '{status}', {error}, {kind}, '{{\"x\": 1}}')"))
-            .await
-            .unwrap();
+        let insert = format!(
+            "INSERT INTO executions (function_id, revision, status, error_message, error_kind, input) VALUES ('{function}', 1, '{status}', {error}, {kind}, '{{\"x\": 1}}')"
+        );
+        exec(&db, &insert).await;
     }
     let all = client
         .data(

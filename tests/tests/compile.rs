@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tests::fixtures::{ADD, ECHO};
 use tests::readme::{Expected, examples};
-use tests::{ServerOptions, TestApp, TestDb, TestServer, TestWorker, eventually, scalar};
+use tests::{ServerOptions, TestApp, TestDb, TestServer, TestWorker, eventually, exec, scalar};
 
 const COMPILE_WAIT: Duration = Duration::from_secs(120);
 
@@ -350,9 +349,7 @@ async fn poison_jobs_fail_the_function_after_the_limit() {
     let id = id_of(&client.create_function("poison", ECHO).await.unwrap());
     let db = app.db.connect().await.unwrap();
     // As if five workers had died on this job already.
-    db.execute_unprepared("UPDATE pgmq.q_compilation_jobs SET read_ct = 5")
-        .await
-        .unwrap();
+    exec(&db, "UPDATE pgmq.q_compilation_jobs SET read_ct = 5").await;
     let _worker = worker(&app.db.url, &[]).await;
     let function = client.wait_compiled(&id, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "FAILED");
@@ -482,29 +479,26 @@ async fn messages_made_visible_without_a_notification_are_consumed() {
     // to sleep), then made visible without a word.
     let failed = id_of(&client.create_function("failed", ECHO).await.unwrap());
     let result = json!({ "functionId": failed, "revision": 1, "success": false, "error": "made visible later" });
-    db.execute_unprepared(&format!(
-        "SELECT pgmq.send('compilation_results', '{result}'::jsonb, 3600)"
-    ))
-    .await
-    .unwrap();
+    exec(
+        &db,
+        &format!("SELECT pgmq.send('compilation_results', '{result}'::jsonb, 3600)"),
+    )
+    .await;
     // A visible result sent after it: once that one is consumed, the hidden
     // one's notification has been spent on a read that found nothing.
     let sentinel = id_of(&client.create_function("sentinel", ECHO).await.unwrap());
     let sentinel_result =
         json!({ "functionId": sentinel, "revision": 1, "success": false, "error": "sentinel" });
-    db.execute_unprepared(&format!(
-        "SELECT pgmq.send('compilation_results', '{sentinel_result}'::jsonb)"
-    ))
-    .await
-    .unwrap();
+    exec(
+        &db,
+        &format!("SELECT pgmq.send('compilation_results', '{sentinel_result}'::jsonb)"),
+    )
+    .await;
     let consumed = client.wait_compiled(&sentinel, COMPILE_WAIT).await.unwrap();
     assert_eq!(consumed["compileError"], "sentinel", "{consumed}");
     assert_eq!(client.function(&failed).await.unwrap()["status"], "PENDING");
-    db.execute_unprepared(
-        "SELECT 1 FROM pgmq.set_vt('compilation_results', (SELECT msg_id FROM pgmq.q_compilation_results WHERE message->>'error' = 'made visible later'), 0)",
-    )
-    .await
-    .unwrap();
+    let make_visible = "SELECT 1 FROM pgmq.set_vt('compilation_results', (SELECT msg_id FROM pgmq.q_compilation_results WHERE message->>'error' = 'made visible later'), 0)";
+    exec(&db, make_visible).await;
     let function = client.wait_compiled(&failed, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "FAILED", "{function}");
     assert_eq!(function["compileError"], "made visible later");
@@ -516,7 +510,7 @@ async fn messages_made_visible_without_a_notification_are_consumed() {
             "SELECT 1 FROM pgmq.set_vt('compilation_jobs', (SELECT msg_id FROM pgmq.q_compilation_jobs WHERE message->>'functionId' = '{ready}'), {seconds})"
         )
     };
-    db.execute_unprepared(&hide_job(3600)).await.unwrap();
+    exec(&db, &hide_job(3600)).await;
     let _worker = worker(&app.db.url, &[]).await;
     let listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
                      AND query LIKE 'LISTEN%projectnil_queue_compilation_jobs%'";
@@ -530,7 +524,7 @@ async fn messages_made_visible_without_a_notification_are_consumed() {
     let compiled = client.wait_compiled(&sentinel, COMPILE_WAIT).await.unwrap();
     assert_eq!(compiled["status"], "READY", "{compiled}");
     assert_eq!(client.function(&ready).await.unwrap()["status"], "PENDING");
-    db.execute_unprepared(&hide_job(0)).await.unwrap();
+    exec(&db, &hide_job(0)).await;
     let function = client.wait_compiled(&ready, COMPILE_WAIT).await.unwrap();
     assert_eq!(function["status"], "READY", "{function}");
 }

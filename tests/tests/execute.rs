@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use futures::future::join_all;
-use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tests::fixtures::{ADD, ECHO};
-use tests::{Client, ServerOptions, TestApp, TestServer, eventually};
+use tests::{Client, ServerOptions, TestApp, TestServer, eventually, exec};
 
 /// Reads a JSON object field `n` (as i32) from the input; used by several fixtures.
 const PARSE_N: &str = r#"import { JSON } from "json-as";
@@ -233,23 +231,7 @@ async fn concurrent_executions_of_one_function_are_isolated() {
         .await
         .unwrap();
     let add = client.ready_function("add", ADD).await.unwrap();
-    let runs = (0..24).map(|i| {
-        let client = client.clone();
-        let add = add.clone();
-        async move {
-            (
-                i,
-                client
-                    .execute(&add, json!({ "a": i, "b": 1000 }))
-                    .await
-                    .unwrap(),
-            )
-        }
-    });
-    for (i, execution) in join_all(runs).await {
-        assert_eq!(execution["status"], "COMPLETED");
-        assert_eq!(execution["output"], json!({ "sum": i + 1000 }));
-    }
+    client.adds_at_once(&add, 0..24, 1000).await;
     // A global counter starts fresh in every execution.
     let first = client.execute(&counter, json!({})).await.unwrap()["output"].clone();
     let second = client.execute(&counter, json!({})).await.unwrap()["output"].clone();
@@ -362,14 +344,13 @@ async fn executions_interrupted_by_a_crash_end_failed_on_restart() {
     // Left behind by a process that died mid-execution (leases lapsed a
     // minute ago), and one that is old but still held: its lease is live, as
     // a long wait in a queue would be. Age alone never counts as a crash.
-    db.execute_unprepared(&format!(
+    let left_behind = format!(
         "INSERT INTO executions (function_id, revision, status, started_at, created_at, owner, lease_expires_at) VALUES
            ('{id}', 1, 'RUNNING', now() - interval '1 minute', now() - interval '1 minute', gen_random_uuid(), now() - interval '1 minute'),
            ('{id}', 1, 'PENDING', NULL, now() - interval '1 minute', gen_random_uuid(), now() - interval '1 minute'),
            ('{id}', 1, 'PENDING', NULL, now() - interval '1 hour', gen_random_uuid(), now() + interval '1 hour')"
-    ))
-    .await
-    .unwrap();
+    );
+    exec(&db, &left_behind).await;
     let TestApp {
         mut server,
         db: test_db,

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 use tests::fixtures::{ADD, ECHO};
 use tests::ws::{TRANSPORT_WS, WsClient};
-use tests::{Client, ServerOptions, TestApp, TestDb, TestServer, TestWorker};
+use tests::{Client, ServerOptions, TestApp, TestDb, TestServer, TestWorker, exec};
 
 /// Compiles take seconds; this is a bound for a hung test, not a expectation.
 const WAIT: Duration = Duration::from_secs(60);
@@ -128,34 +128,25 @@ async fn start_execution(client: &Client, function_id: &str, input: Value) -> St
     data["startExecution"]["id"].as_str().unwrap().to_string()
 }
 
-async fn sql(db: &DatabaseConnection, statement: String) {
-    db.execute_unprepared(&statement).await.unwrap();
-}
-
 /// A subscription without an id sends nothing until something changes, so
 /// nothing says when the server has registered it (or, after the database
 /// connections were lost, when it listens again). Announce a probe transition
 /// of `function_id` (an execution inserted as FAILED) until one comes through.
 async fn until_executions_flow(client: &mut WsClient, db: &DatabaseConnection, function_id: &str) {
     let is_probe = |event: &Value| event["execution"]["errorMessage"] == "probe";
-    until_flowing(client, is_probe, || {
-        sql(
-            db,
-            format!(
-                "INSERT INTO executions (function_id, revision, status, error_message, error_kind) VALUES ('{function_id}', 1, 'FAILED', 'probe', 'ABORT')"
-            ),
-        )
-    })
-    .await
+    let announce = format!(
+        "INSERT INTO executions (function_id, revision, status, error_message, error_kind) VALUES ('{function_id}', 1, 'FAILED', 'probe', 'ABORT')"
+    );
+    until_flowing(client, is_probe, db, &announce).await
 }
 
 /// A function of the probes' own, made in the database (so no compiler ever
 /// touches it): announced as FAILED.
 async fn probe_function(db: &DatabaseConnection) -> String {
     let id = uuid::Uuid::new_v4().to_string();
-    sql(
+    exec(
         db,
-        format!(
+        &format!(
             "INSERT INTO functions (id, name, language, source, status, compile_error)
              VALUES ('{id}', 'probe {id}', 'assemblyscript', '', 'FAILED', 'probe')"
         ),
@@ -168,28 +159,22 @@ async fn probe_function(db: &DatabaseConnection) -> String {
 /// FAILED and PENDING.
 async fn until_functions_flow(client: &mut WsClient, db: &DatabaseConnection, probe: &str) {
     let is_probe = |event: &Value| event["function"]["id"] == probe;
-    until_flowing(client, is_probe, || {
-        sql(
-            db,
-            format!(
-                "UPDATE functions SET status = CASE status WHEN 'FAILED' THEN 'PENDING'::function_status ELSE 'FAILED' END
-                 WHERE id = '{probe}'"
-            ),
-        )
-    })
-    .await
+    let announce = format!(
+        "UPDATE functions SET status = CASE status WHEN 'FAILED' THEN 'PENDING'::function_status ELSE 'FAILED' END
+         WHERE id = '{probe}'"
+    );
+    until_flowing(client, is_probe, db, &announce).await
 }
 
-async fn until_flowing<F, Fut>(
+/// Runs `announce` until `client` hears an event `is_probe` recognises.
+async fn until_flowing(
     client: &mut WsClient,
     is_probe: impl Fn(&Value) -> bool,
-    mut announce: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
+    db: &DatabaseConnection,
+    announce: &str,
+) {
     for _ in 0..60 {
-        announce().await;
+        exec(db, announce).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

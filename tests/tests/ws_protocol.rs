@@ -10,11 +10,10 @@
 
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
 use serde_json::json;
 use tests::fixtures::ADD;
 use tests::ws::{LEGACY_WS, Received, TRANSPORT_WS, WsClient};
-use tests::{ServerOptions, TestApp};
+use tests::{ServerOptions, TestApp, exec};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -58,11 +57,11 @@ async fn create_function(app: &TestApp) -> String {
 /// Moves a function on in the database, as a compiler would.
 async fn set_status(app: &TestApp, id: &str, status: &str) {
     let db = app.db.connect().await.unwrap();
-    db.execute_unprepared(&format!(
-        "UPDATE functions SET status = '{status}' WHERE id = '{id}'"
-    ))
-    .await
-    .unwrap();
+    exec(
+        &db,
+        &format!("UPDATE functions SET status = '{status}' WHERE id = '{id}'"),
+    )
+    .await;
 }
 
 const FUNCTION_EVENTS: &str = "subscription($id: UUID) { functionStatusChanged(id: $id) { previousStatus status function { id name status } } }";
