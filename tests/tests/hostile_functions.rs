@@ -1,5 +1,5 @@
-//! Every execution limit at once: a tight loop, a memory bomb and two recursion
-//! bombs run over and over while ordinary executions keep completing, and the
+//! Every execution limit at once: a tight loop, a memory bomb and a recursion
+//! bomb run over and over while ordinary executions keep completing, and the
 //! server stays healthy throughout.
 
 use serde_json::json;
