@@ -406,6 +406,12 @@ impl TestApp {
         Self::start_with(ServerOptions::default()).await
     }
 
+    /// A server that runs no compiler worker (`--no-worker`): functions stay
+    /// PENDING until a test starts a worker or writes their state itself.
+    pub async fn start_without_worker() -> anyhow::Result<Self> {
+        Self::start_with(ServerOptions::default().arg("--no-worker")).await
+    }
+
     pub async fn start_with(options: ServerOptions) -> anyhow::Result<Self> {
         let db = TestDb::not_yet_created();
         let server = TestServer::start(&db.url, options).await?;

@@ -8,9 +8,7 @@ use tests::fixtures::ADD;
 use tests::{ServerOptions, TestApp, exec};
 
 async fn app() -> TestApp {
-    TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap()
+    TestApp::start_without_worker().await.unwrap()
 }
 
 async fn app_with(options: ServerOptions) -> TestApp {

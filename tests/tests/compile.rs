@@ -342,9 +342,7 @@ async fn identical_source_hits_the_content_cache() {
 
 #[tokio::test]
 async fn poison_jobs_fail_the_function_after_the_limit() {
-    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let app = TestApp::start_without_worker().await.unwrap();
     let client = app.client();
     let id = id_of(&client.create_function("poison", ECHO).await.unwrap());
     let db = app.db.connect().await.unwrap();
@@ -469,9 +467,7 @@ async fn a_worker_killed_mid_compile_loses_nothing() {
 /// nothing: both consumers must still find it by reading now and then.
 #[tokio::test]
 async fn messages_made_visible_without_a_notification_are_consumed() {
-    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let app = TestApp::start_without_worker().await.unwrap();
     let client = app.client();
     let db = app.db.connect().await.unwrap();
 
@@ -647,9 +643,7 @@ impl Drop for Stopped {
 /// again only when every job of its last read was done.
 #[tokio::test]
 async fn a_cache_hit_does_not_wait_behind_a_compile() {
-    let server = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let server = TestApp::start_without_worker().await.unwrap();
     let client = server.client();
     // The held compile must not time out while the test looks.
     let compiling = worker(
@@ -741,9 +735,7 @@ async fn platform_failures_do_not_use_up_compile_attempts() {
 /// idle worker never takes the job and it is read once.
 #[tokio::test]
 async fn a_slow_compile_is_not_taken_by_a_second_worker() {
-    let server = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let server = TestApp::start_without_worker().await.unwrap();
     let client = server.client();
     let node = NodeWrapper::new();
     node.install("");

@@ -89,9 +89,7 @@ async fn allowed_origins_get_preflights_and_allow_headers_others_do_not() {
 
 #[tokio::test]
 async fn without_the_setting_only_the_same_origin_is_served() {
-    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let app = TestApp::start_without_worker().await.unwrap();
     let response = preflight(&app, "/graphql", ALLOWED).await;
     assert_eq!(header(&response, "access-control-allow-origin"), None);
 }

@@ -219,9 +219,7 @@ async fn waiting_backends(admin: &mut sqlx::PgConnection, db: &TestDb) -> Vec<i3
 
 #[tokio::test]
 async fn queries_cancelled_by_postgres_give_a_clear_error() {
-    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let app = TestApp::start_without_worker().await.unwrap();
     let client = app.client();
     let list = "{ functions { totalCount } }";
     let mut admin = admin().await;

@@ -431,9 +431,7 @@ async fn a_nul_character_is_a_clear_error_wherever_it_comes_from() {
 /// whole.
 #[tokio::test]
 async fn an_http2_body_without_a_length_is_held_to_the_limit() {
-    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let app = TestApp::start_without_worker().await.unwrap();
     let http = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
@@ -474,9 +472,7 @@ async fn an_http2_body_without_a_length_is_held_to_the_limit() {
 /// server reads and discards the rest (within bounds) before answering.
 #[tokio::test]
 async fn an_over_limit_body_is_answered_413_not_reset() {
-    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let app = TestApp::start_without_worker().await.unwrap();
     let http = reqwest::Client::new();
     let body = vec![b'x'; 20 * 1024 * 1024];
     for (path, content_type) in [

@@ -591,9 +591,7 @@ async fn http_triggers_run_the_deployed_revision_by_name() {
     assert_eq!(failed_execution["errorMessage"], message.as_str());
     assert_eq!(failed_execution["functionId"], thrower.as_str());
 
-    let app_without_worker = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let app_without_worker = TestApp::start_without_worker().await.unwrap();
     let idle = Rest::of(&app_without_worker);
     idle.create("waiting", ECHO).await;
     assert!(

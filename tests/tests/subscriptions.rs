@@ -34,9 +34,7 @@ const START: &str =
     "mutation($id: UUID!, $input: JSON) { startExecution(id: $id, input: $input) { id status } }";
 
 async fn app_without_worker() -> TestApp {
-    TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap()
+    TestApp::start_without_worker().await.unwrap()
 }
 
 async fn subscriber(server: &TestServer, query: &str, variables: Value) -> WsClient {

@@ -278,9 +278,7 @@ async fn rollback_refuses_failed_and_unknown_revisions() {
 
 #[tokio::test]
 async fn a_stale_expected_revision_is_a_conflict_and_changes_nothing() {
-    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let app = TestApp::start_without_worker().await.unwrap();
     let client = app.client();
     let id = id_of(
         &client
@@ -338,9 +336,7 @@ async fn a_stale_expected_revision_is_a_conflict_and_changes_nothing() {
 
 #[tokio::test]
 async fn versions_are_listed_newest_first_and_paginated() {
-    let app = TestApp::start_with(ServerOptions::default().arg("--no-worker"))
-        .await
-        .unwrap();
+    let app = TestApp::start_without_worker().await.unwrap();
     let client = app.client();
     let id = id_of(
         &client
