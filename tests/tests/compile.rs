@@ -618,6 +618,17 @@ fn children(pid: u32) -> Vec<i32> {
         .collect()
 }
 
+/// Compiles a first function (ECHO) on `worker`, so that its compiler
+/// process is up, and returns that process's pid.
+async fn compiler_after_a_first_compile(client: &tests::Client, worker: &TestWorker) -> i32 {
+    let first = id_of(&client.create_function("first", ECHO).await.unwrap());
+    let function = client.wait_compiled(&first, COMPILE_WAIT).await.unwrap();
+    assert_eq!(function["status"], "READY", "{function}");
+    let compilers = children(worker.pid().unwrap());
+    assert_eq!(compilers.len(), 1, "{compilers:?}");
+    compilers[0]
+}
+
 /// Sends SIGCONT to a process stopped by the test when dropped, so a failing
 /// test does not leave it stopped.
 struct Stopped(u32);
@@ -651,12 +662,7 @@ async fn a_cache_hit_does_not_wait_behind_a_compile() {
         &[("PROJECTNIL_COMPILE_TIMEOUT_MS", "600000")],
     )
     .await;
-    let first = id_of(&client.create_function("first", ECHO).await.unwrap());
-    let function = client.wait_compiled(&first, COMPILE_WAIT).await.unwrap();
-    assert_eq!(function["status"], "READY", "{function}");
-    let compilers = children(compiling.pid().unwrap());
-    assert_eq!(compilers.len(), 1, "{compilers:?}");
-    let stopped = Stopped::stop(compilers[0]);
+    let stopped = Stopped::stop(compiler_after_a_first_compile(&client, &compiling).await);
 
     let held = id_of(
         &client
@@ -748,14 +754,9 @@ async fn a_slow_compile_is_not_taken_by_a_second_worker() {
         ],
     )
     .await;
-    // A first compile: the worker and its compiler process are up.
-    let first = id_of(&client.create_function("first", ECHO).await.unwrap());
-    let function = client.wait_compiled(&first, COMPILE_WAIT).await.unwrap();
-    assert_eq!(function["status"], "READY", "{function}");
-    let compilers = children(slow.pid().unwrap());
-    assert_eq!(compilers.len(), 1, "{compilers:?}");
+    let compiler = compiler_after_a_first_compile(&client, &slow).await;
     node.install("sleep 30");
-    tests::signal(compilers[0] as u32, "KILL").unwrap();
+    tests::signal(compiler as u32, "KILL").unwrap();
 
     // Another source, so the content cache does not answer for it.
     let id = id_of(
